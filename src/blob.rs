@@ -1,0 +1,219 @@
+//! The content-addressed blob store: one immutable copy of each blob, keyed by digest.
+//!
+//! Bytes enter through a [`BlobWriter`], which hashes them on the way to storage and
+//! publishes them under their digest only at [`BlobWriter::commit`], after the digest
+//! and size match what the caller expected. Until then they sit in a staging area that
+//! no read can reach. A writer can [`checkpoint`](BlobWriter::checkpoint): everything
+//! written so far becomes durable and the returned [`WriterState`] lets any process
+//! resume the write later, hash state included.
+//!
+//! [`ObjectBlobStore`] implements the store over any `object_store::ObjectStore`.
+
+mod object;
+
+pub use self::object::{DEFAULT_PART_SIZE, DEFAULT_PARTS_IN_FLIGHT, ObjectBlobStore};
+
+use std::fmt;
+use std::ops::Range;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{Algorithm, Digest, DigesterState};
+use crate::error::Result;
+
+/// A stream of bytes with wharf errors, as blob reads produce and uploads consume.
+pub type ByteStream = BoxStream<'static, Result<Bytes>>;
+
+/// A stored blob's identity and logical size.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BlobInfo {
+    /// The digest of the blob's bytes.
+    pub digest: Digest,
+    /// The blob's size in bytes.
+    pub size: u64,
+}
+
+/// An open read of a blob, or of a byte range of it.
+pub struct BlobRead {
+    /// The whole blob's identity and size.
+    pub info: BlobInfo,
+    /// The byte range the stream delivers.
+    pub range: Range<u64>,
+    /// The bytes. A full read checks the digest at the end: content that does not match
+    /// ends the stream with [`ErrorKind::CorruptData`](crate::ErrorKind::CorruptData).
+    pub stream: ByteStream,
+}
+
+impl fmt::Debug for BlobRead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlobRead")
+            .field("info", &self.info)
+            .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlobRead {
+    /// Collects the whole stream into memory: for small blobs and tests.
+    pub async fn bytes(self) -> Result<Bytes> {
+        use futures::TryStreamExt;
+        let chunks: Vec<Bytes> = self.stream.try_collect().await?;
+        Ok(match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.into_iter().next().expect("one chunk"),
+            _ => chunks.concat().into(),
+        })
+    }
+}
+
+/// A staged, durable part of an unfinished write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedPart {
+    /// Object name of the part within the writer's staging area.
+    pub name: String,
+    /// Bytes in the part.
+    pub len: u64,
+}
+
+/// Everything needed to resume an unfinished write in another process: the staging area,
+/// the durable parts in order, and the hash state after them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriterState {
+    /// The staging area's id.
+    pub staging_id: String,
+    /// The running hash over every byte in `parts`.
+    pub hash: DigesterState,
+    /// The durable parts, in order.
+    pub parts: Vec<StagedPart>,
+}
+
+impl WriterState {
+    /// The state of a write that has not received a byte, staging into `staging_id`.
+    pub fn new(staging_id: &str, algorithm: Algorithm) -> Self {
+        Self {
+            staging_id: staging_id.to_owned(),
+            hash: crate::digest::Digester::new(algorithm).state(),
+            parts: Vec::new(),
+        }
+    }
+
+    /// Bytes durably written.
+    pub fn len(&self) -> u64 {
+        self.hash.len()
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.hash.is_empty()
+    }
+}
+
+/// A staging area found in storage, for expiring abandoned writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagingInfo {
+    /// The staging area's id.
+    pub staging_id: String,
+    /// When any of its parts was last written.
+    pub last_modified: SystemTime,
+}
+
+/// An unfinished write of one blob.
+#[async_trait]
+pub trait BlobWriter: Send + fmt::Debug {
+    /// Appends bytes.
+    async fn write(&mut self, data: Bytes) -> Result<()>;
+
+    /// Bytes written so far.
+    fn len(&self) -> u64;
+
+    /// Whether nothing was written so far.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Makes every byte written so far durable and returns the state that resumes the
+    /// write from exactly here ([`BlobStore::resume_writer`]).
+    async fn checkpoint(&mut self) -> Result<WriterState>;
+
+    /// Publishes the blob if its digest is `expected` and, when given, its size is
+    /// `expected_size`. On mismatch nothing is published, the staged bytes are removed and
+    /// the error is [`ErrorKind::DigestInvalid`](crate::ErrorKind::DigestInvalid) or
+    /// [`ErrorKind::SizeInvalid`](crate::ErrorKind::SizeInvalid). Committing a blob that is
+    /// already stored succeeds.
+    async fn commit(
+        self: Box<Self>,
+        expected: &Digest,
+        expected_size: Option<u64>,
+    ) -> Result<BlobInfo>;
+
+    /// Drops the write and removes what it staged.
+    async fn abort(self: Box<Self>) -> Result<()>;
+}
+
+/// A content-addressed store of immutable blobs.
+///
+/// # Contract
+///
+/// 1. A blob is readable only after a writer committed it with a matching digest and
+///    size; a mismatch publishes nothing and removes the staged bytes.
+/// 2. Committing a digest that is already stored succeeds and leaves one copy; concurrent
+///    commits of the same digest all succeed.
+/// 3. `read` returns exactly the committed bytes; a range returns exactly that slice; a
+///    range past the end is [`ErrorKind::RangeInvalid`](crate::ErrorKind::RangeInvalid);
+///    an unknown digest is [`ErrorKind::BlobUnknown`](crate::ErrorKind::BlobUnknown).
+/// 4. `stat` tells the size of a stored blob and `None` for others.
+/// 5. `delete` removes a blob (deleting an absent blob succeeds); `list` yields every
+///    stored blob once.
+/// 6. A writer checkpointed and resumed — in this or another process — produces the same
+///    blob as one written straight through; resuming never re-reads staged bytes.
+/// 7. `discard_staging` removes everything an unfinished write staged; `list_staging`
+///    shows staging areas that still hold parts.
+#[async_trait]
+pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
+    /// Starts a write hashed with `algorithm`.
+    async fn writer(&self, algorithm: Algorithm) -> Result<Box<dyn BlobWriter>>;
+
+    /// Continues a write from a checkpoint.
+    async fn resume_writer(&self, state: &WriterState) -> Result<Box<dyn BlobWriter>>;
+
+    /// Size of a stored blob, or `None`.
+    async fn stat(&self, digest: &Digest) -> Result<Option<BlobInfo>>;
+
+    /// Reads a blob, or the byte `range` of it.
+    async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<BlobRead>;
+
+    /// Removes a stored blob.
+    async fn delete(&self, digest: &Digest) -> Result<()>;
+
+    /// Every stored blob.
+    fn list(&self) -> BoxStream<'static, Result<BlobInfo>>;
+
+    /// Staging areas of unfinished writes.
+    fn list_staging(&self) -> BoxStream<'static, Result<StagingInfo>>;
+
+    /// Removes a staging area and all its parts.
+    async fn discard_staging(&self, staging_id: &str) -> Result<()>;
+}
+
+/// Conveniences over any [`BlobStore`].
+#[async_trait]
+pub trait BlobStoreExt: BlobStore {
+    /// Writes `data` as one blob, verified against `expected`.
+    async fn put_bytes(&self, expected: &Digest, data: Bytes) -> Result<BlobInfo> {
+        let mut writer = self.writer(expected.algorithm()).await?;
+        let size = data.len() as u64;
+        writer.write(data).await?;
+        writer.commit(expected, Some(size)).await
+    }
+
+    /// Reads a whole blob into memory.
+    async fn get_bytes(&self, digest: &Digest) -> Result<Bytes> {
+        self.read(digest, None).await?.bytes().await
+    }
+}
+
+impl<T: BlobStore + ?Sized> BlobStoreExt for T {}

@@ -1,0 +1,31 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+pub mod blob;
+mod digest;
+mod error;
+pub mod meta;
+mod reference;
+mod registry;
+mod upload;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use crate::blob::{
+    BlobInfo, BlobRead, BlobStore, BlobStoreExt, BlobWriter, ByteStream, ObjectBlobStore,
+    StagedPart, StagingInfo, WriterState,
+};
+pub use crate::digest::{Algorithm, Digest, Digester, DigesterState};
+pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::meta::{
+    Entry, Expect, MemoryMetaStore, MetaStore, ObjectMetaStore, RedbMetaStore, Version, Versioned,
+};
+pub use crate::reference::{MAX_REPO_NAME_LEN, MAX_TAG_LEN, Reference, RepoName, Tag};
+pub use crate::registry::{
+    DEFAULT_UPLOAD_EXPIRY, DenyMountByDigest, MountPolicy, Registry, RegistryBuilder,
+};
+pub use crate::upload::{ExpiryReport, UploadId, UploadStatus};
+
+/// Re-exported so embedders name the same `object_store` types wharf uses.
+pub use object_store;

@@ -1,0 +1,183 @@
+//! The metadata store: a versioned key-value store with compare-and-swap.
+//!
+//! Tags, repository links and upload sessions live here. Every write states what it
+//! expects to find ([`Expect`]), so concurrent writers cannot overwrite each other
+//! unnoticed: the loser gets [`ErrorKind::Conflict`](crate::ErrorKind::Conflict) and re-reads.
+//!
+//! Implementations: [`MemoryMetaStore`] (tests), [`RedbMetaStore`] (the embedded
+//! single-machine default) and [`ObjectMetaStore`] (any `ObjectStore` with conditional
+//! writes: S3, GCS, Azure, `InMemory`).
+
+mod memory;
+mod object;
+mod redb;
+
+pub use self::memory::MemoryMetaStore;
+pub use self::object::ObjectMetaStore;
+pub use self::redb::RedbMetaStore;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// The version of a stored value.
+///
+/// Every successful write gives the key a new version; a store never hands out the same
+/// version twice for one key, not even after a delete and re-create, so a
+/// compare-and-swap cannot be fooled by a value that changed and changed back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Version(u64);
+
+impl Version {
+    /// A version from its number (as returned by [`Version::get`]).
+    pub fn new(n: u64) -> Self {
+        Self(n)
+    }
+
+    /// The version's number; larger is newer for the same key.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}", self.0)
+    }
+}
+
+/// What a write expects to find before it applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Apply whatever is there.
+    Any,
+    /// Apply only if the key does not exist.
+    Absent,
+    /// Apply only if the key exists at exactly this version.
+    Version(Version),
+}
+
+/// A value with its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    /// The version the value was read at.
+    pub version: Version,
+    /// The value.
+    pub value: Bytes,
+}
+
+/// One entry of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The key.
+    pub key: String,
+    /// The version the value was read at.
+    pub version: Version,
+    /// The value.
+    pub value: Bytes,
+}
+
+/// Longest key accepted, in bytes. Keys are built by wharf from validated names; the
+/// bound keeps every implementation's encoding within its backend's limits.
+pub const MAX_KEY_LEN: usize = 480;
+
+/// A versioned key-value store with compare-and-swap.
+///
+/// # Contract
+///
+/// 1. `get` of a missing key is `None`; after `put` it returns the value and the version
+///    `put` returned.
+/// 2. `put` with [`Expect::Absent`] fails with `Conflict` if the key exists; with
+///    [`Expect::Version`] it fails with `Conflict` unless the key exists at that version;
+///    [`Expect::Any`] always applies. A failed write changes nothing.
+/// 3. Every successful write returns a version never seen before for that key, including
+///    after a delete and re-create.
+/// 4. `delete` follows the same expectations; deleting a missing key with
+///    [`Expect::Any`] succeeds, with [`Expect::Version`] it is `Conflict`.
+/// 5. `list_keys` returns keys starting with `prefix`, strictly after `start_after` when
+///    given, in ascending byte order, at most `limit` of them; deleted keys never appear.
+/// 6. Of many concurrent `put`s with the same expectation, exactly one succeeds.
+/// 7. Keys are non-empty UTF-8 of at most [`MAX_KEY_LEN`] bytes; values may be empty.
+#[async_trait]
+pub trait MetaStore: Send + Sync + fmt::Debug + 'static {
+    /// Reads a key.
+    async fn get(&self, key: &str) -> Result<Option<Versioned>>;
+
+    /// Writes a key if `expect` holds; returns the new version.
+    async fn put(&self, key: &str, value: Bytes, expect: Expect) -> Result<Version>;
+
+    /// Deletes a key if `expect` holds.
+    async fn delete(&self, key: &str, expect: Expect) -> Result<()>;
+
+    /// Keys with `prefix`, after `start_after`, ascending, at most `limit`.
+    async fn list_keys(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>>;
+
+    /// Entries with `prefix`, after `start_after`, ascending, at most `limit`.
+    ///
+    /// The default reads each listed key; a key deleted in between is skipped.
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Entry>> {
+        let keys = self.list_keys(prefix, start_after, limit).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(Versioned { version, value }) = self.get(&key).await? {
+                out.push(Entry {
+                    key,
+                    version,
+                    value,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Checks a key against contract point 7.
+pub(crate) fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "metadata key must be 1 to {MAX_KEY_LEN} bytes, found {}",
+                key.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The error for a compare-and-swap that did not hold.
+pub(crate) fn conflict(key: &str, expect: Expect, found: Option<Version>) -> Error {
+    let expected = match expect {
+        Expect::Any => "anything".to_owned(),
+        Expect::Absent => "no value".to_owned(),
+        Expect::Version(v) => v.to_string(),
+    };
+    let found = found.map_or_else(|| "no value".to_owned(), |v| v.to_string());
+    Error::new(
+        ErrorKind::Conflict,
+        format!("metadata key {key:?} changed: expected {expected}, found {found}"),
+    )
+}
+
+/// Whether `expect` holds against the current version of a key.
+pub(crate) fn expectation_holds(expect: Expect, current: Option<Version>) -> bool {
+    match (expect, current) {
+        (Expect::Any, _) => true,
+        (Expect::Absent, None) => true,
+        (Expect::Version(want), Some(have)) => want == have,
+        _ => false,
+    }
+}

@@ -1,0 +1,227 @@
+//! The embedded metadata store on redb: the single-machine default.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{Entry, Expect, MetaStore, Version, Versioned, check_key, conflict, expectation_holds};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Values, each stored as its 8-byte little-endian version followed by the value bytes.
+const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("wharf_meta");
+/// One counter for all keys, so versions never repeat, even across delete and re-create.
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("wharf_meta_counters");
+const LAST_VERSION: &str = "last_version";
+
+/// A [`MetaStore`] in one redb database file: ACID, crash-safe, one writer at a time.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use wharf::{Expect, MetaStore, RedbMetaStore};
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = RedbMetaStore::open(dir.path().join("meta.redb"))?;
+/// store.put("tags/app/latest", "sha256:…".into(), Expect::Absent).await?;
+/// assert_eq!(store.list_keys("tags/app/", None, 10).await?, ["tags/app/latest"]);
+/// # Ok::<(), wharf::Error>(()) }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct RedbMetaStore {
+    db: Arc<Database>,
+}
+
+fn db_error(context: &str, err: impl Into<redb::Error>) -> Error {
+    let err: redb::Error = err.into();
+    Error::new(
+        ErrorKind::Storage,
+        format!("metadata database: {context}: {err}"),
+    )
+    .with_source(err)
+}
+
+fn decode(key: &str, raw: &[u8]) -> Result<Versioned> {
+    if raw.len() < 8 {
+        return Err(Error::new(
+            ErrorKind::CorruptData,
+            format!(
+                "metadata key {key:?}: stored record is {} bytes, shorter than its header",
+                raw.len()
+            ),
+        ));
+    }
+    let (version, value) = raw.split_at(8);
+    Ok(Versioned {
+        version: Version(u64::from_le_bytes(version.try_into().expect("8 bytes"))),
+        value: Bytes::copy_from_slice(value),
+    })
+}
+
+impl RedbMetaStore {
+    /// Opens the database at `path`, creating it if it does not exist.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let db = Database::create(path)
+            .map_err(|e| db_error(&format!("opening {}", path.display()), e))?;
+        // Create the tables up front so read transactions never meet a missing table.
+        let txn = db.begin_write().map_err(|e| db_error("begin", e))?;
+        txn.open_table(ENTRIES)
+            .map_err(|e| db_error("open table", e))?;
+        txn.open_table(COUNTERS)
+            .map_err(|e| db_error("open table", e))?;
+        txn.commit().map_err(|e| db_error("commit", e))?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Database) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || work(&db))
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Storage,
+                    format!("metadata database task failed: {e}"),
+                )
+            })?
+    }
+
+    /// Applies a write (`Some(value)`) or delete (`None`) under `expect`, in one transaction.
+    async fn write(&self, key: &str, value: Option<Bytes>, expect: Expect) -> Result<Version> {
+        check_key(key)?;
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(|e| db_error("begin", e))?;
+            let version = {
+                let mut entries = txn
+                    .open_table(ENTRIES)
+                    .map_err(|e| db_error("open table", e))?;
+                let current = match entries.get(key.as_str()).map_err(|e| db_error("get", e))? {
+                    Some(raw) => Some(decode(&key, raw.value())?.version),
+                    None => None,
+                };
+                if !expectation_holds(expect, current) {
+                    return Err(conflict(&key, expect, current));
+                }
+                match value {
+                    Some(value) => {
+                        let mut counters = txn
+                            .open_table(COUNTERS)
+                            .map_err(|e| db_error("open table", e))?;
+                        let last = counters
+                            .get(LAST_VERSION)
+                            .map_err(|e| db_error("get", e))?
+                            .map_or(0, |v| v.value());
+                        let version = Version(last + 1);
+                        counters
+                            .insert(LAST_VERSION, version.0)
+                            .map_err(|e| db_error("insert", e))?;
+                        let mut record = Vec::with_capacity(8 + value.len());
+                        record.extend_from_slice(&version.0.to_le_bytes());
+                        record.extend_from_slice(&value);
+                        entries
+                            .insert(key.as_str(), record.as_slice())
+                            .map_err(|e| db_error("insert", e))?;
+                        version
+                    }
+                    None => {
+                        entries
+                            .remove(key.as_str())
+                            .map_err(|e| db_error("remove", e))?;
+                        current.unwrap_or(Version(0))
+                    }
+                }
+            };
+            txn.commit().map_err(|e| db_error("commit", e))?;
+            Ok(version)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl MetaStore for RedbMetaStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>> {
+        check_key(key)?;
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(|e| db_error("begin read", e))?;
+            let entries = txn
+                .open_table(ENTRIES)
+                .map_err(|e| db_error("open table", e))?;
+            match entries.get(key.as_str()).map_err(|e| db_error("get", e))? {
+                Some(raw) => decode(&key, raw.value()).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, value: Bytes, expect: Expect) -> Result<Version> {
+        self.write(key, Some(value), expect).await
+    }
+
+    async fn delete(&self, key: &str, expect: Expect) -> Result<()> {
+        self.write(key, None, expect).await.map(drop)
+    }
+
+    async fn list_keys(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        Ok(self
+            .list(prefix, start_after, limit)
+            .await?
+            .into_iter()
+            .map(|e| e.key)
+            .collect())
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Entry>> {
+        let prefix = prefix.to_owned();
+        let start_after = start_after.map(str::to_owned);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(|e| db_error("begin read", e))?;
+            let entries = txn
+                .open_table(ENTRIES)
+                .map_err(|e| db_error("open table", e))?;
+            let lower = match start_after.as_deref() {
+                Some(after) if after >= prefix.as_str() => Bound::Excluded(after),
+                _ => Bound::Included(prefix.as_str()),
+            };
+            let range = entries
+                .range::<&str>((lower, Bound::Unbounded))
+                .map_err(|e| db_error("range", e))?;
+            let mut out = Vec::new();
+            for item in range {
+                if out.len() >= limit {
+                    break;
+                }
+                let (key, raw) = item.map_err(|e| db_error("range", e))?;
+                let key = key.value();
+                if !key.starts_with(prefix.as_str()) {
+                    break;
+                }
+                let Versioned { version, value } = decode(key, raw.value())?;
+                out.push(Entry {
+                    key: key.to_owned(),
+                    version,
+                    value,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

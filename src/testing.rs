@@ -1,0 +1,16 @@
+//! Conformance suites and test doubles, behind the `testing` feature.
+//!
+//! Every implementation of a wharf trait runs the suite for that trait:
+//! [`meta_store::all`] for a [`MetaStore`](crate::MetaStore), [`blob_store::all`] for a
+//! [`BlobStore`](crate::BlobStore). The suites check the points of the trait's
+//! `# Contract` section, panic with a message naming the point that failed, and keep
+//! their data under fresh random keys so they can run against a shared bucket.
+//!
+//! [`FaultyStore`] wraps an `ObjectStore` and fails one operation, or every operation
+//! from one on ("a crash"), to prove that no failure leaves a partial blob visible.
+
+pub mod blob_store;
+mod faulty_store;
+pub mod meta_store;
+
+pub use self::faulty_store::{FaultMode, FaultyStore};

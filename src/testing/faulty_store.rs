@@ -1,0 +1,258 @@
+//! An `ObjectStore` wrapper that injects failures at a chosen operation.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, UploadPart,
+};
+
+/// How a [`FaultyStore`] fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultMode {
+    /// Only the chosen operation fails; later ones succeed (a transient error).
+    FailOnce,
+    /// The chosen operation and every later one fail, as if the process died there.
+    Crash,
+}
+
+/// Wraps an `ObjectStore` and fails operation number `fail_at` (counting from 0) and,
+/// in [`FaultMode::Crash`], everything after it. Every call that reaches the backend
+/// counts: puts, each multipart part and completion, gets, heads, lists, deletes, copies
+/// and renames. A failed operation does nothing.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use object_store::{ObjectStoreExt, memory::InMemory, path::Path};
+/// use wharf::testing::{FaultMode, FaultyStore};
+///
+/// let store = FaultyStore::new(Arc::new(InMemory::new()));
+/// store.arm(1, FaultMode::Crash);
+/// assert!(store.put(&Path::from("a"), "x".into()).await.is_ok()); // operation 0
+/// assert!(store.put(&Path::from("b"), "x".into()).await.is_err()); // 1: the crash
+/// assert!(store.get(&Path::from("a")).await.is_err()); // dead from here on
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct FaultyStore {
+    inner: Arc<dyn ObjectStore>,
+    state: Arc<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    ops: AtomicUsize,
+    fail_at: AtomicUsize,
+    crash: std::sync::atomic::AtomicBool,
+}
+
+impl FaultyStore {
+    /// Wraps `inner`, with no fault armed.
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            inner,
+            state: Arc::new(State {
+                ops: AtomicUsize::new(0),
+                fail_at: AtomicUsize::new(usize::MAX),
+                crash: false.into(),
+            }),
+        }
+    }
+
+    /// Arms a fault at operation `fail_at`, counting from the operations done so far
+    /// reset to zero.
+    pub fn arm(&self, fail_at: usize, mode: FaultMode) {
+        self.state.ops.store(0, Ordering::SeqCst);
+        self.state
+            .crash
+            .store(mode == FaultMode::Crash, Ordering::SeqCst);
+        self.state.fail_at.store(fail_at, Ordering::SeqCst);
+    }
+
+    /// Disarms: every operation succeeds again (the "restarted process").
+    pub fn disarm(&self) {
+        self.state.fail_at.store(usize::MAX, Ordering::SeqCst);
+    }
+
+    /// Operations counted since the last [`FaultyStore::arm`] (or creation).
+    pub fn operations(&self) -> usize {
+        self.state.ops.load(Ordering::SeqCst)
+    }
+
+    /// Whether an armed fault has fired.
+    pub fn fired(&self) -> bool {
+        self.operations() > self.state.fail_at.load(Ordering::SeqCst)
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner
+    }
+
+    fn check(&self, what: &str) -> object_store::Result<()> {
+        self.state.check(what)
+    }
+}
+
+impl State {
+    fn check(&self, what: &str) -> object_store::Result<()> {
+        let n = self.ops.fetch_add(1, Ordering::SeqCst);
+        let fail_at = self.fail_at.load(Ordering::SeqCst);
+        let crashed = self.crash.load(Ordering::SeqCst) && n > fail_at;
+        if n == fail_at || crashed {
+            return Err(object_store::Error::Generic {
+                store: "FaultyStore",
+                source: format!("injected fault at operation {n} ({what})").into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for FaultyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultyStore({:?})", self.inner)
+    }
+}
+
+impl fmt::Display for FaultyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultyStore({})", self.inner)
+    }
+}
+
+#[derive(Debug)]
+struct FaultyUpload {
+    inner: Box<dyn MultipartUpload>,
+    state: Arc<State>,
+}
+
+#[async_trait]
+impl MultipartUpload for FaultyUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        match self.state.check("put_part") {
+            Ok(()) => self.inner.put_part(data),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        self.state.check("complete")?;
+        self.inner.complete().await
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.state.check("abort")?;
+        self.inner.abort().await
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FaultyStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.check("put")?;
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.check("put_multipart")?;
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(FaultyUpload {
+            inner,
+            state: self.state.clone(),
+        }))
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.check("get")?;
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        self.check("get_ranges")?;
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        let state = self.state.clone();
+        let checked = locations
+            .map(move |l| {
+                state.check("delete")?;
+                l
+            })
+            .boxed();
+        self.inner.delete_stream(checked)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        match self.check("list") {
+            Ok(()) => self.inner.list(prefix),
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        }
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        match self.check("list") {
+            Ok(()) => self.inner.list_with_offset(prefix, offset),
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        }
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.check("list")?;
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.check("copy")?;
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: RenameOptions,
+    ) -> object_store::Result<()> {
+        self.check("rename")?;
+        self.inner.rename_opts(from, to, options).await
+    }
+}

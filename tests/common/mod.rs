@@ -1,0 +1,41 @@
+//! Shared test setup: the S3-compatible server that `scripts/test` starts.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+
+/// The S3 store named by `WHARF_S3_ENDPOINT` and `WHARF_S3_BUCKET`, each call under a fresh
+/// prefix. `None` when the variables are unset; under CI that is a failure, not a skip.
+pub(crate) fn s3_store() -> Option<Arc<dyn ObjectStore>> {
+    let Ok(endpoint) = std::env::var("WHARF_S3_ENDPOINT") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the S3 tests: start the server with scripts/test"
+        );
+        eprintln!("WHARF_S3_ENDPOINT unset: skipping S3 (run scripts/test to include it)");
+        return None;
+    };
+    let bucket = std::env::var("WHARF_S3_BUCKET").unwrap_or_else(|_| "wharf-test".into());
+    let s3 = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_allow_http(true)
+        .with_bucket_name(bucket)
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .build()
+        .expect("S3 store configuration");
+    let prefix = format!(
+        "run-{}",
+        std::process::id() as u64 * 1_000_000 + fastrand_u32() as u64
+    );
+    Some(Arc::new(object_store::prefix::PrefixStore::new(s3, prefix)))
+}
+
+fn fastrand_u32() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    t.subsec_nanos() ^ (t.as_secs() as u32).rotate_left(7)
+}
