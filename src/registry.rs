@@ -217,7 +217,9 @@ impl Registry {
         })?;
         let fs = LocalFileSystem::new_with_prefix(&blob_dir)
             .map_err(|e| Error::storage(format!("opening {}", blob_dir.display()), e))?
-            .with_automatic_cleanup(true);
+            .with_automatic_cleanup(true)
+            // A published blob must survive power loss, not only a process crash.
+            .with_fsync(true);
         Self::builder()
             .object_store(Arc::new(fs))
             .meta_store(Arc::new(RedbMetaStore::open(dir.join("meta.redb"))?))

@@ -11,6 +11,7 @@
 
 pub mod blob_store;
 mod faulty_store;
+pub mod fuzz;
 pub mod meta_store;
 
 pub use self::faulty_store::{FaultMode, FaultyStore};

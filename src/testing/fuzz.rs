@@ -1,0 +1,60 @@
+//! Bodies of the fuzz targets in `fuzz/`, shared with the stable test that replays their
+//! corpus, so CI exercises every input the fuzzer kept.
+
+use crate::digest::{Algorithm, Digest, Digester};
+use crate::reference::{Reference, RepoName, Tag};
+
+/// Digest parsing: accepted text is canonical and round-trips; rejected text is
+/// `DigestInvalid`; a digester fed the bytes in two pieces equals one shot.
+pub fn parse_digest(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        match text.parse::<Digest>() {
+            Ok(d) => {
+                assert_eq!(d.as_str(), text);
+                assert_eq!(d.hex().len(), d.algorithm().hex_len());
+                assert!(!text.contains('/') && !text.contains(".."));
+                assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
+            }
+            Err(e) => assert_eq!(e.kind(), crate::ErrorKind::DigestInvalid),
+        }
+    }
+    let cut = data.first().map_or(0, |&b| usize::from(b)).min(data.len());
+    let mut digester = Digester::new(Algorithm::Sha256);
+    digester.update(&data[..cut]);
+    let mut resumed = Digester::resume(&digester.state()).unwrap();
+    resumed.update(&data[cut..]);
+    assert_eq!(resumed.finish(), Digest::of(Algorithm::Sha256, data));
+}
+
+/// Name, tag and reference parsing: accepted values round-trip and are safe as storage
+/// path segments; rejected ones carry the matching error kind.
+pub fn parse_names(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match text.parse::<RepoName>() {
+        Ok(name) => {
+            assert_eq!(name.as_str(), text);
+            assert!(!text.starts_with('/') && !text.ends_with('/'));
+            assert!(
+                text.split('/')
+                    .all(|c| !c.is_empty() && c != "." && c != "..")
+            );
+            assert!(
+                text.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-/".contains(&c))
+            );
+        }
+        Err(e) => assert_eq!(e.kind(), crate::ErrorKind::NameInvalid),
+    }
+    match text.parse::<Tag>() {
+        Ok(tag) => {
+            assert_eq!(tag.as_str(), text);
+            assert!(!text.contains('/') && !text.starts_with('.') && text.len() <= 128);
+        }
+        Err(e) => assert_eq!(e.kind(), crate::ErrorKind::TagInvalid),
+    }
+    if let Ok(reference) = text.parse::<Reference>() {
+        assert_eq!(reference.to_string(), text);
+    }
+}
