@@ -9,6 +9,7 @@
 //!
 //! [`ObjectBlobStore`] implements the store over any `object_store::ObjectStore`.
 
+mod hashing;
 mod object;
 
 pub use self::object::{DEFAULT_PART_SIZE, DEFAULT_PARTS_IN_FLIGHT, ObjectBlobStore};

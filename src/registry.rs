@@ -8,26 +8,33 @@ use std::fmt;
 use std::ops::Range;
 use std::path::Path as FsPath;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use serde::{Deserialize, Serialize};
 
-use crate::blob::{
-    BlobInfo, BlobRead, BlobStore, BlobWriter, ByteStream, ObjectBlobStore, WriterState,
-};
-use crate::digest::{Algorithm, Digest};
+use crate::blob::{BlobInfo, BlobRead, BlobStore, ByteStream, ObjectBlobStore};
+use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::{Expect, MemoryMetaStore, MetaStore, RedbMetaStore};
 use crate::reference::RepoName;
-use crate::upload::{ExpiryReport, SessionRecord, UploadId, UploadStatus, now_millis, to_millis};
+use crate::upload::{OpenWriters, now_millis};
+
+mod uploads;
 
 /// Default age after which an upload session with no activity is expired.
 pub const DEFAULT_UPLOAD_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Default number of bytes an upload receives between checkpoints: uploads smaller than
+/// this finish as a single staged part, published by a rename.
+pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 256 << 20;
+
+/// Default number of upload writers kept open in one process between chunks.
+pub const DEFAULT_MAX_OPEN_UPLOADS: usize = 16;
 
 /// Decides whether a blob may be mounted into a repository by digest alone, without the
 /// caller naming a source repository it can read.
@@ -66,12 +73,6 @@ fn link_prefix(repo: &RepoName) -> String {
     format!("link/{repo}@")
 }
 
-fn upload_key(id: &UploadId) -> String {
-    format!("upload/{id}")
-}
-
-const UPLOAD_PREFIX: &str = "upload/";
-
 /// An OCI registry's storage: repositories of linked blobs over one content-addressed
 /// store, and resumable uploads.
 ///
@@ -109,6 +110,9 @@ struct Inner {
     meta: Arc<dyn MetaStore>,
     mount_policy: Arc<dyn MountPolicy>,
     upload_expiry: Duration,
+    checkpoint_interval: u64,
+    max_open_uploads: usize,
+    open_writers: OpenWriters,
 }
 
 impl fmt::Debug for Registry {
@@ -128,6 +132,8 @@ pub struct RegistryBuilder {
     meta: Option<Arc<dyn MetaStore>>,
     mount_policy: Option<Arc<dyn MountPolicy>>,
     upload_expiry: Option<Duration>,
+    checkpoint_interval: Option<u64>,
+    max_open_uploads: Option<usize>,
 }
 
 impl fmt::Debug for RegistryBuilder {
@@ -167,6 +173,24 @@ impl RegistryBuilder {
         self
     }
 
+    /// Sets how many bytes an upload receives between checkpoints (default
+    /// [`DEFAULT_CHECKPOINT_INTERVAL`]). Bytes since the last checkpoint live in the
+    /// process that received them until it checkpoints or [`Registry::flush_uploads`];
+    /// `0` makes every chunk durable before it is acknowledged, at the cost of one staged
+    /// part per chunk and a join of the parts when the upload finishes.
+    pub fn checkpoint_interval(mut self, bytes: u64) -> Self {
+        self.checkpoint_interval = Some(bytes);
+        self
+    }
+
+    /// Sets how many upload writers stay open in this process between chunks (default
+    /// [`DEFAULT_MAX_OPEN_UPLOADS`]); beyond it the least recently used are checkpointed
+    /// and closed. Each open writer may hold up to one part of buffered bytes.
+    pub fn max_open_uploads(mut self, count: usize) -> Self {
+        self.max_open_uploads = Some(count);
+        self
+    }
+
     /// Builds the registry; both stores must be set.
     pub fn build(self) -> Result<Registry> {
         let missing = |what: &str| {
@@ -183,6 +207,11 @@ impl RegistryBuilder {
                     .mount_policy
                     .unwrap_or_else(|| Arc::new(DenyMountByDigest)),
                 upload_expiry: self.upload_expiry.unwrap_or(DEFAULT_UPLOAD_EXPIRY),
+                checkpoint_interval: self
+                    .checkpoint_interval
+                    .unwrap_or(DEFAULT_CHECKPOINT_INTERVAL),
+                max_open_uploads: self.max_open_uploads.unwrap_or(DEFAULT_MAX_OPEN_UPLOADS),
+                open_writers: OpenWriters::default(),
             }),
         })
     }
@@ -405,294 +434,15 @@ impl Registry {
             .await?;
         keys.iter().map(|k| k[prefix.len()..].parse()).collect()
     }
-
-    // ---- upload sessions ----
-
-    /// Starts an upload session into `repo`.
-    pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadStatus> {
-        let id = UploadId::generate();
-        // The session's staging area is named by its id; nothing is staged until the
-        // first append.
-        let writer_state = WriterState::new(id.as_str(), Algorithm::Sha256);
-        let now = now_millis();
-        let record = SessionRecord {
-            repo: repo.clone(),
-            started_at_ms: now,
-            updated_at_ms: now,
-            writer: writer_state,
-        };
-        self.inner
-            .meta
-            .put(&upload_key(&id), encode(&record)?, Expect::Absent)
-            .await?;
-        Ok(record.status(&id))
-    }
-
-    async fn session(
-        &self,
-        repo: &RepoName,
-        id: &UploadId,
-    ) -> Result<(SessionRecord, crate::meta::Version)> {
-        let unknown = || {
-            Error::new(
-                ErrorKind::BlobUploadUnknown,
-                format!("upload {id} is not open in repository {repo}"),
-            )
-        };
-        let stored = self
-            .inner
-            .meta
-            .get(&upload_key(id))
-            .await?
-            .ok_or_else(unknown)?;
-        let record: SessionRecord = decode(&stored.value, &upload_key(id))?;
-        if &record.repo != repo {
-            return Err(unknown());
-        }
-        Ok((record, stored.version))
-    }
-
-    /// Where an upload session stands.
-    pub async fn upload_status(&self, repo: &RepoName, id: &UploadId) -> Result<UploadStatus> {
-        Ok(self.session(repo, id).await?.0.status(id))
-    }
-
-    /// Appends a chunk that starts at `offset`, streamed from `body`.
-    ///
-    /// A chunk at any offset but the current one is [`ErrorKind::RangeInvalid`] carrying
-    /// the current offset; the session stays usable. If `body` fails midway, the bytes
-    /// received before the failure are kept, so the client can resume after them.
-    pub async fn append_upload_stream(
-        &self,
-        repo: &RepoName,
-        id: &UploadId,
-        offset: u64,
-        mut body: ByteStream,
-    ) -> Result<UploadStatus> {
-        let (record, version) = self.session(repo, id).await?;
-        let current = record.writer.len();
-        if offset != current {
-            return Err(Error::range_invalid(
-                format!("upload {id} in {repo} is at offset {current}, chunk starts at {offset}"),
-                current,
-            ));
-        }
-        let mut writer = self.inner.blobs.resume_writer(&record.writer).await?;
-        let mut body_error = None;
-        while let Some(chunk) = body.next().await {
-            match chunk {
-                Ok(chunk) => {
-                    // On failure the unfinished part is abandoned; the session still holds
-                    // its last checkpoint and the staging area is swept with it.
-                    writer.write(chunk).await?;
-                }
-                Err(e) => {
-                    body_error = Some(e);
-                    break;
-                }
-            }
-        }
-        let state = writer.checkpoint().await?;
-        let updated = SessionRecord {
-            updated_at_ms: now_millis(),
-            writer: state,
-            ..record
-        };
-        match self
-            .inner
-            .meta
-            .put(&upload_key(id), encode(&updated)?, Expect::Version(version))
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::Conflict => {
-                // Another append or a finish got there first; our part stays unreferenced
-                // in the staging area and goes with it.
-                let now = self.session(repo, id).await?.0.writer.len();
-                return Err(Error::range_invalid(
-                    format!("upload {id} in {repo} moved on concurrently; it is at offset {now}"),
-                    now,
-                ));
-            }
-            Err(e) => return Err(e),
-        }
-        match body_error {
-            Some(e) => Err(e),
-            None => Ok(updated.status(id)),
-        }
-    }
-
-    /// [`Registry::append_upload_stream`] for a chunk in memory.
-    pub async fn append_upload(
-        &self,
-        repo: &RepoName,
-        id: &UploadId,
-        offset: u64,
-        chunk: Bytes,
-    ) -> Result<UploadStatus> {
-        self.append_upload_stream(
-            repo,
-            id,
-            offset,
-            futures::stream::once(async { Ok(chunk) }).boxed(),
-        )
-        .await
-    }
-
-    /// Finishes an upload: appends `last_chunk` if given, verifies the whole blob against
-    /// `digest`, publishes it and links it into `repo`. The session ends either way: a
-    /// mismatch removes the staged bytes and is [`ErrorKind::DigestInvalid`].
-    pub async fn finish_upload(
-        &self,
-        repo: &RepoName,
-        id: &UploadId,
-        digest: &Digest,
-        last_chunk: Option<Bytes>,
-    ) -> Result<BlobInfo> {
-        let last = last_chunk.map(|c| futures::stream::once(async { Ok(c) }).boxed());
-        self.finish_upload_stream(repo, id, digest, last).await
-    }
-
-    /// [`Registry::finish_upload`] with the last chunk streamed.
-    pub async fn finish_upload_stream(
-        &self,
-        repo: &RepoName,
-        id: &UploadId,
-        digest: &Digest,
-        last_chunk: Option<ByteStream>,
-    ) -> Result<BlobInfo> {
-        let (record, _) = self.session(repo, id).await?;
-        let mut writer = self.inner.blobs.resume_writer(&record.writer).await?;
-        if let Some(mut body) = last_chunk {
-            while let Some(chunk) = body.next().await {
-                match chunk {
-                    Ok(chunk) => writer.write(chunk).await?,
-                    Err(e) => {
-                        // Keep what arrived, as an append would; the session stays open.
-                        drop(self.persist_partial(repo, id, writer).await);
-                        return Err(e);
-                    }
-                }
-            }
-        }
-        let committed = writer.commit(digest, None).await;
-        if let Ok(info) = &committed {
-            self.link(repo, info).await?;
-        }
-        // The session is over whether the digest matched or not.
-        self.inner.meta.delete(&upload_key(id), Expect::Any).await?;
-        committed
-    }
-
-    async fn persist_partial(
-        &self,
-        repo: &RepoName,
-        id: &UploadId,
-        mut writer: Box<dyn BlobWriter>,
-    ) -> Result<()> {
-        let (record, version) = self.session(repo, id).await?;
-        let state = writer.checkpoint().await?;
-        let updated = SessionRecord {
-            updated_at_ms: now_millis(),
-            writer: state,
-            ..record
-        };
-        self.inner
-            .meta
-            .put(&upload_key(id), encode(&updated)?, Expect::Version(version))
-            .await
-            .map(drop)
-    }
-
-    /// Cancels an upload session and removes what it staged.
-    pub async fn cancel_upload(&self, repo: &RepoName, id: &UploadId) -> Result<()> {
-        let (_, version) = self.session(repo, id).await?;
-        self.inner
-            .meta
-            .delete(&upload_key(id), Expect::Version(version))
-            .await?;
-        self.inner.blobs.discard_staging(id.as_str()).await
-    }
-
-    /// Removes upload sessions idle for longer than the configured expiry, and staging
-    /// areas that no session owns (left by crashes) that are as old. Safe to run while
-    /// uploads go on: a session is removed only by compare-and-swap against the state
-    /// that was judged idle.
-    pub async fn expire_uploads(&self) -> Result<ExpiryReport> {
-        self.expire_uploads_older_than(self.inner.upload_expiry)
-            .await
-    }
-
-    /// [`Registry::expire_uploads`] with an explicit age.
-    pub async fn expire_uploads_older_than(&self, age: Duration) -> Result<ExpiryReport> {
-        let cutoff = to_millis(
-            SystemTime::now()
-                .checked_sub(age)
-                .unwrap_or(SystemTime::UNIX_EPOCH),
-        );
-        let mut report = ExpiryReport::default();
-        let mut after: Option<String> = None;
-        let mut live = std::collections::HashSet::new();
-        loop {
-            let page = self
-                .inner
-                .meta
-                .list(UPLOAD_PREFIX, after.as_deref(), 500)
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.key.clone());
-            for entry in page {
-                let id = &entry.key[UPLOAD_PREFIX.len()..];
-                // A damaged record cannot be resumed: it counts as idle.
-                let idle = decode::<SessionRecord>(&entry.value, &entry.key)
-                    .map_or(true, |r| r.updated_at_ms <= cutoff);
-                if !idle {
-                    live.insert(id.to_owned());
-                    continue;
-                }
-                match self
-                    .inner
-                    .meta
-                    .delete(&entry.key, Expect::Version(entry.version))
-                    .await
-                {
-                    Ok(()) => {
-                        self.inner.blobs.discard_staging(id).await?;
-                        report.sessions += 1;
-                    }
-                    // It moved on since we looked: not idle.
-                    Err(e) if e.kind() == ErrorKind::Conflict => {
-                        live.insert(id.to_owned());
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        let areas: Vec<_> = self.inner.blobs.list_staging().try_collect().await?;
-        for area in areas {
-            if live.contains(&area.staging_id) || to_millis(area.last_modified) > cutoff {
-                continue;
-            }
-            // Re-check: a session may have started since the listing above.
-            if let Ok(id) = area.staging_id.parse::<UploadId>()
-                && self.inner.meta.get(&upload_key(&id)).await?.is_some()
-            {
-                continue;
-            }
-            self.inner.blobs.discard_staging(&area.staging_id).await?;
-            report.orphaned_staging += 1;
-        }
-        Ok(report)
-    }
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Bytes> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Bytes> {
     serde_json::to_vec(value)
         .map(Bytes::from)
         .map_err(|e| Error::new(ErrorKind::Storage, format!("encoding metadata: {e}")))
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(raw: &[u8], key: &str) -> Result<T> {
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(raw: &[u8], key: &str) -> Result<T> {
     serde_json::from_slice(raw).map_err(|e| {
         Error::new(
             ErrorKind::CorruptData,

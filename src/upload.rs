@@ -146,3 +146,92 @@ pub struct ExpiryReport {
     /// Staging areas without a session (left by a crash) that were removed.
     pub orphaned_staging: usize,
 }
+
+/// An upload's blob writer kept open in this process between appends, so consecutive
+/// chunks stream into one staged part instead of one part (and one join) per chunk.
+#[derive(Debug)]
+pub(crate) struct OpenWriter {
+    pub(crate) writer: Box<dyn crate::blob::BlobWriter>,
+    /// The session record's version this writer continues; any other version means
+    /// the session moved on elsewhere and the writer is stale.
+    pub(crate) version: crate::meta::Version,
+    /// Bytes durable in the session record.
+    pub(crate) durable: u64,
+}
+
+/// One session's place in [`OpenWriters`]: its lock serializes the session's calls in
+/// this process.
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    pub(crate) open: Option<OpenWriter>,
+}
+
+type SlotHandle = std::sync::Arc<tokio::sync::Mutex<Slot>>;
+
+/// The upload writers open in this process, by session.
+#[derive(Debug, Default)]
+pub(crate) struct OpenWriters {
+    slots: std::sync::Mutex<std::collections::HashMap<UploadId, (SlotHandle, std::time::Instant)>>,
+}
+
+impl OpenWriters {
+    fn slots(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<UploadId, (SlotHandle, std::time::Instant)>,
+    > {
+        // Each operation on the map is a single insert, lookup or remove.
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Locks the session's slot, creating it if needed. The slot returned is the one in
+    /// the map: a slot removed while this call waited for it is not handed out.
+    pub(crate) async fn lock(&self, id: &UploadId) -> tokio::sync::OwnedMutexGuard<Slot> {
+        loop {
+            let handle = {
+                let mut slots = self.slots();
+                let entry = slots
+                    .entry(id.clone())
+                    .or_insert_with(|| (SlotHandle::default(), std::time::Instant::now()));
+                entry.1 = std::time::Instant::now();
+                entry.0.clone()
+            };
+            let guard = handle.clone().lock_owned().await;
+            if self
+                .slots()
+                .get(id)
+                .is_some_and(|(h, _)| std::sync::Arc::ptr_eq(h, &handle))
+            {
+                return guard;
+            }
+        }
+    }
+
+    /// Forgets a session's slot (its guard must be held, so no one else uses it).
+    pub(crate) fn remove(&self, id: &UploadId) {
+        self.slots().remove(id);
+    }
+
+    /// Number of sessions with a slot.
+    pub(crate) fn len(&self) -> usize {
+        self.slots().len()
+    }
+
+    /// Sessions with a slot, least recently used first.
+    pub(crate) fn by_age(&self) -> Vec<UploadId> {
+        let mut ids: Vec<_> = self
+            .slots()
+            .iter()
+            .map(|(id, (_, used))| (*used, id.clone()))
+            .collect();
+        ids.sort();
+        ids.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Locks a session's slot only if it exists and is free right now.
+    pub(crate) fn try_lock(&self, id: &UploadId) -> Option<tokio::sync::OwnedMutexGuard<Slot>> {
+        let handle = self.slots().get(id)?.0.clone();
+        handle.try_lock_owned().ok()
+    }
+}

@@ -22,13 +22,17 @@ fn data() -> Bytes {
         .into()
 }
 
-async fn registry_over(store: Arc<dyn object_store::ObjectStore>) -> Registry {
+async fn registry_over(
+    store: Arc<dyn object_store::ObjectStore>,
+    checkpoint_interval: u64,
+) -> Registry {
     let meta = ObjectMetaStore::connect(store.clone(), "meta")
         .await
         .unwrap();
     Registry::builder()
         .blob_store(Arc::new(ObjectBlobStore::new(store).with_part_size(PART)))
         .meta_store(Arc::new(meta))
+        .checkpoint_interval(checkpoint_interval)
         .build()
         .unwrap()
 }
@@ -55,13 +59,13 @@ async fn push(
     Ok(())
 }
 
-async fn interrupted_at_every_operation(mode: FaultMode) {
+async fn interrupted_at_every_operation(mode: FaultMode, checkpoint_interval: u64) {
     let data = data();
     let digest = Digest::of(Algorithm::Sha256, &data);
     let repo: RepoName = "crash/test".parse().unwrap();
     for n in 0.. {
         let faulty = FaultyStore::new(Arc::new(InMemory::new()));
-        let registry = registry_over(Arc::new(faulty.clone())).await;
+        let registry = registry_over(Arc::new(faulty.clone()), checkpoint_interval).await;
         faulty.arm(n, mode);
         let mut id = None;
         let outcome = push(&registry, &repo, &data, &digest, &mut id).await;
@@ -70,12 +74,14 @@ async fn interrupted_at_every_operation(mode: FaultMode) {
         if !fired {
             outcome.expect("an undisturbed push succeeds");
             assert!(n > 10, "the push ran through only {n} operations");
-            eprintln!("{mode:?}: push interrupted at each of its {n} storage operations");
+            eprintln!(
+                "{mode:?}, checkpoints every {checkpoint_interval} bytes: push interrupted at each of its {n} storage operations"
+            );
             return;
         }
 
         // The restarted process.
-        let restarted = registry_over(Arc::new(faulty.clone())).await;
+        let restarted = registry_over(Arc::new(faulty.clone()), checkpoint_interval).await;
         match restarted.blob_store().read(&digest, None).await {
             Ok(read) => assert_eq!(
                 read.bytes().await.unwrap(),
@@ -153,10 +159,20 @@ async fn interrupted_at_every_operation(mode: FaultMode) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_at_every_operation_of_a_push() {
-    interrupted_at_every_operation(FaultMode::Crash).await;
+    interrupted_at_every_operation(FaultMode::Crash, wharf::DEFAULT_CHECKPOINT_INTERVAL).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_failure_at_every_operation_of_a_push() {
-    interrupted_at_every_operation(FaultMode::FailOnce).await;
+    interrupted_at_every_operation(FaultMode::FailOnce, wharf::DEFAULT_CHECKPOINT_INTERVAL).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_every_operation_of_a_push_checkpointing_each_chunk() {
+    interrupted_at_every_operation(FaultMode::Crash, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failure_at_every_operation_of_a_push_checkpointing_each_chunk() {
+    interrupted_at_every_operation(FaultMode::FailOnce, 0).await;
 }

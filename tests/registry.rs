@@ -313,15 +313,35 @@ async fn cancel_removes_the_session_and_its_parts() {
     assert_eq!(err.kind(), ErrorKind::BlobUploadUnknown);
 }
 
+/// The client's view after a restart: resume from what the registry reports.
+async fn resume_and_finish(registry: &Registry, r: &RepoName, id: &wharf::UploadId, data: &Bytes) {
+    let at = registry.upload_status(r, id).await.unwrap().offset as usize;
+    let err = registry
+        .append_upload(r, id, at as u64 + 1, data.slice(at + 1..))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.current_offset(),
+        Some(at as u64),
+        "a wrong offset is told where to resume"
+    );
+    registry
+        .finish_upload(r, id, &sha256(data), Some(data.slice(at..)))
+        .await
+        .unwrap();
+    let got = registry.read_blob(r, &sha256(data), None).await.unwrap();
+    assert_eq!(got.bytes().await.unwrap(), *data);
+}
+
+fn pattern(len: u32) -> Bytes {
+    (0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>().into()
+}
+
 #[tokio::test]
-async fn sessions_resume_in_a_new_process() {
+async fn flushed_sessions_resume_in_a_new_process() {
     let dir = tempfile::tempdir().unwrap();
     let r = repo("app");
-    let data: Bytes = (0..300_000u32)
-        .map(|i| (i % 251) as u8)
-        .collect::<Vec<_>>()
-        .into();
-    let digest = sha256(&data);
+    let data = pattern(300_000);
     let id = {
         let first = Registry::open_local(dir.path()).unwrap();
         let upload = first.start_upload(&r).await.unwrap();
@@ -329,22 +349,142 @@ async fn sessions_resume_in_a_new_process() {
             .append_upload(&r, &upload.id, 0, data.slice(..100_000))
             .await
             .unwrap();
+        first
+            .append_upload(&r, &upload.id, 100_000, data.slice(100_000..150_000))
+            .await
+            .unwrap();
+        // A graceful shutdown makes what arrived durable.
+        first.flush_uploads().await.unwrap();
         upload.id
-        // The first registry (and its database handle) is dropped here: the "crash".
     };
     let second = Registry::open_local(dir.path()).unwrap();
+    assert_eq!(second.upload_status(&r, &id).await.unwrap().offset, 150_000);
+    resume_and_finish(&second, &r, &id, &data).await;
+}
+
+#[tokio::test]
+async fn a_crash_loses_only_bytes_after_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = repo("app");
+    let data = pattern(300_000);
+    let id = {
+        let first = Registry::builder()
+            .object_store(Arc::new(
+                object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap(),
+            ))
+            .meta_store(Arc::new(
+                wharf::RedbMetaStore::open(dir.path().join("m.redb")).unwrap(),
+            ))
+            .checkpoint_interval(64 * 1024)
+            .build()
+            .unwrap();
+        let upload = first.start_upload(&r).await.unwrap();
+        first
+            .append_upload(&r, &upload.id, 0, data.slice(..100_000))
+            .await
+            .unwrap();
+        first
+            .append_upload(&r, &upload.id, 100_000, data.slice(100_000..130_000))
+            .await
+            .unwrap();
+        assert_eq!(
+            first.upload_status(&r, &upload.id).await.unwrap().offset,
+            130_000
+        );
+        upload.id
+        // Dropped without flushing: the crash.
+    };
+    let second = Registry::builder()
+        .object_store(Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap(),
+        ))
+        .meta_store(Arc::new(
+            wharf::RedbMetaStore::open(dir.path().join("m.redb")).unwrap(),
+        ))
+        .build()
+        .unwrap();
+    // The first append crossed the 64 KiB checkpoint interval; the second did not.
     assert_eq!(second.upload_status(&r, &id).await.unwrap().offset, 100_000);
-    second
-        .append_upload(&r, &id, 100_000, data.slice(100_000..200_000))
+    resume_and_finish(&second, &r, &id, &data).await;
+}
+
+#[tokio::test]
+async fn per_chunk_durability_when_the_interval_is_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = repo("app");
+    let data = pattern(300_000);
+    let build = || {
+        Registry::builder()
+            .object_store(Arc::new(
+                object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap(),
+            ))
+            .meta_store(Arc::new(
+                wharf::RedbMetaStore::open(dir.path().join("m.redb")).unwrap(),
+            ))
+            .checkpoint_interval(0)
+            .build()
+            .unwrap()
+    };
+    let id = {
+        let first = build();
+        let upload = first.start_upload(&r).await.unwrap();
+        first
+            .append_upload(&r, &upload.id, 0, data.slice(..1000))
+            .await
+            .unwrap();
+        first
+            .append_upload(&r, &upload.id, 1000, data.slice(1000..2000))
+            .await
+            .unwrap();
+        upload.id
+    };
+    let second = build();
+    assert_eq!(second.upload_status(&r, &id).await.unwrap().offset, 2000);
+    resume_and_finish(&second, &r, &id, &data).await;
+}
+
+#[tokio::test]
+async fn replicas_hand_a_session_over_through_checkpoints() {
+    // Two registries over the same stores, as two replicas behind a load balancer.
+    let blobs: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let meta: Arc<dyn wharf::MetaStore> = Arc::new(wharf::MemoryMetaStore::new());
+    let replica = || {
+        Registry::builder()
+            .object_store(blobs.clone())
+            .meta_store(meta.clone())
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (replica(), replica());
+    let r = repo("app");
+    let data = pattern(50_000);
+    let upload = a.start_upload(&r).await.unwrap();
+    a.append_upload(&r, &upload.id, 0, data.slice(..10_000))
         .await
         .unwrap();
-    second
-        .finish_upload(&r, &id, &digest, Some(data.slice(200_000..)))
+    // B has not seen A's bytes: it reports the last checkpoint and refuses offset 10 000.
+    assert_eq!(b.upload_status(&r, &upload.id).await.unwrap().offset, 0);
+    let err = b
+        .append_upload(&r, &upload.id, 10_000, data.slice(10_000..))
+        .await
+        .unwrap_err();
+    assert_eq!(err.current_offset(), Some(0));
+    // After A flushes, B continues where A was.
+    a.flush_uploads().await.unwrap();
+    assert_eq!(
+        b.upload_status(&r, &upload.id).await.unwrap().offset,
+        10_000
+    );
+    b.append_upload(&r, &upload.id, 10_000, data.slice(10_000..20_000))
+        .await
+        .unwrap();
+    b.flush_uploads().await.unwrap();
+    // A's view is stale now; it re-reads the checkpoint and finishes correctly.
+    a.finish_upload(&r, &upload.id, &sha256(&data), Some(data.slice(20_000..)))
         .await
         .unwrap();
     assert_eq!(
-        second
-            .read_blob(&r, &digest, None)
+        a.read_blob(&r, &sha256(&data), None)
             .await
             .unwrap()
             .bytes()
@@ -352,11 +492,47 @@ async fn sessions_resume_in_a_new_process() {
             .unwrap(),
         data
     );
-    let range = second
-        .read_blob(&r, &digest, Some(99_990..100_010))
-        .await
+}
+
+#[tokio::test]
+async fn open_writers_beyond_the_bound_are_checkpointed() {
+    let blobs: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let meta: Arc<dyn wharf::MetaStore> = Arc::new(wharf::MemoryMetaStore::new());
+    let registry = Registry::builder()
+        .object_store(blobs.clone())
+        .meta_store(meta.clone())
+        .max_open_uploads(2)
+        .build()
         .unwrap();
-    assert_eq!(range.bytes().await.unwrap(), data.slice(99_990..100_010));
+    let r = repo("app");
+    let mut ids = Vec::new();
+    for i in 0..5u8 {
+        let upload = registry.start_upload(&r).await.unwrap();
+        registry
+            .append_upload(&r, &upload.id, 0, Bytes::from(vec![i; 100]))
+            .await
+            .unwrap();
+        ids.push(upload.id);
+    }
+    // Another process sees the evicted (oldest) sessions at their full length.
+    let other = Registry::builder()
+        .object_store(blobs)
+        .meta_store(meta)
+        .build()
+        .unwrap();
+    let durable = futures::future::join_all(ids.iter().map(|id| other.upload_status(&r, id))).await;
+    let offsets: Vec<u64> = durable.into_iter().map(|s| s.unwrap().offset).collect();
+    assert_eq!(
+        offsets.iter().filter(|&&o| o == 100).count(),
+        3,
+        "{offsets:?}"
+    );
+    for (i, id) in ids.iter().enumerate() {
+        registry
+            .finish_upload(&r, id, &sha256(&[i as u8; 100]), None)
+            .await
+            .unwrap();
+    }
 }
 
 #[tokio::test]

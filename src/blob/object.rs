@@ -26,6 +26,7 @@ use object_store::{
 };
 use tokio::task::JoinSet;
 
+use super::hashing::PipelinedDigester;
 use super::{BlobInfo, BlobRead, BlobStore, BlobWriter, StagedPart, StagingInfo, WriterState};
 use crate::digest::{Algorithm, Digest, Digester};
 use crate::error::{Error, ErrorKind, Result};
@@ -109,7 +110,7 @@ impl ObjectBlobStore {
             blobs: self.clone(),
             staging: self.staging_path(&staging_id),
             staging_id,
-            hasher,
+            hasher: PipelinedDigester::new(hasher),
             parts,
             current: None,
         }
@@ -386,7 +387,7 @@ struct ObjectBlobWriter {
     blobs: ObjectBlobStore,
     staging_id: String,
     staging: Path,
-    hasher: Digester,
+    hasher: PipelinedDigester,
     parts: Vec<StagedPart>,
     current: Option<PartWriter>,
 }
@@ -473,7 +474,7 @@ impl BlobWriter for ObjectBlobWriter {
         if data.is_empty() {
             return Ok(());
         }
-        self.hasher.update(&data);
+        self.hasher.update(&data).await?;
         if self.current.is_none() {
             let name = format!("{:06}-{}", self.parts.len(), crate::upload::random_id());
             self.current = Some(
@@ -492,7 +493,7 @@ impl BlobWriter for ObjectBlobWriter {
         self.seal_current().await?;
         Ok(WriterState {
             staging_id: self.staging_id.clone(),
-            hash: self.hasher.state(),
+            hash: self.hasher.settle().await?.state(),
             parts: self.parts.clone(),
         })
     }
@@ -505,7 +506,7 @@ impl BlobWriter for ObjectBlobWriter {
         // A failure here leaves the staging area to upload expiry.
         self.seal_current().await?;
         let actual = if expected.algorithm() == self.hasher.algorithm() {
-            self.hasher.peek()
+            self.hasher.settle().await?.peek()
         } else {
             // The write was hashed with another algorithm than the client's digest uses
             // (sessions start before the digest is known): hash the staged parts once.
