@@ -110,6 +110,11 @@ fn put(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("baseline_sha256", size), |b| {
             b.iter(|| Digest::of(Algorithm::Sha256, &data))
         });
+        // What a store that keeps streamed chunks contiguous must pay at least once.
+        group.bench_function(
+            BenchmarkId::new("baseline_copy_into_fresh_buffer", size),
+            |b| b.iter(|| Bytes::copy_from_slice(&data)),
+        );
         group.bench_function(BenchmarkId::new("baseline_memory_plain_put", size), |b| {
             b.iter_batched(
                 InMemory::new,

@@ -11,6 +11,7 @@
 
 mod hashing;
 mod object;
+mod read_stream;
 
 pub use self::object::{DEFAULT_PART_SIZE, DEFAULT_PARTS_IN_FLIGHT, ObjectBlobStore};
 
@@ -62,12 +63,7 @@ impl BlobRead {
     /// Collects the whole stream into memory: for small blobs and tests.
     pub async fn bytes(self) -> Result<Bytes> {
         use futures::TryStreamExt;
-        let chunks: Vec<Bytes> = self.stream.try_collect().await?;
-        Ok(match chunks.len() {
-            0 => Bytes::new(),
-            1 => chunks.into_iter().next().expect("one chunk"),
-            _ => chunks.concat().into(),
-        })
+        Ok(read_stream::concat(self.stream.try_collect().await?))
     }
 }
 

@@ -27,6 +27,7 @@ use object_store::{
 use tokio::task::JoinSet;
 
 use super::hashing::PipelinedDigester;
+use super::read_stream::byte_stream;
 use super::{BlobInfo, BlobRead, BlobStore, BlobWriter, StagedPart, StagingInfo, WriterState};
 use crate::digest::{Algorithm, Digest, Digester};
 use crate::error::{Error, ErrorKind, Result};
@@ -226,10 +227,7 @@ impl BlobStore for ObjectBlobStore {
                             size: got.meta.size,
                         },
                         range,
-                        stream: got
-                            .into_stream()
-                            .map_err(move |e| Error::storage(context(), e))
-                            .boxed(),
+                        stream: byte_stream(got, context()),
                     }),
                     Ok(got) => Err(Self::range_invalid(digest, &range, got.meta.size)),
                     Err(object_store::Error::NotFound { .. }) => Err(Self::unknown(digest)),
@@ -245,10 +243,7 @@ impl BlobStore for ObjectBlobStore {
             None => match self.store.get(&path).await {
                 Ok(got) => {
                     let size = got.meta.size;
-                    let inner = got
-                        .into_stream()
-                        .map_err(move |e| Error::storage(context(), e))
-                        .boxed();
+                    let inner = byte_stream(got, context());
                     Ok(BlobRead {
                         info: BlobInfo {
                             digest: digest.clone(),
