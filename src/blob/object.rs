@@ -376,6 +376,23 @@ fn verify_stream(inner: super::ByteStream, digest: Digest) -> super::ByteStream 
     .boxed()
 }
 
+/// Checks a written blob against what the caller expected.
+fn verify(expected: &Digest, actual: &Digest, size: u64, expected_size: Option<u64>) -> Result<()> {
+    if expected != actual {
+        return Err(Error::new(
+            ErrorKind::DigestInvalid,
+            format!("content digest {actual} does not match the expected {expected}"),
+        ));
+    }
+    match expected_size {
+        Some(want) if want != size => Err(Error::new(
+            ErrorKind::SizeInvalid,
+            format!("blob {expected}: received {size} bytes, expected {want}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The write of one blob through the staging area.
 #[derive(Debug)]
 struct ObjectBlobWriter {
@@ -498,6 +515,28 @@ impl BlobWriter for ObjectBlobWriter {
         expected: &Digest,
         expected_size: Option<u64>,
     ) -> Result<BlobInfo> {
+        let size = self.hasher.len();
+        let buffered =
+            self.parts.is_empty() && self.current.as_ref().is_none_or(PartWriter::is_buffered);
+        if buffered && expected.algorithm() == self.hasher.algorithm() {
+            // Nothing has reached storage yet: verify first, then write the blob once, in
+            // place, with no staged copy to rename or remove.
+            let actual = self.hasher.settle().await?.peek();
+            verify(expected, &actual, size, expected_size)?;
+            if self.blobs.head(&actual).await?.is_none() {
+                let target = self.blobs.blob_path(&actual);
+                let mut bytes = match self.current.take() {
+                    Some(part) => part,
+                    None => self.blobs.part_writer(target.clone()),
+                };
+                bytes.path = target;
+                bytes.finish().await?;
+            }
+            return Ok(BlobInfo {
+                digest: actual,
+                size,
+            });
+        }
         // A failure here leaves the staging area to upload expiry.
         self.seal_current().await?;
         let actual = if expected.algorithm() == self.hasher.algorithm() {
@@ -507,24 +546,7 @@ impl BlobWriter for ObjectBlobWriter {
             // (sessions start before the digest is known): hash the staged parts once.
             self.rehash(expected.algorithm()).await?
         };
-        let size = self.hasher.len();
-        let mismatch = if *expected != actual {
-            Some(Error::new(
-                ErrorKind::DigestInvalid,
-                format!("content digest {actual} does not match the expected {expected}"),
-            ))
-        } else if expected_size.is_some_and(|s| s != size) {
-            Some(Error::new(
-                ErrorKind::SizeInvalid,
-                format!(
-                    "blob {expected}: received {size} bytes, expected {}",
-                    expected_size.unwrap_or_default()
-                ),
-            ))
-        } else {
-            None
-        };
-        if let Some(err) = mismatch {
+        if let Err(err) = verify(expected, &actual, size, expected_size) {
             self.blobs.discard_staging(&self.staging_id).await?;
             return Err(err);
         }
@@ -568,6 +590,11 @@ impl std::fmt::Debug for PartWriter {
 }
 
 impl PartWriter {
+    /// Whether every byte is still in memory (nothing sent to storage yet).
+    fn is_buffered(&self) -> bool {
+        self.upload.is_none()
+    }
+
     fn error(&self, e: object_store::Error) -> Error {
         Error::storage(format!("writing {}", self.path), e)
     }
