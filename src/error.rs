@@ -121,11 +121,14 @@ impl fmt::Display for ErrorKind {
 /// assert_eq!(err.kind(), ErrorKind::DigestInvalid);
 /// assert!(err.to_string().contains("sha256:ABC"));
 /// ```
+#[derive(thiserror::Error)]
+#[error("{kind}: {message}")]
 pub struct Error {
     kind: ErrorKind,
     message: String,
     retryable: bool,
     current_offset: Option<u64>,
+    #[source]
     source: Option<Source>,
 }
 
@@ -208,18 +211,6 @@ impl fmt::Debug for Error {
             d.field("source", source);
         }
         d.finish()
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind, self.message)
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|s| s as _)
     }
 }
 

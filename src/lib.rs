@@ -4,6 +4,7 @@
 pub mod blob;
 mod digest;
 mod error;
+mod manifest;
 pub mod meta;
 mod reference;
 mod registry;
@@ -18,6 +19,10 @@ pub use crate::blob::{
 };
 pub use crate::digest::{Algorithm, Digest, Digester, DigesterState};
 pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::manifest::{
+    DEFAULT_MAX_MANIFEST_SIZE, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, Descriptor, Manifest,
+    ManifestContent, ManifestMediaType, OCI_EMPTY, OCI_IMAGE_INDEX, OCI_IMAGE_MANIFEST, Platform,
+};
 pub use crate::meta::{
     Entry, Expect, MemoryMetaStore, MetaStore, ObjectMetaStore, RedbMetaStore, Version, Versioned,
 };

@@ -112,35 +112,26 @@ pub trait MetaStore: Send + Sync + fmt::Debug + 'static {
     /// Deletes a key if `expect` holds.
     async fn delete(&self, key: &str, expect: Expect) -> Result<()>;
 
-    /// Keys with `prefix`, after `start_after`, ascending, at most `limit`.
-    async fn list_keys(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<String>>;
-
     /// Entries with `prefix`, after `start_after`, ascending, at most `limit`.
-    ///
-    /// The default reads each listed key; a key deleted in between is skipped.
     async fn list(
         &self,
         prefix: &str,
         start_after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Entry>> {
-        let keys = self.list_keys(prefix, start_after, limit).await?;
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            if let Some(Versioned { version, value }) = self.get(&key).await? {
-                out.push(Entry {
-                    key,
-                    version,
-                    value,
-                });
-            }
-        }
-        Ok(out)
+    ) -> Result<Vec<Entry>>;
+
+    /// Keys with `prefix`, after `start_after`, ascending, at most `limit`.
+    ///
+    /// The default lists entries and drops their values; stores that can list keys
+    /// without reading values override it.
+    async fn list_keys(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let entries = self.list(prefix, start_after, limit).await?;
+        Ok(entries.into_iter().map(|e| e.key).collect())
     }
 }
 

@@ -26,3 +26,8 @@ fn parse_digest_corpus() {
 fn parse_names_corpus() {
     replay("parse_names", wharf::testing::fuzz::parse_names);
 }
+
+#[test]
+fn parse_manifest_corpus() {
+    replay("parse_manifest", wharf::testing::fuzz::parse_manifest);
+}

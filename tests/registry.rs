@@ -11,6 +11,31 @@ fn repo(name: &str) -> RepoName {
     name.parse().unwrap()
 }
 
+async fn assert_upload_gone(registry: &Registry, r: &RepoName, id: &wharf::UploadId) {
+    let err = registry.upload_status(r, id).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BlobUploadUnknown, "{err}");
+}
+
+async fn assert_no_staging(registry: &Registry) {
+    let staging: Vec<_> = registry.blob_store().list_staging().collect().await;
+    assert!(staging.is_empty(), "staged parts left: {staging:?}");
+}
+
+/// A registry on `dir` (local blobs, redb metadata) with the given checkpoint interval.
+fn local_registry(dir: &std::path::Path, checkpoint_interval: Option<u64>) -> Registry {
+    let blobs = object_store::local::LocalFileSystem::new_with_prefix(dir).unwrap();
+    let meta = wharf::RedbMetaStore::open(dir.join("m.redb")).unwrap();
+    let builder = Registry::builder()
+        .object_store(Arc::new(blobs))
+        .meta_store(Arc::new(meta));
+    match checkpoint_interval {
+        Some(bytes) => builder.checkpoint_interval(bytes),
+        None => builder,
+    }
+    .build()
+    .unwrap()
+}
+
 fn sha256(data: &[u8]) -> Digest {
     Digest::of(Algorithm::Sha256, data)
 }
@@ -209,14 +234,8 @@ async fn chunked_uploads_check_offsets_and_stay_usable() {
             .unwrap(),
         data
     );
-    let err = registry.upload_status(&r, &upload.id).await.unwrap_err();
-    assert_eq!(
-        err.kind(),
-        ErrorKind::BlobUploadUnknown,
-        "finished session is gone"
-    );
-    let staging: Vec<_> = registry.blob_store().list_staging().collect().await;
-    assert!(staging.is_empty(), "no staged parts left: {staging:?}");
+    assert_upload_gone(&registry, &r, &upload.id).await;
+    assert_no_staging(&registry).await;
 }
 
 #[tokio::test]
@@ -260,16 +279,8 @@ async fn a_wrong_digest_at_finish_ends_the_session_and_leaves_nothing() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DigestInvalid);
-    assert_eq!(
-        registry
-            .upload_status(&r, &upload.id)
-            .await
-            .unwrap_err()
-            .kind(),
-        ErrorKind::BlobUploadUnknown
-    );
-    let staging: Vec<_> = registry.blob_store().list_staging().collect().await;
-    assert!(staging.is_empty());
+    assert_upload_gone(&registry, &r, &upload.id).await;
+    assert_no_staging(&registry).await;
     assert!(
         registry
             .blob_store()
@@ -290,22 +301,8 @@ async fn cancel_removes_the_session_and_its_parts() {
         .await
         .unwrap();
     registry.cancel_upload(&r, &upload.id).await.unwrap();
-    assert_eq!(
-        registry
-            .upload_status(&r, &upload.id)
-            .await
-            .unwrap_err()
-            .kind(),
-        ErrorKind::BlobUploadUnknown
-    );
-    assert!(
-        registry
-            .blob_store()
-            .list_staging()
-            .collect::<Vec<_>>()
-            .await
-            .is_empty()
-    );
+    assert_upload_gone(&registry, &r, &upload.id).await;
+    assert_no_staging(&registry).await;
     let err = registry
         .append_upload(&r, &upload.id, 3, Bytes::from_static(b"d"))
         .await
@@ -368,16 +365,7 @@ async fn a_crash_loses_only_bytes_after_the_last_checkpoint() {
     let r = repo("app");
     let data = pattern(300_000);
     let id = {
-        let first = Registry::builder()
-            .object_store(Arc::new(
-                object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap(),
-            ))
-            .meta_store(Arc::new(
-                wharf::RedbMetaStore::open(dir.path().join("m.redb")).unwrap(),
-            ))
-            .checkpoint_interval(64 * 1024)
-            .build()
-            .unwrap();
+        let first = local_registry(dir.path(), Some(64 * 1024));
         let upload = first.start_upload(&r).await.unwrap();
         first
             .append_upload(&r, &upload.id, 0, data.slice(..100_000))
@@ -394,15 +382,7 @@ async fn a_crash_loses_only_bytes_after_the_last_checkpoint() {
         upload.id
         // Dropped without flushing: the crash.
     };
-    let second = Registry::builder()
-        .object_store(Arc::new(
-            object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap(),
-        ))
-        .meta_store(Arc::new(
-            wharf::RedbMetaStore::open(dir.path().join("m.redb")).unwrap(),
-        ))
-        .build()
-        .unwrap();
+    let second = local_registry(dir.path(), None);
     // The first append crossed the 64 KiB checkpoint interval; the second did not.
     assert_eq!(second.upload_status(&r, &id).await.unwrap().offset, 100_000);
     resume_and_finish(&second, &r, &id, &data).await;
@@ -413,18 +393,7 @@ async fn per_chunk_durability_when_the_interval_is_zero() {
     let dir = tempfile::tempdir().unwrap();
     let r = repo("app");
     let data = pattern(300_000);
-    let build = || {
-        Registry::builder()
-            .object_store(Arc::new(
-                object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap(),
-            ))
-            .meta_store(Arc::new(
-                wharf::RedbMetaStore::open(dir.path().join("m.redb")).unwrap(),
-            ))
-            .checkpoint_interval(0)
-            .build()
-            .unwrap()
-    };
+    let build = || local_registry(dir.path(), Some(0));
     let id = {
         let first = build();
         let upload = first.start_upload(&r).await.unwrap();
@@ -633,22 +602,8 @@ async fn idle_sessions_and_orphaned_staging_expire() {
         (1, 1),
         "{report:?}"
     );
-    assert_eq!(
-        registry
-            .upload_status(&r, &idle.id)
-            .await
-            .unwrap_err()
-            .kind(),
-        ErrorKind::BlobUploadUnknown
-    );
-    assert!(
-        registry
-            .blob_store()
-            .list_staging()
-            .collect::<Vec<_>>()
-            .await
-            .is_empty()
-    );
+    assert_upload_gone(&registry, &r, &idle.id).await;
+    assert_no_staging(&registry).await;
     assert_eq!(
         registry.upload_status(&r, &active.id).await.unwrap().offset,
         0,

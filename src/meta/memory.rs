@@ -82,20 +82,6 @@ impl MetaStore for MemoryMetaStore {
         Ok(())
     }
 
-    async fn list_keys(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<String>> {
-        Ok(self
-            .list(prefix, start_after, limit)
-            .await?
-            .into_iter()
-            .map(|e| e.key)
-            .collect())
-    }
-
     async fn list(
         &self,
         prefix: &str,

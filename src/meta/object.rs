@@ -19,7 +19,7 @@ use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 
-use super::{Expect, MetaStore, Version, Versioned, check_key, conflict};
+use super::{Entry, Expect, MetaStore, Version, Versioned, check_key, conflict};
 use crate::error::{Error, ErrorKind, Result};
 
 const LIVE_MARKER: u8 = 1;
@@ -356,6 +356,27 @@ impl MetaStore for ObjectMetaStore {
 
     async fn delete(&self, key: &str, expect: Expect) -> Result<()> {
         self.apply(key, None, expect).await.map(drop)
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Entry>> {
+        // One read per listed key; a key deleted in between is skipped.
+        let keys = self.list_keys(prefix, start_after, limit).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(Versioned { version, value }) = self.get(&key).await? {
+                out.push(Entry {
+                    key,
+                    version,
+                    value,
+                });
+            }
+        }
+        Ok(out)
     }
 
     async fn list_keys(

@@ -197,25 +197,11 @@ impl Registry {
                 record.writer.clone()
             };
             let durable = writer.len();
-            let updated = SessionRecord {
-                updated_at_ms: now_millis(),
-                writer,
-                ..record
-            };
-            match self
-                .inner
-                .meta
-                .put(
-                    &upload_key(id),
-                    encode(&updated)?,
-                    Expect::Version(open.version),
-                )
-                .await
-            {
-                Ok(version) => {
+            match self.advance_record(id, record, writer, open.version).await {
+                Ok((version, updated_at_ms)) => {
                     open.version = version;
                     open.durable = durable;
-                    status.updated_at = from_millis(updated.updated_at_ms);
+                    status.updated_at = from_millis(updated_at_ms);
                 }
                 Err(e) if e.kind() == ErrorKind::Conflict => {
                     // The session moved on elsewhere (another replica, a finish, a cancel):
@@ -336,25 +322,34 @@ impl Registry {
             return Ok(());
         }
         let record: SessionRecord = decode(&stored.value, &upload_key(id))?;
-        let updated = SessionRecord {
-            updated_at_ms: now_millis(),
-            writer: open.writer.checkpoint().await?,
-            ..record
-        };
-        match self
-            .inner
-            .meta
-            .put(
-                &upload_key(id),
-                encode(&updated)?,
-                Expect::Version(open.version),
-            )
-            .await
-        {
+        let writer = open.writer.checkpoint().await?;
+        match self.advance_record(id, record, writer, open.version).await {
             Err(e) if e.kind() != ErrorKind::Conflict => Err(e),
             // A conflict means the session moved on elsewhere: nothing of ours to keep.
             _ => Ok(()),
         }
+    }
+
+    /// Moves the session record from `version` to `writer`, stamped now; returns the new
+    /// version and stamp. A record that moved on meanwhile is `Conflict`.
+    async fn advance_record(
+        &self,
+        id: &UploadId,
+        record: SessionRecord,
+        writer: WriterState,
+        version: Version,
+    ) -> Result<(Version, u64)> {
+        let updated = SessionRecord {
+            updated_at_ms: now_millis(),
+            writer,
+            ..record
+        };
+        let new_version = self
+            .inner
+            .meta
+            .put(&upload_key(id), encode(&updated)?, Expect::Version(version))
+            .await?;
+        Ok((new_version, updated.updated_at_ms))
     }
 
     /// Keeps the number of writers open in this process within bounds by flushing the

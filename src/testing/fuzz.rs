@@ -58,3 +58,35 @@ pub fn parse_names(data: &[u8]) {
         assert_eq!(reference.to_string(), text);
     }
 }
+
+/// Manifest parsing: never panics; an accepted manifest keeps its exact bytes and
+/// digest, and every descriptor it lists carries a canonical digest.
+pub fn parse_manifest(data: &[u8]) {
+    let (content_type, body) = match data.split_first() {
+        // The first byte picks the declared content type, as a frontend would pass it.
+        Some((&pick, rest)) => {
+            let types = [
+                None,
+                Some(crate::OCI_IMAGE_MANIFEST),
+                Some(crate::OCI_IMAGE_INDEX),
+                Some(crate::DOCKER_MANIFEST_V2),
+                Some(crate::DOCKER_MANIFEST_LIST),
+                Some("application/vnd.docker.distribution.manifest.v1+prettyjws"),
+            ];
+            (types[usize::from(pick) % types.len()], rest)
+        }
+        None => (None, data),
+    };
+    let raw = bytes::Bytes::copy_from_slice(body);
+    if let Ok(manifest) = crate::Manifest::parse(raw.clone(), content_type) {
+        assert_eq!(manifest.raw(), &raw);
+        assert_eq!(manifest.digest(), &Digest::of(Algorithm::Sha256, body));
+        for d in manifest
+            .blobs()
+            .chain(manifest.children())
+            .chain(manifest.subject())
+        {
+            assert_eq!(d.digest.to_string().parse::<Digest>().unwrap(), d.digest);
+        }
+    }
+}

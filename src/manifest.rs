@@ -1,0 +1,281 @@
+//! Manifests and indexes: parsed once, validated, never re-serialized.
+//!
+//! A [`Manifest`] keeps the bytes the client pushed; its digest is over those bytes and
+//! they are served back unchanged, unknown fields and all. Parsing is pure and I/O-free.
+//!
+//! The parsed view is wharf's own rather than `oci-spec`'s: the rules here need what those
+//! types do not give — refusing duplicate keys, naming the failing field's path, a digest
+//! limited to sha256/sha512 in canonical form, negative sizes told apart from
+//! overflowing ones, and Docker schema 2 beside OCI in one model.
+
+mod descriptor;
+mod media_type;
+mod strict_json;
+
+pub use self::descriptor::{Descriptor, Platform};
+pub use self::media_type::{
+    DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, ManifestMediaType, OCI_EMPTY, OCI_IMAGE_INDEX,
+    OCI_IMAGE_MANIFEST,
+};
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use self::descriptor::{Fields, invalid};
+use crate::digest::{Algorithm, Digest};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Default largest manifest body accepted: 4 MiB, as Distribution and most clients use.
+pub const DEFAULT_MAX_MANIFEST_SIZE: usize = 4 << 20;
+
+/// What a manifest lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestContent {
+    /// An image (or artifact) manifest: a config and layers.
+    Image {
+        /// The config blob.
+        config: Box<Descriptor>,
+        /// The layer blobs, base first.
+        layers: Vec<Descriptor>,
+    },
+    /// An index or manifest list: child manifests.
+    Index {
+        /// The child manifests.
+        manifests: Vec<Descriptor>,
+    },
+}
+
+/// A validated manifest with its exact bytes.
+///
+/// ```
+/// use wharf::{Manifest, ManifestMediaType};
+/// let body = br#"{
+///   "schemaVersion": 2,
+///   "mediaType": "application/vnd.oci.image.manifest.v1+json",
+///   "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+///              "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+///              "size": 2},
+///   "layers": [],
+///   "x-unknown": "kept"
+/// }"#;
+/// let manifest = Manifest::parse(bytes::Bytes::from_static(body), None)?;
+/// assert_eq!(manifest.media_type(), ManifestMediaType::OciManifest);
+/// assert_eq!(&manifest.raw()[..], &body[..]);
+/// assert!("sha256:".len() + 64 == manifest.digest().as_str().len());
+/// # Ok::<(), wharf::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    raw: Bytes,
+    digest: Digest,
+    media_type: ManifestMediaType,
+    content: ManifestContent,
+    subject: Option<Descriptor>,
+    artifact_type: Option<String>,
+    annotations: BTreeMap<String, String>,
+}
+
+impl Manifest {
+    /// Parses and validates `raw`, pushed with `content_type` (the request's
+    /// `Content-Type`, if any), with the default size limit.
+    pub fn parse(raw: Bytes, content_type: Option<&str>) -> Result<Self> {
+        Self::parse_with_limit(raw, content_type, DEFAULT_MAX_MANIFEST_SIZE)
+    }
+
+    /// [`Manifest::parse`] with a size limit of `max_size` bytes.
+    pub fn parse_with_limit(
+        raw: Bytes,
+        content_type: Option<&str>,
+        max_size: usize,
+    ) -> Result<Self> {
+        if raw.len() > max_size {
+            return Err(Error::new(
+                ErrorKind::ManifestInvalid,
+                format!(
+                    "manifest of {} bytes is over the limit of {max_size} bytes",
+                    raw.len()
+                ),
+            ));
+        }
+        let declared = match content_type {
+            None => None,
+            Some(t) if ManifestMediaType::is_schema1(t) => return Err(schema1()),
+            Some(t) => Some(ManifestMediaType::from_media_type(t).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::ManifestInvalid,
+                    format!("content type {t:?} is not a manifest media type wharf stores"),
+                )
+            })?),
+        };
+        let json = strict_json::parse(&raw).map_err(|e| {
+            Error::new(
+                ErrorKind::ManifestInvalid,
+                format!("manifest is not valid JSON: {e}"),
+            )
+        })?;
+        let fields = Fields::of("", &json).map_err(|_| {
+            Error::new(ErrorKind::ManifestInvalid, "manifest must be a JSON object")
+        })?;
+
+        match fields.get("schemaVersion") {
+            Some(v) if v.as_u64() == Some(2) => {}
+            Some(v) if v.as_u64() == Some(1) => return Err(schema1()),
+            Some(v) => return Err(invalid("schemaVersion", format!("must be 2, found {v}"))),
+            None => return Err(invalid("schemaVersion", "is required")),
+        }
+        let in_body = match fields.string("mediaType")? {
+            None => None,
+            Some(t) if ManifestMediaType::is_schema1(&t) => return Err(schema1()),
+            Some(t) => Some(ManifestMediaType::from_media_type(&t).ok_or_else(|| {
+                invalid("mediaType", format!("{t:?} is not a manifest media type"))
+            })?),
+        };
+        let media_type = match (declared, in_body) {
+            (Some(d), Some(b)) if d != b => {
+                return Err(invalid(
+                    "mediaType",
+                    format!("{b} contradicts the content type {d}"),
+                ));
+            }
+            (_, Some(t)) | (Some(t), None) => t,
+            // OCI makes mediaType optional: tell the two OCI kinds apart by their shape.
+            (None, None) => match (fields.get("manifests"), fields.get("config")) {
+                (Some(_), None) => ManifestMediaType::OciIndex,
+                (None, Some(_)) => ManifestMediaType::OciManifest,
+                _ => {
+                    return Err(invalid(
+                        "mediaType",
+                        "is required when the kind cannot be told from the fields",
+                    ));
+                }
+            },
+        };
+        let docker = matches!(
+            media_type,
+            ManifestMediaType::DockerManifest | ManifestMediaType::DockerManifestList
+        );
+        if docker && in_body.is_none() {
+            return Err(invalid("mediaType", "is required in Docker manifests"));
+        }
+
+        let content = if media_type.is_index() {
+            let manifests = fields
+                .descriptors("manifests")?
+                .ok_or_else(|| invalid("manifests", "is required"))?;
+            ManifestContent::Index { manifests }
+        } else {
+            let config = fields
+                .descriptor("config")?
+                .ok_or_else(|| invalid("config", "is required"))?;
+            let layers = fields
+                .descriptors("layers")?
+                .ok_or_else(|| invalid("layers", "is required"))?;
+            ManifestContent::Image {
+                config: Box::new(config),
+                layers,
+            }
+        };
+        let artifact_type = fields.string("artifactType")?;
+        if let ManifestContent::Image { config, .. } = &content
+            && media_type == ManifestMediaType::OciManifest
+            && config.media_type == OCI_EMPTY
+            && artifact_type.is_none()
+        {
+            return Err(invalid(
+                "artifactType",
+                format!("is required when config.mediaType is {OCI_EMPTY}"),
+            ));
+        }
+        let subject = fields.descriptor("subject")?;
+        let annotations = fields.annotations()?;
+        Ok(Self {
+            digest: Digest::of(Algorithm::Sha256, &raw),
+            raw,
+            media_type,
+            content,
+            subject,
+            artifact_type,
+            annotations,
+        })
+    }
+
+    /// The exact bytes pushed.
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    /// The sha256 digest of the bytes.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// The digest of the bytes under `algorithm` (for pushes by a sha512 reference).
+    pub fn digest_with(&self, algorithm: Algorithm) -> Digest {
+        match algorithm {
+            Algorithm::Sha256 => self.digest.clone(),
+            _ => Digest::of(algorithm, &self.raw),
+        }
+    }
+
+    /// The manifest's media type.
+    pub fn media_type(&self) -> ManifestMediaType {
+        self.media_type
+    }
+
+    /// What it lists.
+    pub fn content(&self) -> &ManifestContent {
+        &self.content
+    }
+
+    /// The manifest this one refers to (signatures, SBOMs, attestations).
+    pub fn subject(&self) -> Option<&Descriptor> {
+        self.subject.as_ref()
+    }
+
+    /// The declared `artifactType`.
+    pub fn artifact_type(&self) -> Option<&str> {
+        self.artifact_type.as_deref()
+    }
+
+    /// The artifact type a referrers listing shows: `artifactType`, else the config's
+    /// media type (image manifests only).
+    pub fn referrer_artifact_type(&self) -> Option<&str> {
+        match (&self.artifact_type, &self.content) {
+            (Some(t), _) => Some(t),
+            (None, ManifestContent::Image { config, .. }) => Some(&config.media_type),
+            (None, ManifestContent::Index { .. }) => None,
+        }
+    }
+
+    /// The manifest's annotations.
+    pub fn annotations(&self) -> &BTreeMap<String, String> {
+        &self.annotations
+    }
+
+    /// Blobs the manifest needs in its repository: config and layers (none for an index).
+    /// Layers with `urls` (Docker foreign layers) are included: wharf does not fetch them.
+    pub fn blobs(&self) -> impl Iterator<Item = &Descriptor> {
+        let (config, layers): (Option<&Descriptor>, &[Descriptor]) = match &self.content {
+            ManifestContent::Image { config, layers } => (Some(&**config), layers),
+            ManifestContent::Index { .. } => (None, &[]),
+        };
+        config.into_iter().chain(layers)
+    }
+
+    /// Child manifests the index needs in its repository (none for an image manifest).
+    pub fn children(&self) -> &[Descriptor] {
+        match &self.content {
+            ManifestContent::Index { manifests } => manifests,
+            ManifestContent::Image { .. } => &[],
+        }
+    }
+}
+
+fn schema1() -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        "Docker schema 1 manifests are not supported: push schema 2 or OCI (docker and \
+         skopeo convert on push)",
+    )
+}
