@@ -29,7 +29,8 @@ pub use crate::meta::{
 pub use crate::reference::{MAX_REPO_NAME_LEN, MAX_TAG_LEN, Reference, RepoName, Tag};
 pub use crate::registry::{
     DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_MAX_OPEN_UPLOADS, DEFAULT_UPLOAD_EXPIRY,
-    DenyMountByDigest, MountPolicy, Registry, RegistryBuilder,
+    DenyMountByDigest, MountPolicy, PushedManifest, Referrers, Registry, RegistryBuilder,
+    StoredManifest, TAG_HISTORY_LEN, TagMove,
 };
 pub use crate::upload::{ExpiryReport, UploadId, UploadStatus};
 

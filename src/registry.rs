@@ -24,7 +24,10 @@ use crate::meta::{Expect, MemoryMetaStore, MetaStore, RedbMetaStore};
 use crate::reference::RepoName;
 use crate::upload::{OpenWriters, now_millis};
 
+mod manifests;
 mod uploads;
+
+pub use self::manifests::{PushedManifest, Referrers, StoredManifest, TAG_HISTORY_LEN, TagMove};
 
 /// Default age after which an upload session with no activity is expired.
 pub const DEFAULT_UPLOAD_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
@@ -58,7 +61,7 @@ impl MountPolicy for DenyMountByDigest {
 
 /// The link record of a blob in a repository.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct LinkRecord {
+pub(crate) struct LinkRecord {
     size: u64,
     linked_at_ms: u64,
 }

@@ -1,0 +1,438 @@
+//! Manifests, tags and referrers on [`Registry`].
+//!
+//! Keys (see `docs/storage-layout.md`):
+//!
+//! - `manifest/<repo>@<digest>`: a [`ManifestRecord`]; the manifest's bytes are a blob in
+//!   the blob store, so identical manifests in several repositories are stored once;
+//! - `tag/<repo>@<tag>`: the digest a tag points at, with the tag's bounded history, in one
+//!   record so a move and its history change together under one compare-and-swap;
+//! - `referrer/<repo>@<subject>/<digest>`: a referrer of `subject` and its descriptor.
+//!
+//! A push writes the bytes, then the referrers entry, then the manifest record (from here
+//! the manifest is visible by digest), then moves the tag (from here, by tag). A crash in
+//! between leaves at most an untagged manifest, or a referrers entry whose manifest does
+//! not exist yet, which listings skip.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::{Registry, decode, encode, link_key};
+use crate::blob::BlobStoreExt;
+use crate::digest::Digest;
+use crate::error::{Error, ErrorKind, Result};
+use crate::manifest::{Descriptor, Manifest, ManifestMediaType, OCI_IMAGE_INDEX};
+use crate::meta::Expect;
+use crate::reference::{Reference, RepoName, Tag};
+use crate::upload::{from_millis, now_millis};
+
+/// Moves kept in a tag's history; older ones are dropped.
+pub const TAG_HISTORY_LEN: usize = 50;
+/// Attempts at moving a tag under contention before giving up.
+const TAG_MOVE_ATTEMPTS: usize = 64;
+
+/// What wharf keeps about a manifest in a repository.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ManifestRecord {
+    media_type: String,
+    size: u64,
+    pushed_at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subject: Option<Digest>,
+}
+
+/// A tag's target and history.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct TagRecord {
+    digest: Option<Digest>,
+    history: Vec<TagMove>,
+}
+
+/// One move of a tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagMove {
+    /// Where the tag pointed before (`None`: it was created).
+    pub from: Option<Digest>,
+    /// Where it points after (`None`: it was deleted).
+    pub to: Option<Digest>,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+impl TagMove {
+    /// When the move happened.
+    pub fn at(&self) -> std::time::SystemTime {
+        from_millis(self.at_ms)
+    }
+}
+
+/// A manifest as stored: its bytes, digest and media type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredManifest {
+    /// The digest of the bytes.
+    pub digest: Digest,
+    /// The media type to serve as `Content-Type`.
+    pub media_type: String,
+    /// The bytes exactly as pushed.
+    pub raw: Bytes,
+}
+
+/// What a manifest push did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedManifest {
+    /// The manifest's digest (in the algorithm of the reference pushed to, if a digest).
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: ManifestMediaType,
+    /// The subject it refers to, for the `OCI-Subject` response header.
+    pub subject: Option<Digest>,
+}
+
+/// The referrers of a subject, as the distribution spec's referrers API returns them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrers {
+    /// An OCI image index listing the referrers' descriptors.
+    pub index: Bytes,
+    /// Whether an `artifactType` filter was applied (`OCI-Filters-Applied: artifactType`).
+    pub filtered: bool,
+}
+
+fn manifest_key(repo: &RepoName, digest: &Digest) -> String {
+    format!("manifest/{repo}@{digest}")
+}
+
+fn tag_prefix(repo: &RepoName) -> String {
+    format!("tag/{repo}@")
+}
+
+fn tag_key(repo: &RepoName, tag: &Tag) -> String {
+    format!("{}{tag}", tag_prefix(repo))
+}
+
+fn referrer_prefix(repo: &RepoName, subject: &Digest) -> String {
+    format!("referrer/{repo}@{subject}/")
+}
+
+impl Registry {
+    fn manifest_unknown(repo: &RepoName, reference: &dyn std::fmt::Display) -> Error {
+        Error::new(
+            ErrorKind::ManifestUnknown,
+            format!("manifest {reference} is not in repository {repo}"),
+        )
+    }
+
+    async fn manifest_record(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>> {
+        let key = manifest_key(repo, digest);
+        match self.inner.meta.get(&key).await? {
+            Some(v) => decode(&v.value, &key).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Checks that every blob and child manifest `manifest` needs is in `repo`.
+    async fn check_references(&self, repo: &RepoName, manifest: &Manifest) -> Result<()> {
+        let mut missing = Vec::new();
+        // Foreign layers (with `urls`) live outside the registry.
+        for blob in manifest.blobs().filter(|d| d.urls.is_empty()) {
+            let key = link_key(repo, &blob.digest);
+            match self.inner.meta.get(&key).await? {
+                None => missing.push(blob.digest.to_string()),
+                Some(v) => {
+                    let link: super::LinkRecord = decode(&v.value, &key)?;
+                    if link.size != blob.size {
+                        return Err(Error::new(
+                            ErrorKind::ManifestInvalid,
+                            format!(
+                                "manifest lists {} with size {}, but the blob in {repo} has {} bytes",
+                                blob.digest, blob.size, link.size
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        for child in manifest.children() {
+            if self.manifest_record(repo, &child.digest).await?.is_none() {
+                missing.push(child.digest.to_string());
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::ManifestBlobUnknown,
+            format!(
+                "manifest references content not in repository {repo}: {}",
+                missing.join(", ")
+            ),
+        ))
+    }
+
+    /// Pushes a manifest by tag or by digest.
+    ///
+    /// The body is validated ([`Manifest::parse`]); a digest reference must match it;
+    /// every blob it lists must be linked in `repo` and every child manifest pushed there
+    /// ([`ErrorKind::ManifestBlobUnknown`] names what is missing). A push by tag moves the
+    /// tag by compare-and-swap: concurrent pushes to one tag are applied one after
+    /// another, each recorded in the tag's history.
+    pub async fn push_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        raw: Bytes,
+        content_type: Option<&str>,
+    ) -> Result<PushedManifest> {
+        let manifest = Manifest::parse(raw, content_type)?;
+        if let Reference::Digest(expected) = reference {
+            let actual = manifest.digest_with(expected.algorithm());
+            if &actual != expected {
+                return Err(Error::new(
+                    ErrorKind::DigestInvalid,
+                    format!("manifest pushed as {expected} has digest {actual}"),
+                ));
+            }
+        }
+        self.check_references(repo, &manifest).await?;
+        // Stored under the digest it was pushed by (sha256 unless the client chose otherwise).
+        let digest = match reference {
+            Reference::Digest(d) => d.clone(),
+            Reference::Tag(_) => manifest.digest().clone(),
+        };
+        self.inner
+            .blobs
+            .put_bytes(&digest, manifest.raw().clone())
+            .await?;
+        let subject = manifest.subject().map(|s| s.digest.clone());
+        if let Some(subject) = &subject {
+            let entry = Descriptor {
+                media_type: manifest.media_type().as_str().to_owned(),
+                digest: digest.clone(),
+                size: manifest.raw().len() as u64,
+                artifact_type: manifest.referrer_artifact_type().map(str::to_owned),
+                annotations: manifest.annotations().clone(),
+                urls: Vec::new(),
+                platform: None,
+            };
+            let key = format!("{}{digest}", referrer_prefix(repo, subject));
+            self.inner
+                .meta
+                .put(&key, encode(&entry)?, Expect::Any)
+                .await?;
+        }
+        let record = ManifestRecord {
+            media_type: manifest.media_type().as_str().to_owned(),
+            size: manifest.raw().len() as u64,
+            pushed_at_ms: now_millis(),
+            subject: subject.clone(),
+        };
+        match self
+            .inner
+            .meta
+            .put(
+                &manifest_key(repo, &digest),
+                encode(&record)?,
+                Expect::Absent,
+            )
+            .await
+        {
+            // Pushed before: the first push time stands.
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Conflict => {}
+            Err(e) => return Err(e),
+        }
+        if let Reference::Tag(tag) = reference {
+            self.move_tag(repo, tag, Some(&digest)).await?;
+        }
+        Ok(PushedManifest {
+            digest,
+            media_type: manifest.media_type(),
+            subject,
+        })
+    }
+
+    /// Points `tag` at `to` (`None` deletes it), by compare-and-swap, recording the move.
+    async fn move_tag(&self, repo: &RepoName, tag: &Tag, to: Option<&Digest>) -> Result<()> {
+        let key = tag_key(repo, tag);
+        for _ in 0..TAG_MOVE_ATTEMPTS {
+            let (mut record, expect) = match self.inner.meta.get(&key).await? {
+                Some(v) => (
+                    decode::<TagRecord>(&v.value, &key)?,
+                    Expect::Version(v.version),
+                ),
+                None => (TagRecord::default(), Expect::Absent),
+            };
+            if record.digest.as_ref() == to {
+                return Ok(());
+            }
+            record.history.push(TagMove {
+                from: record.digest.take(),
+                to: to.cloned(),
+                at_ms: now_millis(),
+            });
+            let overflow = record.history.len().saturating_sub(TAG_HISTORY_LEN);
+            record.history.drain(..overflow);
+            record.digest = to.cloned();
+            match self.inner.meta.put(&key, encode(&record)?, expect).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Conflict => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "tag {tag} in {repo}: too many concurrent moves, gave up after {TAG_MOVE_ATTEMPTS} attempts"
+            ),
+        ))
+    }
+
+    /// The digest `tag` points at; [`ErrorKind::ManifestUnknown`] if there is none.
+    pub async fn resolve_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Digest> {
+        let key = tag_key(repo, tag);
+        let record: Option<TagRecord> = match self.inner.meta.get(&key).await? {
+            Some(v) => Some(decode(&v.value, &key)?),
+            None => None,
+        };
+        record
+            .and_then(|r| r.digest)
+            .ok_or_else(|| Self::manifest_unknown(repo, tag))
+    }
+
+    async fn resolve(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<(Digest, ManifestRecord)> {
+        let digest = match reference {
+            Reference::Tag(tag) => self.resolve_tag(repo, tag).await?,
+            Reference::Digest(d) => d.clone(),
+        };
+        let record = self
+            .manifest_record(repo, &digest)
+            .await?
+            .ok_or_else(|| Self::manifest_unknown(repo, reference))?;
+        Ok((digest, record))
+    }
+
+    /// A manifest's digest, media type and size, without its bytes (`HEAD`).
+    pub async fn stat_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<(Digest, String, u64)> {
+        let (digest, record) = self.resolve(repo, reference).await?;
+        Ok((digest, record.media_type, record.size))
+    }
+
+    /// A manifest's bytes, by tag or digest.
+    pub async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<StoredManifest> {
+        let (digest, record) = self.resolve(repo, reference).await?;
+        let raw = self.inner.blobs.get_bytes(&digest).await?;
+        Ok(StoredManifest {
+            digest,
+            media_type: record.media_type,
+            raw,
+        })
+    }
+
+    /// Tags of `repo` in lexical order, after `last`, at most `n` (the `tags/list` API).
+    pub async fn list_tags(
+        &self,
+        repo: &RepoName,
+        n: usize,
+        last: Option<&Tag>,
+    ) -> Result<Vec<Tag>> {
+        let prefix = tag_prefix(repo);
+        let after = last.map(|t| tag_key(repo, t));
+        let entries = self.inner.meta.list(&prefix, after.as_deref(), n).await?;
+        let mut tags = Vec::with_capacity(entries.len());
+        for entry in entries {
+            // Deleted tags keep their history record with no target.
+            let record: TagRecord = decode(&entry.value, &entry.key)?;
+            if record.digest.is_some() {
+                tags.push(entry.key[prefix.len()..].parse()?);
+            }
+        }
+        Ok(tags)
+    }
+
+    /// Where `tag` pointed over time, oldest first (at most [`TAG_HISTORY_LEN`] moves).
+    pub async fn tag_history(&self, repo: &RepoName, tag: &Tag) -> Result<Vec<TagMove>> {
+        let key = tag_key(repo, tag);
+        match self.inner.meta.get(&key).await? {
+            Some(v) => Ok(decode::<TagRecord>(&v.value, &key)?.history),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Removes a tag; the manifest stays.
+    pub async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<()> {
+        self.resolve_tag(repo, tag).await?;
+        self.move_tag(repo, tag, None).await
+    }
+
+    /// The referrers of `subject` in `repo`, as an OCI image index, optionally only those
+    /// of `artifact_type`.
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Referrers> {
+        let prefix = referrer_prefix(repo, subject);
+        let mut descriptors = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .inner
+                .meta
+                .list(&prefix, after.as_deref(), 1000)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.key.clone());
+            for entry in page {
+                let descriptor: Descriptor = decode(&entry.value, &entry.key)?;
+                if artifact_type.is_some_and(|t| descriptor.artifact_type.as_deref() != Some(t)) {
+                    continue;
+                }
+                // An entry written by a push that had not finished is not a referrer yet.
+                if self
+                    .manifest_record(repo, &descriptor.digest)
+                    .await?
+                    .is_some()
+                {
+                    descriptors.push(descriptor);
+                }
+            }
+        }
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Index<'a> {
+            schema_version: u32,
+            media_type: &'a str,
+            manifests: Vec<Descriptor>,
+        }
+        let index = serde_json::to_vec(&Index {
+            schema_version: 2,
+            media_type: OCI_IMAGE_INDEX,
+            manifests: descriptors,
+        })
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Storage,
+                format!("encoding referrers of {subject}: {e}"),
+            )
+        })?;
+        Ok(Referrers {
+            index: index.into(),
+            filtered: artifact_type.is_some(),
+        })
+    }
+}

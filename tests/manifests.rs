@@ -1,0 +1,459 @@
+//! Manifests, tags and referrers through the `Registry` facade.
+
+use bytes::Bytes;
+use serde_json::json;
+use wharf::{Algorithm, Digest, ErrorKind, Reference, Registry, RepoName, Tag};
+
+fn repo(name: &str) -> RepoName {
+    name.parse().unwrap()
+}
+
+fn tag(name: &str) -> Reference {
+    Reference::Tag(name.parse().unwrap())
+}
+
+fn sha256(data: &[u8]) -> Digest {
+    Digest::of(Algorithm::Sha256, data)
+}
+
+/// Pushes a blob and returns its descriptor.
+async fn blob(
+    registry: &Registry,
+    r: &RepoName,
+    data: &[u8],
+    media_type: &str,
+) -> serde_json::Value {
+    let digest = sha256(data);
+    registry
+        .push_blob_bytes(r, &digest, Bytes::copy_from_slice(data))
+        .await
+        .unwrap();
+    json!({"mediaType": media_type, "digest": digest.to_string(), "size": data.len()})
+}
+
+fn image(config: &serde_json::Value, layers: &[serde_json::Value]) -> Bytes {
+    serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": wharf::OCI_IMAGE_MANIFEST,
+        "config": config,
+        "layers": layers,
+    }))
+    .unwrap()
+    .into()
+}
+
+async fn pushed_image(registry: &Registry, r: &RepoName, seed: &str) -> (Digest, Bytes) {
+    let config = blob(
+        registry,
+        r,
+        format!("config {seed}").as_bytes(),
+        "application/vnd.oci.image.config.v1+json",
+    )
+    .await;
+    let layer = blob(
+        registry,
+        r,
+        format!("layer {seed}").as_bytes(),
+        "application/vnd.oci.image.layer.v1.tar",
+    )
+    .await;
+    let raw = image(&config, &[layer]);
+    let digest = sha256(&raw);
+    registry
+        .push_manifest(
+            r,
+            &Reference::Digest(digest.clone()),
+            raw.clone(),
+            Some(wharf::OCI_IMAGE_MANIFEST),
+        )
+        .await
+        .unwrap();
+    (digest, raw)
+}
+
+#[tokio::test]
+async fn manifests_need_their_blobs_and_keep_their_bytes() {
+    let registry = Registry::in_memory();
+    let r = repo("app");
+    let config_data = b"{\"architecture\":\"amd64\"}";
+    let layer_data = b"layer tar";
+    let config = json!({"mediaType": "application/vnd.oci.image.config.v1+json",
+                        "digest": sha256(config_data).to_string(), "size": config_data.len()});
+    let layer = json!({"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                       "digest": sha256(layer_data).to_string(), "size": layer_data.len()});
+    let raw = image(&config, &[layer]);
+
+    let err = registry
+        .push_manifest(&r, &tag("v1"), raw.clone(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ManifestBlobUnknown);
+    assert!(
+        err.message().contains(sha256(config_data).as_str())
+            && err.message().contains(sha256(layer_data).as_str()),
+        "{err}"
+    );
+    assert_eq!(
+        registry
+            .get_manifest(&r, &tag("v1"))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::ManifestUnknown
+    );
+
+    registry
+        .push_blob_bytes(&r, &sha256(config_data), Bytes::from_static(config_data))
+        .await
+        .unwrap();
+    registry
+        .push_blob_bytes(&r, &sha256(layer_data), Bytes::from_static(layer_data))
+        .await
+        .unwrap();
+    let pushed = registry
+        .push_manifest(&r, &tag("v1"), raw.clone(), None)
+        .await
+        .unwrap();
+    assert_eq!(pushed.digest, sha256(&raw));
+
+    for reference in [tag("v1"), Reference::Digest(sha256(&raw))] {
+        let got = registry.get_manifest(&r, &reference).await.unwrap();
+        assert_eq!(got.raw, raw, "byte for byte");
+        assert_eq!(got.digest, sha256(&raw));
+        assert_eq!(got.media_type, wharf::OCI_IMAGE_MANIFEST);
+        let (digest, media_type, size) = registry.stat_manifest(&r, &reference).await.unwrap();
+        assert_eq!(
+            (digest, media_type.as_str(), size),
+            (sha256(&raw), wharf::OCI_IMAGE_MANIFEST, raw.len() as u64)
+        );
+    }
+    // Not visible from another repository.
+    let err = registry
+        .get_manifest(&repo("other"), &Reference::Digest(sha256(&raw)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ManifestUnknown);
+}
+
+#[tokio::test]
+async fn a_listed_size_must_match_the_blob() {
+    let registry = Registry::in_memory();
+    let r = repo("app");
+    let mut config = blob(
+        &registry,
+        &r,
+        b"config",
+        "application/vnd.oci.image.config.v1+json",
+    )
+    .await;
+    config["size"] = json!(7);
+    let err = registry
+        .push_manifest(&r, &tag("v1"), image(&config, &[]), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ManifestInvalid, "{err}");
+}
+
+#[tokio::test]
+async fn digest_references_are_verified() {
+    let registry = Registry::in_memory();
+    let r = repo("app");
+    let config = blob(
+        &registry,
+        &r,
+        b"config",
+        "application/vnd.oci.image.config.v1+json",
+    )
+    .await;
+    let raw = image(&config, &[]);
+    let wrong = Reference::Digest(sha256(b"not the manifest"));
+    let err = registry
+        .push_manifest(&r, &wrong, raw.clone(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DigestInvalid);
+    let sha512 = Digest::of(Algorithm::Sha512, &raw);
+    registry
+        .push_manifest(&r, &Reference::Digest(sha512.clone()), raw.clone(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        registry
+            .get_manifest(&r, &Reference::Digest(sha512))
+            .await
+            .unwrap()
+            .raw,
+        raw
+    );
+    assert!(
+        registry.list_tags(&r, 10, None).await.unwrap().is_empty(),
+        "a push by digest tags nothing"
+    );
+}
+
+#[tokio::test]
+async fn indexes_need_their_children() {
+    let registry = Registry::in_memory();
+    let r = repo("multi");
+    let (child, raw_child) = pushed_image(&registry, &r, "amd64").await;
+    let missing = sha256(b"never pushed");
+    let index = |children: Vec<(Digest, usize)>| -> Bytes {
+        let manifests: Vec<_> = children
+            .iter()
+            .map(|(d, size)| json!({"mediaType": wharf::OCI_IMAGE_MANIFEST, "digest": d.to_string(), "size": size,
+                                    "platform": {"architecture": "amd64", "os": "linux"}}))
+            .collect();
+        serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": wharf::OCI_IMAGE_INDEX, "manifests": manifests}))
+            .unwrap()
+            .into()
+    };
+    let err = registry
+        .push_manifest(
+            &r,
+            &tag("latest"),
+            index(vec![
+                (child.clone(), raw_child.len()),
+                (missing.clone(), 10),
+            ]),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ManifestBlobUnknown);
+    assert!(
+        err.message().contains(missing.as_str()) && !err.message().contains(child.as_str()),
+        "{err}"
+    );
+    registry
+        .push_manifest(
+            &r,
+            &tag("latest"),
+            index(vec![(child, raw_child.len())]),
+            None,
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn tags_list_in_lexical_pages_and_keep_a_history() {
+    let registry = Registry::in_memory();
+    let r = repo("app");
+    let (a, raw_a) = pushed_image(&registry, &r, "a").await;
+    let (b, raw_b) = pushed_image(&registry, &r, "b").await;
+    let names = ["v2", "latest", "V1", "v10", "1.0", "_x", "v1"];
+    for name in names {
+        registry
+            .push_manifest(&r, &tag(name), raw_a.clone(), None)
+            .await
+            .unwrap();
+    }
+    let mut sorted: Vec<&str> = names.to_vec();
+    sorted.sort();
+    let all: Vec<String> = registry
+        .list_tags(&r, 100, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(Tag::to_string)
+        .collect();
+    assert_eq!(all, sorted);
+    let mut paged = Vec::new();
+    let mut last: Option<Tag> = None;
+    loop {
+        let page = registry.list_tags(&r, 3, last.as_ref()).await.unwrap();
+        assert!(page.len() <= 3);
+        let Some(end) = page.last() else { break };
+        last = Some(end.clone());
+        paged.extend(page.iter().map(Tag::to_string));
+    }
+    assert_eq!(paged, sorted);
+
+    let latest: Tag = "latest".parse().unwrap();
+    registry
+        .push_manifest(&r, &tag("latest"), raw_b.clone(), None)
+        .await
+        .unwrap();
+    registry
+        .push_manifest(&r, &tag("latest"), raw_b.clone(), None)
+        .await
+        .unwrap();
+    assert_eq!(registry.resolve_tag(&r, &latest).await.unwrap(), b);
+    registry.delete_tag(&r, &latest).await.unwrap();
+    assert_eq!(
+        registry.resolve_tag(&r, &latest).await.unwrap_err().kind(),
+        ErrorKind::ManifestUnknown
+    );
+    assert!(
+        !registry
+            .list_tags(&r, 100, None)
+            .await
+            .unwrap()
+            .contains(&latest)
+    );
+    assert_eq!(
+        registry.delete_tag(&r, &latest).await.unwrap_err().kind(),
+        ErrorKind::ManifestUnknown
+    );
+    let moves: Vec<_> = registry
+        .tag_history(&r, &latest)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.from, m.to))
+        .collect();
+    assert_eq!(
+        moves,
+        vec![
+            (None, Some(a.clone())),
+            (Some(a.clone()), Some(b.clone())),
+            (Some(b), None)
+        ]
+    );
+    // The manifest stays when its tag goes.
+    registry
+        .get_manifest(&r, &Reference::Digest(a))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pushes_to_one_tag_leave_a_consistent_history() {
+    let registry = Registry::in_memory();
+    let r = repo("race");
+    let mut images = Vec::new();
+    for i in 0..12 {
+        images.push(pushed_image(&registry, &r, &format!("image {i}")).await);
+    }
+    let pushes = images.iter().map(|(_, raw)| {
+        let (registry, r, raw) = (registry.clone(), r.clone(), raw.clone());
+        tokio::spawn(async move { registry.push_manifest(&r, &tag("latest"), raw, None).await })
+    });
+    for push in futures::future::join_all(pushes).await {
+        push.unwrap().unwrap();
+    }
+    let history = registry
+        .tag_history(&r, &"latest".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(history.len(), images.len(), "every push moved the tag once");
+    assert_eq!(history[0].from, None);
+    for pair in history.windows(2) {
+        assert_eq!(
+            pair[1].from, pair[0].to,
+            "each move starts where the previous ended"
+        );
+    }
+    let head = registry
+        .resolve_tag(&r, &"latest".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        Some(head),
+        history.last().unwrap().to.clone(),
+        "the last move is the winner"
+    );
+}
+
+#[tokio::test]
+async fn referrers_are_listed_and_filtered() {
+    let registry = Registry::in_memory();
+    let r = repo("app");
+    let (subject, raw_subject) = pushed_image(&registry, &r, "subject").await;
+    let empty = blob(&registry, &r, b"{}", wharf::OCI_EMPTY).await;
+    let artifact = |artifact_type: Option<&str>, config: &serde_json::Value, note: &str| -> Bytes {
+        let mut body = json!({
+            "schemaVersion": 2,
+            "mediaType": wharf::OCI_IMAGE_MANIFEST,
+            "config": config,
+            "layers": [],
+            "subject": {"mediaType": wharf::OCI_IMAGE_MANIFEST, "digest": subject.to_string(), "size": raw_subject.len()},
+            "annotations": {"note": note},
+        });
+        if let Some(t) = artifact_type {
+            body["artifactType"] = json!(t);
+        }
+        serde_json::to_vec(&body).unwrap().into()
+    };
+    let sbom = artifact(Some("application/vnd.example.sbom"), &empty, "sbom");
+    let sig = artifact(Some("application/vnd.example.sig"), &empty, "sig");
+    let sig_config = blob(
+        &registry,
+        &r,
+        b"sig config",
+        "application/vnd.example.sig.config",
+    )
+    .await;
+    let by_config = artifact(None, &sig_config, "config type");
+    for raw in [&sbom, &sig, &by_config] {
+        let pushed = registry
+            .push_manifest(&r, &Reference::Digest(sha256(raw)), raw.clone(), None)
+            .await
+            .unwrap();
+        assert_eq!(pushed.subject.as_ref(), Some(&subject));
+    }
+
+    let listed = |index: &Bytes| -> Vec<(String, String, String)> {
+        let v: serde_json::Value = serde_json::from_slice(index).unwrap();
+        assert_eq!(v["mediaType"], wharf::OCI_IMAGE_INDEX);
+        let mut out: Vec<_> = v["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["digest"].as_str().unwrap().to_owned(),
+                    d["artifactType"].as_str().unwrap().to_owned(),
+                    d["annotations"]["note"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let all = registry.referrers(&r, &subject, None).await.unwrap();
+    assert!(!all.filtered);
+    let mut want = vec![
+        (
+            sha256(&sbom).to_string(),
+            "application/vnd.example.sbom".to_owned(),
+            "sbom".to_owned(),
+        ),
+        (
+            sha256(&sig).to_string(),
+            "application/vnd.example.sig".to_owned(),
+            "sig".to_owned(),
+        ),
+        (
+            sha256(&by_config).to_string(),
+            "application/vnd.example.sig.config".to_owned(),
+            "config type".to_owned(),
+        ),
+    ];
+    want.sort();
+    assert_eq!(listed(&all.index), want);
+
+    let only_sig = registry
+        .referrers(&r, &subject, Some("application/vnd.example.sig"))
+        .await
+        .unwrap();
+    assert!(only_sig.filtered);
+    assert_eq!(
+        listed(&only_sig.index),
+        vec![want.iter().find(|w| w.2 == "sig").unwrap().clone()]
+    );
+
+    let none = registry
+        .referrers(&r, &sha256(b"no such subject"), None)
+        .await
+        .unwrap();
+    assert!(
+        listed(&none.index).is_empty(),
+        "an unknown subject has an empty list, not an error"
+    );
+    let elsewhere = registry
+        .referrers(&repo("other"), &subject, None)
+        .await
+        .unwrap();
+    assert!(listed(&elsewhere.index).is_empty());
+}
