@@ -27,6 +27,9 @@ pub enum ErrorKind {
     ManifestInvalid,
     /// `MANIFEST_UNKNOWN`: no such manifest in the repository.
     ManifestUnknown,
+    /// A manifest cannot be deleted while an index in its repository lists it. No spec
+    /// code covers this; frontends answer 409 Conflict.
+    ManifestReferenced,
     /// `NAME_INVALID`: a repository name breaks the distribution-spec grammar.
     NameInvalid,
     /// `NAME_UNKNOWN`: no such repository.
@@ -67,6 +70,7 @@ impl ErrorKind {
             Self::ManifestBlobUnknown => "MANIFEST_BLOB_UNKNOWN",
             Self::ManifestInvalid => "MANIFEST_INVALID",
             Self::ManifestUnknown => "MANIFEST_UNKNOWN",
+            Self::ManifestReferenced => "MANIFEST_REFERENCED",
             Self::NameInvalid => "NAME_INVALID",
             Self::NameUnknown => "NAME_UNKNOWN",
             Self::SizeInvalid => "SIZE_INVALID",
@@ -93,7 +97,7 @@ impl ErrorKind {
             Self::Denied => 403,
             Self::Unsupported => 405,
             Self::TooManyRequests => 429,
-            Self::Conflict => 409,
+            Self::Conflict | Self::ManifestReferenced => 409,
             Self::CorruptData | Self::Storage => 500,
             Self::BlobUploadInvalid
             | Self::DigestInvalid

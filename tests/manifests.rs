@@ -457,3 +457,133 @@ async fn referrers_are_listed_and_filtered() {
         .unwrap();
     assert!(listed(&elsewhere.index).is_empty());
 }
+
+#[tokio::test]
+async fn deleting_a_manifest_takes_its_tags_and_referrer_entry() {
+    let registry = Registry::in_memory();
+    let r = repo("app");
+    let (subject, raw_subject) = pushed_image(&registry, &r, "subject").await;
+    let (digest, raw) = pushed_image(&registry, &r, "image").await;
+    for name in ["a", "b"] {
+        registry
+            .push_manifest(&r, &tag(name), raw.clone(), None)
+            .await
+            .unwrap();
+    }
+    registry
+        .push_manifest(&r, &tag("keep"), raw_subject.clone(), None)
+        .await
+        .unwrap();
+    // `image` also refers to `subject`, as a signature would.
+    let mut body: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    body["subject"] = json!({"mediaType": wharf::OCI_IMAGE_MANIFEST, "digest": subject.to_string(), "size": raw_subject.len()});
+    let referrer = Bytes::from(serde_json::to_vec(&body).unwrap());
+    registry
+        .push_manifest(&r, &tag("sig"), referrer.clone(), None)
+        .await
+        .unwrap();
+
+    registry
+        .delete_manifest(&r, &sha256(&referrer))
+        .await
+        .unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&registry.referrers(&r, &subject, None).await.unwrap().index)
+            .unwrap();
+    assert!(
+        index["manifests"].as_array().unwrap().is_empty(),
+        "referrer entry removed"
+    );
+
+    registry.delete_manifest(&r, &digest).await.unwrap();
+    let err = registry
+        .get_manifest(&r, &Reference::Digest(digest.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ManifestUnknown);
+    let tags: Vec<String> = registry
+        .list_tags(&r, 100, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(Tag::to_string)
+        .collect();
+    assert_eq!(
+        tags,
+        ["keep"],
+        "tags of the deleted manifest are gone, others stay"
+    );
+    assert_eq!(
+        registry
+            .delete_manifest(&r, &digest)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::ManifestUnknown
+    );
+    // Its blobs stay linked and stored until garbage collection.
+    assert!(registry.list_blobs(&r, None, 100).await.unwrap().len() >= 4);
+}
+
+#[tokio::test]
+async fn a_manifest_listed_by_an_index_cannot_be_deleted() {
+    let registry = Registry::in_memory();
+    let r = repo("multi");
+    let (child, raw_child) = pushed_image(&registry, &r, "child").await;
+    let index = Bytes::from(
+        serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": wharf::OCI_IMAGE_INDEX,
+            "manifests": [{"mediaType": wharf::OCI_IMAGE_MANIFEST, "digest": child.to_string(), "size": raw_child.len()}]}))
+        .unwrap(),
+    );
+    registry
+        .push_manifest(&r, &tag("latest"), index.clone(), None)
+        .await
+        .unwrap();
+    let err = registry.delete_manifest(&r, &child).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ManifestReferenced);
+    assert!(err.message().contains(sha256(&index).as_str()), "{err}");
+    // The same child in another repository is not protected by this index.
+    let other = repo("other");
+    let (other_child, _) = pushed_image(&registry, &other, "child").await;
+    assert_eq!(other_child, child);
+    registry.delete_manifest(&other, &child).await.unwrap();
+
+    registry.delete_manifest(&r, &sha256(&index)).await.unwrap();
+    registry
+        .delete_manifest(&r, &child)
+        .await
+        .expect("deletable once the index is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_racing_deletes_never_leave_a_tag_pointing_at_nothing() {
+    let registry = Registry::in_memory();
+    let r = repo("race");
+    let (digest, raw) = pushed_image(&registry, &r, "contended").await;
+    for round in 0..40 {
+        let push = {
+            let (registry, r, raw) = (registry.clone(), r.clone(), raw.clone());
+            tokio::spawn(async move { registry.push_manifest(&r, &tag("latest"), raw, None).await })
+        };
+        let delete = {
+            let (registry, r, digest) = (registry.clone(), r.clone(), digest.clone());
+            tokio::spawn(async move { registry.delete_manifest(&r, &digest).await })
+        };
+        push.await.unwrap().unwrap();
+        if let Err(e) = delete.await.unwrap() {
+            assert_eq!(e.kind(), ErrorKind::ManifestUnknown, "round {round}: {e}");
+        }
+        for t in registry.list_tags(&r, 10, None).await.unwrap() {
+            let target = registry.resolve_tag(&r, &t).await.unwrap();
+            registry
+                .get_manifest(&r, &Reference::Digest(target))
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: tag {t} points at nothing: {e}"));
+        }
+        // Make sure the next round starts from a pushed manifest.
+        registry
+            .push_manifest(&r, &Reference::Digest(digest.clone()), raw.clone(), None)
+            .await
+            .unwrap();
+    }
+}

@@ -6,7 +6,9 @@
 //!   the blob store, so identical manifests in several repositories are stored once;
 //! - `tag/<repo>@<tag>`: the digest a tag points at, with the tag's bounded history, in one
 //!   record so a move and its history change together under one compare-and-swap;
-//! - `referrer/<repo>@<subject>/<digest>`: a referrer of `subject` and its descriptor.
+//! - `referrer/<repo>@<subject>/<digest>`: a referrer of `subject` and its descriptor;
+//! - `tagged/<repo>@<digest>/<tag>` and `parent/<repo>@<child>/<index>`: reverse indexes
+//!   for deletes, written ahead of what they index and checked against it when read.
 //!
 //! A push writes the bytes, then the referrers entry, then the manifest record (from here
 //! the manifest is visible by digest), then moves the tag (from here, by tag). A crash in
@@ -38,6 +40,8 @@ struct ManifestRecord {
     pushed_at_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     subject: Option<Digest>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    children: Vec<Digest>,
 }
 
 /// A tag's target and history.
@@ -110,6 +114,19 @@ fn tag_key(repo: &RepoName, tag: &Tag) -> String {
 
 fn referrer_prefix(repo: &RepoName, subject: &Digest) -> String {
     format!("referrer/{repo}@{subject}/")
+}
+
+/// Reverse index: the tags that (may) point at `digest`. Entries are written before a tag
+/// moves to the digest and removed after it moves away, so a crash leaves only extra
+/// entries, which readers check against the tag itself.
+fn tagged_prefix(repo: &RepoName, digest: &Digest) -> String {
+    format!("tagged/{repo}@{digest}/")
+}
+
+/// Reverse index: the indexes in `repo` that list `child`, written before the index's
+/// record.
+fn parent_prefix(repo: &RepoName, child: &Digest) -> String {
+    format!("parent/{repo}@{child}/")
 }
 
 impl Registry {
@@ -222,29 +239,28 @@ impl Registry {
                 .put(&key, encode(&entry)?, Expect::Any)
                 .await?;
         }
+        let children: Vec<Digest> = manifest
+            .children()
+            .iter()
+            .map(|c| c.digest.clone())
+            .collect();
+        for child in &children {
+            let key = format!("{}{digest}", parent_prefix(repo, child));
+            self.inner.meta.put(&key, Bytes::new(), Expect::Any).await?;
+        }
         let record = ManifestRecord {
             media_type: manifest.media_type().as_str().to_owned(),
             size: manifest.raw().len() as u64,
             pushed_at_ms: now_millis(),
             subject: subject.clone(),
+            children,
         };
-        match self
-            .inner
-            .meta
-            .put(
-                &manifest_key(repo, &digest),
-                encode(&record)?,
-                Expect::Absent,
-            )
-            .await
-        {
-            // Pushed before: the first push time stands.
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::Conflict => {}
-            Err(e) => return Err(e),
-        }
+        self.ensure_manifest_record(repo, &digest, &record).await?;
         if let Reference::Tag(tag) = reference {
-            self.move_tag(repo, tag, Some(&digest)).await?;
+            self.move_tag(repo, tag, Some(&digest), |_| true).await?;
+            // A delete of this digest may have run between the record and the tag move:
+            // the push wins, so the tag never points at nothing.
+            self.ensure_manifest_record(repo, &digest, &record).await?;
         }
         Ok(PushedManifest {
             digest,
@@ -253,9 +269,41 @@ impl Registry {
         })
     }
 
-    /// Points `tag` at `to` (`None` deletes it), by compare-and-swap, recording the move.
-    async fn move_tag(&self, repo: &RepoName, tag: &Tag, to: Option<&Digest>) -> Result<()> {
+    /// Writes a manifest record unless one exists (the first push time stands).
+    async fn ensure_manifest_record(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        record: &ManifestRecord,
+    ) -> Result<()> {
+        match self
+            .inner
+            .meta
+            .put(&manifest_key(repo, digest), encode(record)?, Expect::Absent)
+            .await
+        {
+            Err(e) if e.kind() != ErrorKind::Conflict => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Points `tag` at `to` (`None` removes it) if `when` holds for where it points now,
+    /// by compare-and-swap, recording the move and keeping the reverse index ahead of it.
+    async fn move_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        to: Option<&Digest>,
+        when: impl Fn(Option<&Digest>) -> bool,
+    ) -> Result<()> {
         let key = tag_key(repo, tag);
+        if let Some(to) = to {
+            let reverse = format!("{}{tag}", tagged_prefix(repo, to));
+            self.inner
+                .meta
+                .put(&reverse, Bytes::new(), Expect::Any)
+                .await?;
+        }
         for _ in 0..TAG_MOVE_ATTEMPTS {
             let (mut record, expect) = match self.inner.meta.get(&key).await? {
                 Some(v) => (
@@ -264,7 +312,7 @@ impl Registry {
                 ),
                 None => (TagRecord::default(), Expect::Absent),
             };
-            if record.digest.as_ref() == to {
+            if record.digest.as_ref() == to || !when(record.digest.as_ref()) {
                 return Ok(());
             }
             record.history.push(TagMove {
@@ -274,9 +322,16 @@ impl Registry {
             });
             let overflow = record.history.len().saturating_sub(TAG_HISTORY_LEN);
             record.history.drain(..overflow);
+            let from = record.history.last().and_then(|m| m.from.clone());
             record.digest = to.cloned();
             match self.inner.meta.put(&key, encode(&record)?, expect).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    if let Some(from) = from {
+                        let reverse = format!("{}{tag}", tagged_prefix(repo, &from));
+                        self.inner.meta.delete(&reverse, Expect::Any).await?;
+                    }
+                    return Ok(());
+                }
                 Err(e) if e.kind() == ErrorKind::Conflict => continue,
                 Err(e) => return Err(e),
             }
@@ -375,7 +430,72 @@ impl Registry {
     /// Removes a tag; the manifest stays.
     pub async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<()> {
         self.resolve_tag(repo, tag).await?;
-        self.move_tag(repo, tag, None).await
+        self.move_tag(repo, tag, None, |_| true).await
+    }
+
+    /// Deletes a manifest from `repo`, with its tags and its referrers entry. Refused with
+    /// [`ErrorKind::ManifestReferenced`] while an index in `repo` lists it. The bytes stay
+    /// for garbage collection.
+    pub async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        let key = manifest_key(repo, digest);
+        let stored = self
+            .inner
+            .meta
+            .get(&key)
+            .await?
+            .ok_or_else(|| Self::manifest_unknown(repo, digest))?;
+        let record: ManifestRecord = decode(&stored.value, &key)?;
+        let parents = self.list_all_keys(&parent_prefix(repo, digest)).await?;
+        for parent_key in parents {
+            let parent: Digest = parent_key[parent_prefix(repo, digest).len()..].parse()?;
+            if self.manifest_record(repo, &parent).await?.is_some() {
+                return Err(Error::new(
+                    ErrorKind::ManifestReferenced,
+                    format!(
+                        "manifest {digest} in {repo} is listed by index {parent}: delete the index first"
+                    ),
+                ));
+            }
+            // Left by an index push that never finished or an index since deleted.
+            self.inner.meta.delete(&parent_key, Expect::Any).await?;
+        }
+        // The commit point: from here the manifest is gone; the rest tidies up after it.
+        self.inner
+            .meta
+            .delete(&key, Expect::Version(stored.version))
+            .await?;
+        let tagged = tagged_prefix(repo, digest);
+        for reverse in self.list_all_keys(&tagged).await? {
+            let tag: Tag = reverse[tagged.len()..].parse()?;
+            self.move_tag(repo, &tag, None, |now| now == Some(digest))
+                .await?;
+            self.inner.meta.delete(&reverse, Expect::Any).await?;
+        }
+        if let Some(subject) = &record.subject {
+            let entry = format!("{}{digest}", referrer_prefix(repo, subject));
+            self.inner.meta.delete(&entry, Expect::Any).await?;
+        }
+        for child in &record.children {
+            let entry = format!("{}{digest}", parent_prefix(repo, child));
+            self.inner.meta.delete(&entry, Expect::Any).await?;
+        }
+        Ok(())
+    }
+
+    /// Every key under `prefix`, page by page.
+    async fn list_all_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys: Vec<String> = Vec::new();
+        loop {
+            let page = self
+                .inner
+                .meta
+                .list_keys(prefix, keys.last().map(String::as_str), 1000)
+                .await?;
+            if page.is_empty() {
+                return Ok(keys);
+            }
+            keys.extend(page);
+        }
     }
 
     /// The referrers of `subject` in `repo`, as an OCI image index, optionally only those
