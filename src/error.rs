@@ -30,6 +30,8 @@ pub enum ErrorKind {
     /// A manifest cannot be deleted while an index in its repository lists it. No spec
     /// code covers this; frontends answer 409 Conflict.
     ManifestReferenced,
+    /// An immutable tag cannot move to another manifest (ECR tag immutability).
+    TagImmutable,
     /// `NAME_INVALID`: a repository name breaks the distribution-spec grammar.
     NameInvalid,
     /// `NAME_UNKNOWN`: no such repository.
@@ -71,6 +73,7 @@ impl ErrorKind {
             Self::ManifestInvalid => "MANIFEST_INVALID",
             Self::ManifestUnknown => "MANIFEST_UNKNOWN",
             Self::ManifestReferenced => "MANIFEST_REFERENCED",
+            Self::TagImmutable => "TAG_IMMUTABLE",
             Self::NameInvalid => "NAME_INVALID",
             Self::NameUnknown => "NAME_UNKNOWN",
             Self::SizeInvalid => "SIZE_INVALID",
@@ -97,7 +100,7 @@ impl ErrorKind {
             Self::Denied => 403,
             Self::Unsupported => 405,
             Self::TooManyRequests => 429,
-            Self::Conflict | Self::ManifestReferenced => 409,
+            Self::Conflict | Self::ManifestReferenced | Self::TagImmutable => 409,
             Self::CorruptData | Self::Storage => 500,
             Self::BlobUploadInvalid
             | Self::DigestInvalid
@@ -180,9 +183,10 @@ impl Error {
         &self.message
     }
 
-    /// Whether retrying the same operation may succeed (transient storage failures, lost races).
+    /// Whether retrying may succeed: transient storage failures, and compare-and-swap
+    /// races lost (re-read, then retry).
     pub fn is_retryable(&self) -> bool {
-        self.retryable || self.kind == ErrorKind::Conflict
+        self.retryable
     }
 
     /// For [`ErrorKind::RangeInvalid`]: the number of bytes the upload has received.
@@ -239,8 +243,11 @@ mod tests {
     }
 
     #[test]
-    fn conflicts_are_retryable() {
-        assert!(Error::new(ErrorKind::Conflict, "x").is_retryable());
+    fn lost_races_are_retryable() {
+        let lost = crate::meta::conflict("k", crate::Expect::Absent, None);
+        assert_eq!(lost.kind(), ErrorKind::Conflict);
+        assert!(lost.is_retryable());
+        assert!(!Error::new(ErrorKind::Conflict, "already exists").is_retryable());
         assert!(!Error::new(ErrorKind::DigestInvalid, "x").is_retryable());
     }
 }

@@ -161,6 +161,7 @@ pub(crate) fn conflict(key: &str, expect: Expect, found: Option<Version>) -> Err
         ErrorKind::Conflict,
         format!("metadata key {key:?} changed: expected {expected}, found {found}"),
     )
+    .retryable()
 }
 
 /// Whether `expect` holds against the current version of a key.

@@ -25,9 +25,13 @@ use crate::reference::RepoName;
 use crate::upload::{OpenWriters, now_millis};
 
 mod manifests;
+mod repositories;
 mod uploads;
 
 pub use self::manifests::{PushedManifest, Referrers, StoredManifest, TAG_HISTORY_LEN, TagMove};
+pub use self::repositories::{
+    MAX_MUTABILITY_EXCLUSIONS, Repository, RepositorySettings, TagMutability,
+};
 
 /// Default age after which an upload session with no activity is expired.
 pub const DEFAULT_UPLOAD_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
@@ -116,6 +120,7 @@ struct Inner {
     checkpoint_interval: u64,
     max_open_uploads: usize,
     open_writers: OpenWriters,
+    create_on_push: bool,
 }
 
 impl fmt::Debug for Registry {
@@ -137,6 +142,7 @@ pub struct RegistryBuilder {
     upload_expiry: Option<Duration>,
     checkpoint_interval: Option<u64>,
     max_open_uploads: Option<usize>,
+    create_on_push: Option<bool>,
 }
 
 impl fmt::Debug for RegistryBuilder {
@@ -194,6 +200,13 @@ impl RegistryBuilder {
         self
     }
 
+    /// Whether a push to a repository that does not exist creates it (default `true`);
+    /// `false` requires [`Registry::create_repository`] first, as ECR does.
+    pub fn create_repositories_on_push(mut self, create: bool) -> Self {
+        self.create_on_push = Some(create);
+        self
+    }
+
     /// Builds the registry; both stores must be set.
     pub fn build(self) -> Result<Registry> {
         let missing = |what: &str| {
@@ -215,6 +228,7 @@ impl RegistryBuilder {
                     .unwrap_or(DEFAULT_CHECKPOINT_INTERVAL),
                 max_open_uploads: self.max_open_uploads.unwrap_or(DEFAULT_MAX_OPEN_UPLOADS),
                 open_writers: OpenWriters::default(),
+                create_on_push: self.create_on_push.unwrap_or(true),
             }),
         })
     }
@@ -341,6 +355,7 @@ impl Registry {
         digest: &Digest,
         mut body: ByteStream,
     ) -> Result<BlobInfo> {
+        self.repository_for_push(repo).await?;
         let mut writer = self.inner.blobs.writer(digest.algorithm()).await?;
         while let Some(chunk) = body.next().await {
             match chunk {
@@ -383,6 +398,7 @@ impl Registry {
         digest: &Digest,
         from: Option<&RepoName>,
     ) -> Result<BlobInfo> {
+        self.repository_for_push(target).await?;
         match from {
             Some(source) => {
                 if self.linked(source, digest).await?.is_none() {

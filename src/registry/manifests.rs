@@ -203,6 +203,7 @@ impl Registry {
         content_type: Option<&str>,
     ) -> Result<PushedManifest> {
         let manifest = Manifest::parse(raw, content_type)?;
+        let repository = self.repository_for_push(repo).await?;
         if let Reference::Digest(expected) = reference {
             let actual = manifest.digest_with(expected.algorithm());
             if &actual != expected {
@@ -257,7 +258,15 @@ impl Registry {
         };
         self.ensure_manifest_record(repo, &digest, &record).await?;
         if let Reference::Tag(tag) = reference {
-            self.move_tag(repo, tag, Some(&digest), |_| true).await?;
+            let mutable = repository.settings.tag_is_mutable(tag);
+            self.move_tag(repo, tag, Some(&digest), |now| match now {
+                Some(current) if !mutable && current != &digest => Err(Error::new(
+                    ErrorKind::TagImmutable,
+                    format!("tag {tag} in {repo} is immutable and points at {current}; it cannot move to {digest}"),
+                )),
+                _ => Ok(true),
+            })
+            .await?;
             // A delete of this digest may have run between the record and the tag move:
             // the push wins, so the tag never points at nothing.
             self.ensure_manifest_record(repo, &digest, &record).await?;
@@ -294,7 +303,7 @@ impl Registry {
         repo: &RepoName,
         tag: &Tag,
         to: Option<&Digest>,
-        when: impl Fn(Option<&Digest>) -> bool,
+        when: impl Fn(Option<&Digest>) -> Result<bool>,
     ) -> Result<()> {
         let key = tag_key(repo, tag);
         if let Some(to) = to {
@@ -312,7 +321,7 @@ impl Registry {
                 ),
                 None => (TagRecord::default(), Expect::Absent),
             };
-            if record.digest.as_ref() == to || !when(record.digest.as_ref()) {
+            if record.digest.as_ref() == to || !when(record.digest.as_ref())? {
                 return Ok(());
             }
             record.history.push(TagMove {
@@ -404,6 +413,7 @@ impl Registry {
         n: usize,
         last: Option<&Tag>,
     ) -> Result<Vec<Tag>> {
+        self.repository(repo).await?;
         let prefix = tag_prefix(repo);
         let after = last.map(|t| tag_key(repo, t));
         let entries = self.inner.meta.list(&prefix, after.as_deref(), n).await?;
@@ -430,7 +440,7 @@ impl Registry {
     /// Removes a tag; the manifest stays.
     pub async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<()> {
         self.resolve_tag(repo, tag).await?;
-        self.move_tag(repo, tag, None, |_| true).await
+        self.move_tag(repo, tag, None, |_| Ok(true)).await
     }
 
     /// Deletes a manifest from `repo`, with its tags and its referrers entry. Refused with
@@ -467,7 +477,7 @@ impl Registry {
         let tagged = tagged_prefix(repo, digest);
         for reverse in self.list_all_keys(&tagged).await? {
             let tag: Tag = reverse[tagged.len()..].parse()?;
-            self.move_tag(repo, &tag, None, |now| now == Some(digest))
+            self.move_tag(repo, &tag, None, |now| Ok(now == Some(digest)))
                 .await?;
             self.inner.meta.delete(&reverse, Expect::Any).await?;
         }

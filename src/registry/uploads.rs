@@ -44,6 +44,7 @@ fn one_chunk(chunk: Bytes) -> ByteStream {
 impl Registry {
     /// Starts an upload session into `repo`.
     pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadStatus> {
+        self.repository_for_push(repo).await?;
         let id = UploadId::generate();
         let now = now_millis();
         let record = SessionRecord {

@@ -1,0 +1,387 @@
+//! Repositories on [`Registry`]: creation, settings, the catalog, deletion, and ECR tag
+//! mutability.
+//!
+//! A repository is the record `repo/<name>`. Pushes create it on first use unless the
+//! registry is built with `create_repositories_on_push(false)`, as ECR behaves.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Registry, decode, encode};
+use crate::error::{Error, ErrorKind, Result};
+use crate::meta::Expect;
+use crate::reference::{RepoName, Tag};
+use crate::upload::{from_millis, now_millis};
+
+/// Most tag-mutability exclusion filters a repository may have (ECR's limit).
+pub const MAX_MUTABILITY_EXCLUSIONS: usize = 5;
+
+/// Whether a repository's tags may move to another manifest once set (ECR
+/// `imageTagMutability`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TagMutability {
+    /// Tags move freely.
+    #[default]
+    Mutable,
+    /// No tag moves once set.
+    Immutable,
+    /// Tags are immutable except those matching an exclusion filter.
+    ImmutableWithExclusion,
+    /// Tags move freely except those matching an exclusion filter, which are immutable.
+    MutableWithExclusion,
+}
+
+/// A repository's settings, stored as metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RepositorySettings {
+    /// Tag mutability.
+    pub tag_mutability: TagMutability,
+    /// Wildcard filters (`*` matches any run of characters) for the `*_WITH_EXCLUSION`
+    /// modes; at most [`MAX_MUTABILITY_EXCLUSIONS`].
+    pub mutability_exclusions: Vec<String>,
+    /// The key-encryption key the repository's blobs are wrapped with (`None`: the
+    /// registry's default).
+    pub encryption_key: Option<String>,
+    /// Whether pushed manifests are handed to the scanner.
+    pub scan_on_push: bool,
+    /// The lifecycle policy, as the ECR JSON text it was given in.
+    pub lifecycle_policy: Option<String>,
+    /// Free-form labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl RepositorySettings {
+    /// Checks the settings, naming the field at fault.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |why: String| {
+            Error::new(
+                ErrorKind::Unsupported,
+                format!("repository settings: {why}"),
+            )
+        };
+        let with_exclusions = matches!(
+            self.tag_mutability,
+            TagMutability::ImmutableWithExclusion | TagMutability::MutableWithExclusion
+        );
+        if with_exclusions && self.mutability_exclusions.is_empty() {
+            return Err(invalid(format!(
+                "mutability_exclusions must name at least one filter with {:?}",
+                self.tag_mutability
+            )));
+        }
+        if !with_exclusions && !self.mutability_exclusions.is_empty() {
+            return Err(invalid(format!(
+                "mutability_exclusions apply only to the *_WITH_EXCLUSION modes, not {:?}",
+                self.tag_mutability
+            )));
+        }
+        if self.mutability_exclusions.len() > MAX_MUTABILITY_EXCLUSIONS {
+            return Err(invalid(format!(
+                "mutability_exclusions has {} filters, at most {MAX_MUTABILITY_EXCLUSIONS} are allowed",
+                self.mutability_exclusions.len()
+            )));
+        }
+        for filter in &self.mutability_exclusions {
+            let ok = !filter.is_empty()
+                && filter.len() <= 128
+                && filter
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"._-*".contains(&c));
+            if !ok {
+                return Err(invalid(format!(
+                    "mutability exclusion filter {filter:?} must be 1 to 128 characters of [a-zA-Z0-9._-*]"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `tag` may move to another manifest once set.
+    pub fn tag_is_mutable(&self, tag: &Tag) -> bool {
+        let excluded = self
+            .mutability_exclusions
+            .iter()
+            .any(|f| wildcard_match(f, tag.as_str()));
+        match self.tag_mutability {
+            TagMutability::Mutable => true,
+            TagMutability::Immutable => false,
+            TagMutability::ImmutableWithExclusion => excluded,
+            TagMutability::MutableWithExclusion => !excluded,
+        }
+    }
+}
+
+/// Whether `text` matches `pattern`, where `*` matches any run of characters (also none)
+/// and the match is anchored at both ends.
+pub(crate) fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        // No `*`: the whole text must equal the pattern.
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// A repository and its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repository {
+    /// The name.
+    pub name: RepoName,
+    /// The settings.
+    pub settings: RepositorySettings,
+    /// When it was created.
+    pub created_at: std::time::SystemTime,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RepositoryRecord {
+    created_at_ms: u64,
+    settings: RepositorySettings,
+}
+
+const REPO_PREFIX: &str = "repo/";
+
+fn repo_key(name: &RepoName) -> String {
+    format!("{REPO_PREFIX}{name}")
+}
+
+/// Prefixes of everything a repository owns in the metadata store.
+fn owned_prefixes(name: &RepoName) -> [String; 6] {
+    ["link", "manifest", "tag", "tagged", "parent", "referrer"]
+        .map(|kind| format!("{kind}/{name}@"))
+}
+
+impl Registry {
+    /// Creates a repository; [`ErrorKind::Conflict`] if it exists.
+    pub async fn create_repository(
+        &self,
+        name: &RepoName,
+        settings: RepositorySettings,
+    ) -> Result<Repository> {
+        settings.validate()?;
+        let record = RepositoryRecord {
+            created_at_ms: now_millis(),
+            settings,
+        };
+        match self
+            .inner
+            .meta
+            .put(&repo_key(name), encode(&record)?, Expect::Absent)
+            .await
+        {
+            Ok(_) => Ok(Repository {
+                name: name.clone(),
+                created_at: from_millis(record.created_at_ms),
+                settings: record.settings,
+            }),
+            Err(e) if e.kind() == ErrorKind::Conflict => Err(Error::new(
+                ErrorKind::Conflict,
+                format!("repository {name} already exists"),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A repository; [`ErrorKind::NameUnknown`] if there is none.
+    pub async fn repository(&self, name: &RepoName) -> Result<Repository> {
+        let key = repo_key(name);
+        let stored = self.inner.meta.get(&key).await?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::NameUnknown,
+                format!("repository {name} does not exist"),
+            )
+        })?;
+        let record: RepositoryRecord = decode(&stored.value, &key)?;
+        Ok(Repository {
+            name: name.clone(),
+            settings: record.settings,
+            created_at: from_millis(record.created_at_ms),
+        })
+    }
+
+    /// The repository a push goes to, created on first push if the registry allows it.
+    pub(super) async fn repository_for_push(&self, name: &RepoName) -> Result<Repository> {
+        match self.repository(name).await {
+            Err(e) if e.kind() == ErrorKind::NameUnknown && self.inner.create_on_push => {
+                match self
+                    .create_repository(name, RepositorySettings::default())
+                    .await
+                {
+                    // Created concurrently by another push: use that one.
+                    Err(e) if e.kind() == ErrorKind::Conflict => self.repository(name).await,
+                    other => other,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Replaces a repository's settings.
+    pub async fn update_repository(
+        &self,
+        name: &RepoName,
+        settings: RepositorySettings,
+    ) -> Result<Repository> {
+        settings.validate()?;
+        let key = repo_key(name);
+        loop {
+            let stored = self.inner.meta.get(&key).await?.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NameUnknown,
+                    format!("repository {name} does not exist"),
+                )
+            })?;
+            let mut record: RepositoryRecord = decode(&stored.value, &key)?;
+            record.settings = settings.clone();
+            match self
+                .inner
+                .meta
+                .put(&key, encode(&record)?, Expect::Version(stored.version))
+                .await
+            {
+                Ok(_) => {
+                    return Ok(Repository {
+                        name: name.clone(),
+                        settings: record.settings,
+                        created_at: from_millis(record.created_at_ms),
+                    });
+                }
+                Err(e) if e.kind() == ErrorKind::Conflict => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Repository names in lexical order, after `last`, at most `n` (the `_catalog` API).
+    pub async fn list_repositories(
+        &self,
+        n: usize,
+        last: Option<&RepoName>,
+    ) -> Result<Vec<RepoName>> {
+        let after = last.map(repo_key);
+        let keys = self
+            .inner
+            .meta
+            .list_keys(REPO_PREFIX, after.as_deref(), n)
+            .await?;
+        keys.iter()
+            .map(|k| k[REPO_PREFIX.len()..].parse())
+            .collect()
+    }
+
+    /// Deletes a repository with its tags, manifests, links and referrers. Without
+    /// `force`, a repository that still holds manifests is refused, as ECR does. Blob
+    /// bytes stay for garbage collection.
+    pub async fn delete_repository(&self, name: &RepoName, force: bool) -> Result<()> {
+        self.repository(name).await?;
+        let [_, manifests, ..] = owned_prefixes(name);
+        if !force
+            && !self
+                .inner
+                .meta
+                .list_keys(&manifests, None, 1)
+                .await?
+                .is_empty()
+        {
+            return Err(Error::new(
+                ErrorKind::Denied,
+                format!(
+                    "repository {name} still holds images: delete them first, or delete with force"
+                ),
+            ));
+        }
+        // The commit point: from here the repository does not exist.
+        self.inner.meta.delete(&repo_key(name), Expect::Any).await?;
+        for prefix in owned_prefixes(name) {
+            loop {
+                let page = self.inner.meta.list_keys(&prefix, None, 1000).await?;
+                if page.is_empty() {
+                    break;
+                }
+                for key in page {
+                    self.inner.meta.delete(&key, Expect::Any).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_are_anchored() {
+        for (pattern, text, want) in [
+            ("latest", "latest", true),
+            ("latest", "latest2", false),
+            ("prod*", "prod", true),
+            ("prod*", "production", true),
+            ("prod*", "preprod", false),
+            ("*-rc", "1.0-rc", true),
+            ("*-rc", "1.0-rc1", false),
+            ("v*.*", "v1.2", true),
+            ("v*.*", "v12", false),
+            ("*", "", true),
+            ("a*a", "a", false),
+            ("a*a", "aa", true),
+            ("*x*", "abc", false),
+        ] {
+            assert_eq!(wildcard_match(pattern, text), want, "{pattern} vs {text}");
+        }
+    }
+
+    #[test]
+    fn mutability_modes() {
+        let tag = |t: &str| t.parse::<Tag>().unwrap();
+        let settings = |mode, filters: &[&str]| RepositorySettings {
+            tag_mutability: mode,
+            mutability_exclusions: filters.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        assert!(settings(TagMutability::Mutable, &[]).tag_is_mutable(&tag("v1")));
+        assert!(!settings(TagMutability::Immutable, &[]).tag_is_mutable(&tag("v1")));
+        let s = settings(TagMutability::ImmutableWithExclusion, &["latest", "dev-*"]);
+        assert!(s.tag_is_mutable(&tag("latest")) && s.tag_is_mutable(&tag("dev-42")));
+        assert!(!s.tag_is_mutable(&tag("v1")));
+        let s = settings(TagMutability::MutableWithExclusion, &["release-*"]);
+        assert!(!s.tag_is_mutable(&tag("release-1")) && s.tag_is_mutable(&tag("latest")));
+    }
+
+    #[test]
+    fn settings_are_validated() {
+        let mut s = RepositorySettings {
+            tag_mutability: TagMutability::ImmutableWithExclusion,
+            ..Default::default()
+        };
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .message()
+                .contains("mutability_exclusions")
+        );
+        s.mutability_exclusions = (0..6).map(|i| format!("f{i}")).collect();
+        assert!(s.validate().unwrap_err().message().contains("at most 5"));
+        s.mutability_exclusions = vec!["bad/filter".into()];
+        assert!(s.validate().is_err());
+        s.mutability_exclusions = vec!["ok-*".into()];
+        s.validate().unwrap();
+        s.tag_mutability = TagMutability::Mutable;
+        assert!(s.validate().is_err(), "filters without an exclusion mode");
+    }
+}
