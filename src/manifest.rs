@@ -10,6 +10,7 @@
 
 mod descriptor;
 mod media_type;
+mod platform_match;
 mod strict_json;
 
 pub use self::descriptor::{Descriptor, Platform};
@@ -261,6 +262,12 @@ impl Manifest {
             ManifestContent::Index { .. } => (None, &[]),
         };
         config.into_iter().chain(layers)
+    }
+
+    /// The child of an index that best fits `platform` (see the module
+    /// `platform_match` for the rules); `None` for image manifests and when none fits.
+    pub fn select_platform(&self, platform: &Platform) -> Option<&Descriptor> {
+        platform_match::select(self.children(), platform)
     }
 
     /// Child manifests the index needs in its repository (none for an image manifest).

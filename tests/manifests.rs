@@ -587,3 +587,50 @@ async fn pushes_racing_deletes_never_leave_a_tag_pointing_at_nothing() {
             .unwrap();
     }
 }
+
+#[tokio::test]
+async fn platforms_resolve_to_index_children() {
+    let registry = Registry::in_memory();
+    let r = repo("multi");
+    let (amd64, raw_amd64) = pushed_image(&registry, &r, "amd64").await;
+    let (arm64, raw_arm64) = pushed_image(&registry, &r, "arm64").await;
+    let index = Bytes::from(
+        serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": wharf::DOCKER_MANIFEST_LIST, "manifests": [
+            {"mediaType": wharf::OCI_IMAGE_MANIFEST, "digest": amd64.to_string(), "size": raw_amd64.len(),
+             "platform": {"architecture": "amd64", "os": "linux"}},
+            {"mediaType": wharf::OCI_IMAGE_MANIFEST, "digest": arm64.to_string(), "size": raw_arm64.len(),
+             "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
+        ]}))
+        .unwrap(),
+    );
+    registry
+        .push_manifest(&r, &tag("latest"), index, None)
+        .await
+        .unwrap();
+    let resolve = |p: &str| {
+        let (registry, r) = (registry.clone(), r.clone());
+        let platform = wharf::Platform::parse(p).unwrap();
+        async move {
+            registry
+                .resolve_platform(&r, &tag("latest"), &platform)
+                .await
+        }
+    };
+    assert_eq!(resolve("linux/amd64").await.unwrap().digest, amd64);
+    assert_eq!(resolve("linux/arm64").await.unwrap().digest, arm64);
+    let err = resolve("linux/ppc64le").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ManifestUnknown);
+    assert!(
+        err.message().contains("linux/amd64, linux/arm64/v8"),
+        "{err}"
+    );
+    let err = registry
+        .resolve_platform(
+            &r,
+            &Reference::Digest(amd64),
+            &wharf::Platform::parse("linux/amd64").unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("not an index"), "{err}");
+}

@@ -406,6 +406,46 @@ impl Registry {
         })
     }
 
+    /// The child of the index at `reference` that best fits `platform`, with the
+    /// precedence `containerd` and `docker pull` use ([`Manifest::select_platform`]).
+    pub async fn resolve_platform(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        platform: &crate::manifest::Platform,
+    ) -> Result<Descriptor> {
+        let stored = self.get_manifest(repo, reference).await?;
+        let manifest =
+            Manifest::parse_with_limit(stored.raw, Some(&stored.media_type), usize::MAX)?;
+        if !manifest.media_type().is_index() {
+            return Err(Error::new(
+                ErrorKind::ManifestUnknown,
+                format!(
+                    "{reference} in {repo} is an image manifest, not an index: it has no platforms to choose from"
+                ),
+            ));
+        }
+        manifest.select_platform(platform).cloned().ok_or_else(|| {
+            let offered: Vec<String> = manifest
+                .children()
+                .iter()
+                .filter_map(|c| c.platform.as_ref().map(crate::manifest::Platform::to_text))
+                .collect();
+            Error::new(
+                ErrorKind::ManifestUnknown,
+                format!(
+                    "index {reference} in {repo} has no manifest for {}; it offers {}",
+                    platform.to_text(),
+                    if offered.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        offered.join(", ")
+                    }
+                ),
+            )
+        })
+    }
+
     /// Tags of `repo` in lexical order, after `last`, at most `n` (the `tags/list` API).
     pub async fn list_tags(
         &self,
