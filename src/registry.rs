@@ -24,11 +24,15 @@ use crate::meta::{Expect, MemoryMetaStore, MetaStore, RedbMetaStore};
 use crate::reference::RepoName;
 use crate::upload::{OpenWriters, now_millis};
 
+mod inventory;
 mod manifests;
+mod pulls;
 mod repositories;
 mod uploads;
 
+pub use self::inventory::ImageInfo;
 pub use self::manifests::{PushedManifest, Referrers, StoredManifest, TAG_HISTORY_LEN, TagMove};
+pub use self::pulls::DEFAULT_PULL_TIME_RESOLUTION;
 pub use self::repositories::{
     MAX_MUTABILITY_EXCLUSIONS, Repository, RepositorySettings, TagMutability,
 };
@@ -121,6 +125,8 @@ struct Inner {
     max_open_uploads: usize,
     open_writers: OpenWriters,
     create_on_push: bool,
+    pull_time_resolution: Duration,
+    pulls: pulls::PullRecorder,
 }
 
 impl fmt::Debug for Registry {
@@ -143,6 +149,7 @@ pub struct RegistryBuilder {
     checkpoint_interval: Option<u64>,
     max_open_uploads: Option<usize>,
     create_on_push: Option<bool>,
+    pull_time_resolution: Option<Duration>,
 }
 
 impl fmt::Debug for RegistryBuilder {
@@ -207,6 +214,14 @@ impl RegistryBuilder {
         self
     }
 
+    /// Sets how finely pull times are recorded (default
+    /// [`DEFAULT_PULL_TIME_RESOLUTION`]): each manifest's pull time is written at most once
+    /// per this window.
+    pub fn pull_time_resolution(mut self, window: Duration) -> Self {
+        self.pull_time_resolution = Some(window);
+        self
+    }
+
     /// Builds the registry; both stores must be set.
     pub fn build(self) -> Result<Registry> {
         let missing = |what: &str| {
@@ -229,6 +244,10 @@ impl RegistryBuilder {
                 max_open_uploads: self.max_open_uploads.unwrap_or(DEFAULT_MAX_OPEN_UPLOADS),
                 open_writers: OpenWriters::default(),
                 create_on_push: self.create_on_push.unwrap_or(true),
+                pull_time_resolution: self
+                    .pull_time_resolution
+                    .unwrap_or(DEFAULT_PULL_TIME_RESOLUTION),
+                pulls: pulls::PullRecorder::default(),
             }),
         })
     }

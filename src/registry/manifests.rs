@@ -34,20 +34,25 @@ const TAG_MOVE_ATTEMPTS: usize = 64;
 
 /// What wharf keeps about a manifest in a repository.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct ManifestRecord {
-    media_type: String,
-    size: u64,
-    pushed_at_ms: u64,
+pub(super) struct ManifestRecord {
+    pub(super) media_type: String,
+    pub(super) size: u64,
+    pub(super) pushed_at_ms: u64,
+    /// Bytes of the config and layers the manifest lists.
+    #[serde(default)]
+    pub(super) blob_bytes: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    subject: Option<Digest>,
+    pub(super) subject: Option<Digest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) artifact_type: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    children: Vec<Digest>,
+    pub(super) children: Vec<Digest>,
 }
 
 /// A tag's target and history.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct TagRecord {
-    digest: Option<Digest>,
+pub(super) struct TagRecord {
+    pub(super) digest: Option<Digest>,
     history: Vec<TagMove>,
 }
 
@@ -100,11 +105,15 @@ pub struct Referrers {
     pub filtered: bool,
 }
 
+pub(super) fn manifest_prefix(repo: &RepoName) -> String {
+    format!("manifest/{repo}@")
+}
+
 fn manifest_key(repo: &RepoName, digest: &Digest) -> String {
     format!("manifest/{repo}@{digest}")
 }
 
-fn tag_prefix(repo: &RepoName) -> String {
+pub(super) fn tag_prefix(repo: &RepoName) -> String {
     format!("tag/{repo}@")
 }
 
@@ -253,7 +262,9 @@ impl Registry {
             media_type: manifest.media_type().as_str().to_owned(),
             size: manifest.raw().len() as u64,
             pushed_at_ms: now_millis(),
+            blob_bytes: manifest.blobs().map(|b| b.size).sum(),
             subject: subject.clone(),
+            artifact_type: manifest.artifact_type().map(str::to_owned),
             children,
         };
         self.ensure_manifest_record(repo, &digest, &record).await?;
@@ -399,6 +410,7 @@ impl Registry {
     ) -> Result<StoredManifest> {
         let (digest, record) = self.resolve(repo, reference).await?;
         let raw = self.inner.blobs.get_bytes(&digest).await?;
+        self.record_pull(repo, &digest).await?;
         Ok(StoredManifest {
             digest,
             media_type: record.media_type,
@@ -521,6 +533,7 @@ impl Registry {
                 .await?;
             self.inner.meta.delete(&reverse, Expect::Any).await?;
         }
+        self.forget_pulls(repo, digest).await?;
         if let Some(subject) = &record.subject {
             let entry = format!("{}{digest}", referrer_prefix(repo, subject));
             self.inner.meta.delete(&entry, Expect::Any).await?;

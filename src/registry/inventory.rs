@@ -1,0 +1,93 @@
+//! A repository's inventory: per image, what lifecycle policies and operators decide on.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use super::manifests::{ManifestRecord, TagRecord, manifest_prefix, tag_prefix};
+use super::pulls::pulled_prefix;
+use super::{Registry, decode};
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::meta::Entry;
+use crate::reference::{RepoName, Tag};
+use crate::upload::from_millis;
+
+/// One image (manifest) of a repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// The manifest's digest.
+    pub digest: Digest,
+    /// The manifest's media type.
+    pub media_type: String,
+    /// Tags pointing at it, in lexical order.
+    pub tags: Vec<Tag>,
+    /// When it was first pushed.
+    pub pushed_at: SystemTime,
+    /// When it was last pulled, to the registry's pull-time resolution.
+    pub last_pulled_at: Option<SystemTime>,
+    /// The manifest's size plus the sizes of the blobs it lists.
+    pub size: u64,
+    /// For an index: its child manifests.
+    pub children: Vec<Digest>,
+    /// For a referrer (signature, SBOM): the manifest it refers to.
+    pub subject: Option<Digest>,
+    /// The declared artifact type.
+    pub artifact_type: Option<String>,
+}
+
+impl Registry {
+    /// Every entry under `prefix`, page by page.
+    async fn list_all(&self, prefix: &str) -> Result<Vec<Entry>> {
+        let mut all: Vec<Entry> = Vec::new();
+        loop {
+            let after = all.last().map(|e| e.key.clone());
+            let page = self.inner.meta.list(prefix, after.as_deref(), 1000).await?;
+            if page.is_empty() {
+                return Ok(all);
+            }
+            all.extend(page);
+        }
+    }
+
+    /// Every image of `repo`, by digest: tags, push and pull times, sizes, index children
+    /// and subjects.
+    pub async fn inventory(&self, repo: &RepoName) -> Result<Vec<ImageInfo>> {
+        self.repository(repo).await?;
+        let mut tags: HashMap<Digest, Vec<Tag>> = HashMap::new();
+        let tag_keys = tag_prefix(repo);
+        for entry in self.list_all(&tag_keys).await? {
+            let record: TagRecord = decode(&entry.value, &entry.key)?;
+            if let Some(digest) = record.digest {
+                tags.entry(digest)
+                    .or_default()
+                    .push(entry.key[tag_keys.len()..].parse()?);
+            }
+        }
+        let mut pulls: HashMap<Digest, u64> = HashMap::new();
+        let pulled_keys = pulled_prefix(repo);
+        for entry in self.list_all(&pulled_keys).await? {
+            pulls.insert(
+                entry.key[pulled_keys.len()..].parse()?,
+                decode(&entry.value, &entry.key)?,
+            );
+        }
+        let manifest_keys = manifest_prefix(repo);
+        let mut images = Vec::new();
+        for entry in self.list_all(&manifest_keys).await? {
+            let digest: Digest = entry.key[manifest_keys.len()..].parse()?;
+            let record: ManifestRecord = decode(&entry.value, &entry.key)?;
+            images.push(ImageInfo {
+                tags: tags.remove(&digest).unwrap_or_default(),
+                last_pulled_at: pulls.get(&digest).copied().map(from_millis),
+                media_type: record.media_type,
+                pushed_at: from_millis(record.pushed_at_ms),
+                size: record.size + record.blob_bytes,
+                children: record.children,
+                subject: record.subject,
+                artifact_type: record.artifact_type,
+                digest,
+            });
+        }
+        Ok(images)
+    }
+}
