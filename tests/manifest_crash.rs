@@ -1,0 +1,164 @@
+//! A manifest push interrupted at every storage operation (crash or transient failure)
+//! never leaves a tag pointing at nothing, a listed referrer that cannot be read, or a
+//! manifest whose bytes are missing; pushing again afterwards completes it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::memory::InMemory;
+use serde_json::json;
+use wharf::testing::{FaultMode, FaultyStore};
+use wharf::{
+    Algorithm, Digest, ErrorKind, ObjectBlobStore, ObjectMetaStore, Reference, Registry, RepoName,
+};
+
+fn sha256(data: &[u8]) -> Digest {
+    Digest::of(Algorithm::Sha256, data)
+}
+
+async fn registry_over(store: Arc<dyn object_store::ObjectStore>) -> Registry {
+    let meta = ObjectMetaStore::connect(store.clone(), "meta")
+        .await
+        .unwrap();
+    Registry::builder()
+        .blob_store(Arc::new(ObjectBlobStore::new(store)))
+        .meta_store(Arc::new(meta))
+        .build()
+        .unwrap()
+}
+
+struct Push {
+    config: Bytes,
+    image: Bytes,
+    signature: Bytes,
+}
+
+fn push_content() -> Push {
+    let config = Bytes::from_static(b"{\"architecture\":\"amd64\",\"os\":\"linux\"}");
+    let image = Bytes::from(
+        serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": wharf::OCI_IMAGE_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config).to_string(), "size": config.len()},
+            "layers": []}))
+        .unwrap(),
+    );
+    let signature = Bytes::from(
+        serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": wharf::OCI_IMAGE_MANIFEST,
+            "artifactType": "application/vnd.example.sig",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config).to_string(), "size": config.len()},
+            "layers": [],
+            "subject": {"mediaType": wharf::OCI_IMAGE_MANIFEST, "digest": sha256(&image).to_string(), "size": image.len()}}))
+        .unwrap(),
+    );
+    Push {
+        config,
+        image,
+        signature,
+    }
+}
+
+async fn push(registry: &Registry, r: &RepoName, p: &Push) -> wharf::Result<()> {
+    registry
+        .push_blob_bytes(r, &sha256(&p.config), p.config.clone())
+        .await?;
+    registry
+        .push_manifest(
+            r,
+            &Reference::Tag("v1".parse().unwrap()),
+            p.image.clone(),
+            None,
+        )
+        .await?;
+    registry
+        .push_manifest(
+            r,
+            &Reference::Tag("v1-sig".parse().unwrap()),
+            p.signature.clone(),
+            None,
+        )
+        .await?;
+    Ok(())
+}
+
+/// What must hold whatever happened.
+async fn check_consistent(registry: &Registry, r: &RepoName, p: &Push, n: usize) {
+    for t in registry.list_tags(r, 100, None).await.unwrap_or_default() {
+        let target = registry.resolve_tag(r, &t).await.unwrap();
+        let got = registry
+            .get_manifest(r, &Reference::Digest(target.clone()))
+            .await
+            .unwrap_or_else(|e| {
+                panic!("op {n}: tag {t} points at {target}, which is unreadable: {e}")
+            });
+        assert_eq!(sha256(&got.raw), target, "op {n}");
+    }
+    for raw in [&p.image, &p.signature] {
+        match registry
+            .get_manifest(r, &Reference::Digest(sha256(raw)))
+            .await
+        {
+            Ok(got) => assert_eq!(&got.raw, raw, "op {n}: stored manifest bytes"),
+            Err(e) => assert_eq!(e.kind(), ErrorKind::ManifestUnknown, "op {n}: {e}"),
+        }
+    }
+    let referrers = registry
+        .referrers(r, &sha256(&p.image), None)
+        .await
+        .unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&referrers.index).unwrap();
+    for d in index["manifests"].as_array().unwrap() {
+        let digest: Digest = d["digest"].as_str().unwrap().parse().unwrap();
+        registry
+            .get_manifest(r, &Reference::Digest(digest))
+            .await
+            .unwrap_or_else(|e| panic!("op {n}: listed referrer unreadable: {e}"));
+    }
+}
+
+async fn interrupted_at_every_operation(mode: FaultMode) {
+    let content = push_content();
+    let r: RepoName = "crash/manifests".parse().unwrap();
+    for n in 0.. {
+        let faulty = FaultyStore::new(Arc::new(InMemory::new()));
+        let registry = registry_over(Arc::new(faulty.clone())).await;
+        faulty.arm(n, mode);
+        let outcome = push(&registry, &r, &content).await;
+        let fired = faulty.fired();
+        faulty.disarm();
+        if !fired {
+            outcome.expect("an undisturbed push succeeds");
+            assert!(n > 10, "the push ran through only {n} operations");
+            eprintln!("{mode:?}: manifest push interrupted at each of its {n} storage operations");
+            return;
+        }
+        let restarted = registry_over(Arc::new(faulty.clone())).await;
+        check_consistent(&restarted, &r, &content, n).await;
+        // The client pushes again; everything is in place afterwards.
+        push(&restarted, &r, &content)
+            .await
+            .unwrap_or_else(|e| panic!("op {n}: push after restart: {e}"));
+        check_consistent(&restarted, &r, &content, n).await;
+        assert_eq!(
+            restarted
+                .resolve_tag(&r, &"v1".parse().unwrap())
+                .await
+                .unwrap(),
+            sha256(&content.image)
+        );
+        let referrers = restarted
+            .referrers(&r, &sha256(&content.image), None)
+            .await
+            .unwrap();
+        let index: serde_json::Value = serde_json::from_slice(&referrers.index).unwrap();
+        assert_eq!(index["manifests"].as_array().unwrap().len(), 1, "op {n}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_every_operation_of_a_manifest_push() {
+    interrupted_at_every_operation(FaultMode::Crash).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failure_at_every_operation_of_a_manifest_push() {
+    interrupted_at_every_operation(FaultMode::FailOnce).await;
+}
