@@ -1,5 +1,6 @@
 //! Pushes a blob into a registry on a local directory, by a monolithic push and by a
-//! resumable chunked upload, then reads it back whole and by range, and prints each step.
+//! resumable chunked upload, reads it back whole and by range, then pushes and pulls an
+//! image manifest by tag, and prints each step.
 //!
 //! ```text
 //! cargo run --release --example quickstart [-- DIR]
@@ -9,7 +10,7 @@
 
 use bytes::Bytes;
 use futures::StreamExt;
-use wharf::{Algorithm, Digest, Registry, RepoName};
+use wharf::{Algorithm, Digest, Reference, Registry, RepoName};
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -63,6 +64,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "bytes 1000..1016 through {other}: {:02x?}",
         &range.bytes().await?[..]
+    );
+
+    // An image: a config blob and a manifest listing it and the layer, tagged `latest`.
+    let config = Bytes::from_static(br#"{"architecture":"amd64","os":"linux"}"#);
+    let config_digest = Digest::of(Algorithm::Sha256, &config);
+    registry
+        .push_blob_bytes(&repo, &config_digest, config.clone())
+        .await?;
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{digest}","size":{}}}]}}"#,
+        wharf::OCI_IMAGE_MANIFEST,
+        config.len(),
+        layer.len(),
+    );
+    let latest = Reference::Tag("latest".parse()?);
+    let pushed = registry
+        .push_manifest(&repo, &latest, Bytes::from(manifest), None)
+        .await?;
+    println!("pushed manifest {} as {repo}:latest", pushed.digest);
+    let pulled = registry.get_manifest(&repo, &latest).await?;
+    println!(
+        "pulled {repo}:latest: {} ({} bytes, {})",
+        pulled.digest,
+        pulled.raw.len(),
+        pulled.media_type
+    );
+    println!(
+        "tags of {repo}: {:?}",
+        registry.list_tags(&repo, 100, None).await?
     );
 
     let stored: Vec<_> = registry.blob_store().list().collect().await;
