@@ -1,20 +1,11 @@
 //! Manifests, tags and referrers through the `Registry` facade.
 
+mod common;
+
 use bytes::Bytes;
+use common::{repo, sha256, tag};
 use serde_json::json;
 use wharf::{Algorithm, Digest, ErrorKind, Reference, Registry, RepoName, Tag};
-
-fn repo(name: &str) -> RepoName {
-    name.parse().unwrap()
-}
-
-fn tag(name: &str) -> Reference {
-    Reference::Tag(name.parse().unwrap())
-}
-
-fn sha256(data: &[u8]) -> Digest {
-    Digest::of(Algorithm::Sha256, data)
-}
 
 /// Pushes a blob and returns its descriptor.
 async fn blob(

@@ -1,15 +1,14 @@
 //! Repositories, links, mounts and upload sessions through the `Registry` facade.
 
+mod common;
+
+use common::{repo, sha256};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use wharf::{Algorithm, Digest, ErrorKind, MountPolicy, Registry, RepoName};
-
-fn repo(name: &str) -> RepoName {
-    name.parse().unwrap()
-}
 
 async fn assert_upload_gone(registry: &Registry, r: &RepoName, id: &wharf::UploadId) {
     let err = registry.upload_status(r, id).await.unwrap_err();
@@ -34,10 +33,6 @@ fn local_registry(dir: &std::path::Path, checkpoint_interval: Option<u64>) -> Re
     }
     .build()
     .unwrap()
-}
-
-fn sha256(data: &[u8]) -> Digest {
-    Digest::of(Algorithm::Sha256, data)
 }
 
 #[tokio::test]

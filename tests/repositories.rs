@@ -1,25 +1,14 @@
 //! Repositories: creation on push or explicitly, settings, tag mutability, the catalog,
 //! and deletion.
 
+mod common;
+
+use common::{repo, sha256, tag};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::json;
-use wharf::{
-    Algorithm, Digest, ErrorKind, Reference, Registry, RepoName, RepositorySettings, TagMutability,
-};
-
-fn repo(name: &str) -> RepoName {
-    name.parse().unwrap()
-}
-
-fn tag(name: &str) -> Reference {
-    Reference::Tag(name.parse().unwrap())
-}
-
-fn sha256(data: &[u8]) -> Digest {
-    Digest::of(Algorithm::Sha256, data)
-}
+use wharf::{ErrorKind, Reference, Registry, RepoName, RepositorySettings, TagMutability};
 
 /// Pushes a config blob and returns a manifest using it.
 async fn image(registry: &Registry, r: &RepoName, seed: &str) -> Bytes {

@@ -1,13 +1,10 @@
-//! Shared test setup: the S3-compatible server that `scripts/test` starts.
+//! Shared test setup: the S3-compatible server that `scripts/test` starts, and small helpers.
 #![allow(dead_code)]
 
-use std::sync::Arc;
-
-use object_store::ObjectStore;
-
+#[cfg(feature = "s3")]
 /// The S3 store named by `WHARF_S3_ENDPOINT` and `WHARF_S3_BUCKET`, each call under a fresh
 /// prefix. `None` when the variables are unset; under CI that is a failure, not a skip.
-pub(crate) fn s3_store() -> Option<Arc<dyn ObjectStore>> {
+pub(crate) fn s3_store() -> Option<std::sync::Arc<dyn object_store::ObjectStore>> {
     let Ok(endpoint) = std::env::var("WHARF_S3_ENDPOINT") else {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -30,12 +27,30 @@ pub(crate) fn s3_store() -> Option<Arc<dyn ObjectStore>> {
         "run-{}",
         std::process::id() as u64 * 1_000_000 + fastrand_u32() as u64
     );
-    Some(Arc::new(object_store::prefix::PrefixStore::new(s3, prefix)))
+    Some(std::sync::Arc::new(object_store::prefix::PrefixStore::new(
+        s3, prefix,
+    )))
 }
 
+#[cfg(feature = "s3")]
 fn fastrand_u32() -> u32 {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
     t.subsec_nanos() ^ (t.as_secs() as u32).rotate_left(7)
+}
+
+/// A repository name from a literal.
+pub(crate) fn repo(name: &str) -> wharf::RepoName {
+    name.parse().unwrap()
+}
+
+/// A tag reference from a literal.
+pub(crate) fn tag(name: &str) -> wharf::Reference {
+    wharf::Reference::Tag(name.parse().unwrap())
+}
+
+/// The sha256 digest of `data`.
+pub(crate) fn sha256(data: &[u8]) -> wharf::Digest {
+    wharf::Digest::of(wharf::Algorithm::Sha256, data)
 }
