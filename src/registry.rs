@@ -31,7 +31,9 @@ mod repositories;
 mod uploads;
 
 pub use self::inventory::ImageInfo;
-pub use self::manifests::{PushedManifest, Referrers, StoredManifest, TAG_HISTORY_LEN, TagMove};
+pub use self::manifests::{
+    ManifestInfo, PushedManifest, Referrers, StoredManifest, TAG_HISTORY_LEN, TagMove,
+};
 pub use self::pulls::DEFAULT_PULL_TIME_RESOLUTION;
 pub use self::repositories::{
     MAX_MUTABILITY_EXCLUSIONS, Repository, RepositorySettings, TagMutability,
@@ -127,6 +129,7 @@ struct Inner {
     create_on_push: bool,
     pull_time_resolution: Duration,
     pulls: pulls::PullRecorder,
+    max_manifest_size: usize,
 }
 
 impl fmt::Debug for Registry {
@@ -150,6 +153,7 @@ pub struct RegistryBuilder {
     max_open_uploads: Option<usize>,
     create_on_push: Option<bool>,
     pull_time_resolution: Option<Duration>,
+    max_manifest_size: Option<usize>,
 }
 
 impl fmt::Debug for RegistryBuilder {
@@ -222,6 +226,13 @@ impl RegistryBuilder {
         self
     }
 
+    /// Sets the largest manifest body accepted (default
+    /// [`DEFAULT_MAX_MANIFEST_SIZE`](crate::DEFAULT_MAX_MANIFEST_SIZE), 4 MiB).
+    pub fn max_manifest_size(mut self, bytes: usize) -> Self {
+        self.max_manifest_size = Some(bytes);
+        self
+    }
+
     /// Builds the registry; both stores must be set.
     pub fn build(self) -> Result<Registry> {
         let missing = |what: &str| {
@@ -248,6 +259,9 @@ impl RegistryBuilder {
                     .pull_time_resolution
                     .unwrap_or(DEFAULT_PULL_TIME_RESOLUTION),
                 pulls: pulls::PullRecorder::default(),
+                max_manifest_size: self
+                    .max_manifest_size
+                    .unwrap_or(crate::manifest::DEFAULT_MAX_MANIFEST_SIZE),
             }),
         })
     }

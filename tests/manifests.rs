@@ -112,7 +112,8 @@ async fn manifests_need_their_blobs_and_keep_their_bytes() {
         assert_eq!(got.raw, raw, "byte for byte");
         assert_eq!(got.digest, sha256(&raw));
         assert_eq!(got.media_type, wharf::OCI_IMAGE_MANIFEST);
-        let (digest, media_type, size) = registry.stat_manifest(&r, &reference).await.unwrap();
+        let info = registry.stat_manifest(&r, &reference).await.unwrap();
+        let (digest, media_type, size) = (info.digest, info.media_type, info.size);
         assert_eq!(
             (digest, media_type.as_str(), size),
             (sha256(&raw), wharf::OCI_IMAGE_MANIFEST, raw.len() as u64)
@@ -124,6 +125,32 @@ async fn manifests_need_their_blobs_and_keep_their_bytes() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ManifestUnknown);
+}
+
+#[tokio::test]
+async fn the_manifest_size_limit_is_configurable() {
+    let registry = Registry::builder()
+        .object_store(std::sync::Arc::new(object_store::memory::InMemory::new()))
+        .meta_store(std::sync::Arc::new(wharf::MemoryMetaStore::new()))
+        .max_manifest_size(100)
+        .build()
+        .unwrap();
+    let r = repo("app");
+    let config = blob(
+        &registry,
+        &r,
+        b"config",
+        "application/vnd.oci.image.config.v1+json",
+    )
+    .await;
+    let raw = image(&config, &[]);
+    assert!(raw.len() > 100);
+    let err = registry
+        .push_manifest(&r, &tag("v1"), raw, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ManifestInvalid);
+    assert!(err.message().contains("limit of 100 bytes"), "{err}");
 }
 
 #[tokio::test]

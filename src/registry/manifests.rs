@@ -85,6 +85,17 @@ pub struct StoredManifest {
     pub raw: Bytes,
 }
 
+/// A manifest's identity, type and size, as a `HEAD` request answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestInfo {
+    /// The digest of the bytes.
+    pub digest: Digest,
+    /// The media type to serve as `Content-Type`.
+    pub media_type: String,
+    /// The size of the bytes.
+    pub size: u64,
+}
+
 /// What a manifest push did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushedManifest {
@@ -211,7 +222,7 @@ impl Registry {
         raw: Bytes,
         content_type: Option<&str>,
     ) -> Result<PushedManifest> {
-        let manifest = Manifest::parse(raw, content_type)?;
+        let manifest = Manifest::parse_with_limit(raw, content_type, self.inner.max_manifest_size)?;
         let repository = self.repository_for_push(repo).await?;
         if let Reference::Digest(expected) = reference {
             let actual = manifest.digest_with(expected.algorithm());
@@ -397,9 +408,13 @@ impl Registry {
         &self,
         repo: &RepoName,
         reference: &Reference,
-    ) -> Result<(Digest, String, u64)> {
+    ) -> Result<ManifestInfo> {
         let (digest, record) = self.resolve(repo, reference).await?;
-        Ok((digest, record.media_type, record.size))
+        Ok(ManifestInfo {
+            digest,
+            media_type: record.media_type,
+            size: record.size,
+        })
     }
 
     /// A manifest's bytes, by tag or digest.
