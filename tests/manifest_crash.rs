@@ -114,6 +114,37 @@ async fn check_consistent(registry: &Registry, r: &RepoName, p: &Push, n: usize)
     }
 }
 
+/// Each push by tag became visible whole or not at all: the manifest by digest exactly
+/// when its tag points at it, and the signature in the referrers list likewise.
+async fn check_atomic(registry: &Registry, r: &RepoName, p: &Push, n: usize) {
+    for (raw, name) in [(&p.image, "v1"), (&p.signature, "v1-sig")] {
+        let by_digest = registry
+            .get_manifest(r, &Reference::Digest(sha256(raw)))
+            .await
+            .is_ok();
+        let tagged =
+            registry.resolve_tag(r, &name.parse().unwrap()).await.ok() == Some(sha256(raw));
+        assert_eq!(
+            by_digest, tagged,
+            "op {n}: {name} visible by digest {by_digest}, tagged {tagged}"
+        );
+    }
+    let referrers = registry
+        .referrers(r, &sha256(&p.image), None)
+        .await
+        .unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&referrers.index).unwrap();
+    let listed = !index["manifests"].as_array().unwrap().is_empty();
+    let tagged = registry
+        .resolve_tag(r, &"v1-sig".parse().unwrap())
+        .await
+        .is_ok();
+    assert_eq!(
+        listed, tagged,
+        "op {n}: signature listed {listed}, tagged {tagged}"
+    );
+}
+
 async fn interrupted_at_every_operation(mode: FaultMode) {
     let content = push_content();
     let r: RepoName = "crash/manifests".parse().unwrap();
@@ -132,6 +163,7 @@ async fn interrupted_at_every_operation(mode: FaultMode) {
         }
         let restarted = registry_over(Arc::new(faulty.clone())).await;
         check_consistent(&restarted, &r, &content, n).await;
+        check_atomic(&restarted, &r, &content, n).await;
         // The client pushes again; everything is in place afterwards.
         push(&restarted, &r, &content)
             .await

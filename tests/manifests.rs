@@ -652,3 +652,51 @@ async fn platforms_resolve_to_index_children() {
         .unwrap_err();
     assert!(err.message().contains("not an index"), "{err}");
 }
+
+#[tokio::test]
+async fn tag_history_is_bounded() {
+    let registry = Registry::in_memory();
+    let r = repo("app");
+    let mut digests = Vec::new();
+    for i in 0..(wharf::TAG_HISTORY_LEN + 10) {
+        let (digest, raw) = pushed_image(&registry, &r, &format!("n{i}")).await;
+        registry
+            .push_manifest(&r, &tag("latest"), raw, None)
+            .await
+            .unwrap();
+        digests.push(digest);
+    }
+    let history = registry
+        .tag_history(&r, &"latest".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(history.len(), wharf::TAG_HISTORY_LEN);
+    assert_eq!(history.last().unwrap().to.as_ref(), digests.last());
+    assert_eq!(
+        history[0].to.as_ref(),
+        Some(&digests[10]),
+        "the oldest moves are dropped"
+    );
+}
+
+#[tokio::test]
+async fn a_subject_need_not_exist() {
+    let registry = Registry::in_memory();
+    let r = repo("app");
+    let absent = sha256(b"pushed later, or never");
+    let config = blob(&registry, &r, b"{}", wharf::OCI_EMPTY).await;
+    let raw = Bytes::from(
+        serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": wharf::OCI_IMAGE_MANIFEST,
+            "artifactType": "application/vnd.example.sig", "config": config, "layers": [],
+            "subject": {"mediaType": wharf::OCI_IMAGE_MANIFEST, "digest": absent.to_string(), "size": 10}}))
+        .unwrap(),
+    );
+    let pushed = registry
+        .push_manifest(&r, &Reference::Digest(sha256(&raw)), raw.clone(), None)
+        .await
+        .unwrap();
+    assert_eq!(pushed.subject.as_ref(), Some(&absent));
+    let referrers = registry.referrers(&r, &absent, None).await.unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&referrers.index).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], sha256(&raw).to_string());
+}

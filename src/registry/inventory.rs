@@ -76,6 +76,9 @@ impl Registry {
         for entry in self.list_all(&manifest_keys).await? {
             let digest: Digest = entry.key[manifest_keys.len()..].parse()?;
             let record: ManifestRecord = decode(&entry.value, &entry.key)?;
+            if !self.is_visible(repo, &digest, &record).await? {
+                continue;
+            }
             images.push(ImageInfo {
                 tags: tags.remove(&digest).unwrap_or_default(),
                 last_pulled_at: pulls.get(&digest).copied().map(from_millis),

@@ -10,10 +10,11 @@
 //! - `tagged/<repo>@<digest>/<tag>` and `parent/<repo>@<child>/<index>`: reverse indexes
 //!   for deletes, written ahead of what they index and checked against it when read.
 //!
-//! A push writes the bytes, then the referrers entry, then the manifest record (from here
-//! the manifest is visible by digest), then moves the tag (from here, by tag). A crash in
-//! between leaves at most an untagged manifest, or a referrers entry whose manifest does
-//! not exist yet, which listings skip.
+//! A push writes the bytes, the referrers entry and the reverse index entries, then the
+//! manifest record. By digest, that record is the commit point. By tag, the record is
+//! written staged (invisible unless a tag points at it), the tag move is the commit
+//! point, and the record is committed after it: a crash leaves the push wholly invisible
+//! or visible together with its tag (see `docs/storage-layout.md`).
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,10 @@ pub(super) struct ManifestRecord {
     pub(super) artifact_type: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) children: Vec<Digest>,
+    /// Staged by a push by tag whose tag move (its commit point) may not have happened:
+    /// visible only while a tag points at it, until the push clears the flag.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(super) pending: bool,
 }
 
 /// A tag's target and history.
@@ -157,15 +162,136 @@ impl Registry {
         )
     }
 
-    async fn manifest_record(
+    /// A manifest's record, visible or not, with its version.
+    async fn raw_manifest_record(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<(ManifestRecord, crate::meta::Version)>> {
+        let key = manifest_key(repo, digest);
+        match self.inner.meta.get(&key).await? {
+            Some(v) => Ok(Some((decode(&v.value, &key)?, v.version))),
+            None => Ok(None),
+        }
+    }
+
+    /// A manifest's record if the manifest is visible in `repo`.
+    pub(super) async fn manifest_record(
         &self,
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<ManifestRecord>> {
-        let key = manifest_key(repo, digest);
+        match self.raw_manifest_record(repo, digest).await? {
+            Some((record, _)) if self.is_visible(repo, digest, &record).await? => Ok(Some(record)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether a record is visible: committed, or staged by a push whose tag now points
+    /// at it (the tag move was the push's commit point).
+    pub(super) async fn is_visible(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        record: &ManifestRecord,
+    ) -> Result<bool> {
+        Ok(!record.pending || !self.tags_pointing_at(repo, digest).await?.is_empty())
+    }
+
+    /// The tags that point at `digest` now: reverse-index entries checked against the tags.
+    async fn tags_pointing_at(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Tag>> {
+        let prefix = tagged_prefix(repo, digest);
+        let mut tags = Vec::new();
+        for key in self.list_all_keys(&prefix).await? {
+            let tag: Tag = key[prefix.len()..].parse()?;
+            if self.tag_target(repo, &tag).await?.as_ref() == Some(digest) {
+                tags.push(tag);
+            }
+        }
+        Ok(tags)
+    }
+
+    /// Where a tag points, if anywhere.
+    async fn tag_target(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
+        let key = tag_key(repo, tag);
         match self.inner.meta.get(&key).await? {
-            Some(v) => decode(&v.value, &key).map(Some),
+            Some(v) => Ok(decode::<TagRecord>(&v.value, &key)?.digest),
             None => Ok(None),
+        }
+    }
+
+    /// Stages the record of a push by tag: invisible until the tag moves to it. An
+    /// existing record stays as it is.
+    async fn stage_manifest_record(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        record: &ManifestRecord,
+    ) -> Result<()> {
+        let staged = ManifestRecord {
+            pending: true,
+            ..record.clone()
+        };
+        match self
+            .inner
+            .meta
+            .put(
+                &manifest_key(repo, digest),
+                encode(&staged)?,
+                Expect::Absent,
+            )
+            .await
+        {
+            Err(e) if e.kind() != ErrorKind::Conflict => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes a manifest's record committed: clears `pending`, or writes `record` if there
+    /// is none (a concurrent delete removed it: the push wins). The first push time stands.
+    async fn commit_manifest_record(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        record: &ManifestRecord,
+    ) -> Result<()> {
+        loop {
+            let (next, expect) = match self.raw_manifest_record(repo, digest).await? {
+                None => (record.clone(), Expect::Absent),
+                Some((existing, _)) if !existing.pending => return Ok(()),
+                Some((existing, version)) => (
+                    ManifestRecord {
+                        pending: false,
+                        ..existing
+                    },
+                    Expect::Version(version),
+                ),
+            };
+            let next = ManifestRecord {
+                pending: false,
+                ..next
+            };
+            match self
+                .inner
+                .meta
+                .put(&manifest_key(repo, digest), encode(&next)?, expect)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Conflict => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Commits a staged record that a tag about to move away makes visible, so the
+    /// manifest stays visible after the move. Does nothing for absent or committed records.
+    async fn settle_pending(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        match self.raw_manifest_record(repo, digest).await? {
+            Some((record, _)) if record.pending => {
+                self.commit_manifest_record(repo, digest, &record).await
+            }
+            _ => Ok(()),
         }
     }
 
@@ -277,45 +403,35 @@ impl Registry {
             subject: subject.clone(),
             artifact_type: manifest.artifact_type().map(str::to_owned),
             children,
+            pending: false,
         };
-        self.ensure_manifest_record(repo, &digest, &record).await?;
-        if let Reference::Tag(tag) = reference {
-            let mutable = repository.settings.tag_is_mutable(tag);
-            self.move_tag(repo, tag, Some(&digest), |now| match now {
-                Some(current) if !mutable && current != &digest => Err(Error::new(
-                    ErrorKind::TagImmutable,
-                    format!("tag {tag} in {repo} is immutable and points at {current}; it cannot move to {digest}"),
-                )),
-                _ => Ok(true),
-            })
-            .await?;
-            // A delete of this digest may have run between the record and the tag move:
-            // the push wins, so the tag never points at nothing.
-            self.ensure_manifest_record(repo, &digest, &record).await?;
+        match reference {
+            // The record is the commit point of a push by digest.
+            Reference::Digest(_) => self.commit_manifest_record(repo, &digest, &record).await?,
+            // The tag move is the commit point of a push by tag: the record is staged
+            // (invisible) before it and committed after it, so a crash in between leaves
+            // either nothing visible or the manifest and its tag together.
+            Reference::Tag(tag) => {
+                self.stage_manifest_record(repo, &digest, &record).await?;
+                let mutable = repository.settings.tag_is_mutable(tag);
+                self.move_tag(repo, tag, Some(&digest), |now| match now {
+                    Some(current) if !mutable && current != &digest => Err(Error::new(
+                        ErrorKind::TagImmutable,
+                        format!(
+                            "tag {tag} in {repo} is immutable and points at {current}; it cannot move to {digest}"
+                        ),
+                    )),
+                    _ => Ok(true),
+                })
+                .await?;
+                self.commit_manifest_record(repo, &digest, &record).await?;
+            }
         }
         Ok(PushedManifest {
             digest,
             media_type: manifest.media_type(),
             subject,
         })
-    }
-
-    /// Writes a manifest record unless one exists (the first push time stands).
-    async fn ensure_manifest_record(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        record: &ManifestRecord,
-    ) -> Result<()> {
-        match self
-            .inner
-            .meta
-            .put(&manifest_key(repo, digest), encode(record)?, Expect::Absent)
-            .await
-        {
-            Err(e) if e.kind() != ErrorKind::Conflict => Err(e),
-            _ => Ok(()),
-        }
     }
 
     /// Points `tag` at `to` (`None` removes it) if `when` holds for where it points now,
@@ -345,6 +461,10 @@ impl Registry {
             };
             if record.digest.as_ref() == to || !when(record.digest.as_ref())? {
                 return Ok(());
+            }
+            if let Some(old) = &record.digest {
+                // The old target may be visible only through this tag.
+                self.settle_pending(repo, old).await?;
             }
             record.history.push(TagMove {
                 from: record.digest.take(),
@@ -515,13 +635,12 @@ impl Registry {
     /// for garbage collection.
     pub async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         let key = manifest_key(repo, digest);
-        let stored = self
-            .inner
-            .meta
-            .get(&key)
-            .await?
-            .ok_or_else(|| Self::manifest_unknown(repo, digest))?;
-        let record: ManifestRecord = decode(&stored.value, &key)?;
+        let (record, version) = match self.raw_manifest_record(repo, digest).await? {
+            Some((record, version)) if self.is_visible(repo, digest, &record).await? => {
+                (record, version)
+            }
+            _ => return Err(Self::manifest_unknown(repo, digest)),
+        };
         let parents = self.list_all_keys(&parent_prefix(repo, digest)).await?;
         for parent_key in parents {
             let parent: Digest = parent_key[parent_prefix(repo, digest).len()..].parse()?;
@@ -539,7 +658,7 @@ impl Registry {
         // The commit point: from here the manifest is gone; the rest tidies up after it.
         self.inner
             .meta
-            .delete(&key, Expect::Version(stored.version))
+            .delete(&key, Expect::Version(version))
             .await?;
         let tagged = tagged_prefix(repo, digest);
         for reverse in self.list_all_keys(&tagged).await? {
