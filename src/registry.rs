@@ -27,17 +27,19 @@ use crate::upload::{OpenWriters, now_millis};
 mod inventory;
 mod manifests;
 mod pulls;
+mod referrers;
 mod repositories;
+mod tags;
 mod uploads;
 
 pub use self::inventory::ImageInfo;
-pub use self::manifests::{
-    ManifestInfo, PushedManifest, Referrers, StoredManifest, TAG_HISTORY_LEN, TagMove,
-};
+pub use self::manifests::{ManifestInfo, PushedManifest, StoredManifest};
 pub use self::pulls::DEFAULT_PULL_TIME_RESOLUTION;
+pub use self::referrers::Referrers;
 pub use self::repositories::{
     MAX_MUTABILITY_EXCLUSIONS, Repository, RepositorySettings, TagMutability,
 };
+pub use self::tags::{TAG_HISTORY_LEN, TagMove};
 
 /// Default age after which an upload session with no activity is expired.
 pub const DEFAULT_UPLOAD_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
@@ -485,6 +487,24 @@ impl Registry {
             .list_keys(&prefix, after.as_deref(), limit)
             .await?;
         keys.iter().map(|k| k[prefix.len()..].parse()).collect()
+    }
+}
+
+impl Registry {
+    /// Every key under `prefix`, page by page.
+    pub(crate) async fn list_all_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys: Vec<String> = Vec::new();
+        loop {
+            let page = self
+                .inner
+                .meta
+                .list_keys(prefix, keys.last().map(String::as_str), 1000)
+                .await?;
+            if page.is_empty() {
+                return Ok(keys);
+            }
+            keys.extend(page);
+        }
     }
 }
 

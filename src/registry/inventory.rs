@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use super::manifests::{ManifestRecord, TagRecord, manifest_prefix, tag_prefix};
+use super::manifests::{ManifestRecord, manifest_prefix};
 use super::pulls::pulled_prefix;
+use super::tags::{TagRecord, tag_prefix};
 use super::{Registry, decode};
 use crate::digest::Digest;
 use crate::error::Result;

@@ -1,14 +1,10 @@
-//! Manifests, tags and referrers on [`Registry`].
+//! Manifests on [`Registry`]: push, pull, stat, delete, platform resolution.
 //!
-//! Keys (see `docs/storage-layout.md`):
-//!
-//! - `manifest/<repo>@<digest>`: a [`ManifestRecord`]; the manifest's bytes are a blob in
-//!   the blob store, so identical manifests in several repositories are stored once;
-//! - `tag/<repo>@<tag>`: the digest a tag points at, with the tag's bounded history, in one
-//!   record so a move and its history change together under one compare-and-swap;
-//! - `referrer/<repo>@<subject>/<digest>`: a referrer of `subject` and its descriptor;
-//! - `tagged/<repo>@<digest>/<tag>` and `parent/<repo>@<child>/<index>`: reverse indexes
-//!   for deletes, written ahead of what they index and checked against it when read.
+//! A manifest in a repository is the record `manifest/<repo>@<digest>`; its bytes are a
+//! blob in the blob store, so identical manifests in several repositories are stored once.
+//! `parent/<repo>@<child>/<index>` is the reverse index of index children, written ahead
+//! of the index's record and checked against it when read (see `docs/storage-layout.md`;
+//! tags are in `tags.rs`, referrers in `referrers.rs`).
 //!
 //! A push writes the bytes, the referrers entry and the reverse index entries, then the
 //! manifest record. By digest, that record is the commit point. By tag, the record is
@@ -19,19 +15,16 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::referrers::referrer_prefix;
+use super::tags::tagged_prefix;
 use super::{Registry, decode, encode, link_key};
 use crate::blob::BlobStoreExt;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
-use crate::manifest::{Descriptor, Manifest, ManifestMediaType, OCI_IMAGE_INDEX};
+use crate::manifest::{Descriptor, Manifest, ManifestMediaType};
 use crate::meta::Expect;
 use crate::reference::{Reference, RepoName, Tag};
-use crate::upload::{from_millis, now_millis};
-
-/// Moves kept in a tag's history; older ones are dropped.
-pub const TAG_HISTORY_LEN: usize = 50;
-/// Attempts at moving a tag under contention before giving up.
-const TAG_MOVE_ATTEMPTS: usize = 64;
+use crate::upload::now_millis;
 
 /// What wharf keeps about a manifest in a repository.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,31 +45,6 @@ pub(super) struct ManifestRecord {
     /// visible only while a tag points at it, until the push clears the flag.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(super) pending: bool,
-}
-
-/// A tag's target and history.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(super) struct TagRecord {
-    pub(super) digest: Option<Digest>,
-    history: Vec<TagMove>,
-}
-
-/// One move of a tag.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TagMove {
-    /// Where the tag pointed before (`None`: it was created).
-    pub from: Option<Digest>,
-    /// Where it points after (`None`: it was deleted).
-    pub to: Option<Digest>,
-    /// When, in milliseconds since the Unix epoch.
-    pub at_ms: u64,
-}
-
-impl TagMove {
-    /// When the move happened.
-    pub fn at(&self) -> std::time::SystemTime {
-        from_millis(self.at_ms)
-    }
 }
 
 /// A manifest as stored: its bytes, digest and media type.
@@ -112,40 +80,12 @@ pub struct PushedManifest {
     pub subject: Option<Digest>,
 }
 
-/// The referrers of a subject, as the distribution spec's referrers API returns them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Referrers {
-    /// An OCI image index listing the referrers' descriptors.
-    pub index: Bytes,
-    /// Whether an `artifactType` filter was applied (`OCI-Filters-Applied: artifactType`).
-    pub filtered: bool,
-}
-
 pub(super) fn manifest_prefix(repo: &RepoName) -> String {
     format!("manifest/{repo}@")
 }
 
 fn manifest_key(repo: &RepoName, digest: &Digest) -> String {
     format!("manifest/{repo}@{digest}")
-}
-
-pub(super) fn tag_prefix(repo: &RepoName) -> String {
-    format!("tag/{repo}@")
-}
-
-fn tag_key(repo: &RepoName, tag: &Tag) -> String {
-    format!("{}{tag}", tag_prefix(repo))
-}
-
-fn referrer_prefix(repo: &RepoName, subject: &Digest) -> String {
-    format!("referrer/{repo}@{subject}/")
-}
-
-/// Reverse index: the tags that (may) point at `digest`. Entries are written before a tag
-/// moves to the digest and removed after it moves away, so a crash leaves only extra
-/// entries, which readers check against the tag itself.
-fn tagged_prefix(repo: &RepoName, digest: &Digest) -> String {
-    format!("tagged/{repo}@{digest}/")
 }
 
 /// Reverse index: the indexes in `repo` that list `child`, written before the index's
@@ -155,7 +95,7 @@ fn parent_prefix(repo: &RepoName, child: &Digest) -> String {
 }
 
 impl Registry {
-    fn manifest_unknown(repo: &RepoName, reference: &dyn std::fmt::Display) -> Error {
+    pub(super) fn manifest_unknown(repo: &RepoName, reference: &dyn std::fmt::Display) -> Error {
         Error::new(
             ErrorKind::ManifestUnknown,
             format!("manifest {reference} is not in repository {repo}"),
@@ -196,28 +136,6 @@ impl Registry {
         record: &ManifestRecord,
     ) -> Result<bool> {
         Ok(!record.pending || !self.tags_pointing_at(repo, digest).await?.is_empty())
-    }
-
-    /// The tags that point at `digest` now: reverse-index entries checked against the tags.
-    async fn tags_pointing_at(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Tag>> {
-        let prefix = tagged_prefix(repo, digest);
-        let mut tags = Vec::new();
-        for key in self.list_all_keys(&prefix).await? {
-            let tag: Tag = key[prefix.len()..].parse()?;
-            if self.tag_target(repo, &tag).await?.as_ref() == Some(digest) {
-                tags.push(tag);
-            }
-        }
-        Ok(tags)
-    }
-
-    /// Where a tag points, if anywhere.
-    async fn tag_target(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
-        let key = tag_key(repo, tag);
-        match self.inner.meta.get(&key).await? {
-            Some(v) => Ok(decode::<TagRecord>(&v.value, &key)?.digest),
-            None => Ok(None),
-        }
     }
 
     /// Stages the record of a push by tag: invisible until the tag moves to it. An
@@ -286,7 +204,7 @@ impl Registry {
 
     /// Commits a staged record that a tag about to move away makes visible, so the
     /// manifest stays visible after the move. Does nothing for absent or committed records.
-    async fn settle_pending(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+    pub(super) async fn settle_pending(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         match self.raw_manifest_record(repo, digest).await? {
             Some((record, _)) if record.pending => {
                 self.commit_manifest_record(repo, digest, &record).await
@@ -434,79 +352,6 @@ impl Registry {
         })
     }
 
-    /// Points `tag` at `to` (`None` removes it) if `when` holds for where it points now,
-    /// by compare-and-swap, recording the move and keeping the reverse index ahead of it.
-    async fn move_tag(
-        &self,
-        repo: &RepoName,
-        tag: &Tag,
-        to: Option<&Digest>,
-        when: impl Fn(Option<&Digest>) -> Result<bool>,
-    ) -> Result<()> {
-        let key = tag_key(repo, tag);
-        if let Some(to) = to {
-            let reverse = format!("{}{tag}", tagged_prefix(repo, to));
-            self.inner
-                .meta
-                .put(&reverse, Bytes::new(), Expect::Any)
-                .await?;
-        }
-        for _ in 0..TAG_MOVE_ATTEMPTS {
-            let (mut record, expect) = match self.inner.meta.get(&key).await? {
-                Some(v) => (
-                    decode::<TagRecord>(&v.value, &key)?,
-                    Expect::Version(v.version),
-                ),
-                None => (TagRecord::default(), Expect::Absent),
-            };
-            if record.digest.as_ref() == to || !when(record.digest.as_ref())? {
-                return Ok(());
-            }
-            if let Some(old) = &record.digest {
-                // The old target may be visible only through this tag.
-                self.settle_pending(repo, old).await?;
-            }
-            record.history.push(TagMove {
-                from: record.digest.take(),
-                to: to.cloned(),
-                at_ms: now_millis(),
-            });
-            let overflow = record.history.len().saturating_sub(TAG_HISTORY_LEN);
-            record.history.drain(..overflow);
-            let from = record.history.last().and_then(|m| m.from.clone());
-            record.digest = to.cloned();
-            match self.inner.meta.put(&key, encode(&record)?, expect).await {
-                Ok(_) => {
-                    if let Some(from) = from {
-                        let reverse = format!("{}{tag}", tagged_prefix(repo, &from));
-                        self.inner.meta.delete(&reverse, Expect::Any).await?;
-                    }
-                    return Ok(());
-                }
-                Err(e) if e.kind() == ErrorKind::Conflict => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::new(
-            ErrorKind::Conflict,
-            format!(
-                "tag {tag} in {repo}: too many concurrent moves, gave up after {TAG_MOVE_ATTEMPTS} attempts"
-            ),
-        ))
-    }
-
-    /// The digest `tag` points at; [`ErrorKind::ManifestUnknown`] if there is none.
-    pub async fn resolve_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Digest> {
-        let key = tag_key(repo, tag);
-        let record: Option<TagRecord> = match self.inner.meta.get(&key).await? {
-            Some(v) => Some(decode(&v.value, &key)?),
-            None => None,
-        };
-        record
-            .and_then(|r| r.digest)
-            .ok_or_else(|| Self::manifest_unknown(repo, tag))
-    }
-
     async fn resolve(
         &self,
         repo: &RepoName,
@@ -593,43 +438,6 @@ impl Registry {
         })
     }
 
-    /// Tags of `repo` in lexical order, after `last`, at most `n` (the `tags/list` API).
-    pub async fn list_tags(
-        &self,
-        repo: &RepoName,
-        n: usize,
-        last: Option<&Tag>,
-    ) -> Result<Vec<Tag>> {
-        self.repository(repo).await?;
-        let prefix = tag_prefix(repo);
-        let after = last.map(|t| tag_key(repo, t));
-        let entries = self.inner.meta.list(&prefix, after.as_deref(), n).await?;
-        let mut tags = Vec::with_capacity(entries.len());
-        for entry in entries {
-            // Deleted tags keep their history record with no target.
-            let record: TagRecord = decode(&entry.value, &entry.key)?;
-            if record.digest.is_some() {
-                tags.push(entry.key[prefix.len()..].parse()?);
-            }
-        }
-        Ok(tags)
-    }
-
-    /// Where `tag` pointed over time, oldest first (at most [`TAG_HISTORY_LEN`] moves).
-    pub async fn tag_history(&self, repo: &RepoName, tag: &Tag) -> Result<Vec<TagMove>> {
-        let key = tag_key(repo, tag);
-        match self.inner.meta.get(&key).await? {
-            Some(v) => Ok(decode::<TagRecord>(&v.value, &key)?.history),
-            None => Ok(Vec::new()),
-        }
-    }
-
-    /// Removes a tag; the manifest stays.
-    pub async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<()> {
-        self.resolve_tag(repo, tag).await?;
-        self.move_tag(repo, tag, None, |_| Ok(true)).await
-    }
-
     /// Deletes a manifest from `repo`, with its tags and its referrers entry. Refused with
     /// [`ErrorKind::ManifestReferenced`] while an index in `repo` lists it. The bytes stay
     /// for garbage collection.
@@ -677,79 +485,5 @@ impl Registry {
             self.inner.meta.delete(&entry, Expect::Any).await?;
         }
         Ok(())
-    }
-
-    /// Every key under `prefix`, page by page.
-    async fn list_all_keys(&self, prefix: &str) -> Result<Vec<String>> {
-        let mut keys: Vec<String> = Vec::new();
-        loop {
-            let page = self
-                .inner
-                .meta
-                .list_keys(prefix, keys.last().map(String::as_str), 1000)
-                .await?;
-            if page.is_empty() {
-                return Ok(keys);
-            }
-            keys.extend(page);
-        }
-    }
-
-    /// The referrers of `subject` in `repo`, as an OCI image index, optionally only those
-    /// of `artifact_type`.
-    pub async fn referrers(
-        &self,
-        repo: &RepoName,
-        subject: &Digest,
-        artifact_type: Option<&str>,
-    ) -> Result<Referrers> {
-        let prefix = referrer_prefix(repo, subject);
-        let mut descriptors = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .inner
-                .meta
-                .list(&prefix, after.as_deref(), 1000)
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.key.clone());
-            for entry in page {
-                let descriptor: Descriptor = decode(&entry.value, &entry.key)?;
-                if artifact_type.is_some_and(|t| descriptor.artifact_type.as_deref() != Some(t)) {
-                    continue;
-                }
-                // An entry written by a push that had not finished is not a referrer yet.
-                if self
-                    .manifest_record(repo, &descriptor.digest)
-                    .await?
-                    .is_some()
-                {
-                    descriptors.push(descriptor);
-                }
-            }
-        }
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Index<'a> {
-            schema_version: u32,
-            media_type: &'a str,
-            manifests: Vec<Descriptor>,
-        }
-        let index = serde_json::to_vec(&Index {
-            schema_version: 2,
-            media_type: OCI_IMAGE_INDEX,
-            manifests: descriptors,
-        })
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Storage,
-                format!("encoding referrers of {subject}: {e}"),
-            )
-        })?;
-        Ok(Referrers {
-            index: index.into(),
-            filtered: artifact_type.is_some(),
-        })
     }
 }

@@ -1,0 +1,197 @@
+//! Tags on [`Registry`]: resolve, list in pages, move only by compare-and-swap, keep a
+//! bounded history of every move, delete.
+//!
+//! A tag is the record `tag/<repo>@<tag>`: its target and its last moves, changed together
+//! by one compare-and-swap, so concurrent pushes to one tag apply one after another and
+//! the history is a consistent chain. The reverse index `tagged/<repo>@<digest>/<tag>` is
+//! written before a tag moves to a digest and removed after it moves away; readers check
+//! its entries against the tags themselves.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::{Registry, decode, encode};
+use crate::digest::Digest;
+use crate::error::{Error, ErrorKind, Result};
+use crate::meta::Expect;
+use crate::reference::{RepoName, Tag};
+use crate::upload::{from_millis, now_millis};
+
+/// Moves kept in a tag's history; older ones are dropped.
+pub const TAG_HISTORY_LEN: usize = 50;
+
+/// Attempts at moving a tag under contention before giving up.
+const TAG_MOVE_ATTEMPTS: usize = 64;
+
+/// A tag's target and history.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct TagRecord {
+    pub(super) digest: Option<Digest>,
+    pub(super) history: Vec<TagMove>,
+}
+
+/// One move of a tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagMove {
+    /// Where the tag pointed before (`None`: it was created).
+    pub from: Option<Digest>,
+    /// Where it points after (`None`: it was deleted).
+    pub to: Option<Digest>,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+impl TagMove {
+    /// When the move happened.
+    pub fn at(&self) -> std::time::SystemTime {
+        from_millis(self.at_ms)
+    }
+}
+
+pub(super) fn tag_prefix(repo: &RepoName) -> String {
+    format!("tag/{repo}@")
+}
+
+pub(super) fn tag_key(repo: &RepoName, tag: &Tag) -> String {
+    format!("{}{tag}", tag_prefix(repo))
+}
+
+/// Reverse index: the tags that (may) point at `digest`. Entries are written before a tag
+/// moves to the digest and removed after it moves away, so a crash leaves only extra
+/// entries, which readers check against the tag itself.
+pub(super) fn tagged_prefix(repo: &RepoName, digest: &Digest) -> String {
+    format!("tagged/{repo}@{digest}/")
+}
+
+impl Registry {
+    /// The tags that point at `digest` now: reverse-index entries checked against the tags.
+    pub(super) async fn tags_pointing_at(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Vec<Tag>> {
+        let prefix = tagged_prefix(repo, digest);
+        let mut tags = Vec::new();
+        for key in self.list_all_keys(&prefix).await? {
+            let tag: Tag = key[prefix.len()..].parse()?;
+            if self.tag_target(repo, &tag).await?.as_ref() == Some(digest) {
+                tags.push(tag);
+            }
+        }
+        Ok(tags)
+    }
+
+    /// Where a tag points, if anywhere.
+    pub(super) async fn tag_target(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
+        let key = tag_key(repo, tag);
+        match self.inner.meta.get(&key).await? {
+            Some(v) => Ok(decode::<TagRecord>(&v.value, &key)?.digest),
+            None => Ok(None),
+        }
+    }
+
+    /// Points `tag` at `to` (`None` removes it) if `when` holds for where it points now,
+    /// by compare-and-swap, recording the move and keeping the reverse index ahead of it.
+    pub(super) async fn move_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        to: Option<&Digest>,
+        when: impl Fn(Option<&Digest>) -> Result<bool>,
+    ) -> Result<()> {
+        let key = tag_key(repo, tag);
+        if let Some(to) = to {
+            let reverse = format!("{}{tag}", tagged_prefix(repo, to));
+            self.inner
+                .meta
+                .put(&reverse, Bytes::new(), Expect::Any)
+                .await?;
+        }
+        for _ in 0..TAG_MOVE_ATTEMPTS {
+            let (mut record, expect) = match self.inner.meta.get(&key).await? {
+                Some(v) => (
+                    decode::<TagRecord>(&v.value, &key)?,
+                    Expect::Version(v.version),
+                ),
+                None => (TagRecord::default(), Expect::Absent),
+            };
+            if record.digest.as_ref() == to || !when(record.digest.as_ref())? {
+                return Ok(());
+            }
+            if let Some(old) = &record.digest {
+                // The old target may be visible only through this tag.
+                self.settle_pending(repo, old).await?;
+            }
+            record.history.push(TagMove {
+                from: record.digest.take(),
+                to: to.cloned(),
+                at_ms: now_millis(),
+            });
+            let overflow = record.history.len().saturating_sub(TAG_HISTORY_LEN);
+            record.history.drain(..overflow);
+            let from = record.history.last().and_then(|m| m.from.clone());
+            record.digest = to.cloned();
+            match self.inner.meta.put(&key, encode(&record)?, expect).await {
+                Ok(_) => {
+                    if let Some(from) = from {
+                        let reverse = format!("{}{tag}", tagged_prefix(repo, &from));
+                        self.inner.meta.delete(&reverse, Expect::Any).await?;
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.kind() == ErrorKind::Conflict => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "tag {tag} in {repo}: too many concurrent moves, gave up after {TAG_MOVE_ATTEMPTS} attempts"
+            ),
+        ))
+    }
+
+    /// The digest `tag` points at; [`ErrorKind::ManifestUnknown`] if there is none.
+    pub async fn resolve_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Digest> {
+        self.tag_target(repo, tag)
+            .await?
+            .ok_or_else(|| Self::manifest_unknown(repo, tag))
+    }
+
+    /// Tags of `repo` in lexical order, after `last`, at most `n` (the `tags/list` API).
+    pub async fn list_tags(
+        &self,
+        repo: &RepoName,
+        n: usize,
+        last: Option<&Tag>,
+    ) -> Result<Vec<Tag>> {
+        self.repository(repo).await?;
+        let prefix = tag_prefix(repo);
+        let after = last.map(|t| tag_key(repo, t));
+        let entries = self.inner.meta.list(&prefix, after.as_deref(), n).await?;
+        let mut tags = Vec::with_capacity(entries.len());
+        for entry in entries {
+            // Deleted tags keep their history record with no target.
+            let record: TagRecord = decode(&entry.value, &entry.key)?;
+            if record.digest.is_some() {
+                tags.push(entry.key[prefix.len()..].parse()?);
+            }
+        }
+        Ok(tags)
+    }
+
+    /// Where `tag` pointed over time, oldest first (at most [`TAG_HISTORY_LEN`] moves).
+    pub async fn tag_history(&self, repo: &RepoName, tag: &Tag) -> Result<Vec<TagMove>> {
+        let key = tag_key(repo, tag);
+        match self.inner.meta.get(&key).await? {
+            Some(v) => Ok(decode::<TagRecord>(&v.value, &key)?.history),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Removes a tag; the manifest stays.
+    pub async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<()> {
+        self.resolve_tag(repo, tag).await?;
+        self.move_tag(repo, tag, None, |_| Ok(true)).await
+    }
+}
