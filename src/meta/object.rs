@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 
@@ -24,6 +24,8 @@ use crate::error::{Error, ErrorKind, Result};
 
 const LIVE_MARKER: u8 = 1;
 const TOMBSTONE_LEN: u64 = 8;
+/// Values read at once when listing entries: a page of 100 tags is 100 reads on S3.
+const LIST_READS_IN_FLIGHT: usize = 16;
 /// Attempts for writes with [`Expect::Any`] before giving up under heavy contention.
 const ANY_WRITE_ATTEMPTS: usize = 64;
 
@@ -364,18 +366,22 @@ impl MetaStore for ObjectMetaStore {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Entry>> {
-        // One read per listed key; a key deleted in between is skipped.
+        // One read per listed key, several in flight; a key deleted in between is skipped.
         let keys = self.list_keys(prefix, start_after, limit).await?;
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            if let Some(Versioned { version, value }) = self.get(&key).await? {
-                out.push(Entry {
+        let reads = futures::stream::iter(keys)
+            .map(|key| async move {
+                let found = self.get(&key).await?;
+                Ok::<_, Error>(found.map(|Versioned { version, value }| Entry {
                     key,
                     version,
                     value,
-                });
-            }
-        }
+                }))
+            })
+            .buffered(LIST_READS_IN_FLIGHT);
+        let out: Vec<Entry> = reads
+            .try_filter_map(|e| async move { Ok(e) })
+            .try_collect()
+            .await?;
         Ok(out)
     }
 
