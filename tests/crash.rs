@@ -176,3 +176,22 @@ async fn crash_at_every_operation_of_a_push_checkpointing_each_chunk() {
 async fn transient_failure_at_every_operation_of_a_push_checkpointing_each_chunk() {
     interrupted_at_every_operation(FaultMode::FailOnce, 0).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_storage_failures_say_they_are_retryable() {
+    let faulty = FaultyStore::new(Arc::new(InMemory::new()));
+    let registry = registry_over(Arc::new(faulty.clone()), 0).await;
+    let repo: RepoName = "retry/me".parse().unwrap();
+    let data = Bytes::from_static(b"some bytes");
+    let digest = Digest::of(Algorithm::Sha256, &data);
+    registry
+        .push_blob_bytes(&repo, &digest, data.clone())
+        .await
+        .unwrap();
+    faulty.arm(0, FaultMode::FailOnce);
+    let err = registry.read_blob(&repo, &digest, None).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Storage, "{err}");
+    assert!(err.is_retryable(), "{err}");
+    let again = registry.read_blob(&repo, &digest, None).await.unwrap();
+    assert_eq!(again.bytes().await.unwrap(), data, "the retry succeeds");
+}
