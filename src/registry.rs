@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::blob::{BlobInfo, BlobRead, BlobStore, ByteStream, ObjectBlobStore};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
-use crate::meta::{Expect, MemoryMetaStore, MetaStore, RedbMetaStore};
+use crate::meta::{Entry, Expect, MemoryMetaStore, MetaStore, RedbMetaStore};
 use crate::reference::RepoName;
 use crate::upload::{OpenWriters, now_millis};
 
@@ -492,6 +492,19 @@ impl Registry {
 
 impl Registry {
     /// Every key under `prefix`, page by page.
+    /// Every entry under `prefix`, page by page.
+    pub(crate) async fn list_all(&self, prefix: &str) -> Result<Vec<Entry>> {
+        let mut all: Vec<Entry> = Vec::new();
+        loop {
+            let after = all.last().map(|e| e.key.clone());
+            let page = self.inner.meta.list(prefix, after.as_deref(), 1000).await?;
+            if page.is_empty() {
+                return Ok(all);
+            }
+            all.extend(page);
+        }
+    }
+
     pub(crate) async fn list_all_keys(&self, prefix: &str) -> Result<Vec<String>> {
         let mut keys: Vec<String> = Vec::new();
         loop {

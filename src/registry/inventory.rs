@@ -9,7 +9,6 @@ use super::tags::{TagRecord, tag_prefix};
 use super::{Registry, decode};
 use crate::digest::Digest;
 use crate::error::Result;
-use crate::meta::Entry;
 use crate::reference::{RepoName, Tag};
 use crate::upload::from_millis;
 
@@ -37,19 +36,6 @@ pub struct ImageInfo {
 }
 
 impl Registry {
-    /// Every entry under `prefix`, page by page.
-    async fn list_all(&self, prefix: &str) -> Result<Vec<Entry>> {
-        let mut all: Vec<Entry> = Vec::new();
-        loop {
-            let after = all.last().map(|e| e.key.clone());
-            let page = self.inner.meta.list(prefix, after.as_deref(), 1000).await?;
-            if page.is_empty() {
-                return Ok(all);
-            }
-            all.extend(page);
-        }
-    }
-
     /// Every image of `repo`, by digest: tags, push and pull times, sizes, index children
     /// and subjects.
     pub async fn inventory(&self, repo: &RepoName) -> Result<Vec<ImageInfo>> {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::referrers::referrer_prefix;
 use super::tags::tagged_prefix;
-use super::{Registry, decode, encode, link_key};
+use super::{Registry, decode, encode};
 use crate::blob::BlobStoreExt;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
@@ -218,21 +218,18 @@ impl Registry {
         let mut missing = Vec::new();
         // Foreign layers (with `urls`) live outside the registry.
         for blob in manifest.blobs().filter(|d| d.urls.is_empty()) {
-            let key = link_key(repo, &blob.digest);
-            match self.inner.meta.get(&key).await? {
+            match self.linked(repo, &blob.digest).await? {
                 None => missing.push(blob.digest.to_string()),
-                Some(v) => {
-                    let link: super::LinkRecord = decode(&v.value, &key)?;
-                    if link.size != blob.size {
-                        return Err(Error::new(
-                            ErrorKind::ManifestInvalid,
-                            format!(
-                                "manifest lists {} with size {}, but the blob in {repo} has {} bytes",
-                                blob.digest, blob.size, link.size
-                            ),
-                        ));
-                    }
+                Some(link) if link.size != blob.size => {
+                    return Err(Error::new(
+                        ErrorKind::ManifestInvalid,
+                        format!(
+                            "manifest lists {} with size {}, but the blob in {repo} has {} bytes",
+                            blob.digest, blob.size, link.size
+                        ),
+                    ));
                 }
+                Some(_) => {}
             }
         }
         for child in manifest.children() {

@@ -38,28 +38,18 @@ impl Registry {
     ) -> Result<Referrers> {
         let prefix = referrer_prefix(repo, subject);
         let mut descriptors = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .inner
-                .meta
-                .list(&prefix, after.as_deref(), 1000)
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.key.clone());
-            for entry in page {
-                let descriptor: Descriptor = decode(&entry.value, &entry.key)?;
-                if artifact_type.is_some_and(|t| descriptor.artifact_type.as_deref() != Some(t)) {
-                    continue;
-                }
-                // An entry written by a push that had not finished is not a referrer yet.
-                if self
-                    .manifest_record(repo, &descriptor.digest)
-                    .await?
-                    .is_some()
-                {
-                    descriptors.push(descriptor);
-                }
+        for entry in self.list_all(&prefix).await? {
+            let descriptor: Descriptor = decode(&entry.value, &entry.key)?;
+            if artifact_type.is_some_and(|t| descriptor.artifact_type.as_deref() != Some(t)) {
+                continue;
+            }
+            // An entry written by a push that had not finished is not a referrer yet.
+            if self
+                .manifest_record(repo, &descriptor.digest)
+                .await?
+                .is_some()
+            {
+                descriptors.push(descriptor);
             }
         }
         #[derive(Serialize)]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Registry, decode, encode};
 use crate::error::{Error, ErrorKind, Result};
-use crate::meta::Expect;
+use crate::meta::{Expect, Version};
 use crate::reference::{RepoName, Tag};
 use crate::upload::{from_millis, now_millis};
 
@@ -153,6 +153,16 @@ struct RepositoryRecord {
     settings: RepositorySettings,
 }
 
+impl RepositoryRecord {
+    fn into_repository(self, name: &RepoName) -> Repository {
+        Repository {
+            name: name.clone(),
+            settings: self.settings,
+            created_at: from_millis(self.created_at_ms),
+        }
+    }
+}
+
 const REPO_PREFIX: &str = "repo/";
 
 fn repo_key(name: &RepoName) -> String {
@@ -183,11 +193,7 @@ impl Registry {
             .put(&repo_key(name), encode(&record)?, Expect::Absent)
             .await
         {
-            Ok(_) => Ok(Repository {
-                name: name.clone(),
-                created_at: from_millis(record.created_at_ms),
-                settings: record.settings,
-            }),
+            Ok(_) => Ok(record.into_repository(name)),
             Err(e) if e.kind() == ErrorKind::Conflict => Err(Error::new(
                 ErrorKind::Conflict,
                 format!("repository {name} already exists"),
@@ -196,8 +202,8 @@ impl Registry {
         }
     }
 
-    /// A repository; [`ErrorKind::NameUnknown`] if there is none.
-    pub async fn repository(&self, name: &RepoName) -> Result<Repository> {
+    /// A repository's record with its version; [`ErrorKind::NameUnknown`] if there is none.
+    async fn repository_record(&self, name: &RepoName) -> Result<(RepositoryRecord, Version)> {
         let key = repo_key(name);
         let stored = self.inner.meta.get(&key).await?.ok_or_else(|| {
             Error::new(
@@ -205,12 +211,13 @@ impl Registry {
                 format!("repository {name} does not exist"),
             )
         })?;
-        let record: RepositoryRecord = decode(&stored.value, &key)?;
-        Ok(Repository {
-            name: name.clone(),
-            settings: record.settings,
-            created_at: from_millis(record.created_at_ms),
-        })
+        Ok((decode(&stored.value, &key)?, stored.version))
+    }
+
+    /// A repository; [`ErrorKind::NameUnknown`] if there is none.
+    pub async fn repository(&self, name: &RepoName) -> Result<Repository> {
+        let (record, _) = self.repository_record(name).await?;
+        Ok(record.into_repository(name))
     }
 
     /// The repository a push goes to, created on first push if the registry allows it.
@@ -239,27 +246,15 @@ impl Registry {
         settings.validate()?;
         let key = repo_key(name);
         loop {
-            let stored = self.inner.meta.get(&key).await?.ok_or_else(|| {
-                Error::new(
-                    ErrorKind::NameUnknown,
-                    format!("repository {name} does not exist"),
-                )
-            })?;
-            let mut record: RepositoryRecord = decode(&stored.value, &key)?;
+            let (mut record, version) = self.repository_record(name).await?;
             record.settings = settings.clone();
             match self
                 .inner
                 .meta
-                .put(&key, encode(&record)?, Expect::Version(stored.version))
+                .put(&key, encode(&record)?, Expect::Version(version))
                 .await
             {
-                Ok(_) => {
-                    return Ok(Repository {
-                        name: name.clone(),
-                        settings: record.settings,
-                        created_at: from_millis(record.created_at_ms),
-                    });
-                }
+                Ok(_) => return Ok(record.into_repository(name)),
                 Err(e) if e.kind() == ErrorKind::Conflict => continue,
                 Err(e) => return Err(e),
             }

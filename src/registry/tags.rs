@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{Registry, decode, encode};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
-use crate::meta::Expect;
+use crate::meta::{Expect, Version};
 use crate::reference::{RepoName, Tag};
 use crate::upload::{from_millis, now_millis};
 
@@ -81,13 +81,21 @@ impl Registry {
         Ok(tags)
     }
 
-    /// Where a tag points, if anywhere.
-    pub(super) async fn tag_target(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
+    /// A tag's record with its version, if the tag was ever set.
+    async fn tag_record(&self, repo: &RepoName, tag: &Tag) -> Result<Option<(TagRecord, Version)>> {
         let key = tag_key(repo, tag);
         match self.inner.meta.get(&key).await? {
-            Some(v) => Ok(decode::<TagRecord>(&v.value, &key)?.digest),
+            Some(v) => Ok(Some((decode(&v.value, &key)?, v.version))),
             None => Ok(None),
         }
+    }
+
+    /// Where a tag points, if anywhere.
+    pub(super) async fn tag_target(&self, repo: &RepoName, tag: &Tag) -> Result<Option<Digest>> {
+        Ok(self
+            .tag_record(repo, tag)
+            .await?
+            .and_then(|(r, _)| r.digest))
     }
 
     /// Points `tag` at `to` (`None` removes it) if `when` holds for where it points now,
@@ -108,11 +116,8 @@ impl Registry {
                 .await?;
         }
         for _ in 0..TAG_MOVE_ATTEMPTS {
-            let (mut record, expect) = match self.inner.meta.get(&key).await? {
-                Some(v) => (
-                    decode::<TagRecord>(&v.value, &key)?,
-                    Expect::Version(v.version),
-                ),
+            let (mut record, expect) = match self.tag_record(repo, tag).await? {
+                Some((record, version)) => (record, Expect::Version(version)),
                 None => (TagRecord::default(), Expect::Absent),
             };
             if record.digest.as_ref() == to || !when(record.digest.as_ref())? {
@@ -182,11 +187,11 @@ impl Registry {
 
     /// Where `tag` pointed over time, oldest first (at most [`TAG_HISTORY_LEN`] moves).
     pub async fn tag_history(&self, repo: &RepoName, tag: &Tag) -> Result<Vec<TagMove>> {
-        let key = tag_key(repo, tag);
-        match self.inner.meta.get(&key).await? {
-            Some(v) => Ok(decode::<TagRecord>(&v.value, &key)?.history),
-            None => Ok(Vec::new()),
-        }
+        Ok(self
+            .tag_record(repo, tag)
+            .await?
+            .map(|(r, _)| r.history)
+            .unwrap_or_default())
     }
 
     /// Removes a tag; the manifest stays.

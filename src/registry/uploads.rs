@@ -394,46 +394,36 @@ impl Registry {
                 .unwrap_or(SystemTime::UNIX_EPOCH),
         );
         let mut report = ExpiryReport::default();
-        let mut after: Option<String> = None;
         let mut live = std::collections::HashSet::new();
-        loop {
-            let page = self
+        for entry in self.list_all(UPLOAD_PREFIX).await? {
+            let id = &entry.key[UPLOAD_PREFIX.len()..];
+            // A damaged record cannot be resumed: it counts as idle.
+            let idle = decode::<SessionRecord>(&entry.value, &entry.key)
+                .map_or(true, |r| r.updated_at_ms <= cutoff);
+            if !idle {
+                live.insert(id.to_owned());
+                continue;
+            }
+            match self
                 .inner
                 .meta
-                .list(UPLOAD_PREFIX, after.as_deref(), 500)
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.key.clone());
-            for entry in page {
-                let id = &entry.key[UPLOAD_PREFIX.len()..];
-                // A damaged record cannot be resumed: it counts as idle.
-                let idle = decode::<SessionRecord>(&entry.value, &entry.key)
-                    .map_or(true, |r| r.updated_at_ms <= cutoff);
-                if !idle {
+                .delete(&entry.key, Expect::Version(entry.version))
+                .await
+            {
+                Ok(()) => {
+                    if let Ok(upload) = id.parse::<UploadId>() {
+                        let mut slot = self.inner.open_writers.lock(&upload).await;
+                        slot.open = None;
+                        self.inner.open_writers.remove(&upload);
+                    }
+                    self.inner.blobs.discard_staging(id).await?;
+                    report.sessions += 1;
+                }
+                // It moved on since we looked: not idle.
+                Err(e) if e.kind() == ErrorKind::Conflict => {
                     live.insert(id.to_owned());
-                    continue;
                 }
-                match self
-                    .inner
-                    .meta
-                    .delete(&entry.key, Expect::Version(entry.version))
-                    .await
-                {
-                    Ok(()) => {
-                        if let Ok(upload) = id.parse::<UploadId>() {
-                            let mut slot = self.inner.open_writers.lock(&upload).await;
-                            slot.open = None;
-                            self.inner.open_writers.remove(&upload);
-                        }
-                        self.inner.blobs.discard_staging(id).await?;
-                        report.sessions += 1;
-                    }
-                    // It moved on since we looked: not idle.
-                    Err(e) if e.kind() == ErrorKind::Conflict => {
-                        live.insert(id.to_owned());
-                    }
-                    Err(e) => return Err(e),
-                }
+                Err(e) => return Err(e),
             }
         }
         let areas: Vec<_> = self.inner.blobs.list_staging().try_collect().await?;
