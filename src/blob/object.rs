@@ -139,6 +139,17 @@ impl ObjectBlobStore {
         }
     }
 
+    /// The bytes of one staged part, read in large chunks like any blob read.
+    async fn read_part(&self, staging: &Path, part: &StagedPart) -> Result<super::ByteStream> {
+        let path = staging.clone().join(part.name.as_str());
+        let got = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| Error::storage(format!("reading {path}"), e))?;
+        Ok(byte_stream(got, format!("reading {path}")))
+    }
+
     fn unknown(digest: &Digest) -> Error {
         Error::new(
             ErrorKind::BlobUnknown,
@@ -423,16 +434,9 @@ impl ObjectBlobWriter {
     async fn rehash(&mut self, algorithm: Algorithm) -> Result<Digest> {
         let mut hasher = Digester::new(algorithm);
         for part in &self.parts {
-            let path = self.staging.clone().join(part.name.as_str());
-            let got = self
-                .blobs
-                .store
-                .get(&path)
-                .await
-                .map_err(|e| Error::storage(format!("reading {path}"), e))?;
-            let mut chunks = got.into_stream();
+            let mut chunks = self.blobs.read_part(&self.staging, part).await?;
             while let Some(chunk) = chunks.next().await {
-                hasher.update(&chunk.map_err(|e| Error::storage(format!("reading {path}"), e))?);
+                hasher.update(&chunk?);
             }
         }
         Ok(hasher.finish())
@@ -462,15 +466,9 @@ impl ObjectBlobWriter {
             parts => {
                 let mut joined = self.blobs.part_writer(target);
                 for part in parts {
-                    let got = store
-                        .get(&self.staging.clone().join(part.name.as_str()))
-                        .await
-                        .map_err(|e| Error::storage(context(), e))?;
-                    let mut chunks = got.into_stream();
+                    let mut chunks = self.blobs.read_part(&self.staging, part).await?;
                     while let Some(chunk) = chunks.next().await {
-                        joined
-                            .push(chunk.map_err(|e| Error::storage(context(), e))?)
-                            .await?;
+                        joined.push(chunk?).await?;
                     }
                 }
                 joined.finish().await?;
