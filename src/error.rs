@@ -32,6 +32,12 @@ pub enum ErrorKind {
     ManifestReferenced,
     /// An immutable tag cannot move to another manifest (ECR tag immutability).
     TagImmutable,
+    /// A lifecycle policy is malformed or breaks one of ECR's rules; the message names
+    /// the rule and the field.
+    PolicyInvalid,
+    /// The image was transitioned to the archive storage class: it is listed but cannot
+    /// be pulled until it is restored.
+    ImageArchived,
     /// `NAME_INVALID`: a repository name breaks the distribution-spec grammar.
     NameInvalid,
     /// `NAME_UNKNOWN`: no such repository.
@@ -74,6 +80,8 @@ impl ErrorKind {
             Self::ManifestUnknown => "MANIFEST_UNKNOWN",
             Self::ManifestReferenced => "MANIFEST_REFERENCED",
             Self::TagImmutable => "TAG_IMMUTABLE",
+            Self::PolicyInvalid => "POLICY_INVALID",
+            Self::ImageArchived => "IMAGE_ARCHIVED",
             Self::NameInvalid => "NAME_INVALID",
             Self::NameUnknown => "NAME_UNKNOWN",
             Self::SizeInvalid => "SIZE_INVALID",
@@ -100,13 +108,17 @@ impl ErrorKind {
             Self::Denied => 403,
             Self::Unsupported => 405,
             Self::TooManyRequests => 429,
-            Self::Conflict | Self::ManifestReferenced | Self::TagImmutable => 409,
+            Self::Conflict
+            | Self::ManifestReferenced
+            | Self::TagImmutable
+            | Self::ImageArchived => 409,
             Self::CorruptData | Self::Storage => 500,
             Self::BlobUploadInvalid
             | Self::DigestInvalid
             | Self::ManifestBlobUnknown
             | Self::ManifestInvalid
             | Self::NameInvalid
+            | Self::PolicyInvalid
             | Self::SizeInvalid
             | Self::TagInvalid => 400,
         }

@@ -4,6 +4,8 @@
 pub mod blob;
 mod digest;
 mod error;
+mod events;
+mod gc;
 mod manifest;
 pub mod meta;
 mod reference;
@@ -19,6 +21,8 @@ pub use crate::blob::{
 };
 pub use crate::digest::{Algorithm, Digest, Digester, DigesterState};
 pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::events::{DiscardEvents, Event, EventSink, MemoryEventSink};
+pub use crate::gc::{DEFAULT_GC_GRACE, GcOptions, GcReport};
 pub use crate::manifest::{
     DEFAULT_MAX_MANIFEST_SIZE, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, Descriptor, Manifest,
     ManifestContent, ManifestMediaType, OCI_EMPTY, OCI_IMAGE_INDEX, OCI_IMAGE_MANIFEST, Platform,

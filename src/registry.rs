@@ -20,10 +20,12 @@ use serde::{Deserialize, Serialize};
 use crate::blob::{BlobInfo, BlobRead, BlobStore, ByteStream, ObjectBlobStore};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::{DiscardEvents, EventSink};
 use crate::meta::{Entry, Expect, MemoryMetaStore, MetaStore, RedbMetaStore};
 use crate::reference::RepoName;
 use crate::upload::{OpenWriters, now_millis};
 
+pub(crate) mod blob_records;
 mod inventory;
 mod manifests;
 mod pulls;
@@ -78,7 +80,7 @@ pub(crate) struct LinkRecord {
     linked_at_ms: u64,
 }
 
-fn link_key(repo: &RepoName, digest: &Digest) -> String {
+pub(crate) fn link_key(repo: &RepoName, digest: &Digest) -> String {
     // '@' cannot occur in a repository name, so one repository's prefix never matches
     // another's ("a@" vs "a/b@").
     format!("link/{repo}@{digest}")
@@ -132,6 +134,7 @@ struct Inner {
     pull_time_resolution: Duration,
     pulls: pulls::PullRecorder,
     max_manifest_size: usize,
+    events: Arc<dyn EventSink>,
 }
 
 impl fmt::Debug for Registry {
@@ -156,6 +159,7 @@ pub struct RegistryBuilder {
     create_on_push: Option<bool>,
     pull_time_resolution: Option<Duration>,
     max_manifest_size: Option<usize>,
+    events: Option<Arc<dyn EventSink>>,
 }
 
 impl fmt::Debug for RegistryBuilder {
@@ -235,6 +239,13 @@ impl RegistryBuilder {
         self
     }
 
+    /// Sends lifecycle and garbage-collection [`Event`](crate::Event)s to `sink`
+    /// (default: dropped).
+    pub fn event_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.events = Some(sink);
+        self
+    }
+
     /// Builds the registry; both stores must be set.
     pub fn build(self) -> Result<Registry> {
         let missing = |what: &str| {
@@ -264,6 +275,7 @@ impl RegistryBuilder {
                 max_manifest_size: self
                     .max_manifest_size
                     .unwrap_or(crate::manifest::DEFAULT_MAX_MANIFEST_SIZE),
+                events: self.events.unwrap_or_else(|| Arc::new(DiscardEvents)),
             }),
         })
     }
@@ -315,6 +327,10 @@ impl Registry {
     /// The metadata store.
     pub fn meta_store(&self) -> &Arc<dyn MetaStore> {
         &self.inner.meta
+    }
+
+    pub(crate) fn emit(&self, event: crate::events::Event) {
+        self.inner.events.emit(event);
     }
 
     // ---- blobs in repositories ----
@@ -401,6 +417,7 @@ impl Registry {
                 }
             }
         }
+        self.claim_blob(digest, Some(repo)).await?;
         let info = writer.commit(digest, None).await?;
         self.link(repo, &info).await?;
         Ok(info)
@@ -453,6 +470,8 @@ impl Registry {
                 }
             }
         }
+        // Claimed first: a collector then leaves the bytes alone for its grace period.
+        self.claim_blob(digest, Some(target)).await?;
         let info = self.inner.blobs.stat(digest).await?.ok_or_else(|| {
             Error::new(
                 ErrorKind::BlobUnknown,

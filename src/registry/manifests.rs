@@ -28,7 +28,7 @@ use crate::upload::now_millis;
 
 /// What wharf keeps about a manifest in a repository.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct ManifestRecord {
+pub(crate) struct ManifestRecord {
     pub(super) media_type: String,
     pub(super) size: u64,
     pub(super) pushed_at_ms: u64,
@@ -41,10 +41,16 @@ pub(super) struct ManifestRecord {
     pub(super) artifact_type: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) children: Vec<Digest>,
+    /// The config and layers it lists that the registry stores (not foreign layers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) blobs: Vec<Digest>,
+    /// Set while the image is in the archive storage class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) archived_at_ms: Option<u64>,
     /// Staged by a push by tag whose tag move (its commit point) may not have happened:
     /// visible only while a tag points at it, until the push clears the flag.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub(super) pending: bool,
+    pub(crate) pending: bool,
 }
 
 /// A manifest as stored: its bytes, digest and media type.
@@ -80,11 +86,20 @@ pub struct PushedManifest {
     pub subject: Option<Digest>,
 }
 
+/// The blobs of `manifest` that live in the registry: foreign layers (with `urls`) live
+/// outside it.
+fn stored_blobs(manifest: &Manifest) -> impl Iterator<Item = &Digest> {
+    manifest
+        .blobs()
+        .filter(|d| d.urls.is_empty())
+        .map(|d| &d.digest)
+}
+
 pub(super) fn manifest_prefix(repo: &RepoName) -> String {
     format!("manifest/{repo}@")
 }
 
-fn manifest_key(repo: &RepoName, digest: &Digest) -> String {
+pub(crate) fn manifest_key(repo: &RepoName, digest: &Digest) -> String {
     format!("manifest/{repo}@{digest}")
 }
 
@@ -103,7 +118,7 @@ impl Registry {
     }
 
     /// A manifest's record, visible or not, with its version.
-    async fn raw_manifest_record(
+    pub(crate) async fn raw_manifest_record(
         &self,
         repo: &RepoName,
         digest: &Digest,
@@ -129,7 +144,7 @@ impl Registry {
 
     /// Whether a record is visible: committed, or staged by a push whose tag now points
     /// at it (the tag move was the push's commit point).
-    pub(super) async fn is_visible(
+    pub(crate) async fn is_visible(
         &self,
         repo: &RepoName,
         digest: &Digest,
@@ -216,7 +231,6 @@ impl Registry {
     /// Checks that every blob and child manifest `manifest` needs is in `repo`.
     async fn check_references(&self, repo: &RepoName, manifest: &Manifest) -> Result<()> {
         let mut missing = Vec::new();
-        // Foreign layers (with `urls`) live outside the registry.
         for blob in manifest.blobs().filter(|d| d.urls.is_empty()) {
             match self.linked(repo, &blob.digest).await? {
                 None => missing.push(blob.digest.to_string()),
@@ -280,6 +294,7 @@ impl Registry {
             Reference::Digest(d) => d.clone(),
             Reference::Tag(_) => manifest.digest().clone(),
         };
+        self.claim_blob(&digest, None).await?;
         self.inner
             .blobs
             .put_bytes(&digest, manifest.raw().clone())
@@ -310,6 +325,13 @@ impl Registry {
             let key = format!("{}{digest}", parent_prefix(repo, child));
             self.inner.meta.put(&key, Bytes::new(), Expect::Any).await?;
         }
+        // Held before the record exists, so a collector either sees the holds or the
+        // push sees the collector (see `blob_records.rs`).
+        let blobs: Vec<Digest> = stored_blobs(&manifest).cloned().collect();
+        for blob in &blobs {
+            self.hold_blob(repo, &digest, blob, true).await?;
+        }
+        self.hold_blob(repo, &digest, &digest, false).await?;
         let record = ManifestRecord {
             media_type: manifest.media_type().as_str().to_owned(),
             size: manifest.raw().len() as u64,
@@ -318,6 +340,8 @@ impl Registry {
             subject: subject.clone(),
             artifact_type: manifest.artifact_type().map(str::to_owned),
             children,
+            blobs,
+            archived_at_ms: None,
             pending: false,
         };
         match reference {
@@ -481,6 +505,8 @@ impl Registry {
             let entry = format!("{}{digest}", parent_prefix(repo, child));
             self.inner.meta.delete(&entry, Expect::Any).await?;
         }
-        Ok(())
+        let mut held = record.blobs.clone();
+        held.push(digest.clone());
+        self.release_blobs(&held).await
     }
 }

@@ -170,9 +170,11 @@ fn repo_key(name: &RepoName) -> String {
 }
 
 /// Prefixes of everything a repository owns in the metadata store.
-fn owned_prefixes(name: &RepoName) -> [String; 6] {
-    ["link", "manifest", "tag", "tagged", "parent", "referrer"]
-        .map(|kind| format!("{kind}/{name}@"))
+fn owned_prefixes(name: &RepoName) -> [String; 7] {
+    [
+        "link", "manifest", "tag", "tagged", "parent", "referrer", "pulled",
+    ]
+    .map(|kind| format!("{kind}/{name}@"))
 }
 
 impl Registry {
@@ -301,6 +303,13 @@ impl Registry {
         }
         // The commit point: from here the repository does not exist.
         self.inner.meta.delete(&repo_key(name), Expect::Any).await?;
+        // Everything its manifests held may now be garbage.
+        for entry in self.list_all(&manifests).await? {
+            let record: super::manifests::ManifestRecord = decode(&entry.value, &entry.key)?;
+            let mut held = record.blobs;
+            held.push(entry.key[manifests.len()..].parse()?);
+            self.release_blobs(&held).await?;
+        }
         for prefix in owned_prefixes(name) {
             loop {
                 let page = self.inner.meta.list_keys(&prefix, None, 1000).await?;

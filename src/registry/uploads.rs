@@ -272,6 +272,7 @@ impl Registry {
                 }
             }
         }
+        self.claim_blob(digest, Some(repo)).await?;
         let committed = open.writer.commit(digest, None).await;
         if let Ok(info) = &committed {
             self.link(repo, info).await?;

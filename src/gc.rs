@@ -1,0 +1,599 @@
+//! Online garbage collection: reclaims blobs that no manifest in any repository
+//! references, and abandoned upload sessions, while pushes, pulls and deletes go on.
+//!
+//! # How it stays safe without a lock
+//!
+//! Three kinds of metadata carry it (see `registry/blob_records.rs` and
+//! `docs/storage-layout.md`):
+//!
+//! - a **blob record** per stored blob, `live`, `condemned` or `deleting`;
+//! - a **reference** per (manifest, blob) pair, written by a push *before* its manifest
+//!   record, and left in place when the manifest is deleted;
+//! - a **candidate** per blob that may have become garbage: written when the blob is first
+//!   stored and when a manifest that held it is deleted.
+//!
+//! A pass visits candidates only, a bounded page at a time, so a steady-state pass costs
+//! what changed since the last one, not the size of the store. For each candidate older
+//! than the grace period it looks for a reference whose manifest is still there (pruning
+//! references whose manifest is gone). Finding none, it *condemns* the blob record by
+//! compare-and-swap, looks again, moves the record to `deleting` by compare-and-swap, and
+//! only then removes the links, the bytes and the record.
+//!
+//! A push writes its reference and *then* reads the blob record; the collector writes the
+//! record and *then* reads the references. One of them sees the other: the collector
+//! backs off, or the push rescues the condemned record by compare-and-swap (which makes
+//! the collector's next compare-and-swap fail), or the push finds the blob `deleting` and
+//! fails with `MANIFEST_BLOB_UNKNOWN` before its manifest is visible. Uploads and mounts
+//! *claim* a blob (record back to `live`, touch time refreshed) before they publish or
+//! link it, and wait out a removal in progress, so new bytes are never removed after they
+//! were written.
+//!
+//! The **grace period** protects what the handshake cannot see: a blob uploaded but not
+//! yet named by a manifest (the client pushes the manifest next), and a reference whose
+//! manifest record is not written yet. A candidate, or a reference without a manifest,
+//! is left alone until it is older than the grace period. It must exceed the time a
+//! client takes between uploading its last blob and pushing its manifest, as zot's
+//! `gcDelay` must; an hour by default.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! use std::time::Duration;
+//! use wharf::{Algorithm, Digest, GcOptions, Registry};
+//!
+//! let registry = Registry::in_memory();
+//! let repo = "app".parse()?;
+//! let layer = bytes::Bytes::from_static(b"never referenced");
+//! registry.push_blob_bytes(&repo, &Digest::of(Algorithm::Sha256, &layer), layer).await?;
+//!
+//! let now = GcOptions { grace: Duration::ZERO, ..GcOptions::default() };
+//! let preview = registry.collect_garbage(&GcOptions { dry_run: true, ..now.clone() }).await?;
+//! assert_eq!(preview.reclaimed_blobs, 1);
+//! let report = registry.collect_garbage(&now).await?;
+//! assert_eq!((report.reclaimed_blobs, report.reclaimed_logical_bytes), (1, 16));
+//! # Ok::<(), wharf::Error>(()) }).unwrap();
+//! ```
+
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+
+use crate::digest::Digest;
+use crate::error::{ErrorKind, Result};
+use crate::events::Event;
+use crate::meta::{Entry, Expect, Version};
+use crate::reference::RepoName;
+use crate::registry::blob_records::{
+    BlobRecord, BlobState, CANDIDATE_PREFIX, CandidateRecord, RefRecord, blob_record_key,
+    ref_prefix,
+};
+use crate::registry::{Registry, decode, encode};
+use crate::upload::now_millis;
+
+/// Default grace period: how old a candidate blob, or a reference without its manifest,
+/// must be before a collection may remove it.
+pub const DEFAULT_GC_GRACE: Duration = Duration::from_secs(60 * 60);
+
+/// How a collection runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcOptions {
+    /// See [`DEFAULT_GC_GRACE`] and the module docs.
+    pub grace: Duration,
+    /// Candidates examined per step (one metadata page); bounds the memory of a pass.
+    pub batch: usize,
+    /// Candidates examined at once within a step (hides object-store latency).
+    pub concurrency: usize,
+    /// Report what would be reclaimed without changing anything.
+    pub dry_run: bool,
+    /// Also examine every blob in the store, not only candidates: recovers blobs written
+    /// by other tools or older versions. Lists the whole store; not for every pass.
+    pub full_scan: bool,
+    /// Also expire idle upload sessions ([`Registry::expire_uploads`]).
+    pub expire_uploads: bool,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        Self {
+            grace: DEFAULT_GC_GRACE,
+            batch: 1000,
+            concurrency: 8,
+            dry_run: false,
+            full_scan: false,
+            expire_uploads: true,
+        }
+    }
+}
+
+/// What a collection did (or, on a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Whether nothing was changed.
+    pub dry_run: bool,
+    /// Candidate blobs examined.
+    pub examined: u64,
+    /// Blobs removed (or that would be).
+    pub reclaimed_blobs: u64,
+    /// Their sizes as clients see them.
+    pub reclaimed_logical_bytes: u64,
+    /// The bytes they took in the store.
+    pub reclaimed_stored_bytes: u64,
+    /// Candidates a manifest still references: no longer candidates.
+    pub still_referenced: u64,
+    /// Candidates younger than the grace period, or busy: left for a later pass.
+    pub deferred: u64,
+    /// References whose manifest is gone, removed.
+    pub pruned_references: u64,
+    /// Upload sessions expired.
+    pub expired_uploads: u64,
+    /// Staging areas without a session removed.
+    pub orphaned_staging: u64,
+}
+
+impl GcReport {
+    fn add(&mut self, other: &GcReport) {
+        self.examined += other.examined;
+        self.reclaimed_blobs += other.reclaimed_blobs;
+        self.reclaimed_logical_bytes += other.reclaimed_logical_bytes;
+        self.reclaimed_stored_bytes += other.reclaimed_stored_bytes;
+        self.still_referenced += other.still_referenced;
+        self.deferred += other.deferred;
+        self.pruned_references += other.pruned_references;
+        self.expired_uploads += other.expired_uploads;
+        self.orphaned_staging += other.orphaned_staging;
+    }
+}
+
+/// Where the next [`Registry::gc_step`] continues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcCursor(String);
+
+/// A blob under examination: from a candidate record, or from a full scan.
+struct Candidate {
+    digest: Digest,
+    /// The candidate record's version, to remove it only if no one re-marked it.
+    record: Option<(Version, u64)>,
+}
+
+impl Registry {
+    /// Runs a whole collection: expires idle uploads, then examines every candidate (and,
+    /// with [`GcOptions::full_scan`], every stored blob), step by step.
+    pub async fn collect_garbage(&self, options: &GcOptions) -> Result<GcReport> {
+        let mut report = GcReport {
+            dry_run: options.dry_run,
+            ..GcReport::default()
+        };
+        if options.expire_uploads && !options.dry_run {
+            let expired = self.expire_uploads().await?;
+            report.expired_uploads = expired.sessions as u64;
+            report.orphaned_staging = expired.orphaned_staging as u64;
+        }
+        if options.full_scan {
+            self.scan_all_blobs(options, &mut report).await?;
+        }
+        let mut cursor = None;
+        loop {
+            let (step, next) = self.gc_step(options, cursor.as_ref()).await?;
+            report.add(&step);
+            match next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(report),
+            }
+        }
+    }
+
+    /// One bounded step of a collection: examines up to [`GcOptions::batch`] candidates
+    /// after `after`, and says where to continue (`None` when all were seen). Embedders
+    /// that want to spread a pass over time call this on their own schedule.
+    pub async fn gc_step(
+        &self,
+        options: &GcOptions,
+        after: Option<&GcCursor>,
+    ) -> Result<(GcReport, Option<GcCursor>)> {
+        let page = self
+            .meta_store()
+            .list(
+                CANDIDATE_PREFIX,
+                after.map(|c| c.0.as_str()),
+                options.batch.max(1),
+            )
+            .await?;
+        let next = page.last().map(|e| GcCursor(e.key.clone()));
+        let mut report = GcReport {
+            dry_run: options.dry_run,
+            ..GcReport::default()
+        };
+        let candidates = page.into_iter().filter_map(|entry| candidate_of(&entry));
+        let results: Vec<GcReport> = futures::stream::iter(candidates)
+            .map(|candidate| self.examine(candidate, options))
+            .buffer_unordered(options.concurrency.max(1))
+            .try_collect()
+            .await?;
+        for step in &results {
+            report.add(step);
+        }
+        Ok((report, next))
+    }
+
+    async fn scan_all_blobs(&self, options: &GcOptions, report: &mut GcReport) -> Result<()> {
+        let mut blobs = self
+            .blob_store()
+            .list()
+            .map_ok(|info| Candidate {
+                digest: info.digest,
+                record: None,
+            })
+            .map(|candidate| async move { self.examine(candidate?, options).await })
+            .buffer_unordered(options.concurrency.max(1));
+        while let Some(step) = blobs.next().await {
+            report.add(&step?);
+        }
+        Ok(())
+    }
+
+    /// Examines one blob and removes it if nothing holds it.
+    async fn examine(&self, candidate: Candidate, options: &GcOptions) -> Result<GcReport> {
+        let mut report = GcReport {
+            dry_run: options.dry_run,
+            examined: 1,
+            ..GcReport::default()
+        };
+        let digest = &candidate.digest;
+        let now = now_millis();
+        let grace = options.grace.as_millis() as u64;
+        let (record, version) = match self.blob_record(digest).await? {
+            Some(found) => found,
+            None => {
+                if self.blob_store().stat(digest).await?.is_some() {
+                    // Stored without a record (another tool, an older version): track it
+                    // from now on and judge it after the grace period.
+                    if !options.dry_run {
+                        self.claim_blob(digest, None).await?;
+                    }
+                    report.deferred = 1;
+                } else if !options.dry_run {
+                    self.drop_candidate(&candidate).await?;
+                }
+                return Ok(report);
+            }
+        };
+        match record.state {
+            BlobState::Deleting if self.deletion_stalled(&record) => {
+                if !options.dry_run {
+                    let size = self.stored_size(digest).await?;
+                    self.finish_deletion(digest, &record, version).await?;
+                    self.drop_candidate(&candidate).await?;
+                    self.reclaimed(&mut report, digest, size);
+                }
+                return Ok(report);
+            }
+            BlobState::Condemned if self.deletion_stalled(&record) => {}
+            BlobState::Live => {}
+            // Another collector is on it.
+            _ => {
+                report.deferred = 1;
+                return Ok(report);
+            }
+        }
+        let since = candidate.record.map_or(0, |(_, since)| since);
+        if now.saturating_sub(since.max(record.touched_at_ms)) < grace {
+            report.deferred = 1;
+            return Ok(report);
+        }
+        match self.holders(digest, options, now, &mut report).await? {
+            Holders::Some => {
+                report.still_referenced = 1;
+                if !options.dry_run {
+                    self.drop_candidate(&candidate).await?;
+                }
+                return Ok(report);
+            }
+            Holders::InFlight => {
+                report.deferred = 1;
+                return Ok(report);
+            }
+            Holders::None => {}
+        }
+        if options.dry_run {
+            let size = self.stored_size(digest).await?;
+            self.reclaimed(&mut report, digest, size);
+            return Ok(report);
+        }
+        // Condemn, look again, then commit to the removal: each step a compare-and-swap
+        // that a push rescuing the blob makes fail.
+        let Some(condemned) = self
+            .swap_state(digest, &record, version, BlobState::Condemned)
+            .await?
+        else {
+            report.deferred = 1;
+            return Ok(report);
+        };
+        if !matches!(
+            self.holders(digest, options, now, &mut report).await?,
+            Holders::None
+        ) {
+            let _ = self
+                .swap_state(digest, &record, condemned, BlobState::Live)
+                .await?;
+            report.deferred = 1;
+            return Ok(report);
+        }
+        let Some(deleting) = self
+            .swap_state(digest, &record, condemned, BlobState::Deleting)
+            .await?
+        else {
+            report.deferred = 1;
+            return Ok(report);
+        };
+        let size = self.stored_size(digest).await?;
+        let record = BlobRecord {
+            state: BlobState::Deleting,
+            ..record
+        };
+        self.finish_deletion(digest, &record, deleting).await?;
+        self.drop_candidate(&candidate).await?;
+        self.reclaimed(&mut report, digest, size);
+        Ok(report)
+    }
+
+    fn reclaimed(&self, report: &mut GcReport, digest: &Digest, size: Option<u64>) {
+        let size = size.unwrap_or(0);
+        report.reclaimed_blobs = 1;
+        report.reclaimed_logical_bytes = size;
+        report.reclaimed_stored_bytes = size;
+        if !report.dry_run {
+            self.emit(Event::BlobReclaimed {
+                digest: digest.clone(),
+                size,
+            });
+        }
+    }
+
+    async fn stored_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        Ok(self.blob_store().stat(digest).await?.map(|info| info.size))
+    }
+
+    /// Moves a blob record to `state` if it is still at `version`; the new version, or
+    /// `None` if someone changed it first.
+    async fn swap_state(
+        &self,
+        digest: &Digest,
+        record: &BlobRecord,
+        version: Version,
+        state: BlobState,
+    ) -> Result<Option<Version>> {
+        let next = BlobRecord {
+            state,
+            touched_at_ms: now_millis(),
+            ..record.clone()
+        };
+        match self
+            .meta_store()
+            .put(
+                &blob_record_key(digest),
+                encode(&next)?,
+                Expect::Version(version),
+            )
+            .await
+        {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind() == ErrorKind::Conflict => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn drop_candidate(&self, candidate: &Candidate) -> Result<()> {
+        let Some((version, _)) = candidate.record else {
+            return Ok(());
+        };
+        let key = format!("{CANDIDATE_PREFIX}{}", candidate.digest);
+        match self
+            .meta_store()
+            .delete(&key, Expect::Version(version))
+            .await
+        {
+            // Marked again since it was read: the next pass looks again.
+            Err(e) if e.kind() == ErrorKind::Conflict => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Whether any manifest holds `blob`, pruning references whose manifest is gone.
+    async fn holders(
+        &self,
+        blob: &Digest,
+        options: &GcOptions,
+        now: u64,
+        report: &mut GcReport,
+    ) -> Result<Holders> {
+        let prefix = ref_prefix(blob);
+        let grace = options.grace.as_millis() as u64;
+        let mut after: Option<String> = None;
+        let mut in_flight = false;
+        loop {
+            let page = self
+                .meta_store()
+                .list(&prefix, after.as_deref(), 100)
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(if in_flight {
+                    Holders::InFlight
+                } else {
+                    Holders::None
+                });
+            };
+            after = Some(last.key.clone());
+            for entry in page {
+                let holder: RefRecord = decode(&entry.value, &entry.key)?;
+                let Ok(repo) = holder.repo.parse::<RepoName>() else {
+                    continue;
+                };
+                match self.raw_manifest_record(&repo, &holder.manifest).await? {
+                    Some((manifest, _))
+                        if !manifest.pending
+                            || self.is_visible(&repo, &holder.manifest, &manifest).await? =>
+                    {
+                        return Ok(Holders::Some);
+                    }
+                    // A push between its hold and its record, or one that stopped there:
+                    // only time tells them apart.
+                    _ if now.saturating_sub(holder.at_ms) < grace => in_flight = true,
+                    _ => {
+                        if !options.dry_run {
+                            match self
+                                .meta_store()
+                                .delete(&entry.key, Expect::Version(entry.version))
+                                .await
+                            {
+                                // Re-written by a push since: it holds again.
+                                Err(e) if e.kind() == ErrorKind::Conflict => in_flight = true,
+                                Err(e) => return Err(e),
+                                Ok(()) => report.pruned_references += 1,
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum Holders {
+    /// A manifest that exists references the blob.
+    Some,
+    /// Only references younger than the grace period whose manifest is not there (yet).
+    InFlight,
+    /// Nothing references it.
+    None,
+}
+
+fn candidate_of(entry: &Entry) -> Option<Candidate> {
+    let digest = entry.key[CANDIDATE_PREFIX.len()..].parse().ok()?;
+    let since =
+        decode::<CandidateRecord>(&entry.value, &entry.key).map_or(0, |record| record.since_ms);
+    Some(Candidate {
+        digest,
+        record: Some((entry.version, since)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::digest::Algorithm;
+    use crate::reference::Reference;
+
+    fn sha256(data: &[u8]) -> Digest {
+        Digest::of(Algorithm::Sha256, data)
+    }
+
+    /// A registry holding one config blob, and the manifest that would reference it.
+    async fn setup() -> (Registry, RepoName, Digest, Bytes) {
+        let registry = Registry::in_memory();
+        let repo: RepoName = "app".parse().unwrap();
+        let config = Bytes::from_static(b"{}");
+        let digest = sha256(&config);
+        registry
+            .push_blob_bytes(&repo, &digest, config.clone())
+            .await
+            .unwrap();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::OCI_IMAGE_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": digest.to_string(), "size": config.len()},
+            "layers": []
+        });
+        (
+            registry,
+            repo,
+            digest,
+            Bytes::from(serde_json::to_vec(&manifest).unwrap()),
+        )
+    }
+
+    async fn set_state(registry: &Registry, digest: &Digest, state: BlobState, touched: u64) {
+        let (record, version) = registry.blob_record(digest).await.unwrap().unwrap();
+        let next = BlobRecord {
+            state,
+            touched_at_ms: touched,
+            ..record
+        };
+        registry
+            .meta_store()
+            .put(
+                &blob_record_key(digest),
+                encode(&next).unwrap(),
+                Expect::Version(version),
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_push_rescues_a_condemned_blob_and_the_collector_backs_off() {
+        let (registry, repo, config, manifest) = setup().await;
+        // A collector condemned it and is about to look for references again.
+        set_state(&registry, &config, BlobState::Condemned, now_millis()).await;
+        let (_, condemned) = registry.blob_record(&config).await.unwrap().unwrap();
+        let tag = Reference::Tag("v1".parse().unwrap());
+        registry
+            .push_manifest(&repo, &tag, manifest, None)
+            .await
+            .unwrap();
+        let (record, version) = registry.blob_record(&config).await.unwrap().unwrap();
+        assert_eq!(record.state, BlobState::Live);
+        // The collector's commit to the removal now fails.
+        assert!(
+            registry
+                .swap_state(&config, &record, condemned, BlobState::Deleting)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_ne!(version, condemned);
+        let options = GcOptions {
+            grace: Duration::ZERO,
+            ..GcOptions::default()
+        };
+        let report = registry.collect_garbage(&options).await.unwrap();
+        assert_eq!(report.reclaimed_blobs, 0, "{report:?}");
+        registry.read_blob(&repo, &config, None).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_push_over_a_blob_being_removed_is_refused_and_stays_invisible() {
+        let (registry, repo, config, manifest) = setup().await;
+        set_state(&registry, &config, BlobState::Deleting, now_millis()).await;
+        let tag = Reference::Tag("v1".parse().unwrap());
+        let err = registry
+            .push_manifest(&repo, &tag, manifest, None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ManifestBlobUnknown);
+        assert!(err.message().contains("garbage-collected"), "{err}");
+        assert_eq!(
+            registry
+                .stat_manifest(&repo, &tag)
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::ManifestUnknown
+        );
+    }
+
+    #[tokio::test]
+    async fn a_removal_left_by_a_stopped_collector_is_finished_by_the_next_upload() {
+        let (registry, repo, config, _) = setup().await;
+        set_state(&registry, &config, BlobState::Deleting, 0).await;
+        // Uploading the same bytes again finishes the removal, then stores them anew.
+        registry
+            .push_blob_bytes(&repo, &config, Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        let (record, _) = registry.blob_record(&config).await.unwrap().unwrap();
+        assert_eq!(record.state, BlobState::Live);
+        registry.read_blob(&repo, &config, None).await.unwrap();
+    }
+}

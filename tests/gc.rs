@@ -1,0 +1,492 @@
+//! Online garbage collection: what it reclaims and keeps, and that it never removes a
+//! blob a surviving image needs while pushes, deletes and collections race.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{repo, sha256, tag};
+use futures::TryStreamExt;
+use serde_json::json;
+use wharf::{
+    Digest, ErrorKind, Event, GcOptions, GcReport, Manifest, MemoryEventSink, MemoryMetaStore,
+    ObjectMetaStore, Reference, Registry, RepoName,
+};
+
+fn now_options() -> GcOptions {
+    GcOptions {
+        grace: Duration::ZERO,
+        ..GcOptions::default()
+    }
+}
+
+/// An image manifest over `config` and `layers`.
+fn image(config: &Bytes, layers: &[&Bytes]) -> Bytes {
+    let descriptor = |media: &str, b: &Bytes| json!({"mediaType": media, "digest": sha256(b).to_string(), "size": b.len()});
+    let layers: Vec<_> = layers
+        .iter()
+        .map(|l| descriptor("application/vnd.oci.image.layer.v1.tar", l))
+        .collect();
+    Bytes::from(
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": wharf::OCI_IMAGE_MANIFEST,
+            "config": descriptor("application/vnd.oci.image.config.v1+json", config),
+            "layers": layers,
+        }))
+        .unwrap(),
+    )
+}
+
+/// Uploads the blobs an image needs (skipping those the repository already has, as
+/// clients do after a HEAD) and pushes its manifest.
+async fn push_image(
+    registry: &Registry,
+    r: &RepoName,
+    reference: &Reference,
+    config: &Bytes,
+    layers: &[&Bytes],
+) -> wharf::Result<Digest> {
+    for blob in layers.iter().copied().chain([config]) {
+        if registry.stat_blob(r, &sha256(blob)).await.is_err() {
+            registry
+                .push_blob_bytes(r, &sha256(blob), blob.clone())
+                .await?;
+        }
+    }
+    let pushed = registry
+        .push_manifest(r, reference, image(config, layers), None)
+        .await?;
+    Ok(pushed.digest)
+}
+
+async fn stored_blobs(registry: &Registry) -> Vec<Digest> {
+    let mut all: Vec<Digest> = registry
+        .blob_store()
+        .list()
+        .map_ok(|info| info.digest)
+        .try_collect()
+        .await
+        .unwrap();
+    all.sort();
+    all
+}
+
+/// Pulls every image of every repository in full; each read verifies its digest.
+async fn pull_everything(registry: &Registry) -> usize {
+    let mut pulled = 0;
+    for r in registry.list_repositories(10_000, None).await.unwrap() {
+        for image in registry.inventory(&r).await.unwrap() {
+            let stored = registry
+                .get_manifest(&r, &Reference::Digest(image.digest.clone()))
+                .await
+                .unwrap_or_else(|e| panic!("{r}@{}: {e}", image.digest));
+            let manifest = Manifest::parse(stored.raw, Some(&stored.media_type)).unwrap();
+            for blob in manifest.blobs() {
+                let bytes = registry
+                    .read_blob(&r, &blob.digest, None)
+                    .await
+                    .unwrap_or_else(|e| panic!("{r}@{} needs {}: {e}", image.digest, blob.digest))
+                    .bytes()
+                    .await
+                    .unwrap_or_else(|e| panic!("{r}: reading {}: {e}", blob.digest));
+                assert_eq!(sha256(&bytes), blob.digest);
+            }
+            pulled += 1;
+        }
+        for t in registry.list_tags(&r, 10_000, None).await.unwrap() {
+            registry
+                .get_manifest(&r, &Reference::Tag(t.clone()))
+                .await
+                .unwrap_or_else(|e| panic!("tag {r}:{t} dangles: {e}"));
+        }
+    }
+    pulled
+}
+
+#[tokio::test]
+async fn unreferenced_blobs_go_and_referenced_ones_stay() {
+    let events = Arc::new(MemoryEventSink::default());
+    let registry = Registry::builder()
+        .object_store(Arc::new(object_store::memory::InMemory::new()))
+        .meta_store(Arc::new(MemoryMetaStore::new()))
+        .event_sink(events.clone())
+        .build()
+        .unwrap();
+    let r = repo("app");
+    let shared = Bytes::from_static(b"shared layer");
+    let only_a = Bytes::from_static(b"layer of a only");
+    let orphan = Bytes::from_static(b"uploaded, never referenced");
+    let (config_a, config_b) = (Bytes::from_static(b"{}"), Bytes::from_static(b"{\"b\":1}"));
+    let a = push_image(&registry, &r, &tag("a"), &config_a, &[&shared, &only_a])
+        .await
+        .unwrap();
+    push_image(&registry, &r, &tag("b"), &config_b, &[&shared])
+        .await
+        .unwrap();
+    registry
+        .push_blob_bytes(&r, &sha256(&orphan), orphan.clone())
+        .await
+        .unwrap();
+
+    // Within the grace period nothing goes.
+    let report = registry
+        .collect_garbage(&GcOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.reclaimed_blobs, 0);
+    assert!(report.deferred > 0);
+
+    // The orphan goes; everything the two images need stays.
+    let report = registry.collect_garbage(&now_options()).await.unwrap();
+    assert_eq!(report.reclaimed_blobs, 1, "{report:?}");
+    assert_eq!(report.reclaimed_logical_bytes, orphan.len() as u64);
+    assert_eq!(
+        registry
+            .stat_blob(&r, &sha256(&orphan))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::BlobUnknown,
+        "its link goes with it"
+    );
+    assert_eq!(
+        events.take(),
+        vec![Event::BlobReclaimed {
+            digest: sha256(&orphan),
+            size: orphan.len() as u64
+        }]
+    );
+    assert_eq!(pull_everything(&registry).await, 2);
+
+    // Deleting image a frees its own layer, config and manifest; the shared layer stays.
+    registry.delete_manifest(&r, &a).await.unwrap();
+    let before = stored_blobs(&registry).await;
+    let report = registry.collect_garbage(&now_options()).await.unwrap();
+    assert_eq!(report.reclaimed_blobs, 3, "{report:?}");
+    let after = stored_blobs(&registry).await;
+    let gone: Vec<_> = before
+        .iter()
+        .filter(|d| !after.contains(d))
+        .cloned()
+        .collect();
+    let mut expected = vec![sha256(&only_a), sha256(&config_a), a];
+    expected.sort();
+    assert_eq!(gone, expected);
+    assert_eq!(pull_everything(&registry).await, 1);
+
+    // A steady-state pass with nothing new examines nothing.
+    let report = registry.collect_garbage(&now_options()).await.unwrap();
+    assert_eq!(
+        (report.examined, report.reclaimed_blobs),
+        (0, 0),
+        "{report:?}"
+    );
+
+    // A reclaimed blob can be pushed again.
+    registry
+        .push_blob_bytes(&r, &sha256(&orphan), orphan.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        registry
+            .read_blob(&r, &sha256(&orphan), None)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+        orphan
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_reports_what_a_real_run_then_does() {
+    let registry = Registry::in_memory();
+    let r = repo("app");
+    for i in 0..5u8 {
+        let config = Bytes::from(format!("{{\"n\":{i}}}"));
+        let layer = Bytes::from(vec![i; 1000 + i as usize]);
+        let digest = push_image(&registry, &r, &tag(&format!("t{i}")), &config, &[&layer])
+            .await
+            .unwrap();
+        if i % 2 == 0 {
+            registry.delete_manifest(&r, &digest).await.unwrap();
+        }
+    }
+    let before = stored_blobs(&registry).await;
+    let preview = registry
+        .collect_garbage(&GcOptions {
+            dry_run: true,
+            ..now_options()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        stored_blobs(&registry).await,
+        before,
+        "a dry run changes nothing"
+    );
+    let report = registry.collect_garbage(&now_options()).await.unwrap();
+    assert!(preview.dry_run && !report.dry_run);
+    assert_eq!(
+        preview.reclaimed_blobs, 9,
+        "3 images x (manifest, config, layer)"
+    );
+    assert_eq!(
+        (
+            preview.reclaimed_blobs,
+            preview.reclaimed_logical_bytes,
+            preview.reclaimed_stored_bytes
+        ),
+        (
+            report.reclaimed_blobs,
+            report.reclaimed_logical_bytes,
+            report.reclaimed_stored_bytes
+        )
+    );
+    assert_eq!(pull_everything(&registry).await, 2);
+}
+
+#[tokio::test]
+async fn steps_are_bounded_and_resume_where_they_stopped() {
+    let registry = Registry::in_memory();
+    let r = repo("app");
+    for i in 0..25u32 {
+        let blob = Bytes::from(i.to_le_bytes().to_vec());
+        registry
+            .push_blob_bytes(&r, &sha256(&blob), blob)
+            .await
+            .unwrap();
+    }
+    let options = GcOptions {
+        batch: 10,
+        ..now_options()
+    };
+    let mut total = GcReport::default();
+    let mut cursor = None;
+    let mut steps = 0;
+    loop {
+        let (report, next) = registry.gc_step(&options, cursor.as_ref()).await.unwrap();
+        assert!(report.examined <= 10);
+        total.reclaimed_blobs += report.reclaimed_blobs;
+        steps += 1;
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(total.reclaimed_blobs, 25);
+    assert!(steps >= 3);
+    assert!(stored_blobs(&registry).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_full_scan_finds_blobs_stored_behind_the_registrys_back() {
+    let registry = Registry::in_memory();
+    let stray = Bytes::from_static(b"written straight into the blob store");
+    wharf::BlobStoreExt::put_bytes(registry.blob_store().as_ref(), &sha256(&stray), stray)
+        .await
+        .unwrap();
+    let report = registry.collect_garbage(&now_options()).await.unwrap();
+    assert_eq!(report.reclaimed_blobs, 0, "not a candidate: not visited");
+    let full = GcOptions {
+        full_scan: true,
+        ..now_options()
+    };
+    // A full scan starts tracking it, and it goes once the grace period has passed (at
+    // once here).
+    let report = registry.collect_garbage(&full).await.unwrap();
+    assert_eq!(report.reclaimed_blobs, 1, "{report:?}");
+    assert!(stored_blobs(&registry).await.is_empty());
+}
+
+#[tokio::test]
+async fn abandoned_uploads_are_expired() {
+    let registry = Registry::builder()
+        .object_store(Arc::new(object_store::memory::InMemory::new()))
+        .meta_store(Arc::new(MemoryMetaStore::new()))
+        .upload_expiry(Duration::ZERO)
+        .build()
+        .unwrap();
+    let r = repo("app");
+    let upload = registry.start_upload(&r).await.unwrap();
+    registry
+        .append_upload(&r, &upload.id, 0, Bytes::from_static(b"half a layer"))
+        .await
+        .unwrap();
+    registry.flush_uploads().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let report = registry.collect_garbage(&now_options()).await.unwrap();
+    assert_eq!(report.expired_uploads, 1);
+    assert_eq!(
+        registry
+            .upload_status(&r, &upload.id)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::BlobUploadUnknown
+    );
+}
+
+/// Many pushes of images sharing layers, deletes and collections, all at once; then
+/// every surviving image is pulled in full, and once everything is deleted nothing is
+/// left behind.
+async fn race(registry: Registry) {
+    let repos = [repo("race/a"), repo("race/b")];
+    let layers: Vec<Bytes> = (0..6u8)
+        .map(|i| Bytes::from(vec![i; 4096 + i as usize]))
+        .collect();
+    let layers = Arc::new(layers);
+    let stop = Arc::new(AtomicBool::new(false));
+    let pushed = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let grace = Duration::from_millis(100);
+
+    let mut tasks = Vec::new();
+    for worker in 0..4u64 {
+        let (registry, layers, pushed, refused) = (
+            registry.clone(),
+            layers.clone(),
+            pushed.clone(),
+            refused.clone(),
+        );
+        let repos = repos.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..60u64 {
+                let r = &repos[((worker + i) % 2) as usize];
+                let config = Bytes::from(format!("{{\"worker\":{worker},\"i\":{i}}}"));
+                let picked = [
+                    &layers[(i % 6) as usize],
+                    &layers[((i + worker + 1) % 6) as usize],
+                ];
+                let reference = if i % 3 == 0 {
+                    Reference::Digest(sha256(&image(&config, &picked)))
+                } else {
+                    tag(&format!("w{worker}-{}", i % 4))
+                };
+                match push_image(&registry, r, &reference, &config, &picked).await {
+                    Ok(_) => pushed.fetch_add(1, Ordering::Relaxed),
+                    // The collector removed a layer between the client's HEAD and its
+                    // manifest: refused cleanly, as a real client would see it.
+                    Err(e) if e.kind() == ErrorKind::ManifestBlobUnknown => {
+                        refused.fetch_add(1, Ordering::Relaxed)
+                    }
+                    Err(e) => panic!("push failed: {e}"),
+                };
+                if i % 5 == 0 {
+                    tokio::time::sleep(grace * 2).await;
+                }
+            }
+        }));
+    }
+    let deleter = {
+        let (registry, repos, stop) = (registry.clone(), repos.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let r = &repos[n % 2];
+                n += 1;
+                if let Ok(images) = registry.inventory(r).await {
+                    for image in images.iter().skip(n % 2).step_by(2) {
+                        match registry.delete_manifest(r, &image.digest).await {
+                            Ok(()) => {}
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    ErrorKind::ManifestUnknown | ErrorKind::Conflict
+                                ) => {}
+                            Err(e) => panic!("delete failed: {e}"),
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let collector = {
+        let (registry, stop) = (registry.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut total = GcReport::default();
+            let options = GcOptions {
+                grace,
+                batch: 7,
+                ..GcOptions::default()
+            };
+            while !stop.load(Ordering::Relaxed) {
+                let report = registry.collect_garbage(&options).await.unwrap();
+                total.reclaimed_blobs += report.reclaimed_blobs;
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+            total
+        })
+    };
+    for task in tasks {
+        task.await.unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    deleter.await.unwrap();
+    let collected = collector.await.unwrap();
+    let pushed = pushed.load(Ordering::Relaxed);
+    assert!(pushed > 100, "only {pushed} pushes succeeded");
+    assert!(
+        collected.reclaimed_blobs > 0,
+        "the collector never reclaimed anything"
+    );
+
+    // One more collection after the grace period, then pull everything that survived.
+    tokio::time::sleep(grace).await;
+    registry
+        .collect_garbage(&GcOptions {
+            grace,
+            ..GcOptions::default()
+        })
+        .await
+        .unwrap();
+    let survivors = pull_everything(&registry).await;
+    assert!(survivors > 0);
+
+    // Delete everything (indexes first is not needed: there are none) and collect: no
+    // blob may be left behind.
+    for r in &repos {
+        for image in registry.inventory(r).await.unwrap() {
+            registry.delete_manifest(r, &image.digest).await.unwrap();
+        }
+    }
+    let report = registry.collect_garbage(&now_options()).await.unwrap();
+    assert!(report.reclaimed_blobs > 0);
+    assert_eq!(
+        stored_blobs(&registry).await,
+        Vec::<Digest>::new(),
+        "leaked blobs"
+    );
+    eprintln!(
+        "pushed {pushed}, refused {}, reclaimed during the race {}, survivors {survivors}",
+        refused.load(Ordering::Relaxed),
+        collected.reclaimed_blobs
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_pushes_deletes_and_collections_on_memory() {
+    race(Registry::in_memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_pushes_deletes_and_collections_on_an_object_store() {
+    let store: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let meta = ObjectMetaStore::connect(store.clone(), "meta")
+        .await
+        .unwrap();
+    race(
+        Registry::builder()
+            .object_store(store)
+            .meta_store(Arc::new(meta))
+            .build()
+            .unwrap(),
+    )
+    .await;
+}
