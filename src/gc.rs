@@ -428,6 +428,10 @@ impl Registry {
                     continue;
                 };
                 match self.raw_manifest_record(&repo, &holder.manifest).await? {
+                    // An archived image keeps only its manifest in this store; its config
+                    // and layers live in the archive store.
+                    Some((manifest, _))
+                        if manifest.archived_at_ms.is_some() && &holder.manifest != blob => {}
                     Some((manifest, _))
                         if !manifest.pending
                             || self.is_visible(&repo, &holder.manifest, &manifest).await? =>

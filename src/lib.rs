@@ -6,6 +6,7 @@ mod digest;
 mod error;
 mod events;
 mod gc;
+mod lifecycle;
 mod manifest;
 pub mod meta;
 mod reference;
@@ -22,7 +23,12 @@ pub use crate::blob::{
 pub use crate::digest::{Algorithm, Digest, Digester, DigesterState};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::events::{DiscardEvents, Event, EventSink, MemoryEventSink};
-pub use crate::gc::{DEFAULT_GC_GRACE, GcOptions, GcReport};
+pub use crate::gc::{DEFAULT_GC_GRACE, GcCursor, GcOptions, GcReport};
+pub use crate::lifecycle::{
+    CountType, Decision, LifecycleImage, LifecycleInventory, LifecyclePolicy,
+    MAX_PATTERN_WILDCARDS, Outcome, Plan, Rule, RuleAction, StorageClass, TagStatus,
+    format_rfc3339, parse_rfc3339, plan,
+};
 pub use crate::manifest::{
     DEFAULT_MAX_MANIFEST_SIZE, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, Descriptor, Manifest,
     ManifestContent, ManifestMediaType, OCI_EMPTY, OCI_IMAGE_INDEX, OCI_IMAGE_MANIFEST, Platform,
@@ -33,9 +39,10 @@ pub use crate::meta::{
 pub use crate::reference::{MAX_REPO_NAME_LEN, MAX_TAG_LEN, Reference, RepoName, Tag};
 pub use crate::registry::{
     DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_MAX_OPEN_UPLOADS, DEFAULT_PULL_TIME_RESOLUTION,
-    DEFAULT_UPLOAD_EXPIRY, DenyMountByDigest, ImageInfo, MAX_MUTABILITY_EXCLUSIONS, ManifestInfo,
-    MountPolicy, PushedManifest, Referrers, Registry, RegistryBuilder, Repository,
-    RepositorySettings, StoredManifest, TAG_HISTORY_LEN, TagMove, TagMutability,
+    DEFAULT_UPLOAD_EXPIRY, DenyMountByDigest, ImageInfo, LifecycleReport,
+    MAX_MUTABILITY_EXCLUSIONS, ManifestInfo, MountPolicy, PushedManifest, Referrers, Registry,
+    RegistryBuilder, Repository, RepositorySettings, StoredManifest, TAG_HISTORY_LEN, TagMove,
+    TagMutability,
 };
 pub use crate::upload::{ExpiryReport, UploadId, UploadStatus};
 

@@ -11,7 +11,7 @@
 mod descriptor;
 mod media_type;
 mod platform_match;
-mod strict_json;
+pub(crate) mod strict_json;
 
 pub use self::descriptor::{Descriptor, Platform};
 pub use self::media_type::{

@@ -25,8 +25,10 @@ use crate::meta::{Entry, Expect, MemoryMetaStore, MetaStore, RedbMetaStore};
 use crate::reference::RepoName;
 use crate::upload::{OpenWriters, now_millis};
 
+mod archive;
 pub(crate) mod blob_records;
 mod inventory;
+mod lifecycle;
 mod manifests;
 mod pulls;
 mod referrers;
@@ -35,6 +37,7 @@ mod tags;
 mod uploads;
 
 pub use self::inventory::ImageInfo;
+pub use self::lifecycle::LifecycleReport;
 pub use self::manifests::{ManifestInfo, PushedManifest, StoredManifest};
 pub use self::pulls::DEFAULT_PULL_TIME_RESOLUTION;
 pub use self::referrers::Referrers;
@@ -135,6 +138,7 @@ struct Inner {
     pulls: pulls::PullRecorder,
     max_manifest_size: usize,
     events: Arc<dyn EventSink>,
+    archive: Option<Arc<dyn BlobStore>>,
 }
 
 impl fmt::Debug for Registry {
@@ -160,6 +164,7 @@ pub struct RegistryBuilder {
     pull_time_resolution: Option<Duration>,
     max_manifest_size: Option<usize>,
     events: Option<Arc<dyn EventSink>>,
+    archive: Option<Arc<dyn BlobStore>>,
 }
 
 impl fmt::Debug for RegistryBuilder {
@@ -246,6 +251,14 @@ impl RegistryBuilder {
         self
     }
 
+    /// Keeps the blobs of images in the archive storage class in `store` (through an
+    /// [`ObjectBlobStore`]): a colder, cheaper store than the main one. Without it,
+    /// transitions to archive are refused.
+    pub fn archive_store(mut self, store: Arc<dyn ObjectStore>) -> Self {
+        self.archive = Some(Arc::new(ObjectBlobStore::new(store)));
+        self
+    }
+
     /// Builds the registry; both stores must be set.
     pub fn build(self) -> Result<Registry> {
         let missing = |what: &str| {
@@ -276,6 +289,7 @@ impl RegistryBuilder {
                     .max_manifest_size
                     .unwrap_or(crate::manifest::DEFAULT_MAX_MANIFEST_SIZE),
                 events: self.events.unwrap_or_else(|| Arc::new(DiscardEvents)),
+                archive: self.archive,
             }),
         })
     }

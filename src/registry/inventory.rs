@@ -33,6 +33,8 @@ pub struct ImageInfo {
     pub subject: Option<Digest>,
     /// The declared artifact type.
     pub artifact_type: Option<String>,
+    /// When it moved to the archive storage class; `None` while it is standard.
+    pub archived_at: Option<SystemTime>,
 }
 
 impl Registry {
@@ -75,6 +77,7 @@ impl Registry {
                 children: record.children,
                 subject: record.subject,
                 artifact_type: record.artifact_type,
+                archived_at: record.archived_at_ms.map(from_millis),
                 digest,
             });
         }

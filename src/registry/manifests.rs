@@ -46,7 +46,7 @@ pub(crate) struct ManifestRecord {
     pub(super) blobs: Vec<Digest>,
     /// Set while the image is in the archive storage class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) archived_at_ms: Option<u64>,
+    pub(crate) archived_at_ms: Option<u64>,
     /// Staged by a push by tag whose tag move (its commit point) may not have happened:
     /// visible only while a tag points at it, until the push clears the flag.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -386,6 +386,9 @@ impl Registry {
             .manifest_record(repo, &digest)
             .await?
             .ok_or_else(|| Self::manifest_unknown(repo, reference))?;
+        if let Some(since) = record.archived_at_ms {
+            return Err(Self::image_archived(repo, &digest, since));
+        }
         Ok((digest, record))
     }
 
@@ -463,6 +466,20 @@ impl Registry {
     /// [`ErrorKind::ManifestReferenced`] while an index in `repo` lists it. The bytes stay
     /// for garbage collection.
     pub async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        self.delete_manifest_guarded(repo, digest, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// [`Registry::delete_manifest`], but only while exactly the tags `expected` point at
+    /// it (a lifecycle decision made on them): `Ok(false)`, and nothing deleted, if a tag
+    /// moved to or from it first, even in the middle of the delete.
+    pub(super) async fn delete_manifest_guarded(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        expected: Option<&[Tag]>,
+    ) -> Result<bool> {
         let key = manifest_key(repo, digest);
         let (record, version) = match self.raw_manifest_record(repo, digest).await? {
             Some((record, version)) if self.is_visible(repo, digest, &record).await? => {
@@ -470,6 +487,10 @@ impl Registry {
             }
             _ => return Err(Self::manifest_unknown(repo, digest)),
         };
+        let tags_changed = |now: &[Tag]| expected.is_some_and(|expected| now != expected);
+        if tags_changed(&self.tags_pointing_at(repo, digest).await?) {
+            return Ok(false);
+        }
         let parents = self.list_all_keys(&parent_prefix(repo, digest)).await?;
         for parent_key in parents {
             let parent: Digest = parent_key[parent_prefix(repo, digest).len()..].parse()?;
@@ -489,12 +510,26 @@ impl Registry {
             .meta
             .delete(&key, Expect::Version(version))
             .await?;
+        if tags_changed(&self.tags_pointing_at(repo, digest).await?) {
+            // A tag moved to it just before the commit point: the decision was made on
+            // other tags, so the manifest comes back (a push racing it re-commits too).
+            self.commit_manifest_record(repo, digest, &record).await?;
+            return Ok(false);
+        }
         let tagged = tagged_prefix(repo, digest);
         for reverse in self.list_all_keys(&tagged).await? {
             let tag: Tag = reverse[tagged.len()..].parse()?;
+            // A guarded delete removes only the tags it was decided on.
+            if expected.is_some_and(|expected| !expected.contains(&tag)) {
+                continue;
+            }
             self.move_tag(repo, &tag, None, |now| Ok(now == Some(digest)))
                 .await?;
             self.inner.meta.delete(&reverse, Expect::Any).await?;
+        }
+        if expected.is_some() && !self.tags_pointing_at(repo, digest).await?.is_empty() {
+            self.commit_manifest_record(repo, digest, &record).await?;
+            return Ok(false);
         }
         self.forget_pulls(repo, digest).await?;
         if let Some(subject) = &record.subject {
@@ -507,6 +542,7 @@ impl Registry {
         }
         let mut held = record.blobs.clone();
         held.push(digest.clone());
-        self.release_blobs(&held).await
+        self.release_blobs(&held).await?;
+        Ok(true)
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Registry, decode, encode};
 use crate::error::{Error, ErrorKind, Result};
+use crate::lifecycle::wildcard_match;
 use crate::meta::{Expect, Version};
 use crate::reference::{RepoName, Tag};
 use crate::upload::{from_millis, now_millis};
@@ -84,6 +85,9 @@ impl RepositorySettings {
                 self.mutability_exclusions.len()
             )));
         }
+        if let Some(policy) = &self.lifecycle_policy {
+            crate::lifecycle::LifecyclePolicy::parse(policy)?;
+        }
         for filter in &self.mutability_exclusions {
             let ok = !filter.is_empty()
                 && filter.len() <= 128
@@ -112,28 +116,6 @@ impl RepositorySettings {
             TagMutability::MutableWithExclusion => !excluded,
         }
     }
-}
-
-/// Whether `text` matches `pattern`, where `*` matches any run of characters (also none)
-/// and the match is anchored at both ends.
-pub(crate) fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or_default();
-    let Some(mut rest) = text.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        // No `*`: the whole text must equal the pattern.
-        return rest.is_empty();
-    };
-    for part in middle {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// A repository and its settings.
