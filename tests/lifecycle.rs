@@ -302,6 +302,8 @@ async fn archived_images_are_listed_but_not_pulled_until_restored() {
     let (registry, events) = registry_with_events();
     let r = repo("app");
     let old = push(&registry, &r, "v1", "old").await;
+    // Push times are kept to the millisecond: make "newer" unambiguous.
+    tokio::time::sleep(Duration::from_millis(3)).await;
     let new = push(&registry, &r, "v2", "new").await;
     let policy = r#"{"rules": [{"rulePriority": 1,
         "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1},
