@@ -26,7 +26,7 @@ pub use crate::events::{DiscardEvents, Event, EventSink, MemoryEventSink};
 pub use crate::gc::{DEFAULT_GC_GRACE, GcCursor, GcOptions, GcReport};
 pub use crate::lifecycle::{
     CountType, Decision, LifecycleImage, LifecycleInventory, LifecyclePolicy,
-    MAX_PATTERN_WILDCARDS, Outcome, Plan, Rule, RuleAction, StorageClass, TagStatus,
+    MAX_PATTERN_WILDCARDS, Outcome, Plan, Reason, Rule, RuleAction, StorageClass, TagStatus,
     format_rfc3339, parse_rfc3339, plan,
 };
 pub use crate::manifest::{

@@ -1,6 +1,6 @@
 //! The planner: which images a policy expires, transitions or keeps, and why.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
@@ -45,8 +45,86 @@ pub struct Decision {
     /// The priority of the rule that decided (for a kept image: the first rule whose tag
     /// requirements selected it, which shields it from later rules), if any.
     pub rule: Option<u32>,
-    /// Why, in words.
-    pub reason: String,
+    /// Why; its `Display` says it in words.
+    pub reason: Reason,
+}
+
+/// Why the planner decided as it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// No rule's tag requirements select the image.
+    NoRule,
+    /// A rule selected it but did not act on it; later rules cannot.
+    Shielded {
+        /// That rule's priority.
+        rule: u32,
+    },
+    /// A keep-N rule: the image is number `rank` (from 1) of `total`, newest first.
+    Rank {
+        /// The rule's priority.
+        rule: u32,
+        /// Its place, newest first, from 1.
+        rank: usize,
+        /// How many images the rule selected.
+        total: usize,
+        /// How many the rule keeps.
+        keeps: u32,
+    },
+    /// An age rule: the event happened `days` whole days ago, more than `limit`.
+    Age {
+        /// The rule's priority.
+        rule: u32,
+        /// "pushed", "last pulled", "never pulled; pushed" or "archived".
+        event: &'static str,
+        /// Whole days since.
+        days: u64,
+        /// The rule's `countNumber`.
+        limit: u32,
+    },
+    /// An index that stays lists the image.
+    ListedBy {
+        /// The index.
+        index: String,
+    },
+    /// The image refers to one that expires.
+    SubjectExpires {
+        /// That image.
+        subject: String,
+    },
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoRule => f.write_str("no rule selects it"),
+            Self::Shielded { rule } => write!(
+                f,
+                "selected by rule {rule}, which does not act on it; later rules do not apply"
+            ),
+            Self::Rank {
+                rule,
+                rank,
+                total,
+                keeps,
+            } => write!(
+                f,
+                "rule {rule}: number {rank} of {total} selected images, newest first; it keeps {keeps}"
+            ),
+            Self::Age {
+                rule,
+                event,
+                days,
+                limit,
+            } => write!(f, "rule {rule}: {event} {days} days ago, more than {limit}"),
+            Self::ListedBy { index } => {
+                write!(
+                    f,
+                    "listed by index {index}, which stays: kept while it does"
+                )
+            }
+            Self::SubjectExpires { subject } => write!(f, "refers to {subject}, which expires"),
+        }
+    }
 }
 
 /// A policy's verdict on an inventory: one [`Decision`] per image, sorted by id.
@@ -99,7 +177,7 @@ impl Plan {
                     "id": d.id,
                     "action": d.outcome.as_str(),
                     "rule": d.rule,
-                    "reason": d.reason,
+                    "reason": d.reason.to_string(),
                 });
                 if let Outcome::Transition(class) = d.outcome {
                     entry["storage_class"] = json!(class.as_str());
@@ -145,127 +223,132 @@ impl Plan {
 /// # Ok::<(), wharf::Error>(())
 /// ```
 pub fn plan(policy: &LifecyclePolicy, inventory: &LifecycleInventory, now: SystemTime) -> Plan {
-    let images: BTreeMap<&str, &LifecycleImage> = inventory
-        .images
-        .iter()
-        .map(|i| (i.id.as_str(), i))
-        .collect();
-    // Per image: the first rule that selected it, and the rule that acted on it.
-    let mut shield: HashMap<&str, u32> = HashMap::new();
-    let mut acted: HashMap<&str, (&Rule, String)> = HashMap::new();
-    for rule in policy.rules() {
-        let selected: Vec<&LifecycleImage> = images
-            .values()
-            .copied()
-            .filter(|i| i.storage_class == rule.storage_class && rule.matches_tags(&i.tags))
-            .collect();
-        for (image, why) in hits(rule, selected.clone(), now) {
-            if !shield.contains_key(image.id.as_str()) {
-                acted.entry(image.id.as_str()).or_insert((rule, why));
+    let images = Images::new(inventory);
+    let n = images.by_id.len();
+    // Per image (by position in `by_id`): the first rule that selected it, and the rule
+    // that acted on it with the reason.
+    let mut shield: Vec<Option<u32>> = vec![None; n];
+    let mut acted: Vec<Option<(&Rule, Why)>> = vec![None; n];
+    // One pass over the images (each image's tags read once, while in cache): which
+    // rules' tag requirements select it.
+    let rules = policy.rules();
+    let filters: Vec<_> = rules.iter().map(Rule::tag_filter).collect();
+    let mut matched: Vec<bool> = Vec::with_capacity(n * rules.len());
+    for image in &images.by_id {
+        matched.extend(rules.iter().zip(&filters).map(|(rule, filter)| {
+            image.storage_class == rule.storage_class && filter.matches(&image.tags)
+        }));
+    }
+    let mut selected: Vec<usize> = Vec::new();
+    for (k, rule) in rules.iter().enumerate() {
+        let order = match (rule.count_type, rule.storage_class) {
+            (CountType::ImageCountMoreThan, StorageClass::Standard) => images.newest_pushed(),
+            (CountType::ImageCountMoreThan, StorageClass::Archive) => images.newest_archived(),
+            _ => images.ids(),
+        };
+        selected.clear();
+        selected.extend(
+            order
+                .iter()
+                .copied()
+                .filter(|&at| matched[at * rules.len() + k]),
+        );
+        let total = selected.len();
+        for (rank, &at) in selected.iter().enumerate() {
+            if shield[at].is_none()
+                && acted[at].is_none()
+                && let Some(why) = hit(rule, images.get(at), rank, total, now)
+            {
+                acted[at] = Some((rule, why));
             }
         }
-        for image in selected {
-            shield.entry(image.id.as_str()).or_insert(rule.priority);
+        for &at in &selected {
+            shield[at].get_or_insert(rule.priority);
         }
     }
 
-    let expired_by_rule: BTreeSet<&str> = acted
+    let expired_by_rule: Vec<bool> = acted
         .iter()
-        .filter(|(_, (rule, _))| rule.action == RuleAction::Expire)
-        .map(|(id, _)| *id)
+        .map(|a| a.is_some_and(|(rule, _)| rule.action == RuleAction::Expire))
         .collect();
-    let transitioned_by_rule: BTreeSet<&str> = acted
+    let transitioned_by_rule: Vec<bool> = acted
         .iter()
-        .filter(|(_, (rule, _))| matches!(rule.action, RuleAction::Transition(_)))
-        .map(|(id, _)| *id)
+        .map(|a| a.is_some_and(|(rule, _)| matches!(rule.action, RuleAction::Transition(_))))
         .collect();
-    let parents = parents_of(&images);
-    let referrers = referrers_of(&images);
+    let parents = images.parents();
+    let referrers = images.referrers();
 
-    // Pinned: an image an index that stays standard still lists. Grows until the expired
-    // set (rule decisions plus cascades, minus pinned) is consistent with it.
-    let mut pinned: BTreeMap<&str, &str> = BTreeMap::new();
+    // Pinned: an image that an index which stays still lists (with that index). Grows
+    // until the expired set (rule decisions plus cascades, minus pinned) agrees with it.
+    let mut pinned: Vec<Option<usize>> = vec![None; n];
     let (expired, cascaded) = loop {
-        let expired: BTreeSet<&str> = expired_by_rule
-            .iter()
-            .copied()
-            .filter(|id| !pinned.contains_key(id))
+        let expired: Vec<bool> = (0..n)
+            .map(|at| expired_by_rule[at] && pinned[at].is_none())
             .collect();
         let cascaded = cascade(&expired, &referrers, &pinned);
-        let gone = |id: &str| expired.contains(id) || cascaded.contains_key(id);
-        let stays_standard = |id: &str| {
-            !gone(id)
-                && !transitioned_by_rule.contains(id)
-                && images[id].storage_class == StorageClass::Standard
+        let gone = |at: usize| expired[at] || cascaded[at].is_some();
+        let stays_standard = |at: usize| {
+            !gone(at)
+                && !transitioned_by_rule[at]
+                && images.get(at).storage_class == StorageClass::Standard
         };
         let mut newly = Vec::new();
-        for id in expired
-            .iter()
-            .chain(cascaded.keys())
-            .chain(transitioned_by_rule.iter())
-        {
-            if pinned.contains_key(id) {
+        for &at in parents.keys() {
+            if pinned[at].is_some() || !(gone(at) || transitioned_by_rule[at]) {
                 continue;
             }
-            let keeper = parents.get(id).and_then(|ps| {
-                ps.iter()
-                    .find(|p| {
-                        if transitioned_by_rule.contains(id) {
-                            stays_standard(p)
-                        } else {
-                            !gone(p)
-                        }
-                    })
-                    .copied()
+            let keeper = parents[&at].iter().copied().find(|&p| {
+                if transitioned_by_rule[at] && !gone(at) {
+                    stays_standard(p)
+                } else {
+                    !gone(p)
+                }
             });
             if let Some(parent) = keeper {
-                newly.push((*id, parent));
+                newly.push((at, parent));
             }
         }
         if newly.is_empty() {
             break (expired, cascaded);
         }
-        pinned.extend(newly);
+        for (at, parent) in newly {
+            pinned[at] = Some(parent);
+        }
     };
 
-    let decisions = images
-        .values()
-        .map(|image| {
-            let id = image.id.as_str();
-            let (outcome, rule, reason) = if let Some(parent) = pinned.get(id) {
-                let rule = acted.get(id).map(|(r, _)| r.priority);
-                (
-                    Outcome::Keep,
-                    rule,
-                    format!("listed by index {parent}, which stays: kept while it does"),
-                )
-            } else if expired.contains(id) {
-                let (rule, why) = &acted[id];
-                (Outcome::Expire, Some(rule.priority), why.clone())
-            } else if let Some(subject) = cascaded.get(id) {
+    let decisions = (0..n)
+        .map(|at| {
+            let id = images.get(at).id.clone();
+            let (outcome, rule, reason) = if let Some(parent) = pinned[at] {
+                let index = images.get(parent).id.clone();
+                let rule = acted[at].map(|(r, _)| r.priority);
+                (Outcome::Keep, rule, Reason::ListedBy { index })
+            } else if expired[at] {
+                let (rule, why) = acted[at].expect("expired by a rule");
+                (Outcome::Expire, Some(rule.priority), why.reason(rule))
+            } else if let Some(subject) = cascaded[at] {
+                let subject = images.get(subject).id.clone();
                 (
                     Outcome::CascadeExpire,
                     None,
-                    format!("refers to {subject}, which expires"),
+                    Reason::SubjectExpires { subject },
                 )
-            } else if let Some((rule, why)) = acted.get(id) {
+            } else if let Some((rule, why)) = acted[at] {
                 let RuleAction::Transition(class) = rule.action else {
                     unreachable!("expiries are handled above")
                 };
-                (Outcome::Transition(class), Some(rule.priority), why.clone())
-            } else if let Some(priority) = shield.get(id) {
                 (
-                    Outcome::Keep,
-                    Some(*priority),
-                    format!(
-                        "selected by rule {priority} but within its limit; later rules do not apply"
-                    ),
+                    Outcome::Transition(class),
+                    Some(rule.priority),
+                    why.reason(rule),
                 )
+            } else if let Some(rule) = shield[at] {
+                (Outcome::Keep, Some(rule), Reason::Shielded { rule })
             } else {
-                (Outcome::Keep, None, "no rule selects it".to_owned())
+                (Outcome::Keep, None, Reason::NoRule)
             };
             Decision {
-                id: id.to_owned(),
+                id,
                 outcome,
                 rule,
                 reason,
@@ -275,123 +358,165 @@ pub fn plan(policy: &LifecyclePolicy, inventory: &LifecycleInventory, now: Syste
     Plan { decisions }
 }
 
-/// The images among `selected` that `rule`'s count criterion picks, with the reason.
-fn hits<'a>(
+/// Why a rule acts on an image, kept small until the reason is written out.
+#[derive(Debug, Clone, Copy)]
+enum Why {
+    /// Number `rank` (from 0) of `total` selected images, newest first.
+    Rank { rank: usize, total: usize },
+    /// The event happened `days` whole days ago.
+    Age { days: u64, event: &'static str },
+}
+
+impl Why {
+    fn reason(self, rule: &Rule) -> Reason {
+        match self {
+            Why::Rank { rank, total } => Reason::Rank {
+                rule: rule.priority,
+                rank: rank + 1,
+                total,
+                keeps: rule.count_number,
+            },
+            Why::Age { days, event } => Reason::Age {
+                rule: rule.priority,
+                event,
+                days,
+                limit: rule.count_number,
+            },
+        }
+    }
+}
+
+/// Whether `rule`'s count criterion picks `image`, number `rank` of the `total` it
+/// selected in the order the count type uses.
+fn hit(
     rule: &Rule,
-    mut selected: Vec<&'a LifecycleImage>,
+    image: &LifecycleImage,
+    rank: usize,
+    total: usize,
     now: SystemTime,
-) -> Vec<(&'a LifecycleImage, String)> {
+) -> Option<Why> {
     let n = rule.count_number;
-    let age_days = |t: SystemTime| now.duration_since(t).unwrap_or_default();
-    let older = |image: &'a LifecycleImage, at: SystemTime, event: &str| {
-        let age = age_days(at);
-        (age > DAY * n).then(|| {
-            (
-                image,
-                format!(
-                    "rule {}: {event} {} days ago, more than {n}",
-                    rule.priority,
-                    age.as_secs() / DAY.as_secs()
-                ),
-            )
+    let older = |at: SystemTime, event: &'static str| {
+        let age = now.duration_since(at).unwrap_or_default();
+        // An image exactly n days old is kept.
+        (age > DAY * n).then(|| Why::Age {
+            days: age.as_secs() / DAY.as_secs(),
+            event,
         })
     };
     match rule.count_type {
-        CountType::ImageCountMoreThan => {
-            // Newest first; archived images by when they were archived.
-            let key = |i: &LifecycleImage| match rule.storage_class {
-                StorageClass::Archive => i.archived_at.unwrap_or(i.pushed_at),
-                StorageClass::Standard => i.pushed_at,
-            };
-            selected.sort_by(|a, b| key(b).cmp(&key(a)).then_with(|| a.id.cmp(&b.id)));
-            let total = selected.len();
-            selected
-                .into_iter()
-                .enumerate()
-                .skip(n as usize)
-                .map(|(rank, image)| {
-                    (
-                        image,
-                        format!(
-                            "rule {}: number {} of {total} selected images, newest first; it keeps {n}",
-                            rule.priority,
-                            rank + 1
-                        ),
-                    )
-                })
-                .collect()
+        CountType::ImageCountMoreThan => (rank >= n as usize).then_some(Why::Rank { rank, total }),
+        CountType::SinceImagePushed => older(image.pushed_at, "pushed"),
+        CountType::SinceImagePulled => match image.last_pulled_at {
+            Some(at) => older(at, "last pulled"),
+            None => older(image.pushed_at, "never pulled; pushed"),
+        },
+        CountType::SinceImageTransitioned => {
+            older(image.archived_at.unwrap_or(image.pushed_at), "archived")
         }
-        CountType::SinceImagePushed => selected
-            .into_iter()
-            .filter_map(|i| older(i, i.pushed_at, "pushed"))
-            .collect(),
-        CountType::SinceImagePulled => selected
-            .into_iter()
-            .filter_map(|i| match i.last_pulled_at {
-                Some(at) => older(i, at, "last pulled"),
-                None => older(i, i.pushed_at, "never pulled; pushed"),
-            })
-            .collect(),
-        CountType::SinceImageTransitioned => selected
-            .into_iter()
-            .filter_map(|i| older(i, i.archived_at.unwrap_or(i.pushed_at), "archived"))
-            .collect(),
     }
 }
 
-/// For each image, the indexes in the inventory that list it.
-fn parents_of<'a>(
-    images: &BTreeMap<&'a str, &'a LifecycleImage>,
-) -> HashMap<&'a str, Vec<&'a str>> {
-    let mut parents: HashMap<&str, Vec<&str>> = HashMap::new();
-    for image in images.values() {
-        for child in &image.children {
-            if let Some((child, _)) = images.get_key_value(child.as_str()) {
-                parents.entry(child).or_default().push(image.id.as_str());
+/// The inventory's images by position, in the orders the rules need.
+struct Images<'a> {
+    /// Sorted by id.
+    by_id: Vec<&'a LifecycleImage>,
+    ids: Vec<usize>,
+    newest_pushed: Vec<usize>,
+    newest_archived: std::cell::OnceCell<Vec<usize>>,
+}
+
+impl<'a> Images<'a> {
+    fn new(inventory: &'a LifecycleInventory) -> Self {
+        let mut by_id: Vec<&LifecycleImage> = inventory.images.iter().collect();
+        // A registry's inventory comes sorted already.
+        if !by_id.is_sorted_by(|a, b| a.id < b.id) {
+            by_id.sort_by(|a, b| a.id.cmp(&b.id));
+            by_id.dedup_by(|a, b| a.id == b.id);
+        }
+        let ids: Vec<usize> = (0..by_id.len()).collect();
+        Self {
+            newest_pushed: newest_first(by_id.iter().map(|i| i.pushed_at)),
+            by_id,
+            ids,
+            newest_archived: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn get(&self, at: usize) -> &'a LifecycleImage {
+        self.by_id[at]
+    }
+
+    fn ids(&self) -> &[usize] {
+        &self.ids
+    }
+
+    fn newest_pushed(&self) -> &[usize] {
+        &self.newest_pushed
+    }
+
+    fn newest_archived(&self) -> &[usize] {
+        self.newest_archived.get_or_init(|| {
+            newest_first(
+                self.by_id
+                    .iter()
+                    .map(|i| i.archived_at.unwrap_or(i.pushed_at)),
+            )
+        })
+    }
+
+    fn position(&self, id: &str) -> Option<usize> {
+        self.by_id.binary_search_by(|i| i.id.as_str().cmp(id)).ok()
+    }
+
+    /// For each image, the indexes in the inventory that list it.
+    fn parents(&self) -> HashMap<usize, Vec<usize>> {
+        let mut parents: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (at, image) in self.by_id.iter().enumerate() {
+            for child in &image.children {
+                if let Some(child) = self.position(child) {
+                    parents.entry(child).or_default().push(at);
+                }
             }
         }
+        parents
     }
-    parents
+
+    /// For each image, the images whose subject it is.
+    fn referrers(&self) -> HashMap<usize, Vec<usize>> {
+        let mut referrers: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (at, image) in self.by_id.iter().enumerate() {
+            if let Some(subject) = image.subject.as_deref().and_then(|s| self.position(s)) {
+                referrers.entry(subject).or_default().push(at);
+            }
+        }
+        referrers
+    }
 }
 
-/// For each image, the inventory's images whose subject it is.
-fn referrers_of<'a>(
-    images: &BTreeMap<&'a str, &'a LifecycleImage>,
-) -> HashMap<&'a str, Vec<&'a str>> {
-    let mut referrers: HashMap<&str, Vec<&str>> = HashMap::new();
-    for image in images.values() {
-        if let Some((subject, _)) = image
-            .subject
-            .as_deref()
-            .and_then(|s| images.get_key_value(s))
-        {
-            referrers
-                .entry(subject)
-                .or_default()
-                .push(image.id.as_str());
-        }
-    }
-    referrers
+/// Positions ordered by `times`, newest first; ties go to the smaller position (id), so
+/// the order is deterministic.
+fn newest_first(times: impl Iterator<Item = SystemTime>) -> Vec<usize> {
+    let mut keyed: Vec<(SystemTime, usize)> = times.enumerate().map(|(at, t)| (t, at)).collect();
+    keyed.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    keyed.into_iter().map(|(_, at)| at).collect()
 }
 
 /// Referrers of `expired` images, transitively (a signature of an SBOM of an image),
 /// each with the subject it goes with; pinned images neither go nor pass it on.
-fn cascade<'a>(
-    expired: &BTreeSet<&'a str>,
-    referrers: &HashMap<&'a str, Vec<&'a str>>,
-    pinned: &BTreeMap<&'a str, &'a str>,
-) -> BTreeMap<&'a str, &'a str> {
-    let mut cascaded: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut queue: Vec<&str> = expired.iter().copied().collect();
+fn cascade(
+    expired: &[bool],
+    referrers: &HashMap<usize, Vec<usize>>,
+    pinned: &[Option<usize>],
+) -> Vec<Option<usize>> {
+    let mut cascaded: Vec<Option<usize>> = vec![None; expired.len()];
+    let mut queue: Vec<usize> = (0..expired.len()).filter(|&at| expired[at]).collect();
     while let Some(subject) = queue.pop() {
-        for referrer in referrers.get(subject).into_iter().flatten() {
-            if expired.contains(referrer)
-                || pinned.contains_key(referrer)
-                || cascaded.contains_key(referrer)
-            {
+        for &referrer in referrers.get(&subject).into_iter().flatten() {
+            if expired[referrer] || pinned[referrer].is_some() || cascaded[referrer].is_some() {
                 continue;
             }
-            cascaded.insert(referrer, subject);
+            cascaded[referrer] = Some(subject);
             queue.push(referrer);
         }
     }

@@ -90,17 +90,44 @@ pub struct Rule {
 impl Rule {
     /// Whether the rule's tag requirements select an image with `tags`.
     pub fn matches_tags<S: AsRef<str>>(&self, tags: &[S]) -> bool {
-        match self.tag_status {
+        self.tag_filter().matches(tags)
+    }
+
+    /// The rule's tag requirements, with the patterns split once for many images.
+    pub(crate) fn tag_filter(&self) -> TagFilter<'_> {
+        TagFilter {
+            status: self.tag_status,
+            patterns: self
+                .tag_patterns
+                .iter()
+                .map(|p| p.split('*').collect())
+                .collect(),
+            prefixes: &self.tag_prefixes,
+        }
+    }
+}
+
+/// A rule's tag requirements, ready to test many images.
+pub(crate) struct TagFilter<'r> {
+    status: TagStatus,
+    /// Each pattern cut at its `*`s.
+    patterns: Vec<Vec<&'r str>>,
+    prefixes: &'r [String],
+}
+
+impl TagFilter<'_> {
+    pub(crate) fn matches<S: AsRef<str>>(&self, tags: &[S]) -> bool {
+        match self.status {
             TagStatus::Any => true,
             TagStatus::Untagged => tags.is_empty(),
             TagStatus::Tagged => {
                 !tags.is_empty()
                     && self
-                        .tag_patterns
+                        .patterns
                         .iter()
-                        .all(|p| tags.iter().any(|t| wildcard_match(p, t.as_ref())))
+                        .all(|p| tags.iter().any(|t| parts_match(p, t.as_ref())))
                     && self
-                        .tag_prefixes
+                        .prefixes
                         .iter()
                         .all(|p| tags.iter().any(|t| t.as_ref().starts_with(p.as_str())))
             }
@@ -498,13 +525,18 @@ fn parse_rule(index: usize, value: &Value) -> Result<Rule> {
 /// `*` matches any run of characters (also none); the pattern is anchored at both ends,
 /// as in ECR tag patterns and tag-mutability exclusions.
 pub(crate) fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or_default();
+    parts_match(&pattern.split('*').collect::<Vec<_>>(), text)
+}
+
+/// [`wildcard_match`] with the pattern already cut at its `*`s.
+fn parts_match(parts: &[&str], text: &str) -> bool {
+    let Some((first, rest_parts)) = parts.split_first() else {
+        return text.is_empty();
+    };
     let Some(mut rest) = text.strip_prefix(first) else {
         return false;
     };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
+    let Some((last, middle)) = rest_parts.split_last() else {
         // No `*`: the whole text must equal the pattern.
         return rest.is_empty();
     };
