@@ -63,8 +63,8 @@ use crate::events::Event;
 use crate::meta::{Entry, Expect, Version};
 use crate::reference::RepoName;
 use crate::registry::blob_records::{
-    BlobRecord, BlobState, CANDIDATE_PREFIX, CandidateRecord, RefRecord, blob_record_key,
-    ref_prefix,
+    BlobRecord, BlobState, CANDIDATE_PREFIX, CandidateRecord, RefRecord, STALLED_DELETION,
+    blob_record_key, ref_prefix,
 };
 use crate::registry::{Registry, decode, encode};
 use crate::upload::now_millis;
@@ -89,6 +89,9 @@ pub struct GcOptions {
     pub full_scan: bool,
     /// Also expire idle upload sessions ([`Registry::expire_uploads`]).
     pub expire_uploads: bool,
+    /// A blob left `condemned` or `deleting` this long is taken as abandoned by a
+    /// collector that stopped, and this one finishes the work.
+    pub take_over_after: Duration,
 }
 
 impl Default for GcOptions {
@@ -100,6 +103,7 @@ impl Default for GcOptions {
             dry_run: false,
             full_scan: false,
             expire_uploads: true,
+            take_over_after: STALLED_DELETION,
         }
     }
 }
@@ -257,7 +261,7 @@ impl Registry {
             }
         };
         match record.state {
-            BlobState::Deleting if self.deletion_stalled(&record) => {
+            BlobState::Deleting if stalled(&record, options) => {
                 if !options.dry_run {
                     let size = self.stored_size(digest).await?;
                     self.finish_deletion(digest, &record, version).await?;
@@ -266,7 +270,7 @@ impl Registry {
                 }
                 return Ok(report);
             }
-            BlobState::Condemned if self.deletion_stalled(&record) => {}
+            BlobState::Condemned if stalled(&record, options) => {}
             BlobState::Live => {}
             // Another collector is on it.
             _ => {
@@ -459,6 +463,10 @@ impl Registry {
             }
         }
     }
+}
+
+fn stalled(record: &BlobRecord, options: &GcOptions) -> bool {
+    now_millis().saturating_sub(record.touched_at_ms) >= options.take_over_after.as_millis() as u64
 }
 
 enum Holders {

@@ -505,19 +505,11 @@ impl Registry {
             // Left by an index push that never finished or an index since deleted.
             self.inner.meta.delete(&parent_key, Expect::Any).await?;
         }
-        // The commit point: from here the manifest is gone; the rest tidies up after it.
-        self.inner
-            .meta
-            .delete(&key, Expect::Version(version))
-            .await?;
-        if tags_changed(&self.tags_pointing_at(repo, digest).await?) {
-            // A tag moved to it just before the commit point: the decision was made on
-            // other tags, so the manifest comes back (a push racing it re-commits too).
-            self.commit_manifest_record(repo, digest, &record).await?;
-            return Ok(false);
-        }
+        // Tags go first, so a crash never leaves a tag pointing at nothing; a crash after
+        // them leaves the manifest untagged, and deleting it again finishes the job.
         let tagged = tagged_prefix(repo, digest);
-        for reverse in self.list_all_keys(&tagged).await? {
+        let reverse_entries = self.list_all_keys(&tagged).await?;
+        for reverse in &reverse_entries {
             let tag: Tag = reverse[tagged.len()..].parse()?;
             // A guarded delete removes only the tags it was decided on.
             if expected.is_some_and(|expected| !expected.contains(&tag)) {
@@ -525,11 +517,21 @@ impl Registry {
             }
             self.move_tag(repo, &tag, None, |now| Ok(now == Some(digest)))
                 .await?;
-            self.inner.meta.delete(&reverse, Expect::Any).await?;
+        }
+        // The commit point: from here the manifest is gone; the rest tidies up after it.
+        match self.inner.meta.delete(&key, Expect::Version(version)).await {
+            // Pushed again meanwhile: a guarded delete plans again.
+            Err(e) if e.kind() == ErrorKind::Conflict && expected.is_some() => return Ok(false),
+            other => other?,
         }
         if expected.is_some() && !self.tags_pointing_at(repo, digest).await?.is_empty() {
+            // A tag moved to it just before the commit point: the decision was made on
+            // other tags, so the manifest comes back (a push racing it re-commits too).
             self.commit_manifest_record(repo, digest, &record).await?;
             return Ok(false);
+        }
+        for reverse in &reverse_entries {
+            self.inner.meta.delete(reverse, Expect::Any).await?;
         }
         self.forget_pulls(repo, digest).await?;
         if let Some(subject) = &record.subject {
