@@ -485,3 +485,39 @@ async fn a_tag_pushed_while_apply_runs_is_never_lost() {
         report.plans
     );
 }
+
+#[tokio::test]
+async fn an_exported_inventory_previews_the_same_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::open_local(dir.path()).unwrap();
+    let r = repo("prod/app");
+    let mut last = None;
+    for i in 0..4 {
+        last = Some(push(&registry, &r, &format!("release-{i}"), &format!("r{i}")).await);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    push(&registry, &r, "", "loose").await;
+    sign(&registry, &r, last.as_ref().unwrap(), "sig").await;
+    registry.get_manifest(&r, &tag("release-0")).await.unwrap();
+    registry
+        .set_lifecycle_policy(&r, Some(KEEP_TWO_RELEASES))
+        .await
+        .unwrap();
+    let now = SystemTime::now() + 3 * DAY;
+    let live = registry.preview_lifecycle(&r, now).await.unwrap();
+
+    // What the lifecycle tool's `inventory` command prints, read back as `preview` does.
+    let exported = registry.lifecycle_inventory(&r).await.unwrap().to_json();
+    let offline_inventory = wharf::LifecycleInventory::from_json(&exported).unwrap();
+    let policy = wharf::LifecyclePolicy::parse(KEEP_TWO_RELEASES).unwrap();
+    let offline = wharf::plan(&policy, &offline_inventory, now);
+    assert_eq!(offline, live);
+    assert_eq!(offline.expired().len(), 3);
+    // The pull of release-0 is in the export.
+    let pulled = offline_inventory
+        .images
+        .iter()
+        .find(|i| i.tags == ["release-0"])
+        .unwrap();
+    assert!(pulled.last_pulled_at.is_some());
+}
