@@ -106,7 +106,10 @@ async fn settings_are_stored_and_validated() {
         mutability_exclusions: vec!["release-*".into()],
         encryption_key: Some("tenant-a".into()),
         scan_on_push: true,
-        lifecycle_policy: Some(r#"{"rules":[]}"#.into()),
+        lifecycle_policy: Some(
+            r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":5},"action":{"type":"expire"}}]}"#
+                .into(),
+        ),
         labels: [("team".to_owned(), "web".to_owned())].into(),
     };
     registry
@@ -131,6 +134,15 @@ async fn settings_are_stored_and_validated() {
     };
     let err = registry.update_repository(&r, bad).await.unwrap_err();
     assert!(err.message().contains("at most 5"), "{err}");
+    let bad_policy = RepositorySettings {
+        lifecycle_policy: Some(r#"{"rules": []}"#.into()),
+        ..Default::default()
+    };
+    let err = registry
+        .update_repository(&r, bad_policy)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PolicyInvalid, "{err}");
     assert_eq!(
         registry.repository(&r).await.unwrap().settings,
         changed,
