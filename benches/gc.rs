@@ -43,7 +43,12 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let registry = Registry::in_memory();
+        let registry = Registry::builder()
+            .object_store(std::sync::Arc::new(object_store::memory::InMemory::new()))
+            .meta_store(std::sync::Arc::new(wharf::MemoryMetaStore::new()))
+            .gc_grace(std::time::Duration::ZERO)
+            .build()
+            .unwrap();
         let repo: RepoName = "bench/gc".parse().unwrap();
         let started = Instant::now();
         futures::stream::iter(0..total)

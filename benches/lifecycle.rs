@@ -50,7 +50,7 @@ fn inventory(n: u64) -> LifecycleInventory {
 const POLICY: &str = r#"{"rules": [
  {"rulePriority": 1, "selection": {"tagStatus": "tagged", "tagPatternList": ["prod-*"], "countType": "imageCountMoreThan", "countNumber": 500}, "action": {"type": "expire"}},
  {"rulePriority": 2, "selection": {"tagStatus": "tagged", "tagPatternList": ["release-*"], "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 180}, "action": {"type": "transition", "targetStorageClass": "archive"}},
- {"rulePriority": 3, "selection": {"tagStatus": "tagged", "tagPrefixList": ["dev-"], "countType": "sinceImagePulled", "countUnit": "days", "countNumber": 30}, "action": {"type": "expire"}},
+ {"rulePriority": 3, "selection": {"tagStatus": "tagged", "tagPrefixList": ["dev-"], "countType": "sinceImagePulled", "countUnit": "days", "countNumber": 30}, "action": {"type": "transition", "targetStorageClass": "archive"}},
  {"rulePriority": 4, "selection": {"tagStatus": "tagged", "tagPatternList": ["v*.*.*"], "countType": "imageCountMoreThan", "countNumber": 1000}, "action": {"type": "expire"}},
  {"rulePriority": 5, "selection": {"tagStatus": "tagged", "tagPatternList": ["*stable*"], "countType": "imageCountMoreThan", "countNumber": 50}, "action": {"type": "expire"}},
  {"rulePriority": 6, "selection": {"tagStatus": "tagged", "tagPatternList": ["feature-1*"], "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 14}, "action": {"type": "expire"}},

@@ -10,8 +10,9 @@
 //! `preview` prints `{"expired", "transitioned", "cascade_expired", "decisions"}` as
 //! JSON. `inventory` prints the live inventory of a repository in a registry directory
 //! (as `Registry::open_local` keeps it) in the format `preview` reads, so a policy can be
-//! tried on a copy of production. An invalid policy exits with status 2 and the
-//! validation message on stderr; other failures exit with status 1.
+//! tried on a copy of production. An invalid policy, like a usage error, exits with
+//! status 2 and the message on stderr; other failures (unreadable files, a bad
+//! inventory, a registry that cannot be opened) exit with status 1.
 
 use std::process::ExitCode;
 use std::time::SystemTime;

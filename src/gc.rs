@@ -28,19 +28,31 @@
 //! link it, and wait out a removal in progress, so new bytes are never removed after they
 //! were written.
 //!
-//! The **grace period** protects what the handshake cannot see: a blob uploaded but not
+//! The **grace period** ([`RegistryBuilder::gc_grace`](crate::RegistryBuilder::gc_grace),
+//! an hour by default) protects what the handshake cannot see: a blob uploaded but not
 //! yet named by a manifest (the client pushes the manifest next), and a reference whose
 //! manifest record is not written yet. A candidate, or a reference without a manifest,
-//! is left alone until it is older than the grace period. It must exceed the time a
+//! is left alone until it is older than the grace period, and a push that took more than
+//! half of it between its references and its commit point fails rather than commit, so
+//! a collection never judges a push that can still commit. It should exceed the time a
 //! client takes between uploading its last blob and pushing its manifest, as zot's
-//! `gcDelay` must; an hour by default.
+//! `gcDelay` must. Processes must agree on it and their clocks within half of it.
+//!
+//! A store written before collection existed has no records: the first collection
+//! records every link and every manifest's blobs, once, before it judges anything.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! use std::sync::Arc;
 //! use std::time::Duration;
 //! use wharf::{Algorithm, Digest, GcOptions, Registry};
 //!
-//! let registry = Registry::in_memory();
+//! // No grace period: only for a store where nothing is pushed during a collection.
+//! let registry = Registry::builder()
+//!     .object_store(Arc::new(wharf::object_store::memory::InMemory::new()))
+//!     .meta_store(Arc::new(wharf::MemoryMetaStore::new()))
+//!     .gc_grace(Duration::ZERO)
+//!     .build()?;
 //! let repo = "app".parse()?;
 //! let layer = bytes::Bytes::from_static(b"never referenced");
 //! registry.push_blob_bytes(&repo, &Digest::of(Algorithm::Sha256, &layer), layer).await?;
@@ -64,7 +76,7 @@ use crate::meta::{Entry, Expect, Version};
 use crate::reference::RepoName;
 use crate::registry::blob_records::{
     BlobRecord, BlobState, CANDIDATE_PREFIX, CandidateRecord, RefRecord, STALLED_DELETION,
-    blob_record_key, ref_prefix,
+    blob_record_key, candidate_key, ref_prefix,
 };
 use crate::registry::{Registry, decode, encode};
 use crate::upload::now_millis;
@@ -76,7 +88,9 @@ pub const DEFAULT_GC_GRACE: Duration = Duration::from_secs(60 * 60);
 /// How a collection runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GcOptions {
-    /// See [`DEFAULT_GC_GRACE`] and the module docs.
+    /// See [`DEFAULT_GC_GRACE`] and the module docs. Never shorter than the registry's
+    /// own ([`RegistryBuilder::gc_grace`](crate::RegistryBuilder::gc_grace)), which pushes
+    /// are held to: a shorter value here is raised to it.
     pub grace: Duration,
     /// Candidates examined per step (one metadata page); bounds the memory of a pass.
     pub batch: usize,
@@ -166,6 +180,7 @@ impl Registry {
             dry_run: options.dry_run,
             ..GcReport::default()
         };
+        self.ensure_holds_recorded().await?;
         if options.expire_uploads && !options.dry_run {
             let expired = self.expire_uploads().await?;
             report.expired_uploads = expired.sessions as u64;
@@ -193,6 +208,9 @@ impl Registry {
         options: &GcOptions,
         after: Option<&GcCursor>,
     ) -> Result<(GcReport, Option<GcCursor>)> {
+        if after.is_none() {
+            self.ensure_holds_recorded().await?;
+        }
         let page = self
             .meta_store()
             .list(
@@ -243,7 +261,7 @@ impl Registry {
         };
         let digest = &candidate.digest;
         let now = now_millis();
-        let grace = options.grace.as_millis() as u64;
+        let grace = self.gc_grace(options).as_millis() as u64;
         let (record, version) = match self.blob_record(digest).await? {
             Some(found) => found,
             None => {
@@ -261,7 +279,7 @@ impl Registry {
             }
         };
         match record.state {
-            BlobState::Deleting if stalled(&record, options) => {
+            BlobState::Deleting if record.stalled(options.take_over_after) => {
                 if !options.dry_run {
                     let size = self.stored_size(digest).await?;
                     self.finish_deletion(digest, &record, version).await?;
@@ -270,7 +288,7 @@ impl Registry {
                 }
                 return Ok(report);
             }
-            BlobState::Condemned if stalled(&record, options) => {}
+            BlobState::Condemned if record.stalled(options.take_over_after) => {}
             BlobState::Live => {}
             // Another collector is on it.
             _ => {
@@ -339,6 +357,11 @@ impl Registry {
         Ok(report)
     }
 
+    /// The grace period a collection uses: the option, but never below the registry's.
+    fn gc_grace(&self, options: &GcOptions) -> Duration {
+        options.grace.max(self.inner_gc_grace())
+    }
+
     fn reclaimed(&self, report: &mut GcReport, digest: &Digest, size: Option<u64>) {
         let size = size.unwrap_or(0);
         report.reclaimed_blobs = 1;
@@ -389,7 +412,7 @@ impl Registry {
         let Some((version, _)) = candidate.record else {
             return Ok(());
         };
-        let key = format!("{CANDIDATE_PREFIX}{}", candidate.digest);
+        let key = candidate_key(&candidate.digest);
         match self
             .meta_store()
             .delete(&key, Expect::Version(version))
@@ -410,7 +433,7 @@ impl Registry {
         report: &mut GcReport,
     ) -> Result<Holders> {
         let prefix = ref_prefix(blob);
-        let grace = options.grace.as_millis() as u64;
+        let grace = self.gc_grace(options).as_millis() as u64;
         let mut after: Option<String> = None;
         let mut in_flight = false;
         loop {
@@ -427,15 +450,22 @@ impl Registry {
             };
             after = Some(last.key.clone());
             for entry in page {
-                let holder: RefRecord = decode(&entry.value, &entry.key)?;
+                // An unreadable reference holds nothing; it must not stop every collection.
+                let Ok(holder) = decode::<RefRecord>(&entry.value, &entry.key) else {
+                    continue;
+                };
                 let Ok(repo) = holder.repo.parse::<RepoName>() else {
                     continue;
                 };
                 match self.raw_manifest_record(&repo, &holder.manifest).await? {
                     // An archived image keeps only its manifest in this store; its config
-                    // and layers live in the archive store.
+                    // and layers live in the archive store, unless a restore holds them
+                    // again (a reference newer than the archiving).
                     Some((manifest, _))
-                        if manifest.archived_at_ms.is_some() && &holder.manifest != blob => {}
+                        if manifest
+                            .archived_at_ms
+                            .is_some_and(|archived| holder.at_ms <= archived)
+                            && &holder.manifest != blob => {}
                     Some((manifest, _))
                         if !manifest.pending
                             || self.is_visible(&repo, &holder.manifest, &manifest).await? =>
@@ -463,10 +493,6 @@ impl Registry {
             }
         }
     }
-}
-
-fn stalled(record: &BlobRecord, options: &GcOptions) -> bool {
-    now_millis().saturating_sub(record.touched_at_ms) >= options.take_over_after.as_millis() as u64
 }
 
 enum Holders {
@@ -502,7 +528,12 @@ mod tests {
 
     /// A registry holding one config blob, and the manifest that would reference it.
     async fn setup() -> (Registry, RepoName, Digest, Bytes) {
-        let registry = Registry::in_memory();
+        let registry = Registry::builder()
+            .object_store(std::sync::Arc::new(object_store::memory::InMemory::new()))
+            .meta_store(std::sync::Arc::new(crate::MemoryMetaStore::new()))
+            .gc_grace(Duration::ZERO)
+            .build()
+            .unwrap();
         let repo: RepoName = "app".parse().unwrap();
         let config = Bytes::from_static(b"{}");
         let digest = sha256(&config);

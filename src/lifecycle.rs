@@ -17,5 +17,6 @@ pub use self::inventory::{LifecycleImage, LifecycleInventory};
 pub use self::plan::{Decision, Outcome, Plan, Reason, plan};
 pub(crate) use self::policy::wildcard_match;
 pub use self::policy::{
-    CountType, LifecyclePolicy, MAX_PATTERN_WILDCARDS, Rule, RuleAction, StorageClass, TagStatus,
+    CountType, LifecyclePolicy, MAX_PATTERN_WILDCARDS, MAX_RULES, Rule, RuleAction, StorageClass,
+    TagStatus,
 };

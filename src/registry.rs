@@ -139,6 +139,7 @@ struct Inner {
     max_manifest_size: usize,
     events: Arc<dyn EventSink>,
     archive: Option<Arc<dyn BlobStore>>,
+    gc_grace: Duration,
 }
 
 impl fmt::Debug for Registry {
@@ -165,6 +166,7 @@ pub struct RegistryBuilder {
     max_manifest_size: Option<usize>,
     events: Option<Arc<dyn EventSink>>,
     archive: Option<Arc<dyn BlobStore>>,
+    gc_grace: Option<Duration>,
 }
 
 impl fmt::Debug for RegistryBuilder {
@@ -259,6 +261,18 @@ impl RegistryBuilder {
         self
     }
 
+    /// Sets the garbage-collection grace period (default
+    /// [`DEFAULT_GC_GRACE`](crate::DEFAULT_GC_GRACE), an hour): no collection removes a
+    /// blob uploaded, or last held, more recently, and a manifest push that takes longer
+    /// than half of it between recording its blobs and its commit point fails (retryably)
+    /// instead of committing over blobs a collection may have judged. Every process on
+    /// the same stores must use the same value. Zero turns the protection of in-flight
+    /// pushes off: only for stores where nothing is pushed while a collection runs.
+    pub fn gc_grace(mut self, grace: Duration) -> Self {
+        self.gc_grace = Some(grace);
+        self
+    }
+
     /// Builds the registry; both stores must be set.
     pub fn build(self) -> Result<Registry> {
         let missing = |what: &str| {
@@ -290,6 +304,7 @@ impl RegistryBuilder {
                     .unwrap_or(crate::manifest::DEFAULT_MAX_MANIFEST_SIZE),
                 events: self.events.unwrap_or_else(|| Arc::new(DiscardEvents)),
                 archive: self.archive,
+                gc_grace: self.gc_grace.unwrap_or(crate::gc::DEFAULT_GC_GRACE),
             }),
         })
     }
@@ -341,6 +356,10 @@ impl Registry {
     /// The metadata store.
     pub fn meta_store(&self) -> &Arc<dyn MetaStore> {
         &self.inner.meta
+    }
+
+    pub(crate) fn inner_gc_grace(&self) -> Duration {
+        self.inner.gc_grace
     }
 
     pub(crate) fn emit(&self, event: crate::events::Event) {

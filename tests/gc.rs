@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{repo, sha256, tag};
+use common::{registry_without_grace, repo, sha256, tag};
 use futures::TryStreamExt;
 use serde_json::json;
 use wharf::{
@@ -114,6 +114,7 @@ async fn unreferenced_blobs_go_and_referenced_ones_stay() {
         .object_store(Arc::new(object_store::memory::InMemory::new()))
         .meta_store(Arc::new(MemoryMetaStore::new()))
         .event_sink(events.clone())
+        .gc_grace(Duration::ZERO)
         .build()
         .unwrap();
     let r = repo("app");
@@ -205,7 +206,7 @@ async fn unreferenced_blobs_go_and_referenced_ones_stay() {
 
 #[tokio::test]
 async fn a_dry_run_reports_what_a_real_run_then_does() {
-    let registry = Registry::in_memory();
+    let registry = registry_without_grace();
     let r = repo("app");
     for i in 0..5u8 {
         let config = Bytes::from(format!("{{\"n\":{i}}}"));
@@ -253,7 +254,7 @@ async fn a_dry_run_reports_what_a_real_run_then_does() {
 
 #[tokio::test]
 async fn steps_are_bounded_and_resume_where_they_stopped() {
-    let registry = Registry::in_memory();
+    let registry = registry_without_grace();
     let r = repo("app");
     for i in 0..25u32 {
         let blob = Bytes::from(i.to_le_bytes().to_vec());
@@ -286,7 +287,7 @@ async fn steps_are_bounded_and_resume_where_they_stopped() {
 
 #[tokio::test]
 async fn a_full_scan_finds_blobs_stored_behind_the_registrys_back() {
-    let registry = Registry::in_memory();
+    let registry = registry_without_grace();
     let stray = Bytes::from_static(b"written straight into the blob store");
     wharf::BlobStoreExt::put_bytes(registry.blob_store().as_ref(), &sha256(&stray), stray)
         .await
@@ -310,6 +311,7 @@ async fn abandoned_uploads_are_expired() {
         .object_store(Arc::new(object_store::memory::InMemory::new()))
         .meta_store(Arc::new(MemoryMetaStore::new()))
         .upload_expiry(Duration::ZERO)
+        .gc_grace(Duration::ZERO)
         .build()
         .unwrap();
     let r = repo("app");
@@ -332,6 +334,10 @@ async fn abandoned_uploads_are_expired() {
     );
 }
 
+/// The grace period of the race: far longer than an in-memory push takes, yet short
+/// enough that blobs are judged many times during the race.
+const RACE_GRACE: Duration = Duration::from_millis(100);
+
 /// Many pushes of images sharing layers, deletes and collections, all at once; then
 /// every surviving image is pulled in full, and once everything is deleted nothing is
 /// left behind.
@@ -344,7 +350,7 @@ async fn race(registry: Registry) {
     let stop = Arc::new(AtomicBool::new(false));
     let pushed = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
-    let grace = Duration::from_millis(100);
+    let grace = RACE_GRACE;
 
     let mut tasks = Vec::new();
     for worker in 0..4u64 {
@@ -373,6 +379,11 @@ async fn race(registry: Registry) {
                     // The collector removed a layer between the client's HEAD and its
                     // manifest: refused cleanly, as a real client would see it.
                     Err(e) if e.kind() == ErrorKind::ManifestBlobUnknown => {
+                        refused.fetch_add(1, Ordering::Relaxed)
+                    }
+                    // Slower than half the grace period (a loaded machine): refused before
+                    // its commit point, to be pushed again.
+                    Err(e) if e.kind() == ErrorKind::Conflict && e.is_retryable() => {
                         refused.fetch_add(1, Ordering::Relaxed)
                     }
                     Err(e) => panic!("push failed: {e}"),
@@ -449,13 +460,14 @@ async fn race(registry: Registry) {
     let survivors = pull_everything(&registry).await;
     assert!(survivors > 0);
 
-    // Delete everything (indexes first is not needed: there are none) and collect: no
-    // blob may be left behind.
+    // Delete everything (indexes first is not needed: there are none) and collect once
+    // the grace period has passed: no blob may be left behind.
     for r in &repos {
         for image in registry.inventory(r).await.unwrap() {
             registry.delete_manifest(r, &image.digest).await.unwrap();
         }
     }
+    tokio::time::sleep(grace).await;
     let report = registry.collect_garbage(&now_options()).await.unwrap();
     assert!(report.reclaimed_blobs > 0);
     assert_eq!(
@@ -472,7 +484,15 @@ async fn race(registry: Registry) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_pushes_deletes_and_collections_on_memory() {
-    race(Registry::in_memory()).await;
+    race(
+        Registry::builder()
+            .object_store(Arc::new(object_store::memory::InMemory::new()))
+            .meta_store(Arc::new(MemoryMetaStore::new()))
+            .gc_grace(RACE_GRACE)
+            .build()
+            .unwrap(),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -485,8 +505,72 @@ async fn racing_pushes_deletes_and_collections_on_an_object_store() {
         Registry::builder()
             .object_store(store)
             .meta_store(Arc::new(meta))
+            .gc_grace(RACE_GRACE)
             .build()
             .unwrap(),
     )
     .await;
+}
+
+/// A store written before garbage collection existed has no blob records, references or
+/// candidates, and manifest records without their blob lists. The first collection
+/// records them; nothing an image needs is lost, and a later delete frees its blobs.
+#[tokio::test]
+async fn a_store_from_before_garbage_collection_keeps_its_images() {
+    let registry = registry_without_grace();
+    let r = repo("old/app");
+    let shared = Bytes::from_static(b"a base layer from long ago");
+    let (c1, c2) = (
+        Bytes::from_static(b"{\"v\":1}"),
+        Bytes::from_static(b"{\"v\":2}"),
+    );
+    let v1 = push_image(&registry, &r, &tag("v1"), &c1, &[&shared])
+        .await
+        .unwrap();
+    push_image(&registry, &r, &tag("v2"), &c2, &[&shared])
+        .await
+        .unwrap();
+    // Turn the metadata into what an older version wrote.
+    let meta = registry.meta_store();
+    for prefix in ["blob/", "ref/", "gc/"] {
+        for key in meta.list_keys(prefix, None, 10_000).await.unwrap() {
+            meta.delete(&key, wharf::Expect::Any).await.unwrap();
+        }
+    }
+    for entry in meta.list("manifest/", None, 100).await.unwrap() {
+        let mut record: serde_json::Value = serde_json::from_slice(&entry.value).unwrap();
+        let object = record.as_object_mut().unwrap();
+        object.remove("blobs");
+        object.remove("held");
+        meta.put(
+            &entry.key,
+            Bytes::from(serde_json::to_vec(&record).unwrap()),
+            wharf::Expect::Version(entry.version),
+        )
+        .await
+        .unwrap();
+    }
+
+    let report = registry.collect_garbage(&now_options()).await.unwrap();
+    assert_eq!(report.reclaimed_blobs, 0, "{report:?}");
+    assert_eq!(pull_everything(&registry).await, 2);
+    let full = GcOptions {
+        full_scan: true,
+        ..now_options()
+    };
+    assert_eq!(
+        registry
+            .collect_garbage(&full)
+            .await
+            .unwrap()
+            .reclaimed_blobs,
+        0
+    );
+    assert_eq!(pull_everything(&registry).await, 2);
+
+    // v1's own blobs (manifest and config) go once it is deleted; the shared layer stays.
+    registry.delete_manifest(&r, &v1).await.unwrap();
+    let report = registry.collect_garbage(&now_options()).await.unwrap();
+    assert_eq!(report.reclaimed_blobs, 2, "{report:?}");
+    assert_eq!(pull_everything(&registry).await, 1);
 }

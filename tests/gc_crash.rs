@@ -24,6 +24,7 @@ async fn registry_over(store: Arc<dyn object_store::ObjectStore>) -> Registry {
     Registry::builder()
         .blob_store(Arc::new(ObjectBlobStore::new(store)))
         .meta_store(Arc::new(meta))
+        .gc_grace(Duration::ZERO)
         .build()
         .unwrap()
 }

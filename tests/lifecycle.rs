@@ -23,6 +23,7 @@ fn registry_with_events() -> (Registry, Arc<MemoryEventSink>) {
         .meta_store(Arc::new(MemoryMetaStore::new()))
         .archive_store(Arc::new(object_store::memory::InMemory::new()))
         .event_sink(events.clone())
+        .gc_grace(Duration::ZERO)
         .build()
         .unwrap();
     (registry, events)

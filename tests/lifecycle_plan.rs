@@ -126,7 +126,7 @@ fn pull_times_fall_back_to_push_times() {
     let mut stale = image("pulled-long-ago", &["b"], 100);
     stale.last_pulled_at = Some(now() - 40 * DAY);
     let plan = run(
-        json!([{"rulePriority": 1, "selection": {"tagStatus": "any", "countType": "sinceImagePulled", "countUnit": "days", "countNumber": 30}, "action": {"type": "expire"}}]),
+        json!([{"rulePriority": 1, "selection": {"tagStatus": "any", "countType": "sinceImagePulled", "countUnit": "days", "countNumber": 30}, "action": {"type": "transition", "targetStorageClass": "archive"}}]),
         vec![
             pulled,
             stale,
@@ -134,7 +134,7 @@ fn pull_times_fall_back_to_push_times() {
             image("never-pulled-new", &[], 29),
         ],
     );
-    assert_eq!(plan.expired(), ["never-pulled-old", "pulled-long-ago"]);
+    assert_eq!(plan.transitioned(), ["never-pulled-old", "pulled-long-ago"]);
 }
 
 #[test]
@@ -303,12 +303,8 @@ fn arb_rule(priority: u32, last: bool) -> impl Strategy<Value = Value> {
                 }
                 let action = if archive_class {
                     selection["storageClass"] = json!("archive");
-                    if count == 0 {
-                        selection["countType"] = json!("imageCountMoreThan");
-                    } else {
-                        selection["countType"] = json!("sinceImageTransitioned");
-                        selection["countUnit"] = json!("days");
-                    }
+                    selection["countType"] = json!("sinceImageTransitioned");
+                    selection["countUnit"] = json!("days");
                     json!({"type": "expire"})
                 } else {
                     match count {
@@ -322,13 +318,15 @@ fn arb_rule(priority: u32, last: bool) -> impl Strategy<Value = Value> {
                             selection["countUnit"] = json!("days");
                         }
                     }
-                    if transition {
+                    // Pull age only ever archives.
+                    if transition || count == 2 {
                         json!({"type": "transition", "targetStorageClass": "archive"})
                     } else {
                         json!({"type": "expire"})
                     }
                 };
-                selection["countNumber"] = json!(if count == 0 { number } else { number * 40 });
+                let by_count = count == 0 && !archive_class;
+                selection["countNumber"] = json!(if by_count { number } else { number * 40 });
                 json!({"rulePriority": priority, "selection": selection, "action": action})
             },
         )

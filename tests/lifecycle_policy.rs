@@ -404,6 +404,70 @@ fn actions_and_storage_classes_are_checked() {
         )],
         &["selection.countType", "storageClass \"archive\""],
     );
+    refused(
+        vec![rule(
+            1,
+            json!({"tagStatus": "untagged", "storageClass": "archive", "countType": "imageCountMoreThan", "countNumber": 1}),
+            expire(),
+        )],
+        &[
+            "selection.countType",
+            "imageCountMoreThan",
+            "sinceImageTransitioned",
+        ],
+    );
+    // Pull age archives; it does not expire.
+    refused(
+        vec![rule(
+            1,
+            json!({"tagStatus": "untagged", "countType": "sinceImagePulled", "countUnit": "days", "countNumber": 30}),
+            expire(),
+        )],
+        &["action.type", "sinceImagePulled", "only transition"],
+    );
+}
+
+#[test]
+fn rules_of_a_storage_class_select_different_images() {
+    refused(
+        vec![untagged_days(1, 1), untagged_days(2, 5)],
+        &[
+            "rule 2 (rulePriority 2)",
+            "selection.tagStatus",
+            "only one rule per storage class",
+            "rule 1",
+        ],
+    );
+    let tagged = |priority, list: Value| {
+        rule(
+            priority,
+            json!({"tagStatus": "tagged", "tagPrefixList": list, "countType": "imageCountMoreThan", "countNumber": 1}),
+            expire(),
+        )
+    };
+    refused(
+        vec![tagged(1, json!(["a", "b"])), tagged(2, json!(["b", "a"]))],
+        &[
+            "rule 2 (rulePriority 2)",
+            "selection.tagPrefixList",
+            "different tag lists",
+        ],
+    );
+    parse(vec![tagged(1, json!(["a"])), tagged(2, json!(["a", "b"]))]).unwrap();
+    // One untagged rule per class: standard and archive each may have one.
+    parse(vec![
+        untagged_days(1, 1),
+        rule(
+            2,
+            json!({"tagStatus": "untagged", "storageClass": "archive", "countType": "sinceImageTransitioned", "countUnit": "days", "countNumber": 90}),
+            expire(),
+        ),
+    ])
+    .unwrap();
+    let too_many: Vec<Value> = (1..=51)
+        .map(|i| tagged(i, json!([format!("p{i}")])))
+        .collect();
+    refused(too_many, &["rules", "51 rules", "at most 50"]);
 }
 
 #[test]

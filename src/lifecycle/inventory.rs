@@ -71,11 +71,12 @@ pub struct LifecycleInventory {
 }
 
 impl LifecycleInventory {
-    /// Reads the JSON form; ids must be unique.
+    /// Reads the JSON form; ids must be unique. Errors are
+    /// [`ErrorKind::PolicyInvalid`]: the inventory is the other input of a preview.
     pub fn from_json(text: &str) -> Result<Self> {
         let inventory: Self = serde_json::from_str(text).map_err(|e| {
             Error::new(
-                ErrorKind::ManifestInvalid,
+                ErrorKind::PolicyInvalid,
                 format!("inventory is not valid: {e}"),
             )
         })?;
@@ -83,7 +84,7 @@ impl LifecycleInventory {
         for image in &inventory.images {
             if !seen.insert(image.id.as_str()) {
                 return Err(Error::new(
-                    ErrorKind::ManifestInvalid,
+                    ErrorKind::PolicyInvalid,
                     format!("inventory lists image {:?} twice", image.id),
                 ));
             }

@@ -200,9 +200,9 @@ impl Plan {
 /// storage class whose tags meet its requirements, and acts on those its count
 /// criterion picks; an image selected by a rule is shielded from every later rule
 /// (even when the earlier rule acted on nothing), yet still counts toward a later rule's
-/// "keep N"; each image gets at most one action. Then: children of an image index stay
-/// while the index stays (standard and not expired), and referrers of an expired image
-/// go with it.
+/// "keep N"; each image gets at most one action. Then: children of an image index are
+/// not expired while the index is not, nor archived while the index stays standard;
+/// referrers of an expired image go with it.
 ///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};

@@ -10,6 +10,17 @@ use crate::error::{Error, ErrorKind, Result};
 /// Most `*` wildcards ECR allows in one tag pattern.
 pub const MAX_PATTERN_WILDCARDS: usize = 4;
 
+/// Most rules ECR allows in one policy.
+pub const MAX_RULES: usize = 50;
+
+/// Whether two tagged rules select by the same tag list (compared as sets).
+fn same_tag_list(a: &Rule, b: &Rule) -> bool {
+    fn set(list: &[String]) -> std::collections::BTreeSet<&str> {
+        list.iter().map(String::as_str).collect()
+    }
+    set(&a.tag_patterns) == set(&b.tag_patterns) && set(&a.tag_prefixes) == set(&b.tag_prefixes)
+}
+
 /// Which images a rule looks at, by their tags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TagStatus {
@@ -182,6 +193,12 @@ impl LifecyclePolicy {
         if rules.is_empty() {
             return Err(invalid("rules: at least one rule is required"));
         }
+        if rules.len() > MAX_RULES {
+            return Err(invalid(format!(
+                "rules: {} rules, at most {MAX_RULES} are allowed",
+                rules.len()
+            )));
+        }
         let mut parsed = Vec::with_capacity(rules.len());
         let mut by_priority: BTreeMap<u32, usize> = BTreeMap::new();
         for (index, rule) in rules.iter().enumerate() {
@@ -195,6 +212,36 @@ impl LifecyclePolicy {
                 )));
             }
             parsed.push((index + 1, rule));
+        }
+        // Per storage class: one rule for untagged images, and no two rules with the same
+        // tag list.
+        for (index, rule) in &parsed {
+            let earlier = parsed.iter().take_while(|(i, _)| i < index);
+            for (other, before) in earlier.filter(|(_, r)| r.storage_class == rule.storage_class) {
+                let clash = match (rule.tag_status, before.tag_status) {
+                    (TagStatus::Untagged, TagStatus::Untagged) => Some((
+                        "selection.tagStatus",
+                        "only one rule per storage class may select untagged images",
+                    )),
+                    (TagStatus::Tagged, TagStatus::Tagged) if same_tag_list(rule, before) => {
+                        Some((
+                            if rule.tag_patterns.is_empty() {
+                                "selection.tagPrefixList"
+                            } else {
+                                "selection.tagPatternList"
+                            },
+                            "the rules of a storage class must select different tag lists",
+                        ))
+                    }
+                    _ => None,
+                };
+                if let Some((field, why)) = clash {
+                    return Err(invalid(format!(
+                        "rule {index} (rulePriority {}): {field}: {why}, and rule {other} (rulePriority {}) already does",
+                        rule.priority, before.priority
+                    )));
+                }
+            }
         }
         // An `any` rule must come last among the rules of its storage class.
         for (index, rule) in &parsed {
@@ -487,7 +534,9 @@ fn parse_rule(index: usize, value: &Value) -> Result<Rule> {
         }
         None => return Err(at("action.type", "required (a string)".into())),
     };
-    // What the storage classes allow.
+    // What each storage class and count type allow: standard images are expired or
+    // archived (by pull age only archived); archived images are only expired, by the
+    // time since they were archived.
     match (storage_class, count_type, action) {
         (StorageClass::Archive, _, RuleAction::Transition(_)) => {
             return Err(at(
@@ -495,16 +544,26 @@ fn parse_rule(index: usize, value: &Value) -> Result<Rule> {
                 "images in the archive storage class can only be expired".into(),
             ));
         }
-        (StorageClass::Archive, CountType::SinceImagePushed, _) => {
+        (StorageClass::Archive, CountType::SinceImageTransitioned, _) => {}
+        (StorageClass::Archive, other, _) => {
             return Err(at(
                 "selection.countType",
-                "\"sinceImagePushed\" does not apply to archived images; use \"sinceImageTransitioned\"".into(),
+                format!(
+                    "{:?} does not apply to archived images; use \"sinceImageTransitioned\"",
+                    count_type_name(other)
+                ),
             ));
         }
         (StorageClass::Standard, CountType::SinceImageTransitioned, _) => {
             return Err(at(
                 "selection.countType",
                 "\"sinceImageTransitioned\" needs selection.storageClass \"archive\"".into(),
+            ));
+        }
+        (StorageClass::Standard, CountType::SinceImagePulled, RuleAction::Expire) => {
+            return Err(at(
+                "action.type",
+                "a \"sinceImagePulled\" rule can only transition images to archive, not expire them".into(),
             ));
         }
         _ => {}
@@ -520,6 +579,15 @@ fn parse_rule(index: usize, value: &Value) -> Result<Rule> {
         count_number,
         action,
     })
+}
+
+fn count_type_name(count_type: CountType) -> &'static str {
+    match count_type {
+        CountType::ImageCountMoreThan => "imageCountMoreThan",
+        CountType::SinceImagePushed => "sinceImagePushed",
+        CountType::SinceImagePulled => "sinceImagePulled",
+        CountType::SinceImageTransitioned => "sinceImageTransitioned",
+    }
 }
 
 /// `*` matches any run of characters (also none); the pattern is anchored at both ends,

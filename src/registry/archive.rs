@@ -105,7 +105,7 @@ impl Registry {
             ..record.clone()
         };
         // The commit point; a record changed since it was read means a new decision.
-        match self
+        let archived_version = match self
             .inner
             .meta
             .put(
@@ -115,9 +115,28 @@ impl Registry {
             )
             .await
         {
-            Ok(_) => {}
+            Ok(v) => v,
             Err(e) if e.kind() == ErrorKind::Conflict => return Ok(false),
             Err(e) => return Err(e),
+        };
+        if let Some(expected) = expected
+            && self.tags_pointing_at(repo, digest).await? != expected
+        {
+            // Tagged again while its blobs were copied: the decision is stale, so the
+            // image stays standard (the copies are left for the archive).
+            let standard = super::manifests::ManifestRecord {
+                archived_at_ms: None,
+                ..archived
+            };
+            self.inner
+                .meta
+                .put(
+                    &manifest_key(repo, digest),
+                    encode(&standard)?,
+                    Expect::Version(archived_version),
+                )
+                .await?;
+            return Ok(false);
         }
         self.release_blobs(&record.blobs).await?;
         self.emit(Event::ImageArchived {

@@ -55,6 +55,13 @@ pub(crate) struct BlobRecord {
     pub(crate) repos: Vec<String>,
 }
 
+impl BlobRecord {
+    /// Whether the record has sat in its state for `after` or longer.
+    pub(crate) fn stalled(&self, after: Duration) -> bool {
+        now_millis().saturating_sub(self.touched_at_ms) >= after.as_millis() as u64
+    }
+}
+
 /// A manifest's hold on one blob.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct RefRecord {
@@ -94,9 +101,11 @@ fn ref_key(blob: &Digest, repo: &RepoName, manifest: &Digest) -> String {
 /// How long a claim waits for a collector that is removing the same blob.
 const DELETION_WAIT: Duration = Duration::from_millis(20);
 
-/// After this long in `deleting`, a record is taken as left by a collector that stopped,
-/// and whoever meets it finishes the removal.
-pub(crate) const STALLED_DELETION: Duration = Duration::from_secs(60);
+/// After this long in `condemned` or `deleting`, a record is taken as left by a collector
+/// that stopped, and whoever meets it finishes the removal. Well above object_store's
+/// default retry timeout (3 minutes), so a collector is not taken over while one of its
+/// storage calls is still being retried.
+pub(crate) const STALLED_DELETION: Duration = Duration::from_secs(10 * 60);
 
 impl Registry {
     pub(crate) async fn blob_record(
@@ -145,7 +154,7 @@ impl Registry {
                     (record, Expect::Absent, true)
                 }
                 Some((record, version)) if record.state == BlobState::Deleting => {
-                    if self.deletion_stalled(&record) {
+                    if record.stalled(STALLED_DELETION) {
                         self.finish_deletion(digest, &record, version).await?;
                     } else {
                         tokio::time::sleep(DELETION_WAIT).await;
@@ -172,12 +181,10 @@ impl Registry {
         }
     }
 
-    pub(crate) fn deletion_stalled(&self, record: &BlobRecord) -> bool {
-        now_millis().saturating_sub(record.touched_at_ms) > STALLED_DELETION.as_millis() as u64
-    }
-
     /// Removes a blob whose record is `deleting`: its links, its bytes, then the record.
-    /// Any party may finish a removal a stopped collector left.
+    /// Any party may finish a removal a stopped collector left. Ownership is renewed by
+    /// compare-and-swap just before the bytes go, so a collector that stalled and was
+    /// taken over stops instead of removing bytes written since.
     pub(crate) async fn finish_deletion(
         &self,
         digest: &Digest,
@@ -192,6 +199,25 @@ impl Registry {
                     .await?;
             }
         }
+        let renewed = BlobRecord {
+            touched_at_ms: now_millis(),
+            ..record.clone()
+        };
+        let version = match self
+            .inner
+            .meta
+            .put(
+                &blob_record_key(digest),
+                encode(&renewed)?,
+                Expect::Version(version),
+            )
+            .await
+        {
+            Ok(version) => version,
+            // Taken over, or already finished: not ours to remove any more.
+            Err(e) if e.kind() == ErrorKind::Conflict => return Ok(()),
+            Err(e) => return Err(e),
+        };
         self.inner.blobs.delete(digest).await?;
         match self
             .inner
@@ -199,7 +225,6 @@ impl Registry {
             .delete(&blob_record_key(digest), Expect::Version(version))
             .await
         {
-            // Someone else finished it first.
             Err(e) if e.kind() == ErrorKind::Conflict => Ok(()),
             other => other,
         }
@@ -295,5 +320,80 @@ impl Registry {
             self.add_candidate(blob).await?;
         }
         Ok(())
+    }
+}
+
+/// The metadata key saying the store's holds are all recorded.
+const LAYOUT_KEY: &str = "gc/layout";
+
+impl Registry {
+    /// Makes sure every blob and every manifest's holds are recorded, once per store:
+    /// records written before garbage collection existed have none, and a collector that
+    /// did not know them would take their blobs for garbage. Walks all links and
+    /// manifests the first time; afterwards it is one read.
+    pub(crate) async fn ensure_holds_recorded(&self) -> Result<()> {
+        if self.inner.meta.get(LAYOUT_KEY).await?.is_some() {
+            return Ok(());
+        }
+        for entry in self.list_all("link/").await? {
+            let Some((repo, digest)) = entry.key["link/".len()..].rsplit_once('@') else {
+                continue;
+            };
+            if let (Ok(repo), Ok(digest)) = (repo.parse::<RepoName>(), digest.parse::<Digest>())
+                && !self
+                    .blob_record(&digest)
+                    .await?
+                    .is_some_and(|(record, _)| record.repos.contains(&repo.to_string()))
+            {
+                self.claim_blob(&digest, Some(&repo)).await?;
+            }
+        }
+        for entry in self.list_all("manifest/").await? {
+            let Some((repo, digest)) = entry.key["manifest/".len()..].rsplit_once('@') else {
+                continue;
+            };
+            let (Ok(repo), Ok(digest)) = (repo.parse::<RepoName>(), digest.parse::<Digest>())
+            else {
+                continue;
+            };
+            let mut record: super::manifests::ManifestRecord = decode(&entry.value, &entry.key)?;
+            if record.held {
+                continue;
+            }
+            let raw =
+                crate::blob::BlobStoreExt::get_bytes(self.inner.blobs.as_ref(), &digest).await?;
+            let manifest = crate::manifest::Manifest::parse_with_limit(
+                raw,
+                Some(&record.media_type),
+                usize::MAX,
+            )?;
+            record.blobs = super::manifests::stored_blobs(&manifest).cloned().collect();
+            for blob in &record.blobs {
+                self.hold_blob(&repo, &digest, blob, false).await?;
+            }
+            self.hold_blob(&repo, &digest, &digest, false).await?;
+            record.held = true;
+            match self
+                .inner
+                .meta
+                .put(&entry.key, encode(&record)?, Expect::Version(entry.version))
+                .await
+            {
+                // Changed since it was listed: a push or delete that records its own holds.
+                Err(e) if e.kind() == ErrorKind::Conflict => {}
+                other => {
+                    other?;
+                }
+            }
+        }
+        self.inner
+            .meta
+            .put(
+                LAYOUT_KEY,
+                bytes::Bytes::from_static(b"{\"holds\":1}"),
+                Expect::Any,
+            )
+            .await
+            .map(|_| ())
     }
 }

@@ -6,6 +6,7 @@
 //! was judged on point at it; if they changed, the repository is planned again from its
 //! new state rather than acted on by a stale decision.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use super::Registry;
@@ -17,8 +18,9 @@ use crate::lifecycle::{
 };
 use crate::reference::{RepoName, Tag};
 
-/// How many times apply plans again after finding its plan overtaken by concurrent
-/// changes, before it reports the rest as skipped.
+/// How many plans apply makes when concurrent changes keep overtaking them; what the
+/// last one could not do is left for the next apply (the report's `replanned` lists
+/// the images involved).
 const MAX_REPLANS: usize = 5;
 
 /// What [`Registry::apply_lifecycle`] did.
@@ -41,11 +43,30 @@ impl Registry {
     /// [`ErrorKind::PolicyInvalid`] names the rule and field of an invalid one.
     pub async fn set_lifecycle_policy(&self, repo: &RepoName, policy: Option<&str>) -> Result<()> {
         if let Some(text) = policy {
-            LifecyclePolicy::parse(text)?;
+            self.check_archive_for(&LifecyclePolicy::parse(text)?)?;
         }
         let mut settings = self.repository(repo).await?.settings;
         settings.lifecycle_policy = policy.map(str::to_owned);
         self.update_repository(repo, settings).await.map(|_| ())
+    }
+
+    /// Refuses a policy with transitions on a registry without an archive store, before
+    /// anything is done rather than half-way through an apply.
+    fn check_archive_for(&self, policy: &LifecyclePolicy) -> Result<()> {
+        let transitions = policy
+            .rules()
+            .iter()
+            .find(|r| matches!(r.action, crate::lifecycle::RuleAction::Transition(_)));
+        match transitions {
+            Some(rule) if self.inner.archive.is_none() => Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "rule with rulePriority {} transitions images to archive, but this registry has no archive store: set one with RegistryBuilder::archive_store",
+                    rule.priority
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The policy attached to `repo`, if any.
@@ -128,6 +149,7 @@ impl Registry {
         policy: &LifecyclePolicy,
         now: SystemTime,
     ) -> Result<LifecycleReport> {
+        self.check_archive_for(policy)?;
         let mut report = LifecycleReport::default();
         for _ in 0..MAX_REPLANS {
             let inventory = self.lifecycle_inventory(repo).await?;
@@ -148,11 +170,16 @@ impl Registry {
         plan: &Plan,
         report: &mut LifecycleReport,
     ) -> Result<bool> {
+        let judged_on: HashMap<&str, &[String]> = inventory
+            .images
+            .iter()
+            .map(|i| (i.id.as_str(), i.tags.as_slice()))
+            .collect();
         let tags_of = |id: &str| -> Vec<Tag> {
-            let image = inventory.images.iter().find(|i| i.id == id);
-            let mut tags: Vec<Tag> = image
+            let mut tags: Vec<Tag> = judged_on
+                .get(id)
                 .into_iter()
-                .flat_map(|i| i.tags.iter().filter_map(|t| t.parse().ok()))
+                .flat_map(|tags| tags.iter().filter_map(|t| t.parse().ok()))
                 .collect();
             tags.sort();
             tags
@@ -232,5 +259,81 @@ impl Registry {
             }
         }
         Ok(overtaken)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::digest::Algorithm;
+    use crate::reference::Reference;
+
+    /// A plan made before a tag moved must not be carried out on the new state: the guard
+    /// in the delete refuses, and the image is planned again.
+    #[tokio::test]
+    async fn a_stale_decision_is_refused_by_the_guard() {
+        let registry = Registry::in_memory();
+        let repo: RepoName = "app".parse().unwrap();
+        let config = Bytes::from_static(b"{}");
+        let config_digest = Digest::of(Algorithm::Sha256, &config);
+        registry
+            .push_blob_bytes(&repo, &config_digest, config.clone())
+            .await
+            .unwrap();
+        let manifest = Bytes::from(
+            serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2, "mediaType": crate::OCI_IMAGE_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                           "digest": config_digest.to_string(), "size": 2},
+                "layers": []}))
+            .unwrap(),
+        );
+        let digest = Digest::of(Algorithm::Sha256, &manifest);
+        registry
+            .push_manifest(
+                &repo,
+                &Reference::Digest(digest.clone()),
+                manifest.clone(),
+                None,
+            )
+            .await
+            .unwrap();
+        let policy = LifecyclePolicy::parse(
+            r#"{"rules": [{"rulePriority": 1, "selection": {"tagStatus": "untagged",
+                "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 1},
+                "action": {"type": "expire"}}]}"#,
+        )
+        .unwrap();
+        let now = SystemTime::now() + Duration::from_secs(2 * 86_400);
+        let inventory = registry.lifecycle_inventory(&repo).await.unwrap();
+        let stale = plan(&policy, &inventory, now);
+        assert_eq!(stale.expired(), [digest.to_string()]);
+
+        // Tagged after planning, before acting.
+        registry
+            .push_manifest(
+                &repo,
+                &Reference::Tag("keep".parse().unwrap()),
+                manifest,
+                None,
+            )
+            .await
+            .unwrap();
+        let mut report = LifecycleReport::default();
+        let overtaken = registry
+            .carry_out(&repo, &inventory, &stale, &mut report)
+            .await
+            .unwrap();
+        assert!(overtaken);
+        assert_eq!(report.replanned, vec![digest.clone()]);
+        assert!(report.expired.is_empty());
+        registry
+            .get_manifest(&repo, &Reference::Tag("keep".parse().unwrap()))
+            .await
+            .unwrap();
     }
 }

@@ -47,6 +47,10 @@ pub(crate) struct ManifestRecord {
     /// Set while the image is in the archive storage class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) archived_at_ms: Option<u64>,
+    /// Its holds on `blobs` are recorded (`ref/` entries). False only for records written
+    /// before garbage collection existed, until the collector's first pass records them.
+    #[serde(default)]
+    pub(crate) held: bool,
     /// Staged by a push by tag whose tag move (its commit point) may not have happened:
     /// visible only while a tag points at it, until the push clears the flag.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -88,14 +92,14 @@ pub struct PushedManifest {
 
 /// The blobs of `manifest` that live in the registry: foreign layers (with `urls`) live
 /// outside it.
-fn stored_blobs(manifest: &Manifest) -> impl Iterator<Item = &Digest> {
+pub(crate) fn stored_blobs(manifest: &Manifest) -> impl Iterator<Item = &Digest> {
     manifest
         .blobs()
         .filter(|d| d.urls.is_empty())
         .map(|d| &d.digest)
 }
 
-pub(super) fn manifest_prefix(repo: &RepoName) -> String {
+pub(crate) fn manifest_prefix(repo: &RepoName) -> String {
     format!("manifest/{repo}@")
 }
 
@@ -228,6 +232,27 @@ impl Registry {
         }
     }
 
+    /// A collection treats a hold without its manifest record as a push in flight only
+    /// for its grace period; a push slower than half of it must not commit.
+    fn check_push_deadline(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        held_at: std::time::Instant,
+    ) -> Result<()> {
+        let limit = self.inner.gc_grace / 2;
+        if !limit.is_zero() && held_at.elapsed() > limit {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "push of {digest} to {repo} took longer than {limit:?} between recording its blobs and committing; push it again"
+                ),
+            )
+            .retryable());
+        }
+        Ok(())
+    }
+
     /// Checks that every blob and child manifest `manifest` needs is in `repo`.
     async fn check_references(&self, repo: &RepoName, manifest: &Manifest) -> Result<()> {
         let mut missing = Vec::new();
@@ -294,6 +319,11 @@ impl Registry {
             Reference::Digest(d) => d.clone(),
             Reference::Tag(_) => manifest.digest().clone(),
         };
+        if let Some((existing, _)) = self.raw_manifest_record(repo, &digest).await?
+            && let Some(since) = existing.archived_at_ms
+        {
+            return Err(Self::image_archived(repo, &digest, since));
+        }
         self.claim_blob(&digest, None).await?;
         self.inner
             .blobs
@@ -328,6 +358,7 @@ impl Registry {
         // Held before the record exists, so a collector either sees the holds or the
         // push sees the collector (see `blob_records.rs`).
         let blobs: Vec<Digest> = stored_blobs(&manifest).cloned().collect();
+        let held_at = std::time::Instant::now();
         for blob in &blobs {
             self.hold_blob(repo, &digest, blob, true).await?;
         }
@@ -342,8 +373,10 @@ impl Registry {
             children,
             blobs,
             archived_at_ms: None,
+            held: true,
             pending: false,
         };
+        self.check_push_deadline(repo, &digest, held_at)?;
         match reference {
             // The record is the commit point of a push by digest.
             Reference::Digest(_) => self.commit_manifest_record(repo, &digest, &record).await?,
@@ -352,6 +385,7 @@ impl Registry {
             // either nothing visible or the manifest and its tag together.
             Reference::Tag(tag) => {
                 self.stage_manifest_record(repo, &digest, &record).await?;
+                self.check_push_deadline(repo, &digest, held_at)?;
                 let mutable = repository.settings.tag_is_mutable(tag);
                 self.move_tag(repo, tag, Some(&digest), |now| match now {
                     Some(current) if !mutable && current != &digest => Err(Error::new(
@@ -472,8 +506,9 @@ impl Registry {
     }
 
     /// [`Registry::delete_manifest`], but only while exactly the tags `expected` point at
-    /// it (a lifecycle decision made on them): `Ok(false)`, and nothing deleted, if a tag
-    /// moved to or from it first, even in the middle of the delete.
+    /// it (a lifecycle decision made on them): `Ok(false)` if a tag moved to or from it
+    /// first, or it was pushed again during the delete. The manifest then stays, though
+    /// the tags the decision was made on may already be gone.
     pub(super) async fn delete_manifest_guarded(
         &self,
         repo: &RepoName,
@@ -505,11 +540,17 @@ impl Registry {
             // Left by an index push that never finished or an index since deleted.
             self.inner.meta.delete(&parent_key, Expect::Any).await?;
         }
+        // Candidates ahead of the commit point, so a crash after it leaks nothing (the
+        // grace period keeps the collector from judging them before the delete is done).
+        let mut held = record.blobs.clone();
+        held.push(digest.clone());
+        self.release_blobs(&held).await?;
         // Tags go first, so a crash never leaves a tag pointing at nothing; a crash after
         // them leaves the manifest untagged, and deleting it again finishes the job.
+        // `move_tag` removes each reverse entry with its tag; entries left by tags that
+        // moved elsewhere are checked against the tag when read.
         let tagged = tagged_prefix(repo, digest);
-        let reverse_entries = self.list_all_keys(&tagged).await?;
-        for reverse in &reverse_entries {
+        for reverse in self.list_all_keys(&tagged).await? {
             let tag: Tag = reverse[tagged.len()..].parse()?;
             // A guarded delete removes only the tags it was decided on.
             if expected.is_some_and(|expected| !expected.contains(&tag)) {
@@ -530,8 +571,9 @@ impl Registry {
             self.commit_manifest_record(repo, digest, &record).await?;
             return Ok(false);
         }
-        for reverse in &reverse_entries {
-            self.inner.meta.delete(reverse, Expect::Any).await?;
+        if self.raw_manifest_record(repo, digest).await?.is_some() {
+            // A push re-committed it: its referrers and index entries are its own again.
+            return Ok(true);
         }
         self.forget_pulls(repo, digest).await?;
         if let Some(subject) = &record.subject {
@@ -542,8 +584,8 @@ impl Registry {
             let entry = format!("{}{digest}", parent_prefix(repo, child));
             self.inner.meta.delete(&entry, Expect::Any).await?;
         }
-        let mut held = record.blobs.clone();
-        held.push(digest.clone());
+        // Again after the commit point: a collection that looked in between dropped the
+        // candidates while the manifest still held its blobs.
         self.release_blobs(&held).await?;
         Ok(true)
     }

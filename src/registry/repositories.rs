@@ -283,15 +283,16 @@ impl Registry {
                 ),
             ));
         }
-        // The commit point: from here the repository does not exist.
-        self.inner.meta.delete(&repo_key(name), Expect::Any).await?;
-        // Everything its manifests held may now be garbage.
+        // Everything its manifests held may become garbage: candidates first, so a crash
+        // after the commit point leaks nothing.
         for entry in self.list_all(&manifests).await? {
             let record: super::manifests::ManifestRecord = decode(&entry.value, &entry.key)?;
             let mut held = record.blobs;
             held.push(entry.key[manifests.len()..].parse()?);
             self.release_blobs(&held).await?;
         }
+        // The commit point: from here the repository does not exist.
+        self.inner.meta.delete(&repo_key(name), Expect::Any).await?;
         for prefix in owned_prefixes(name) {
             loop {
                 let page = self.inner.meta.list_keys(&prefix, None, 1000).await?;

@@ -54,3 +54,14 @@ pub(crate) fn tag(name: &str) -> wharf::Reference {
 pub(crate) fn sha256(data: &[u8]) -> wharf::Digest {
     wharf::Digest::of(wharf::Algorithm::Sha256, data)
 }
+
+/// An in-memory registry whose collections may remove garbage at once: no grace period,
+/// so no protection for pushes in flight (tests that push during a collection set one).
+pub(crate) fn registry_without_grace() -> wharf::Registry {
+    wharf::Registry::builder()
+        .object_store(std::sync::Arc::new(object_store::memory::InMemory::new()))
+        .meta_store(std::sync::Arc::new(wharf::MemoryMetaStore::new()))
+        .gc_grace(std::time::Duration::ZERO)
+        .build()
+        .unwrap()
+}
