@@ -26,8 +26,8 @@ pub use crate::events::{DiscardEvents, Event, EventSink, MemoryEventSink};
 pub use crate::gc::{DEFAULT_GC_GRACE, GcCursor, GcOptions, GcReport};
 pub use crate::lifecycle::{
     CountType, Decision, LifecycleImage, LifecycleInventory, LifecyclePolicy,
-    MAX_PATTERN_WILDCARDS, MAX_RULES, Outcome, Plan, Reason, Rule, RuleAction, StorageClass,
-    TagStatus, format_rfc3339, parse_rfc3339, plan,
+    MAX_PATTERN_WILDCARDS, MAX_RULES, MIN_ARCHIVE_DAYS, Outcome, Plan, Reason, Rule, RuleAction,
+    StorageClass, TagStatus, format_rfc3339, parse_rfc3339, plan,
 };
 pub use crate::manifest::{
     DEFAULT_MAX_MANIFEST_SIZE, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, Descriptor, Manifest,

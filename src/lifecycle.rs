@@ -14,7 +14,7 @@ pub(crate) mod rfc3339;
 pub use self::rfc3339::{format as format_rfc3339, parse as parse_rfc3339};
 
 pub use self::inventory::{LifecycleImage, LifecycleInventory};
-pub use self::plan::{Decision, Outcome, Plan, Reason, plan};
+pub use self::plan::{Decision, MIN_ARCHIVE_DAYS, Outcome, Plan, Reason, plan};
 pub(crate) use self::policy::wildcard_match;
 pub use self::policy::{
     CountType, LifecyclePolicy, MAX_PATTERN_WILDCARDS, MAX_RULES, Rule, RuleAction, StorageClass,

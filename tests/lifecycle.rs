@@ -382,7 +382,29 @@ async fn archived_images_are_listed_but_not_pulled_until_restored() {
         .await
         .unwrap();
     assert_eq!(gc.reclaimed_blobs, 0, "{gc:?}");
-    let _ = new;
+
+    // Pushing an archived image again restores it at once, as in ECR.
+    registry.archive_image(&r, &new).await.unwrap();
+    registry
+        .collect_garbage(&GcOptions {
+            grace: Duration::ZERO,
+            ..GcOptions::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        registry
+            .get_manifest(&r, &tag("v2"))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::ImageArchived
+    );
+    assert_eq!(push(&registry, &r, "v2", "new").await, new);
+    registry.get_manifest(&r, &tag("v2")).await.unwrap();
+    let restored = registry.inventory(&r).await.unwrap();
+    let restored = restored.iter().find(|i| i.digest == new).unwrap();
+    assert!(restored.archived_at.is_none() && restored.restored_at.is_some());
 }
 
 #[tokio::test]
@@ -404,8 +426,14 @@ async fn archive_rules_expire_archived_images_after_their_time() {
         .await
         .unwrap();
     assert!(soon.expired.is_empty());
-    let later = registry
+    // Past the rule's 30 days, but ECR's 90-day minimum in the archive still holds it.
+    let minimum = registry
         .apply_lifecycle(&r, SystemTime::now() + 31 * DAY)
+        .await
+        .unwrap();
+    assert!(minimum.expired.is_empty());
+    let later = registry
+        .apply_lifecycle(&r, SystemTime::now() + 91 * DAY)
         .await
         .unwrap();
     assert_eq!(later.expired, vec![(image, 1)]);

@@ -145,6 +145,10 @@ fn transitions_and_archive_expiry() {
     let mut archived_recently = image("archived-recently", &["v2"], 500);
     archived_recently.storage_class = StorageClass::Archive;
     archived_recently.archived_at = Some(now() - 10 * DAY);
+    // Past the rule's 30 days, not past ECR's 90-day minimum in the archive.
+    let mut archived_sixty = image("archived-60-days", &["v5"], 500);
+    archived_sixty.storage_class = StorageClass::Archive;
+    archived_sixty.archived_at = Some(now() - 60 * DAY);
     let plan = run(
         json!([
             {"rulePriority": 1, "selection": {"tagStatus": "any", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 90}, "action": {"type": "transition", "targetStorageClass": "archive"}},
@@ -155,6 +159,7 @@ fn transitions_and_archive_expiry() {
             image("new", &["v4"], 10),
             archived_long_ago,
             archived_recently,
+            archived_sixty,
         ],
     );
     assert_eq!(plan.transitioned(), ["old"]);

@@ -10,6 +10,10 @@ use super::policy::{CountType, LifecyclePolicy, Rule, RuleAction, StorageClass};
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// The least time ECR keeps an image in the archive storage class before a lifecycle
+/// rule may expire it.
+pub const MIN_ARCHIVE_DAYS: u32 = 90;
+
 /// What happens to one image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -412,7 +416,14 @@ fn hit(
             None => older(image.pushed_at, "never pulled; pushed"),
         },
         CountType::SinceImageTransitioned => {
-            older(image.archived_at.unwrap_or(image.pushed_at), "archived")
+            // ECR keeps archived images at least 90 days whatever the rule says.
+            let age = now
+                .duration_since(image.archived_at.unwrap_or(image.pushed_at))
+                .unwrap_or_default();
+            (age > DAY * n.max(MIN_ARCHIVE_DAYS)).then(|| Why::Age {
+                days: age.as_secs() / DAY.as_secs(),
+                event: "archived",
+            })
         }
     }
 }

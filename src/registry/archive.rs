@@ -147,6 +147,42 @@ impl Registry {
         Ok(true)
     }
 
+    /// Clears the archive mark of a manifest whose blobs a push just held again.
+    pub(super) async fn reactivate(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        loop {
+            let Some((record, version)) = self.raw_manifest_record(repo, digest).await? else {
+                return Ok(());
+            };
+            if record.archived_at_ms.is_none() {
+                return Ok(());
+            }
+            let restored = super::manifests::ManifestRecord {
+                archived_at_ms: None,
+                restored_at_ms: Some(now_millis()),
+                ..record
+            };
+            match self
+                .inner
+                .meta
+                .put(
+                    &manifest_key(repo, digest),
+                    encode(&restored)?,
+                    Expect::Version(version),
+                )
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if e.kind() == ErrorKind::Conflict => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        self.emit(Event::ImageRestored {
+            repo: repo.clone(),
+            digest: digest.clone(),
+        });
+        Ok(())
+    }
+
     /// Brings an archived image back to the standard storage class, pullable again.
     /// Does nothing for an image that is not archived.
     pub async fn restore_image(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
@@ -172,6 +208,7 @@ impl Registry {
             }
             let restored = super::manifests::ManifestRecord {
                 archived_at_ms: None,
+                restored_at_ms: Some(now_millis()),
                 ..record
             };
             match self

@@ -35,6 +35,8 @@ pub struct ImageInfo {
     pub artifact_type: Option<String>,
     /// When it moved to the archive storage class; `None` while it is standard.
     pub archived_at: Option<SystemTime>,
+    /// When it was last brought back from the archive storage class, if ever.
+    pub restored_at: Option<SystemTime>,
 }
 
 impl Registry {
@@ -78,6 +80,7 @@ impl Registry {
                 subject: record.subject,
                 artifact_type: record.artifact_type,
                 archived_at: record.archived_at_ms.map(from_millis),
+                restored_at: record.restored_at_ms.map(from_millis),
                 digest,
             });
         }

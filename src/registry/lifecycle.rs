@@ -90,7 +90,10 @@ impl Registry {
                 .map(|image| LifecycleImage {
                     id: image.digest.to_string(),
                     tags: image.tags.iter().map(|t| t.as_str().to_owned()).collect(),
-                    pushed_at: image.pushed_at,
+                    // A restored image ages from its restore, as in ECR.
+                    pushed_at: image
+                        .restored_at
+                        .map_or(image.pushed_at, |r| r.max(image.pushed_at)),
                     last_pulled_at: image.last_pulled_at,
                     storage_class: if image.archived_at.is_some() {
                         StorageClass::Archive

@@ -47,6 +47,10 @@ pub(crate) struct ManifestRecord {
     /// Set while the image is in the archive storage class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) archived_at_ms: Option<u64>,
+    /// When it was last brought back from the archive storage class (by a restore or a
+    /// push of the same manifest); lifecycle rules age it from then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) restored_at_ms: Option<u64>,
     /// Its holds on `blobs` are recorded (`ref/` entries). False only for records written
     /// before garbage collection existed, until the collector's first pass records them.
     #[serde(default)]
@@ -319,11 +323,7 @@ impl Registry {
             Reference::Digest(d) => d.clone(),
             Reference::Tag(_) => manifest.digest().clone(),
         };
-        if let Some((existing, _)) = self.raw_manifest_record(repo, &digest).await?
-            && let Some(since) = existing.archived_at_ms
-        {
-            return Err(Self::image_archived(repo, &digest, since));
-        }
+
         self.claim_blob(&digest, None).await?;
         self.inner
             .blobs
@@ -373,6 +373,7 @@ impl Registry {
             children,
             blobs,
             archived_at_ms: None,
+            restored_at_ms: None,
             held: true,
             pending: false,
         };
@@ -400,6 +401,9 @@ impl Registry {
                 self.commit_manifest_record(repo, &digest, &record).await?;
             }
         }
+        // Pushing an archived image again restores it, as in ECR: its blobs were just
+        // checked and held.
+        self.reactivate(repo, &digest).await?;
         Ok(PushedManifest {
             digest,
             media_type: manifest.media_type(),
