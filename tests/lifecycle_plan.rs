@@ -431,3 +431,102 @@ proptest! {
         prop_assert_eq!(wharf::plan(&policy, &reversed, now()), plan);
     }
 }
+
+/// The multi-rule examples of the ECR documentation, with their documented outcomes.
+#[test]
+fn documented_examples() {
+    // (policy rules, images as (id, tags, age in hours), expected expired)
+    type Image = (&'static str, &'static [&'static str], u64);
+    let cases: Vec<(Value, Vec<Image>, Vec<&str>)> = vec![
+        // Multiple rules, example A: B is shielded by rule 1.
+        (
+            json!([
+                {"rulePriority": 1, "selection": {"tagStatus": "tagged", "tagPatternList": ["prod*"], "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}},
+                {"rulePriority": 2, "selection": {"tagStatus": "tagged", "tagPatternList": ["beta*"], "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}}
+            ]),
+            vec![
+                ("A", &["beta-1", "prod-1"], 240),
+                ("B", &["beta-2", "prod-2"], 216),
+                ("C", &["beta-3"], 192),
+            ],
+            vec!["A"],
+        ),
+        // Example B: the same repository, priorities swapped.
+        (
+            json!([
+                {"rulePriority": 1, "selection": {"tagStatus": "tagged", "tagPatternList": ["beta*"], "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}},
+                {"rulePriority": 2, "selection": {"tagStatus": "tagged", "tagPatternList": ["prod*"], "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}}
+            ]),
+            vec![
+                ("A", &["beta-1", "prod-1"], 240),
+                ("B", &["beta-2", "prod-2"], 216),
+                ("C", &["beta-3"], 192),
+            ],
+            vec!["A", "B"],
+        ),
+        // Multiple patterns are ANDed.
+        (
+            json!([{"rulePriority": 1, "selection": {"tagStatus": "tagged", "tagPatternList": ["alpha*", "beta*"], "countType": "sinceImagePushed", "countNumber": 5, "countUnit": "days"}, "action": {"type": "expire"}}]),
+            vec![
+                ("A", &["alpha-1"], 288),
+                ("B", &["beta-1"], 264),
+                ("C", &["alpha-2", "beta-2"], 240),
+                ("D", &["alpha-3"], 96),
+                ("E", &["beta-3"], 72),
+                ("F", &["alpha-4", "beta-4"], 48),
+            ],
+            vec!["C"],
+        ),
+        // Tags are not exclusive.
+        (
+            json!([{"rulePriority": 1, "selection": {"tagStatus": "tagged", "tagPatternList": ["alpha*", "beta*"], "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}}]),
+            vec![
+                ("A", &["alpha-1", "beta-1", "gamma-1"], 240),
+                ("B", &["alpha-2", "beta-2"], 216),
+                ("C", &["alpha-3", "beta-3", "gamma-2"], 192),
+            ],
+            vec!["A", "B"],
+        ),
+        // All images, example A.
+        (
+            json!([{"rulePriority": 1, "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}}]),
+            vec![
+                ("A", &["alpha-1"], 96),
+                ("B", &["beta-1"], 72),
+                ("C", &[], 48),
+                ("D", &["alpha-2"], 24),
+            ],
+            vec!["A", "B", "C"],
+        ),
+        // All images, example B: E, exactly a day old and newer than D, is kept.
+        (
+            json!([
+                {"rulePriority": 1, "selection": {"tagStatus": "tagged", "tagPatternList": ["alpha*"], "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}},
+                {"rulePriority": 2, "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 1}, "action": {"type": "expire"}},
+                {"rulePriority": 3, "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}}
+            ]),
+            vec![
+                ("A", &["alpha-1", "beta-1"], 96),
+                ("B", &[], 72),
+                ("C", &["alpha-2"], 48),
+                ("D", &["git-hash"], 25),
+                ("E", &[], 24),
+            ],
+            vec!["A", "B", "D"],
+        ),
+    ];
+    for (number, (rules, images, expected)) in cases.into_iter().enumerate() {
+        let images = images
+            .into_iter()
+            .map(|(id, tags, hours)| {
+                LifecycleImage::new(id, tags, now() - Duration::from_secs(hours * 3600))
+            })
+            .collect();
+        assert_eq!(
+            run(rules, images).expired(),
+            expected,
+            "example {}",
+            number + 1
+        );
+    }
+}

@@ -94,7 +94,10 @@ impl Registry {
                     pushed_at: image
                         .restored_at
                         .map_or(image.pushed_at, |r| r.max(image.pushed_at)),
-                    last_pulled_at: image.last_pulled_at,
+                    // A pull from before a restore does not count after it.
+                    last_pulled_at: image
+                        .last_pulled_at
+                        .filter(|pulled| image.restored_at.is_none_or(|r| *pulled > r)),
                     storage_class: if image.archived_at.is_some() {
                         StorageClass::Archive
                     } else {
