@@ -186,50 +186,25 @@ impl Registry {
     /// Brings an archived image back to the standard storage class, pullable again.
     /// Does nothing for an image that is not archived.
     pub async fn restore_image(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
-        loop {
-            let Some((record, version)) = self.raw_manifest_record(repo, digest).await? else {
-                return Err(Self::manifest_unknown(repo, digest));
-            };
-            if record.archived_at_ms.is_none() {
-                return Ok(());
-            }
-            let archive = self.archive()?.clone();
-            for blob in &record.blobs {
-                self.claim_blob(blob, Some(repo)).await?;
-                Self::copy_blob(archive.as_ref(), self.inner.blobs.as_ref(), blob).await?;
-                let info = self.inner.blobs.stat(blob).await?.ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::BlobUnknown,
-                        format!("blob {blob} of {digest} vanished while it was restored"),
-                    )
-                })?;
-                self.link(repo, &info).await?;
-                self.hold_blob(repo, digest, blob, true).await?;
-            }
-            let restored = super::manifests::ManifestRecord {
-                archived_at_ms: None,
-                restored_at_ms: Some(now_millis()),
-                ..record
-            };
-            match self
-                .inner
-                .meta
-                .put(
-                    &manifest_key(repo, digest),
-                    encode(&restored)?,
-                    Expect::Version(version),
-                )
-                .await
-            {
-                Ok(_) => break,
-                Err(e) if e.kind() == ErrorKind::Conflict => continue,
-                Err(e) => return Err(e),
-            }
+        let Some((record, _)) = self.raw_manifest_record(repo, digest).await? else {
+            return Err(Self::manifest_unknown(repo, digest));
+        };
+        if record.archived_at_ms.is_none() {
+            return Ok(());
         }
-        self.emit(Event::ImageRestored {
-            repo: repo.clone(),
-            digest: digest.clone(),
-        });
-        Ok(())
+        let archive = self.archive()?.clone();
+        for blob in &record.blobs {
+            self.claim_blob(blob, Some(repo)).await?;
+            Self::copy_blob(archive.as_ref(), self.inner.blobs.as_ref(), blob).await?;
+            let info = self.inner.blobs.stat(blob).await?.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::BlobUnknown,
+                    format!("blob {blob} of {digest} vanished while it was restored"),
+                )
+            })?;
+            self.link(repo, &info).await?;
+            self.hold_blob(repo, digest, blob, true).await?;
+        }
+        self.reactivate(repo, digest).await
     }
 }

@@ -327,6 +327,56 @@ impl Registry {
 const LAYOUT_KEY: &str = "gc/layout";
 
 impl Registry {
+    /// The next page of entries under `prefix` after `after`, moving `after` on; `None`
+    /// at the end.
+    async fn next_page(
+        &self,
+        prefix: &str,
+        after: &mut Option<String>,
+    ) -> Result<Option<Vec<crate::meta::Entry>>> {
+        let page = self.inner.meta.list(prefix, after.as_deref(), 1000).await?;
+        match page.last() {
+            Some(last) => {
+                *after = Some(last.key.clone());
+                Ok(Some(page))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Records the holds of one manifest record written before garbage collection.
+    async fn record_holds_of(&self, entry: &crate::meta::Entry) -> Result<()> {
+        let Some((repo, digest)) = entry.key["manifest/".len()..].rsplit_once('@') else {
+            return Ok(());
+        };
+        let (Ok(repo), Ok(digest)) = (repo.parse::<RepoName>(), digest.parse::<Digest>()) else {
+            return Ok(());
+        };
+        let mut record: super::manifests::ManifestRecord = decode(&entry.value, &entry.key)?;
+        if record.held {
+            return Ok(());
+        }
+        let raw = crate::blob::BlobStoreExt::get_bytes(self.inner.blobs.as_ref(), &digest).await?;
+        let manifest =
+            crate::manifest::Manifest::parse_with_limit(raw, Some(&record.media_type), usize::MAX)?;
+        record.blobs = super::manifests::stored_blobs(&manifest).cloned().collect();
+        for blob in &record.blobs {
+            self.hold_blob(&repo, &digest, blob, false).await?;
+        }
+        self.hold_blob(&repo, &digest, &digest, false).await?;
+        record.held = true;
+        match self
+            .inner
+            .meta
+            .put(&entry.key, encode(&record)?, Expect::Version(entry.version))
+            .await
+        {
+            // Changed since it was listed: a push or delete that records its own holds.
+            Err(e) if e.kind() == ErrorKind::Conflict => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
     /// Makes sure every blob and every manifest's holds are recorded, once per store:
     /// records written before garbage collection existed have none, and a collector that
     /// did not know them would take their blobs for garbage. Walks all links and
@@ -335,55 +385,27 @@ impl Registry {
         if self.inner.meta.get(LAYOUT_KEY).await?.is_some() {
             return Ok(());
         }
-        for entry in self.list_all("link/").await? {
-            let Some((repo, digest)) = entry.key["link/".len()..].rsplit_once('@') else {
-                continue;
-            };
-            if let (Ok(repo), Ok(digest)) = (repo.parse::<RepoName>(), digest.parse::<Digest>())
-                && !self
-                    .blob_record(&digest)
-                    .await?
-                    .is_some_and(|(record, _)| record.repos.contains(&repo.to_string()))
-            {
-                self.claim_blob(&digest, Some(&repo)).await?;
+        let mut after: Option<String> = None;
+        // Page by page: a store may hold millions of links.
+        while let Some(page) = self.next_page("link/", &mut after).await? {
+            for entry in page {
+                let Some((repo, digest)) = entry.key["link/".len()..].rsplit_once('@') else {
+                    continue;
+                };
+                if let (Ok(repo), Ok(digest)) = (repo.parse::<RepoName>(), digest.parse::<Digest>())
+                    && !self
+                        .blob_record(&digest)
+                        .await?
+                        .is_some_and(|(record, _)| record.repos.contains(&repo.to_string()))
+                {
+                    self.claim_blob(&digest, Some(&repo)).await?;
+                }
             }
         }
-        for entry in self.list_all("manifest/").await? {
-            let Some((repo, digest)) = entry.key["manifest/".len()..].rsplit_once('@') else {
-                continue;
-            };
-            let (Ok(repo), Ok(digest)) = (repo.parse::<RepoName>(), digest.parse::<Digest>())
-            else {
-                continue;
-            };
-            let mut record: super::manifests::ManifestRecord = decode(&entry.value, &entry.key)?;
-            if record.held {
-                continue;
-            }
-            let raw =
-                crate::blob::BlobStoreExt::get_bytes(self.inner.blobs.as_ref(), &digest).await?;
-            let manifest = crate::manifest::Manifest::parse_with_limit(
-                raw,
-                Some(&record.media_type),
-                usize::MAX,
-            )?;
-            record.blobs = super::manifests::stored_blobs(&manifest).cloned().collect();
-            for blob in &record.blobs {
-                self.hold_blob(&repo, &digest, blob, false).await?;
-            }
-            self.hold_blob(&repo, &digest, &digest, false).await?;
-            record.held = true;
-            match self
-                .inner
-                .meta
-                .put(&entry.key, encode(&record)?, Expect::Version(entry.version))
-                .await
-            {
-                // Changed since it was listed: a push or delete that records its own holds.
-                Err(e) if e.kind() == ErrorKind::Conflict => {}
-                other => {
-                    other?;
-                }
+        let mut after: Option<String> = None;
+        while let Some(page) = self.next_page("manifest/", &mut after).await? {
+            for entry in page {
+                self.record_holds_of(&entry).await?;
             }
         }
         self.inner
