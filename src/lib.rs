@@ -2,10 +2,12 @@
 #![forbid(unsafe_code)]
 
 pub mod blob;
+pub mod codec;
 mod digest;
 mod error;
 mod events;
 mod gc;
+pub mod keys;
 mod lifecycle;
 mod manifest;
 pub mod meta;

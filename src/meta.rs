@@ -2,7 +2,7 @@
 //!
 //! Tags, repository links and upload sessions live here. Every write states what it
 //! expects to find ([`Expect`]), so concurrent writers cannot overwrite each other
-//! unnoticed: the loser gets [`ErrorKind::Conflict`](crate::ErrorKind::Conflict) and re-reads.
+//! unnoticed: the loser gets [`ErrorKind::Conflict`] and re-reads.
 //!
 //! Implementations: [`MemoryMetaStore`] (tests), [`RedbMetaStore`] (the embedded
 //! single-machine default) and [`ObjectMetaStore`] (any `ObjectStore` with conditional

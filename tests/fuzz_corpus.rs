@@ -31,3 +31,8 @@ fn parse_names_corpus() {
 fn parse_manifest_corpus() {
     replay("parse_manifest", wharf::testing::fuzz::parse_manifest);
 }
+
+#[test]
+fn decode_object_corpus() {
+    replay("decode_object", wharf::testing::fuzz::decode_object);
+}

@@ -90,3 +90,48 @@ pub fn parse_manifest(data: &[u8]) {
         }
     }
 }
+
+/// The at-rest decoder on arbitrary bytes, with and without a key: it never panics, and
+/// whatever it accepts re-encodes (same key, salt and frame size, no compression)
+/// to an object that decodes to the same bytes. Ranges are read frame by frame through
+/// the layout, as a ranged read does, and must agree with the whole decode.
+pub fn decode_object(data: &[u8]) {
+    use crate::codec::{Compression, DataKey, FrameEncoder, Header, Layout, decode};
+    let key = DataKey::from_bytes([0x5a; 32]);
+    for key in [None, Some(&key)] {
+        let Ok(content) = decode(data, key) else {
+            continue;
+        };
+        let header = Header::decode(data).expect("a decoded object has a header");
+        let footer_len = Layout::footer_len(data).expect("and a footer");
+        let layout = Layout::parse(
+            data,
+            &data[data.len() - footer_len..],
+            data.len() as u64,
+            key,
+        )
+        .expect("and a layout");
+        assert_eq!(layout.logical_size(), content.len() as u64);
+        let mut framed = Vec::new();
+        for index in 0..layout.frame_count() {
+            let range = layout.frame_range(index);
+            framed.extend(
+                layout
+                    .open(index, &data[range.start as usize..range.end as usize])
+                    .expect("a frame of a decoded object opens"),
+            );
+        }
+        assert_eq!(framed, content);
+        let mut encoder = FrameEncoder::new(
+            header.frame_size() as usize,
+            Compression::Off,
+            key.filter(|_| header.encrypted),
+            header.salt,
+        )
+        .expect("the header's frame size is valid");
+        let mut again = encoder.header().to_vec();
+        again.extend(encoder.push(&content));
+        again.extend(encoder.finish());
+        assert_eq!(decode(&again, key).expect("re-encoded"), content);
+    }
+}

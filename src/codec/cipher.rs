@@ -1,0 +1,264 @@
+//! Sealing and opening frames and footers: AES-256-GCM under a per-blob data key, or
+//! CRC-32 checksums when the object is not encrypted.
+
+use std::fmt;
+
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{AeadInOut, KeyInit, Nonce, Tag};
+use zeroize::Zeroizing;
+
+use super::{FRAME_PREFIX_LEN, HEADER_LEN, Header, corrupt};
+use crate::error::{Error, ErrorKind, Result};
+
+/// A blob's 256-bit data key. Zeroed when dropped; never shown by `Debug`.
+#[derive(Clone)]
+pub struct DataKey(Zeroizing<[u8; 32]>);
+
+impl DataKey {
+    /// A fresh random key.
+    pub fn generate() -> Result<Self> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        getrandom::fill(key.as_mut()).map_err(|e| {
+            Error::new(
+                ErrorKind::Storage,
+                format!("no randomness for a data key: {e}"),
+            )
+        })?;
+        Ok(Self(key))
+    }
+
+    /// A key from its bytes (unwrapped by a key provider, or fixed in a test).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// The key's bytes, for a key provider to wrap.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DataKey(redacted)")
+    }
+}
+
+/// What a nonce and the associated data say about the sealed piece.
+#[derive(Clone, Copy)]
+#[repr(u8)]
+enum Piece {
+    Frame = 0,
+    LastFrame = 1,
+    Footer = 2,
+}
+
+/// Seals and opens the pieces of one object.
+#[derive(Clone)]
+pub(crate) struct Sealer {
+    cipher: Option<Aes256Gcm>,
+    header: [u8; HEADER_LEN],
+}
+
+impl fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sealer")
+            .field("encrypted", &self.cipher.is_some())
+            .finish()
+    }
+}
+
+const TAG_LEN: usize = 16;
+const CRC_LEN: usize = 4;
+
+impl Sealer {
+    /// A sealer for objects with `header`; a key is needed exactly when it says encrypted.
+    pub(crate) fn new(header: &Header, key: Option<&DataKey>) -> Result<Self> {
+        let cipher = match (header.encrypted, key) {
+            (true, Some(key)) => Some(Aes256Gcm::new(key.expose().into())),
+            (false, _) => None,
+            (true, None) => {
+                return Err(Error::new(
+                    ErrorKind::Denied,
+                    "the object is encrypted and no data key was given",
+                ));
+            }
+        };
+        Ok(Self {
+            cipher,
+            header: header.encode(),
+        })
+    }
+
+    /// Bytes a sealed payload adds to its content.
+    pub(crate) fn overhead(&self) -> usize {
+        if self.cipher.is_some() {
+            TAG_LEN
+        } else {
+            CRC_LEN
+        }
+    }
+
+    fn nonce(index: u64, piece: Piece) -> Nonce<Aes256Gcm> {
+        let mut nonce = [0u8; 12];
+        nonce[..8].copy_from_slice(&index.to_le_bytes());
+        nonce[8] = piece as u8;
+        nonce.into()
+    }
+
+    fn aad(&self, index: u64, piece: Piece, encoding: u8) -> [u8; HEADER_LEN + 10] {
+        let mut aad = [0u8; HEADER_LEN + 10];
+        aad[..HEADER_LEN].copy_from_slice(&self.header);
+        aad[HEADER_LEN..HEADER_LEN + 8].copy_from_slice(&index.to_le_bytes());
+        aad[HEADER_LEN + 8] = piece as u8;
+        aad[HEADER_LEN + 9] = encoding;
+        aad
+    }
+
+    /// Appends frame `index` (`last` or not), holding `content` in `encoding`, to `out`.
+    pub(crate) fn seal_frame(
+        &self,
+        index: u64,
+        last: bool,
+        encoding: u8,
+        content: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        let piece = if last { Piece::LastFrame } else { Piece::Frame };
+        let payload_len = content.len() + self.overhead();
+        out.reserve(FRAME_PREFIX_LEN + payload_len);
+        out.push(encoding);
+        out.extend_from_slice(&(payload_len as u32).to_le_bytes());
+        let start = out.len();
+        out.extend_from_slice(content);
+        self.seal(index, piece, encoding, out, start);
+    }
+
+    /// Seals `out[start..]` in place and appends the tag or checksum.
+    fn seal(&self, index: u64, piece: Piece, encoding: u8, out: &mut Vec<u8>, start: usize) {
+        let aad = self.aad(index, piece, encoding);
+        match &self.cipher {
+            Some(cipher) => {
+                let tag = cipher
+                    .encrypt_inout_detached(
+                        &Self::nonce(index, piece),
+                        &aad,
+                        (&mut out[start..]).into(),
+                    )
+                    .expect("AES-GCM seals any frame under 64 GiB");
+                out.extend_from_slice(&tag);
+            }
+            None => {
+                let mut crc = crc32fast::Hasher::new();
+                crc.update(&aad);
+                crc.update(&out[start..]);
+                out.extend_from_slice(&crc.finalize().to_le_bytes());
+            }
+        }
+    }
+
+    /// Opens frame `index` from its stored bytes (prefix included): its encoding and
+    /// content, or `CorruptData`.
+    pub(crate) fn open_frame(
+        &self,
+        index: u64,
+        last: bool,
+        stored: &[u8],
+    ) -> Result<(u8, Vec<u8>)> {
+        let piece = if last { Piece::LastFrame } else { Piece::Frame };
+        let (&encoding, rest) = stored
+            .split_first()
+            .ok_or_else(|| corrupt(format!("frame {index} is empty")))?;
+        let (len, payload) = rest
+            .split_at_checked(4)
+            .ok_or_else(|| corrupt(format!("frame {index} is cut short")))?;
+        let len = u32::from_le_bytes(len.try_into().expect("four bytes")) as usize;
+        if payload.len() != len || len < self.overhead() {
+            return Err(corrupt(format!(
+                "frame {index} has {} payload bytes where its prefix says {len}",
+                payload.len()
+            )));
+        }
+        let mut content = payload.to_vec();
+        self.open(index, piece, encoding, &mut content)
+            .map_err(|()| corrupt(format!("frame {index} failed authentication")))?;
+        Ok((encoding, content))
+    }
+
+    /// Checks and strips the tag or checksum at the end of `sealed`, decrypting in place.
+    fn open(&self, index: u64, piece: Piece, encoding: u8, sealed: &mut Vec<u8>) -> Result<(), ()> {
+        let aad = self.aad(index, piece, encoding);
+        let split = sealed.len().checked_sub(self.overhead()).ok_or(())?;
+        let check = sealed.split_off(split);
+        match &self.cipher {
+            Some(cipher) => {
+                let tag = Tag::<Aes256Gcm>::try_from(check.as_slice()).map_err(|_| ())?;
+                cipher
+                    .decrypt_inout_detached(
+                        &Self::nonce(index, piece),
+                        &aad,
+                        sealed.as_mut_slice().into(),
+                        &tag,
+                    )
+                    .map_err(|_| ())
+            }
+            None => {
+                let mut crc = crc32fast::Hasher::new();
+                crc.update(&aad);
+                crc.update(sealed);
+                if crc.finalize().to_le_bytes() == check.as_slice() {
+                    Ok(())
+                } else {
+                    Err(())
+                }
+            }
+        }
+    }
+
+    /// The tag that authenticates a footer's `body`.
+    pub(crate) fn footer_tag(&self, body: &[u8]) -> [u8; 16] {
+        let mut sealed = Vec::with_capacity(16);
+        let aad = [self.header.as_slice(), body].concat();
+        let mut tag = [0u8; 16];
+        match &self.cipher {
+            Some(cipher) => {
+                let t = cipher
+                    .encrypt_inout_detached(
+                        &Self::nonce(u64::MAX, Piece::Footer),
+                        &aad,
+                        sealed.as_mut_slice().into(),
+                    )
+                    .expect("sealing an empty plaintext");
+                tag.copy_from_slice(&t);
+            }
+            None => {
+                let crc = crc32fast::hash(&aad);
+                tag[..4].copy_from_slice(&crc.to_le_bytes());
+            }
+        }
+        tag
+    }
+}
+
+impl Sealer {
+    /// Checks the tag of a footer's `body`.
+    pub(crate) fn check_footer(&self, body: &[u8], tag: &[u8; 16]) -> Result<()> {
+        let aad = [self.header.as_slice(), body].concat();
+        let ok = match &self.cipher {
+            Some(cipher) => cipher
+                .decrypt_inout_detached(
+                    &Self::nonce(u64::MAX, Piece::Footer),
+                    &aad,
+                    (&mut [][..]).into(),
+                    &Tag::<Aes256Gcm>::from(*tag),
+                )
+                .is_ok(),
+            None => crc32fast::hash(&aad).to_le_bytes() == tag[..4] && tag[4..] == [0; 12],
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(corrupt("the frame index failed authentication"))
+        }
+    }
+}

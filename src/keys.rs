@@ -1,0 +1,143 @@
+//! Envelope encryption: a [`KeyProvider`] wraps and unwraps blobs' data keys under named
+//! key-encryption keys (KEKs). It is the hook for a KMS, Vault or an HSM; wharf ships a
+//! local provider ([`LocalKeyProvider`]: a key file or the environment), a memory one
+//! for tests ([`MemoryKeyProvider`]), and a bounded cache of unwrapped keys
+//! ([`CachingKeyProvider`]).
+//!
+//! A wrapped key is bound to a context (the blob's digest), so a wrap copied onto another
+//! blob does not unwrap. Data keys are zeroed when dropped and never printed.
+
+use std::fmt;
+
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{AeadInOut, KeyInit, Nonce, Tag};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::DataKey;
+use crate::error::{Error, ErrorKind, Result};
+
+mod cache;
+mod local;
+mod memory;
+
+pub use self::cache::CachingKeyProvider;
+pub use self::local::{DEFAULT_KEK, KEK_ENV_PREFIX, LocalKeyProvider};
+pub use self::memory::MemoryKeyProvider;
+
+/// A data key wrapped under the key-encryption key `kek`.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WrappedKey {
+    /// The name of the key-encryption key.
+    pub kek: String,
+    /// The provider's wrapping of the data key.
+    pub bytes: Vec<u8>,
+}
+
+impl fmt::Debug for WrappedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WrappedKey")
+            .field("kek", &self.kek)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// Wraps and unwraps data keys under named key-encryption keys.
+///
+/// # Contract
+///
+/// 1. `unwrap(wrap(kek, key, context), context)` gives `key` back.
+/// 2. Unwrapping with another context, or a damaged wrap, is `CorruptData`.
+/// 3. Unwrapping under a KEK the provider does not have (never had, or removed) is
+///    `Denied`, naming the KEK; so is wrapping under one.
+/// 4. Neither errors nor `Debug` output contain key material.
+#[async_trait]
+pub trait KeyProvider: Send + Sync + fmt::Debug + 'static {
+    /// Wraps `key` under `kek`, bound to `context`.
+    async fn wrap(&self, kek: &str, key: &DataKey, context: &[u8]) -> Result<WrappedKey>;
+
+    /// Unwraps a key wrapped for `context`.
+    async fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey>;
+}
+
+/// Length of a wrap made by [`seal_key`]: nonce, encrypted key, tag.
+const WRAPPED_LEN: usize = 12 + 32 + 16;
+const WRAP_LABEL: &[u8] = b"wharf key wrap v1";
+
+fn wrap_aad(kek: &str, context: &[u8]) -> Vec<u8> {
+    [WRAP_LABEL, &[0], kek.as_bytes(), &[0], context].concat()
+}
+
+/// Wraps `key` with the KEK bytes `kek_key` (AES-256-GCM, random nonce, the KEK's name
+/// and `context` as associated data): the scheme of the shipped providers.
+pub(crate) fn seal_key(
+    kek: &str,
+    kek_key: &[u8; 32],
+    key: &DataKey,
+    context: &[u8],
+) -> Result<WrappedKey> {
+    let mut nonce = [0u8; 12];
+    getrandom::fill(&mut nonce).map_err(|e| {
+        Error::new(
+            ErrorKind::Storage,
+            format!("no randomness for a nonce: {e}"),
+        )
+    })?;
+    let mut sealed = key.expose().to_vec();
+    let tag = Aes256Gcm::new(kek_key.into())
+        .encrypt_inout_detached(
+            &Nonce::<Aes256Gcm>::from(nonce),
+            &wrap_aad(kek, context),
+            sealed.as_mut_slice().into(),
+        )
+        .expect("sealing 32 bytes");
+    let mut bytes = Vec::with_capacity(WRAPPED_LEN);
+    bytes.extend_from_slice(&nonce);
+    bytes.extend_from_slice(&sealed);
+    bytes.extend_from_slice(&tag);
+    Ok(WrappedKey {
+        kek: kek.to_owned(),
+        bytes,
+    })
+}
+
+/// Unwraps what [`seal_key`] made.
+pub(crate) fn open_key(
+    kek_key: &[u8; 32],
+    wrapped: &WrappedKey,
+    context: &[u8],
+) -> Result<DataKey> {
+    let damaged = || {
+        Error::new(
+            ErrorKind::CorruptData,
+            format!(
+                "data key wrapped under {:?} does not unwrap: damaged, or wrapped for another blob",
+                wrapped.kek
+            ),
+        )
+    };
+    if wrapped.bytes.len() != WRAPPED_LEN {
+        return Err(damaged());
+    }
+    let (nonce, rest) = wrapped.bytes.split_at(12);
+    let (sealed, tag) = rest.split_at(32);
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(sealed);
+    Aes256Gcm::new(kek_key.into())
+        .decrypt_inout_detached(
+            &Nonce::<Aes256Gcm>::try_from(nonce).map_err(|_| damaged())?,
+            &wrap_aad(&wrapped.kek, context),
+            key.as_mut_slice().into(),
+            &Tag::<Aes256Gcm>::try_from(tag).map_err(|_| damaged())?,
+        )
+        .map_err(|_| damaged())?;
+    Ok(DataKey::from_bytes(*key))
+}
+
+pub(crate) fn unknown_kek(kek: &str) -> Error {
+    Error::new(
+        ErrorKind::Denied,
+        format!("key-encryption key {kek:?} is not available from this key provider"),
+    )
+}

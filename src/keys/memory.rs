@@ -1,0 +1,92 @@
+//! [`MemoryKeyProvider`]: key-encryption keys held in memory, for tests.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use async_trait::async_trait;
+use zeroize::Zeroizing;
+
+use super::{KeyProvider, WrappedKey, open_key, seal_key, unknown_kek};
+use crate::codec::DataKey;
+use crate::error::Result;
+
+/// Key-encryption keys in memory. KEKs can be added and removed while it is in use, to
+/// test rotation and revocation.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use wharf::codec::DataKey;
+/// use wharf::keys::{KeyProvider, MemoryKeyProvider};
+///
+/// let provider = MemoryKeyProvider::default();
+/// provider.generate("tenant-a")?;
+/// let key = DataKey::generate()?;
+/// let wrapped = provider.wrap("tenant-a", &key, b"sha256:...").await?;
+/// assert_eq!(provider.unwrap(&wrapped, b"sha256:...").await?.expose(), key.expose());
+/// provider.remove("tenant-a");
+/// assert!(provider.unwrap(&wrapped, b"sha256:...").await.is_err());
+/// # Ok::<(), wharf::Error>(()) }).unwrap();
+/// ```
+#[derive(Default)]
+pub struct MemoryKeyProvider {
+    keks: RwLock<HashMap<String, Zeroizing<[u8; 32]>>>,
+}
+
+impl std::fmt::Debug for MemoryKeyProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self
+            .keks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        f.debug_struct("MemoryKeyProvider")
+            .field("keks", &names)
+            .finish()
+    }
+}
+
+impl MemoryKeyProvider {
+    /// Adds a fresh random KEK named `name` (replacing one of that name).
+    pub fn generate(&self, name: &str) -> Result<()> {
+        self.insert(name, *DataKey::generate()?.expose());
+        Ok(())
+    }
+
+    /// Adds the KEK `name` with the given bytes.
+    pub fn insert(&self, name: &str, key: [u8; 32]) {
+        self.keks
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), Zeroizing::new(key));
+    }
+
+    /// Removes the KEK `name`: what was wrapped under it no longer unwraps.
+    pub fn remove(&self, name: &str) {
+        self.keks
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+
+    fn kek(&self, name: &str) -> Result<Zeroizing<[u8; 32]>> {
+        self.keks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+            .ok_or_else(|| unknown_kek(name))
+    }
+}
+
+#[async_trait]
+impl KeyProvider for MemoryKeyProvider {
+    async fn wrap(&self, kek: &str, key: &DataKey, context: &[u8]) -> Result<WrappedKey> {
+        seal_key(kek, &*self.kek(kek)?, key, context)
+    }
+
+    async fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey> {
+        open_key(&*self.kek(&wrapped.kek)?, wrapped, context)
+    }
+}

@@ -1,0 +1,130 @@
+//! Golden vectors pin the at-rest format: objects written with a fixed test key and salt
+//! must come out byte for byte as stored in `tests/vectors/codec/`, and those stored
+//! objects must decode. `WHARF_WRITE_VECTORS=1` rewrites them after a deliberate format
+//! change (which also needs a new format version).
+
+use std::path::PathBuf;
+
+use wharf::codec::{Compression, DataKey, FrameEncoder, decode};
+
+struct Case {
+    name: &'static str,
+    content: fn() -> Vec<u8>,
+    encrypted: bool,
+    compression: Compression,
+}
+
+fn text() -> Vec<u8> {
+    b"wharf keeps what a registry keeps. "
+        .iter()
+        .copied()
+        .cycle()
+        .take(150 * 1024)
+        .collect()
+}
+
+fn pattern() -> Vec<u8> {
+    (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "empty-encrypted",
+        content: Vec::new,
+        encrypted: true,
+        compression: Compression::Zstd { level: 1 },
+    },
+    Case {
+        name: "hello-plain",
+        content: || b"hello, wharf".to_vec(),
+        encrypted: false,
+        compression: Compression::Off,
+    },
+    Case {
+        name: "hello-encrypted",
+        content: || b"hello, wharf".to_vec(),
+        encrypted: true,
+        compression: Compression::Off,
+    },
+    Case {
+        name: "text-3-frames-compressed-encrypted",
+        content: text,
+        encrypted: true,
+        compression: Compression::Zstd { level: 1 },
+    },
+    Case {
+        name: "pattern-2-frames-compressed-plain",
+        content: pattern,
+        encrypted: false,
+        compression: Compression::Zstd { level: 3 },
+    },
+];
+
+fn test_key() -> DataKey {
+    DataKey::from_bytes(*b"wharf golden vector test key 32B")
+}
+
+fn encode(case: &Case) -> Vec<u8> {
+    let key = test_key();
+    let mut encoder = FrameEncoder::new(
+        1 << 16,
+        case.compression,
+        case.encrypted.then_some(&key),
+        *b"golden-vec-salt!",
+    )
+    .unwrap();
+    let mut out = encoder.header().to_vec();
+    out.extend(encoder.push(&(case.content)()));
+    out.extend(encoder.finish());
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2 + bytes.len() / 32);
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 && i % 32 == 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!("{b:02x}"));
+    }
+    out.push('\n');
+    out
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
+    digits
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn golden_vectors_pin_the_format() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/codec");
+    let rewrite = std::env::var_os("WHARF_WRITE_VECTORS").is_some();
+    for case in CASES {
+        let path = dir.join(format!("{}.hex", case.name));
+        let written = encode(case);
+        if rewrite {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, hex(&written)).unwrap();
+            continue;
+        }
+        let stored = unhex(&std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!("{}: {e} (WHARF_WRITE_VECTORS=1 writes it)", path.display())
+        }));
+        assert_eq!(
+            written, stored,
+            "{}: the encoder's output changed",
+            case.name
+        );
+        let key = test_key();
+        assert_eq!(
+            decode(&stored, case.encrypted.then_some(&key)).unwrap(),
+            (case.content)(),
+            "{}: the stored vector no longer decodes",
+            case.name
+        );
+    }
+}
