@@ -234,3 +234,24 @@ fn an_empty_blob_is_one_empty_frame() {
         assert_eq!(layout(&object, key.as_ref()).unwrap().frame_count(), 1);
     }
 }
+
+#[test]
+fn parallel_sealing_writes_the_same_object() {
+    let key = key(4);
+    let data = compressible(11 * FRAME + 123);
+    let encode_with = |workers: usize| {
+        let mut encoder = FrameEncoder::new(FRAME, Compression::default(), Some(&key), [3; 16])
+            .unwrap()
+            .with_workers(workers);
+        let mut out = encoder.header().to_vec();
+        for piece in data.chunks(50_000) {
+            out.extend(encoder.push(piece));
+        }
+        out.extend(encoder.finish());
+        out
+    };
+    let one = encode_with(1);
+    assert_eq!(encode_with(3), one);
+    assert_eq!(encode_with(8), one);
+    assert_eq!(decode(&one, Some(&key)).unwrap(), data);
+}

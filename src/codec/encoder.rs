@@ -62,6 +62,10 @@ pub struct FrameEncoder {
     /// Decided on the first bytes: the content is compressed already.
     precompressed: Option<bool>,
     pending: Vec<u8>,
+    /// Full frames known not to be the last, waiting to be sealed together.
+    batch: Vec<Vec<u8>>,
+    /// Threads that seal a batch at once (frames are independent).
+    workers: usize,
     frame_lens: Vec<u32>,
     logical: u64,
 }
@@ -93,9 +97,18 @@ impl FrameEncoder {
             compression,
             precompressed: None,
             pending: Vec::new(),
+            batch: Vec::new(),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
             frame_lens: Vec::new(),
             logical: 0,
         })
+    }
+
+    /// Seals frames on at most `workers` threads at once (default: the machine's cores,
+    /// at most 8). The output does not depend on it.
+    pub fn with_workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
     }
 
     /// The object's first bytes.
@@ -109,7 +122,8 @@ impl FrameEncoder {
 
     /// Takes more logical bytes; returns the stored bytes of the frames they completed.
     /// A full frame is held until more bytes come, since only then is it known not to be
-    /// the last.
+    /// the last; full frames are sealed in batches of two per worker, so at most that
+    /// many frames of logical bytes are held.
     pub fn push(&mut self, mut data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         if self.precompressed.is_none() && !data.is_empty() {
@@ -122,10 +136,12 @@ impl FrameEncoder {
         self.logical += data.len() as u64;
         while !data.is_empty() {
             if self.pending.len() == self.frame_size() {
-                let frame = std::mem::take(&mut self.pending);
-                self.seal(&frame, false, &mut out);
-                self.pending = frame;
-                self.pending.clear();
+                let fresh = Vec::with_capacity(self.frame_size());
+                let frame = std::mem::replace(&mut self.pending, fresh);
+                self.batch.push(frame);
+                if self.batch.len() >= 2 * self.workers {
+                    self.seal_batch(&mut out);
+                }
             }
             let room = self.frame_size() - self.pending.len();
             let (now, rest) = data.split_at(room.min(data.len()));
@@ -135,27 +151,70 @@ impl FrameEncoder {
         out
     }
 
-    fn seal(&mut self, content: &[u8], last: bool, out: &mut Vec<u8>) {
-        let start = out.len();
-        let index = self.frame_lens.len() as u64;
-        let compressed = match self.compression {
-            Compression::Zstd { level } if self.precompressed != Some(true) => {
-                compress(content, level)
-            }
+    fn frame_compression(&self) -> Option<i32> {
+        match self.compression {
+            Compression::Zstd { level } if self.precompressed != Some(true) => Some(level),
             _ => None,
-        };
-        match &compressed {
-            Some(smaller) => self.sealer.seal_frame(index, last, ZSTD, smaller, out),
-            None => self.sealer.seal_frame(index, last, RAW, content, out),
         }
-        self.frame_lens.push((out.len() - start) as u32);
+    }
+
+    /// Seals the batched frames, on several threads when there are several, and
+    /// appends them in order.
+    fn seal_batch(&mut self, out: &mut Vec<u8>) {
+        let frames = std::mem::take(&mut self.batch);
+        let first = self.frame_lens.len() as u64;
+        let level = self.frame_compression();
+        let sealer = &self.sealer;
+        let sealed: Vec<Vec<u8>> = if self.workers <= 1 || frames.len() <= 1 {
+            let mut own = compressor(level);
+            frames
+                .iter()
+                .enumerate()
+                .map(|(i, f)| seal_frame(sealer, own.as_mut(), first + i as u64, false, f))
+                .collect()
+        } else {
+            let per_worker = frames.len().div_ceil(self.workers);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = frames
+                    .chunks(per_worker)
+                    .enumerate()
+                    .map(|(c, chunk)| {
+                        scope.spawn(move || {
+                            let mut compressor = compressor(level);
+                            chunk
+                                .iter()
+                                .enumerate()
+                                .map(|(i, f)| {
+                                    let index = first + (c * per_worker + i) as u64;
+                                    seal_frame(sealer, compressor.as_mut(), index, false, f)
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("sealing a frame does not panic"))
+                    .collect()
+            })
+        };
+        for frame in sealed {
+            self.frame_lens.push(frame.len() as u32);
+            out.extend_from_slice(&frame);
+        }
     }
 
     /// Seals the last frame and appends the footer; returns their stored bytes.
     pub fn finish(mut self) -> Vec<u8> {
         let mut out = Vec::new();
+        self.seal_batch(&mut out);
         let last = std::mem::take(&mut self.pending);
-        self.seal(&last, true, &mut out);
+        let index = self.frame_lens.len() as u64;
+        let level = self.frame_compression();
+        let mut own = compressor(level);
+        let sealed = seal_frame(&self.sealer, own.as_mut(), index, true, &last);
+        self.frame_lens.push(sealed.len() as u32);
+        out.extend_from_slice(&sealed);
         let mut body = Vec::with_capacity(self.frame_lens.len() * 4 + 16);
         for len in &self.frame_lens {
             body.extend_from_slice(&len.to_le_bytes());
@@ -177,19 +236,38 @@ impl FrameEncoder {
     }
 }
 
+/// Frame `index` holding `content`, compressed at `level` where that helps, sealed.
+fn seal_frame(
+    sealer: &Sealer,
+    compressor: Option<&mut zstd::bulk::Compressor<'static>>,
+    index: u64,
+    last: bool,
+    content: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    match compressor.and_then(|c| compress(c, content)) {
+        Some(smaller) => sealer.seal_frame(index, last, ZSTD, &smaller, &mut out),
+        None => sealer.seal_frame(index, last, RAW, content, &mut out),
+    }
+    out
+}
+
 /// `content` compressed, if that saves at least 1/32 of it.
-fn compress(content: &[u8], level: i32) -> Option<Vec<u8>> {
+fn compress(compressor: &mut zstd::bulk::Compressor<'static>, content: &[u8]) -> Option<Vec<u8>> {
     if content.len() < 64 {
         return None;
     }
     let budget = content.len() - content.len() / 32;
-    let mut out = vec![0u8; budget];
-    match zstd::bulk::compress_to_buffer(content, &mut out, level) {
-        Ok(n) if n < budget => {
-            out.truncate(n);
-            Some(out)
-        }
+    let mut out = Vec::with_capacity(budget);
+    match compressor.compress_to_buffer(content, &mut out) {
+        Ok(n) if n < budget => Some(out),
         // Too big for the budget, or any failure: store it raw.
         _ => None,
     }
+}
+
+/// A zstd context for `level`, reused across frames (creating one per frame costs more
+/// than compressing a frame of incompressible bytes).
+fn compressor(level: Option<i32>) -> Option<zstd::bulk::Compressor<'static>> {
+    level.and_then(|level| zstd::bulk::Compressor::new(level).ok())
 }
