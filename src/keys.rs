@@ -7,12 +7,15 @@
 //! A wrapped key is bound to a context (the blob's digest), so a wrap copied onto another
 //! blob does not unwrap. Data keys are zeroed when dropped and never printed.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{RwLock, RwLockWriteGuard};
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{AeadInOut, KeyInit, Nonce, Tag};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::codec::DataKey;
 use crate::error::{Error, ErrorKind, Result};
@@ -61,6 +64,49 @@ pub trait KeyProvider: Send + Sync + fmt::Debug + 'static {
     async fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey>;
 }
 
+/// The named KEKs of a shipped provider, and wrapping with them: AES-256-GCM under the
+/// KEK, a random nonce, the KEK's name and the context as associated data.
+#[derive(Default)]
+pub(crate) struct KekTable(RwLock<BTreeMap<String, Zeroizing<[u8; 32]>>>);
+
+impl KekTable {
+    pub(crate) fn new(keks: BTreeMap<String, Zeroizing<[u8; 32]>>) -> Self {
+        Self(RwLock::new(keks))
+    }
+
+    /// The table, to change it (and, for a key file, to save it while no one else can).
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<String, Zeroizing<[u8; 32]>>> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The KEKs' names, in order.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn get(&self, name: &str) -> Result<Zeroizing<[u8; 32]>> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+            .ok_or_else(|| unknown_kek(name))
+    }
+
+    pub(crate) fn wrap(&self, kek: &str, key: &DataKey, context: &[u8]) -> Result<WrappedKey> {
+        seal_key(kek, &*self.get(kek)?, key, context)
+    }
+
+    pub(crate) fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey> {
+        open_key(&*self.get(&wrapped.kek)?, wrapped, context)
+    }
+}
+
 /// Length of a wrap made by [`seal_key`]: nonce, encrypted key, tag.
 const WRAPPED_LEN: usize = 12 + 32 + 16;
 const WRAP_LABEL: &[u8] = b"wharf key wrap v1";
@@ -71,12 +117,7 @@ fn wrap_aad(kek: &str, context: &[u8]) -> Vec<u8> {
 
 /// Wraps `key` with the KEK bytes `kek_key` (AES-256-GCM, random nonce, the KEK's name
 /// and `context` as associated data): the scheme of the shipped providers.
-pub(crate) fn seal_key(
-    kek: &str,
-    kek_key: &[u8; 32],
-    key: &DataKey,
-    context: &[u8],
-) -> Result<WrappedKey> {
+fn seal_key(kek: &str, kek_key: &[u8; 32], key: &DataKey, context: &[u8]) -> Result<WrappedKey> {
     let mut nonce = [0u8; 12];
     getrandom::fill(&mut nonce).map_err(|e| {
         Error::new(
@@ -103,11 +144,7 @@ pub(crate) fn seal_key(
 }
 
 /// Unwraps what [`seal_key`] made.
-pub(crate) fn open_key(
-    kek_key: &[u8; 32],
-    wrapped: &WrappedKey,
-    context: &[u8],
-) -> Result<DataKey> {
+fn open_key(kek_key: &[u8; 32], wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey> {
     let damaged = || {
         Error::new(
             ErrorKind::CorruptData,
@@ -122,7 +159,7 @@ pub(crate) fn open_key(
     }
     let (nonce, rest) = wrapped.bytes.split_at(12);
     let (sealed, tag) = rest.split_at(32);
-    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    let mut key = Zeroizing::new([0u8; 32]);
     key.copy_from_slice(sealed);
     Aes256Gcm::new(kek_key.into())
         .decrypt_inout_detached(
@@ -135,7 +172,7 @@ pub(crate) fn open_key(
     Ok(DataKey::from_bytes(*key))
 }
 
-pub(crate) fn unknown_kek(kek: &str) -> Error {
+fn unknown_kek(kek: &str) -> Error {
     Error::new(
         ErrorKind::Denied,
         format!("key-encryption key {kek:?} is not available from this key provider"),

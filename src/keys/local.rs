@@ -4,13 +4,12 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{KeyProvider, WrappedKey, open_key, seal_key, unknown_kek};
+use super::{KekTable, KeyProvider, WrappedKey};
 use crate::codec::DataKey;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -40,7 +39,7 @@ pub const KEK_ENV_PREFIX: &str = "WHARF_KEK_";
 /// ```
 pub struct LocalKeyProvider {
     file: Option<PathBuf>,
-    keks: RwLock<BTreeMap<String, Zeroizing<[u8; 32]>>>,
+    keks: KekTable,
 }
 
 impl std::fmt::Debug for LocalKeyProvider {
@@ -89,7 +88,7 @@ impl LocalKeyProvider {
         let path = path.as_ref().to_path_buf();
         let provider = Self {
             file: Some(path.clone()),
-            keks: RwLock::new(BTreeMap::new()),
+            keks: KekTable::default(),
         };
         match std::fs::metadata(&path) {
             Ok(meta) => {
@@ -104,7 +103,7 @@ impl LocalKeyProvider {
                 }
                 let text = std::fs::read_to_string(&path).map_err(|e| key_error(&path, e))?;
                 let file: KeyFile = serde_json::from_str(&text).map_err(|e| key_error(&path, e))?;
-                let mut keks = provider.keks.write().unwrap_or_else(|e| e.into_inner());
+                let mut keks = provider.keks.write();
                 for (name, value) in file.keys {
                     let key = parse_hex_key(&value).ok_or_else(|| {
                         key_error(&path, format!("key {name:?} is not 64 hex digits"))
@@ -143,24 +142,19 @@ impl LocalKeyProvider {
         }
         Ok(Self {
             file: None,
-            keks: RwLock::new(keks),
+            keks: KekTable::new(keks),
         })
     }
 
     /// The names of the KEKs it has.
     pub fn kek_names(&self) -> Vec<String> {
-        self.keks
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect()
+        self.keks.names()
     }
 
     /// Adds a fresh random KEK named `name` (a rotation target) and saves the key file.
     /// Refused if the name is taken: a KEK in use must never be replaced.
     pub fn generate(&self, name: &str) -> Result<()> {
-        let mut keks = self.keks.write().unwrap_or_else(|e| e.into_inner());
+        let mut keks = self.keks.write();
         if keks.contains_key(name) {
             return Err(Error::new(
                 ErrorKind::Conflict,
@@ -175,15 +169,6 @@ impl LocalKeyProvider {
             save(path, &keks)?;
         }
         Ok(())
-    }
-
-    fn kek(&self, name: &str) -> Result<Zeroizing<[u8; 32]>> {
-        self.keks
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
-            .ok_or_else(|| unknown_kek(name))
     }
 }
 
@@ -211,10 +196,10 @@ fn save(path: &Path, keks: &BTreeMap<String, Zeroizing<[u8; 32]>>) -> Result<()>
 #[async_trait]
 impl KeyProvider for LocalKeyProvider {
     async fn wrap(&self, kek: &str, key: &DataKey, context: &[u8]) -> Result<WrappedKey> {
-        seal_key(kek, &*self.kek(kek)?, key, context)
+        self.keks.wrap(kek, key, context)
     }
 
     async fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey> {
-        open_key(&*self.kek(&wrapped.kek)?, wrapped, context)
+        self.keks.unwrap(wrapped, context)
     }
 }

@@ -1,12 +1,9 @@
 //! [`MemoryKeyProvider`]: key-encryption keys held in memory, for tests.
 
-use std::collections::HashMap;
-use std::sync::RwLock;
-
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
-use super::{KeyProvider, WrappedKey, open_key, seal_key, unknown_kek};
+use super::{KekTable, KeyProvider, WrappedKey};
 use crate::codec::DataKey;
 use crate::error::Result;
 
@@ -29,20 +26,13 @@ use crate::error::Result;
 /// ```
 #[derive(Default)]
 pub struct MemoryKeyProvider {
-    keks: RwLock<HashMap<String, Zeroizing<[u8; 32]>>>,
+    keks: KekTable,
 }
 
 impl std::fmt::Debug for MemoryKeyProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<String> = self
-            .keks
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect();
         f.debug_struct("MemoryKeyProvider")
-            .field("keks", &names)
+            .field("keks", &self.keks.names())
             .finish()
     }
 }
@@ -58,35 +48,22 @@ impl MemoryKeyProvider {
     pub fn insert(&self, name: &str, key: [u8; 32]) {
         self.keks
             .write()
-            .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_owned(), Zeroizing::new(key));
     }
 
     /// Removes the KEK `name`: what was wrapped under it no longer unwraps.
     pub fn remove(&self, name: &str) {
-        self.keks
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
-    }
-
-    fn kek(&self, name: &str) -> Result<Zeroizing<[u8; 32]>> {
-        self.keks
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
-            .ok_or_else(|| unknown_kek(name))
+        self.keks.write().remove(name);
     }
 }
 
 #[async_trait]
 impl KeyProvider for MemoryKeyProvider {
     async fn wrap(&self, kek: &str, key: &DataKey, context: &[u8]) -> Result<WrappedKey> {
-        seal_key(kek, &*self.kek(kek)?, key, context)
+        self.keks.wrap(kek, key, context)
     }
 
     async fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey> {
-        open_key(&*self.kek(&wrapped.kek)?, wrapped, context)
+        self.keks.unwrap(wrapped, context)
     }
 }
