@@ -543,20 +543,34 @@ impl Registry {
 }
 
 impl Registry {
-    /// Every key under `prefix`, page by page.
     /// Every entry under `prefix`, page by page.
     pub(crate) async fn list_all(&self, prefix: &str) -> Result<Vec<Entry>> {
         let mut all: Vec<Entry> = Vec::new();
-        loop {
-            let after = all.last().map(|e| e.key.clone());
-            let page = self.inner.meta.list(prefix, after.as_deref(), 1000).await?;
-            if page.is_empty() {
-                return Ok(all);
-            }
+        let mut after = None;
+        while let Some(page) = self.next_page(prefix, &mut after).await? {
             all.extend(page);
+        }
+        Ok(all)
+    }
+
+    /// The next page of entries under `prefix` after `after`, moving `after` on; `None`
+    /// at the end. For walks too long to hold in memory at once.
+    pub(crate) async fn next_page(
+        &self,
+        prefix: &str,
+        after: &mut Option<String>,
+    ) -> Result<Option<Vec<Entry>>> {
+        let page = self.inner.meta.list(prefix, after.as_deref(), 1000).await?;
+        match page.last() {
+            Some(last) => {
+                *after = Some(last.key.clone());
+                Ok(Some(page))
+            }
+            None => Ok(None),
         }
     }
 
+    /// Every key under `prefix`, page by page.
     pub(crate) async fn list_all_keys(&self, prefix: &str) -> Result<Vec<String>> {
         let mut keys: Vec<String> = Vec::new();
         loop {

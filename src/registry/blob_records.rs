@@ -327,23 +327,6 @@ impl Registry {
 const LAYOUT_KEY: &str = "gc/layout";
 
 impl Registry {
-    /// The next page of entries under `prefix` after `after`, moving `after` on; `None`
-    /// at the end.
-    async fn next_page(
-        &self,
-        prefix: &str,
-        after: &mut Option<String>,
-    ) -> Result<Option<Vec<crate::meta::Entry>>> {
-        let page = self.inner.meta.list(prefix, after.as_deref(), 1000).await?;
-        match page.last() {
-            Some(last) => {
-                *after = Some(last.key.clone());
-                Ok(Some(page))
-            }
-            None => Ok(None),
-        }
-    }
-
     /// Records the holds of one manifest record written before garbage collection.
     async fn record_holds_of(&self, entry: &crate::meta::Entry) -> Result<()> {
         let Some((repo, digest)) = entry.key["manifest/".len()..].rsplit_once('@') else {
