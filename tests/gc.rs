@@ -13,7 +13,7 @@ use futures::TryStreamExt;
 use serde_json::json;
 use wharf::{
     Digest, ErrorKind, Event, GcOptions, GcReport, Manifest, MemoryEventSink, MemoryMetaStore,
-    ObjectMetaStore, Reference, Registry, RepoName,
+    Reference, Registry, RepoName,
 };
 
 fn now_options() -> GcOptions {
@@ -497,14 +497,9 @@ async fn racing_pushes_deletes_and_collections_on_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_pushes_deletes_and_collections_on_an_object_store() {
-    let store: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
-    let meta = ObjectMetaStore::connect(store.clone(), "meta")
-        .await
-        .unwrap();
     race(
-        Registry::builder()
-            .object_store(store)
-            .meta_store(Arc::new(meta))
+        common::builder_over(Arc::new(object_store::memory::InMemory::new()))
+            .await
             .gc_grace(RACE_GRACE)
             .build()
             .unwrap(),

@@ -13,17 +13,11 @@ use futures::TryStreamExt;
 use object_store::memory::InMemory;
 use serde_json::json;
 use wharf::testing::{FaultMode, FaultyStore};
-use wharf::{
-    Digest, GcOptions, Manifest, ObjectBlobStore, ObjectMetaStore, Reference, Registry, RepoName,
-};
+use wharf::{Digest, GcOptions, Manifest, Reference, Registry, RepoName};
 
 async fn registry_over(store: Arc<dyn object_store::ObjectStore>) -> Registry {
-    let meta = ObjectMetaStore::connect(store.clone(), "meta")
+    common::builder_over(store)
         .await
-        .unwrap();
-    Registry::builder()
-        .blob_store(Arc::new(ObjectBlobStore::new(store)))
-        .meta_store(Arc::new(meta))
         .gc_grace(Duration::ZERO)
         .build()
         .unwrap()

@@ -2,29 +2,22 @@
 //! never leaves a tag pointing at nothing, a listed referrer that cannot be read, or a
 //! manifest whose bytes are missing; pushing again afterwards completes it.
 
+mod common;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
 use object_store::memory::InMemory;
 use serde_json::json;
 use wharf::testing::{FaultMode, FaultyStore};
-use wharf::{
-    Algorithm, Digest, ErrorKind, ObjectBlobStore, ObjectMetaStore, Reference, Registry, RepoName,
-};
+use wharf::{Algorithm, Digest, ErrorKind, Reference, Registry, RepoName};
 
 fn sha256(data: &[u8]) -> Digest {
     Digest::of(Algorithm::Sha256, data)
 }
 
 async fn registry_over(store: Arc<dyn object_store::ObjectStore>) -> Registry {
-    let meta = ObjectMetaStore::connect(store.clone(), "meta")
-        .await
-        .unwrap();
-    Registry::builder()
-        .blob_store(Arc::new(ObjectBlobStore::new(store)))
-        .meta_store(Arc::new(meta))
-        .build()
-        .unwrap()
+    common::builder_over(store).await.build().unwrap()
 }
 
 struct Push {

@@ -65,3 +65,15 @@ pub(crate) fn registry_without_grace() -> wharf::Registry {
         .build()
         .unwrap()
 }
+
+/// A registry builder with blobs and metadata (an `ObjectMetaStore`) both in `store`.
+pub(crate) async fn builder_over(
+    store: std::sync::Arc<dyn object_store::ObjectStore>,
+) -> wharf::RegistryBuilder {
+    let meta = wharf::ObjectMetaStore::connect(store.clone(), "meta")
+        .await
+        .unwrap();
+    wharf::Registry::builder()
+        .object_store(store)
+        .meta_store(std::sync::Arc::new(meta))
+}
