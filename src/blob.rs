@@ -9,11 +9,18 @@
 //!
 //! [`ObjectBlobStore`] implements the store over any `object_store::ObjectStore`.
 
+mod at_rest;
+mod encoded;
 mod hashing;
 mod object;
+mod part_writer;
 mod read_stream;
+mod wraps;
+mod writer;
 
+pub use self::at_rest::AtRest;
 pub use self::object::{DEFAULT_PART_SIZE, DEFAULT_PARTS_IN_FLIGHT, ObjectBlobStore};
+pub use self::wraps::RotationProgress;
 
 use std::fmt;
 use std::ops::Range;
@@ -24,8 +31,10 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+use crate::codec::{Compression, EncoderSnapshot, HEADER_LEN, Header};
 use crate::digest::{Algorithm, Digest, DigesterState};
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
+use crate::keys::WrappedKey;
 
 /// A stream of bytes with wharf errors, as blob reads produce and uploads consume.
 pub type ByteStream = BoxStream<'static, Result<Bytes>>;
@@ -86,6 +95,84 @@ pub struct WriterState {
     pub hash: DigesterState,
     /// The durable parts, in order.
     pub parts: Vec<StagedPart>,
+    /// For a write in the at-rest format: where the encoding stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<EncodingState>,
+}
+
+/// Where a write in the at-rest format ([`crate::codec`]) stands at a checkpoint: the
+/// header, the frames sealed so far, the data key wrapped for the staging area (never
+/// the key itself), and the staged copy of the logical bytes not yet sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncodingState {
+    header: String,
+    zstd_level: Option<i32>,
+    precompressed: Option<bool>,
+    frame_lens: Vec<u32>,
+    wrapped_key: Option<WrappedKey>,
+    tail: Option<StagedPart>,
+}
+
+impl EncodingState {
+    pub(crate) fn new(
+        snapshot: &EncoderSnapshot,
+        wrapped_key: Option<WrappedKey>,
+        tail: Option<StagedPart>,
+    ) -> Self {
+        Self {
+            header: snapshot
+                .header
+                .encode()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            zstd_level: match snapshot.compression {
+                Compression::Off => None,
+                Compression::Zstd { level } => Some(level),
+            },
+            precompressed: snapshot.precompressed,
+            frame_lens: snapshot.frame_lens.clone(),
+            wrapped_key,
+            tail,
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Result<EncoderSnapshot> {
+        let bytes: Option<Vec<u8>> = (0..self.header.len())
+            .step_by(2)
+            .map(|i| {
+                self.header
+                    .get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
+            .collect();
+        let header = match bytes {
+            Some(bytes) if bytes.len() == HEADER_LEN => Header::decode(&bytes)?,
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::CorruptData,
+                    "writer state has a malformed object header",
+                ));
+            }
+        };
+        Ok(EncoderSnapshot {
+            header,
+            compression: match self.zstd_level {
+                None => Compression::Off,
+                Some(level) => Compression::Zstd { level },
+            },
+            precompressed: self.precompressed,
+            frame_lens: self.frame_lens.clone(),
+        })
+    }
+
+    pub(crate) fn wrapped_key(&self) -> Option<&WrappedKey> {
+        self.wrapped_key.as_ref()
+    }
+
+    pub(crate) fn tail(&self) -> Option<&StagedPart> {
+        self.tail.as_ref()
+    }
 }
 
 impl WriterState {
@@ -95,6 +182,7 @@ impl WriterState {
             staging_id: staging_id.to_owned(),
             hash: crate::digest::Digester::new(algorithm).state(),
             parts: Vec::new(),
+            encoding: None,
         }
     }
 
@@ -194,6 +282,68 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
 
     /// Removes a staging area and all its parts.
     async fn discard_staging(&self, staging_id: &str) -> Result<()>;
+
+    /// Starts a write stored as `at_rest` says (compression, the KEK to encrypt under).
+    /// Stores without an at-rest format ignore it.
+    async fn writer_with(
+        &self,
+        algorithm: Algorithm,
+        at_rest: &AtRest,
+    ) -> Result<Box<dyn BlobWriter>> {
+        let _ = at_rest;
+        self.writer(algorithm).await
+    }
+
+    /// Reads a blob, or a byte range of it, unwrapping its data key through
+    /// `at_rest`'s KEKs only: a reader whose KEKs have no wrap of the blob's key is
+    /// [`ErrorKind::Denied`](crate::ErrorKind::Denied).
+    async fn read_with(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+        at_rest: &AtRest,
+    ) -> Result<BlobRead> {
+        let _ = at_rest;
+        self.read(digest, range).await
+    }
+
+    /// Makes a stored blob readable through `at_rest`'s KEK (a repository with its own
+    /// key shares a blob another repository stored: the blob stays one copy, its data
+    /// key wrapped once more).
+    async fn grant(&self, digest: &Digest, at_rest: &AtRest) -> Result<()> {
+        let _ = (digest, at_rest);
+        Ok(())
+    }
+
+    /// A stored blob's logical size and the bytes it takes in storage, or `None`.
+    async fn footprint(&self, digest: &Digest) -> Result<Option<Footprint>> {
+        Ok(self.stat(digest).await?.map(|info| Footprint {
+            logical: info.size,
+            stored: info.size,
+        }))
+    }
+
+    /// Wraps again under `to` every data key wrapped under `from`, without rewriting any
+    /// blob, reporting progress as it goes. Interrupted, it is finished by running it
+    /// again. Stores without encryption have nothing to rotate.
+    async fn rotate_kek(
+        &self,
+        from: &str,
+        to: &str,
+        progress: &(dyn Fn(RotationProgress) + Send + Sync),
+    ) -> Result<RotationProgress> {
+        let _ = (from, to, progress);
+        Ok(RotationProgress::default())
+    }
+}
+
+/// What a blob takes: its logical size and the bytes stored for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Footprint {
+    /// The blob's size as clients see it.
+    pub logical: u64,
+    /// The bytes in storage (after compression, with the format's overhead).
+    pub stored: u64,
 }
 
 /// Conveniences over any [`BlobStore`].

@@ -37,7 +37,7 @@ mod encoder;
 mod layout;
 
 pub use self::cipher::DataKey;
-pub use self::encoder::{Compression, FrameEncoder};
+pub use self::encoder::{Compression, EncoderSnapshot, FrameEncoder};
 pub use self::layout::{Layout, decode, open_frame};
 
 /// Magic bytes at the start of every stored object.

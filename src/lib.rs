@@ -19,8 +19,8 @@ mod upload;
 pub mod testing;
 
 pub use crate::blob::{
-    BlobInfo, BlobRead, BlobStore, BlobStoreExt, BlobWriter, ByteStream, ObjectBlobStore,
-    StagedPart, StagingInfo, WriterState,
+    AtRest, BlobInfo, BlobRead, BlobStore, BlobStoreExt, BlobWriter, ByteStream, EncodingState,
+    Footprint, ObjectBlobStore, RotationProgress, StagedPart, StagingInfo, WriterState,
 };
 pub use crate::digest::{Algorithm, Digest, Digester, DigesterState};
 pub use crate::error::{Error, ErrorKind, Result};

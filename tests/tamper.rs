@@ -6,26 +6,46 @@ use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use wharf::{Algorithm, BlobStore, BlobStoreExt, Digest, ErrorKind, ObjectBlobStore};
+use wharf::keys::MemoryKeyProvider;
+use wharf::{Algorithm, AtRest, BlobStore, BlobStoreExt, Digest, ErrorKind, ObjectBlobStore};
 
 fn blob_path(digest: &Digest) -> Path {
     let hex = digest.hex();
     Path::from(format!("blobs/sha256/{}/{hex}", &hex[..2]))
 }
 
-async fn assert_corrupt(blobs: &ObjectBlobStore, digest: &Digest, what: &str) {
-    let mut stream = blobs.read(digest, None).await.unwrap().stream;
-    let mut last = None;
-    while let Some(item) = stream.next().await {
-        last = Some(item);
-    }
-    let err = last.expect("the stream yields something").unwrap_err();
+fn encoded_path(digest: &Digest) -> Path {
+    let hex = digest.hex();
+    Path::from(format!("blobs/sha256/{}/{hex}.whrf", &hex[..2]))
+}
+
+/// The read fails as corrupt, naming the blob: when it opens, or before its stream ends.
+async fn assert_corrupt(
+    blobs: &ObjectBlobStore,
+    digest: &Digest,
+    range: Option<std::ops::Range<u64>>,
+    what: &str,
+) {
+    let err = match blobs.read(digest, range).await {
+        Err(err) => err,
+        Ok(read) => {
+            let mut stream = read.stream;
+            let mut last = None;
+            while let Some(item) = stream.next().await {
+                last = Some(item);
+                if last.as_ref().is_some_and(Result::is_err) {
+                    break;
+                }
+            }
+            last.expect("the stream yields something").unwrap_err()
+        }
+    };
     assert_eq!(err.kind(), ErrorKind::CorruptData, "{what}: {err}");
     assert!(err.message().contains(digest.as_str()), "{what}: {err}");
 }
 
 async fn tamper_cases(store: Arc<dyn ObjectStore>) {
-    let blobs = ObjectBlobStore::new(store.clone());
+    let blobs = ObjectBlobStore::new(store.clone()).with_at_rest(AtRest::plain());
     let data: Bytes = (0..3_000_000u32)
         .map(|i| (i % 241) as u8)
         .collect::<Vec<_>>()
@@ -40,23 +60,84 @@ async fn tamper_cases(store: Arc<dyn ObjectStore>) {
         .put(&blob_path(&digest), flipped.into())
         .await
         .unwrap();
-    assert_corrupt(&blobs, &digest, "one bit flipped").await;
+    assert_corrupt(&blobs, &digest, None, "one bit flipped").await;
 
     store
         .put(&blob_path(&digest), data.slice(..2_999_000).into())
         .await
         .unwrap();
-    assert_corrupt(&blobs, &digest, "truncated").await;
+    assert_corrupt(&blobs, &digest, None, "truncated").await;
 
     let mut longer = data.to_vec();
     longer.extend_from_slice(b"appended");
     store.put(&blob_path(&digest), longer.into()).await.unwrap();
-    assert_corrupt(&blobs, &digest, "extended").await;
+    assert_corrupt(&blobs, &digest, None, "extended").await;
+}
+
+/// Encoded blobs: every change to the stored object is caught, whole or by range.
+async fn encoded_tamper_cases(store: Arc<dyn ObjectStore>, at_rest: AtRest) {
+    let keys = MemoryKeyProvider::default();
+    keys.generate("main").unwrap();
+    let blobs = ObjectBlobStore::new(store.clone())
+        .with_key_provider(Arc::new(keys))
+        .with_frame_size(1 << 16)
+        .with_at_rest(at_rest);
+    let data: Bytes = (0..300_000u32)
+        .map(|i| (i % 241) as u8)
+        .collect::<Vec<_>>()
+        .into();
+    let digest = Digest::of(Algorithm::Sha256, &data);
+    blobs.put_bytes(&digest, data.clone()).await.unwrap();
+    let path = encoded_path(&digest);
+    let stored = store.get(&path).await.unwrap().bytes().await.unwrap();
+    assert_eq!(blobs.get_bytes(&digest).await.unwrap(), data);
+
+    // (what, tampered object, whether it touches what every read needs: header or index)
+    let mut cases: Vec<(String, Vec<u8>, bool)> = Vec::new();
+    for (at, structural) in [
+        (10, true),
+        (stored.len() / 2, false),
+        (stored.len() - 30, true),
+    ] {
+        let mut flipped = stored.to_vec();
+        flipped[at] ^= 0x10;
+        cases.push((format!("bit flipped at {at}"), flipped, structural));
+    }
+    cases.push((
+        "truncated".into(),
+        stored[..stored.len() - 100].to_vec(),
+        true,
+    ));
+    cases.push((
+        "footer cut off".into(),
+        stored[..stored.len() / 2].to_vec(),
+        true,
+    ));
+    let mut longer = stored.to_vec();
+    longer.extend_from_slice(b"appended");
+    cases.push(("extended".into(), longer, true));
+    for (what, bytes, structural) in cases {
+        store.put(&path, bytes.into()).await.unwrap();
+        assert_corrupt(&blobs, &digest, None, &what).await;
+        assert_corrupt(&blobs, &digest, Some(1..299_999), &what).await;
+        if structural {
+            assert_corrupt(&blobs, &digest, Some(150_000..150_100), &what).await;
+        }
+    }
+    store.put(&path, stored.into()).await.unwrap();
+    assert_eq!(blobs.get_bytes(&digest).await.unwrap(), data, "restored");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_blobs_in_memory_are_corrupt() {
     tamper_cases(Arc::new(object_store::memory::InMemory::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_encoded_blobs_are_corrupt() {
+    let store = || Arc::new(object_store::memory::InMemory::new());
+    encoded_tamper_cases(store(), AtRest::encrypted("main")).await;
+    encoded_tamper_cases(store(), AtRest::default()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

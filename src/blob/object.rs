@@ -2,35 +2,49 @@
 //!
 //! Layout under the store's root:
 //!
-//! - `blobs/<algorithm>/<first two hex>/<hex>`: published blobs, written only after
-//!   verification (the two-character fan-out keeps local directories small);
+//! - `blobs/<algorithm>/<first two hex>/<hex>.whrf`: published blobs in the at-rest
+//!   format ([`crate::codec`]: frames, compressed where it helps, encrypted when a KEK is
+//!   set), written only after verification (the two-character fan-out keeps local
+//!   directories small);
+//! - `blobs/<algorithm>/<first two hex>/<hex>`: published blobs stored as received (the
+//!   form [`AtRest::plain`] writes, and every blob of stores from before the format);
+//! - `keys/<algorithm>/<first two hex>/<hex>/<salt>/<kek>`: an encrypted blob's data key,
+//!   wrapped once per KEK that may read it;
 //! - `uploads/<staging id>/<part>`: durable parts of unfinished writes.
 //!
 //! A write streams through bounded memory: bytes are cut into parts of `part_size` and
-//! sent as a multipart upload with a few parts in flight, while hashing goes on in order.
-//! Publishing a single-part write is a rename; a write checkpointed into several parts is
-//! joined by streaming the parts into the final object. Either way the final object
-//! appears atomically, because object stores make multipart uploads and renames visible
-//! only when complete.
+//! sent as a multipart upload with a few parts in flight, while hashing goes on in order
+//! and frames are sealed on blocking threads. Publishing a single-part write is a
+//! rename; a write checkpointed into several parts is joined by streaming the parts into
+//! the final object. Either way the final object appears atomically, because object
+//! stores make multipart uploads and renames visible only when complete. An encrypted
+//! blob's wrapped key is stored before the blob appears.
+//!
+//! A read of an encoded blob fetches its header and frame index, then only the frames
+//! that hold the range asked for.
 
-use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{
-    GetOptions, GetRange, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload,
-};
-use tokio::task::JoinSet;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 
+use super::encoded::{self, logical_stream};
 use super::hashing::PipelinedDigester;
+use super::part_writer::PartWriter;
 use super::read_stream::byte_stream;
-use super::{BlobInfo, BlobRead, BlobStore, BlobWriter, StagedPart, StagingInfo, WriterState};
+use super::wraps::{RotationProgress, Wraps, check_kek_name};
+use super::writer::{Encoding, ObjectBlobWriter, staging_context};
+use super::{
+    AtRest, BlobInfo, BlobRead, BlobStore, BlobWriter, Footprint, StagedPart, StagingInfo,
+    WriterState,
+};
+use crate::codec::{DEFAULT_FRAME_SIZE, DataKey, FrameEncoder, HEADER_LEN, Header};
 use crate::digest::{Algorithm, Digest, Digester};
 use crate::error::{Error, ErrorKind, Result};
+use crate::keys::KeyProvider;
 
 /// Default size of one part of a multipart upload: above S3's 5 MiB minimum, small
 /// enough that a few in flight stay well under the memory budget of a stream.
@@ -40,17 +54,37 @@ pub const DEFAULT_PARTS_IN_FLIGHT: usize = 3;
 
 const BLOBS: &str = "blobs";
 const UPLOADS: &str = "uploads";
+/// Name suffix of blobs in the at-rest format.
+const ENCODED_SUFFIX: &str = ".whrf";
+
+/// The two forms a published blob can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Form {
+    /// Stored as received.
+    Raw,
+    /// In the at-rest format.
+    Encoded,
+}
 
 /// A content-addressed [`BlobStore`] kept in an `ObjectStore`: local filesystem, memory,
 /// S3 or any other backend `object_store` supports.
+///
+/// New blobs are stored as its [`AtRest`] says (by default compressed where that helps,
+/// not encrypted); [`BlobStore::writer_with`] overrides it per write. Encryption needs a
+/// [`KeyProvider`] ([`ObjectBlobStore::with_key_provider`]).
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// use std::sync::Arc;
 /// use object_store::memory::InMemory;
-/// use wharf::{Algorithm, BlobStore, BlobStoreExt, Digest, ObjectBlobStore};
+/// use wharf::keys::MemoryKeyProvider;
+/// use wharf::{Algorithm, AtRest, BlobStore, BlobStoreExt, Digest, ObjectBlobStore};
 ///
-/// let blobs = ObjectBlobStore::new(Arc::new(InMemory::new()));
+/// let keys = MemoryKeyProvider::default();
+/// keys.generate("main")?;
+/// let blobs = ObjectBlobStore::new(Arc::new(InMemory::new()))
+///     .with_key_provider(Arc::new(keys))
+///     .with_at_rest(AtRest::encrypted("main"));
 /// let data = bytes::Bytes::from_static(b"layer bytes");
 /// let digest = Digest::of(Algorithm::Sha256, &data);
 /// blobs.put_bytes(&digest, data.clone()).await?;
@@ -63,15 +97,21 @@ pub struct ObjectBlobStore {
     store: Arc<dyn ObjectStore>,
     part_size: usize,
     parts_in_flight: usize,
+    at_rest: AtRest,
+    frame_size: usize,
+    wraps: Wraps,
 }
 
 impl ObjectBlobStore {
     /// A blob store at the root of `store`.
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
         Self {
+            wraps: Wraps::new(store.clone(), None),
             store,
             part_size: DEFAULT_PART_SIZE,
             parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
+            at_rest: AtRest::default(),
+            frame_size: DEFAULT_FRAME_SIZE,
         }
     }
 
@@ -87,18 +127,60 @@ impl ObjectBlobStore {
         self
     }
 
+    /// Sets how [`BlobStore::writer`] stores new blobs and which KEKs
+    /// [`BlobStore::read`] may use.
+    pub fn with_at_rest(mut self, at_rest: AtRest) -> Self {
+        self.at_rest = at_rest;
+        self
+    }
+
+    /// Sets the provider that wraps and unwraps data keys.
+    pub fn with_key_provider(mut self, provider: Arc<dyn KeyProvider>) -> Self {
+        self.wraps = Wraps::new(self.store.clone(), Some(provider));
+        self
+    }
+
+    /// Sets the logical bytes per frame of new encoded blobs (a power of two from
+    /// 64 KiB to 64 MiB; default [`DEFAULT_FRAME_SIZE`]).
+    pub fn with_frame_size(mut self, frame_size: usize) -> Self {
+        self.frame_size = frame_size;
+        self
+    }
+
+    /// The default [`AtRest`].
+    pub fn at_rest(&self) -> &AtRest {
+        &self.at_rest
+    }
+
     /// The underlying object store.
     pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }
 
-    fn blob_path(&self, digest: &Digest) -> Path {
+    pub(super) fn wraps(&self) -> &Wraps {
+        &self.wraps
+    }
+
+    pub(super) fn object_path(&self, digest: &Digest, form: Form) -> Path {
         let hex = digest.hex();
-        Path::from_iter([BLOBS, digest.algorithm().as_str(), &hex[..2], hex])
+        let name = match form {
+            Form::Raw => hex.to_owned(),
+            Form::Encoded => format!("{hex}{ENCODED_SUFFIX}"),
+        };
+        Path::from_iter([BLOBS, digest.algorithm().as_str(), &hex[..2], &name])
     }
 
     fn staging_path(&self, staging_id: &str) -> Path {
         Path::from_iter([UPLOADS, staging_id])
+    }
+
+    pub(super) fn part_writer(&self, path: Path) -> PartWriter {
+        PartWriter::new(
+            self.store.clone(),
+            path,
+            self.part_size,
+            self.parts_in_flight,
+        )
     }
 
     fn new_writer(
@@ -106,7 +188,12 @@ impl ObjectBlobStore {
         staging_id: String,
         hasher: Digester,
         parts: Vec<StagedPart>,
+        encoding: Option<(Encoding, Header, Option<String>)>,
     ) -> ObjectBlobWriter {
+        let (encoding, header, kek) = match encoding {
+            Some((encoding, header, kek)) => (Some(encoding), Some(header), kek),
+            None => (None, None, None),
+        };
         ObjectBlobWriter {
             blobs: self.clone(),
             staging: self.staging_path(&staging_id),
@@ -114,33 +201,61 @@ impl ObjectBlobStore {
             hasher: PipelinedDigester::new(hasher),
             parts,
             current: None,
+            encoding,
+            header,
+            kek,
         }
     }
 
-    fn part_writer(&self, path: Path) -> PartWriter {
-        PartWriter {
-            store: self.store.clone(),
-            path,
-            part_size: self.part_size,
-            parts_in_flight: self.parts_in_flight,
-            len: 0,
-            pending: VecDeque::new(),
-            pending_len: 0,
-            upload: None,
-            in_flight: JoinSet::new(),
-        }
-    }
-
-    async fn head(&self, digest: &Digest) -> Result<Option<u64>> {
-        match self.store.head(&self.blob_path(digest)).await {
+    /// The stored size of the blob in `form`, or `None`.
+    async fn head(&self, digest: &Digest, form: Form) -> Result<Option<u64>> {
+        match self.store.head(&self.object_path(digest, form)).await {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(Error::storage(format!("looking up blob {digest}"), e)),
         }
     }
 
+    /// The forms to look for a blob in, most likely first for a reader of `at_rest`.
+    fn forms(at_rest: &AtRest) -> [Form; 2] {
+        if at_rest.is_plain() {
+            [Form::Raw, Form::Encoded]
+        } else {
+            [Form::Encoded, Form::Raw]
+        }
+    }
+
+    /// If `digest` is stored, makes it readable through `kek` (when it is encrypted) and
+    /// returns true.
+    pub(super) async fn grant_existing(&self, digest: &Digest, kek: Option<&str>) -> Result<bool> {
+        if self.head(digest, Form::Encoded).await?.is_some() {
+            if let Some(kek) = kek {
+                self.grant_encoded(digest, kek).await?;
+            }
+            return Ok(true);
+        }
+        Ok(self.head(digest, Form::Raw).await?.is_some())
+    }
+
+    async fn grant_encoded(&self, digest: &Digest, kek: &str) -> Result<()> {
+        let path = self.object_path(digest, Form::Encoded);
+        let header = match self.store.get_range(&path, 0..HEADER_LEN as u64).await {
+            Ok(bytes) => Header::decode(&bytes)?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(Error::storage(format!("reading blob {digest}"), e)),
+        };
+        if header.encrypted {
+            self.wraps.grant(digest, &header.salt, kek).await?;
+        }
+        Ok(())
+    }
+
     /// The bytes of one staged part, read in large chunks like any blob read.
-    async fn read_part(&self, staging: &Path, part: &StagedPart) -> Result<super::ByteStream> {
+    pub(super) async fn read_part(
+        &self,
+        staging: &Path,
+        part: &StagedPart,
+    ) -> Result<super::ByteStream> {
         let path = staging.clone().join(part.name.as_str());
         let got = self
             .store
@@ -166,84 +281,139 @@ impl ObjectBlobStore {
             size,
         )
     }
-}
 
-#[async_trait]
-impl BlobStore for ObjectBlobStore {
-    async fn writer(&self, algorithm: Algorithm) -> Result<Box<dyn BlobWriter>> {
-        Ok(Box::new(self.new_writer(
-            crate::upload::random_id(),
-            Digester::new(algorithm),
-            Vec::new(),
-        )))
+    /// The encoding side of a new write under `at_rest`, staging into `staging_id`.
+    async fn start_encoding(
+        &self,
+        staging_id: &str,
+        at_rest: &AtRest,
+    ) -> Result<(Encoding, Header, Option<String>)> {
+        let (key, wrapped) = match &at_rest.encryption {
+            Some(kek) => {
+                check_kek_name(kek)?;
+                let key = DataKey::generate()?;
+                let wrapped = self
+                    .wraps
+                    .provider()?
+                    .wrap(kek, &key, &staging_context(staging_id))
+                    .await?;
+                (Some(key), Some(wrapped))
+            }
+            None => (None, None),
+        };
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).map_err(|e| {
+            Error::new(ErrorKind::Storage, format!("no randomness for a salt: {e}"))
+        })?;
+        let encoder = FrameEncoder::new(self.frame_size, at_rest.compression, key.as_ref(), salt)?;
+        let header = Header::decode(&encoder.header())?;
+        let encoding = Encoding {
+            encoder: Some(encoder),
+            key,
+            wrapped,
+            tail: None,
+        };
+        Ok((encoding, header, at_rest.encryption.clone()))
     }
 
-    async fn resume_writer(&self, state: &WriterState) -> Result<Box<dyn BlobWriter>> {
+    /// The encoding side of a write resumed from `state`.
+    async fn resume_encoding(
+        &self,
+        state: &WriterState,
+        encoding: &super::EncodingState,
+    ) -> Result<(Encoding, Header, Option<String>)> {
+        let snapshot = encoding.snapshot()?;
+        let header = snapshot.header;
+        let key = match (header.encrypted, encoding.wrapped_key()) {
+            (false, _) => None,
+            (true, Some(wrapped)) => Some(
+                self.wraps
+                    .provider()?
+                    .unwrap(wrapped, &staging_context(&state.staging_id))
+                    .await?,
+            ),
+            (true, None) => return Err(inconsistent(state, "no wrapped data key")),
+        };
+        let held = match encoding.tail() {
+            Some(tail) => {
+                let path = self
+                    .staging_path(&state.staging_id)
+                    .join(tail.name.as_str());
+                let bytes = self
+                    .store
+                    .get(&path)
+                    .await
+                    .map_err(|e| Error::storage(format!("reading {path}"), e))?
+                    .bytes()
+                    .await
+                    .map_err(|e| Error::storage(format!("reading {path}"), e))?;
+                if bytes.len() as u64 != tail.len {
+                    return Err(inconsistent(state, "the held bytes changed size"));
+                }
+                bytes.to_vec()
+            }
+            None => Vec::new(),
+        };
+        let frames: u64 = snapshot.frame_lens.iter().map(|&l| u64::from(l)).sum();
+        let stored = if snapshot.frame_lens.is_empty() {
+            0
+        } else {
+            HEADER_LEN as u64 + frames
+        };
         let staged: u64 = state.parts.iter().map(|p| p.len).sum();
-        if staged != state.len() || !is_safe_id(&state.staging_id) {
-            return Err(Error::new(
-                ErrorKind::CorruptData,
-                format!(
-                    "writer state for staging area {:?} is inconsistent: parts hold {staged} bytes, hash covers {}",
-                    state.staging_id,
-                    state.len()
-                ),
-            ));
+        let logical = snapshot.frame_lens.len() as u64 * header.frame_size() + held.len() as u64;
+        if staged != stored || logical != state.len() {
+            return Err(inconsistent(state, "its frames do not add up"));
         }
-        let hasher = Digester::resume(&state.hash)?;
-        Ok(Box::new(self.new_writer(
-            state.staging_id.clone(),
-            hasher,
-            state.parts.clone(),
-        )))
+        let kek = encoding.wrapped_key().map(|w| w.kek.clone());
+        let encoder = FrameEncoder::resume(snapshot, key.as_ref(), held)?;
+        let encoding = Encoding {
+            encoder: Some(encoder),
+            key,
+            wrapped: encoding.wrapped_key().cloned(),
+            tail: encoding.tail().cloned(),
+        };
+        Ok((encoding, header, kek))
     }
 
-    async fn stat(&self, digest: &Digest) -> Result<Option<BlobInfo>> {
-        Ok(self.head(digest).await?.map(|size| BlobInfo {
+    /// Reads a blob stored as received; `None` when there is none.
+    async fn read_raw(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> Result<Option<BlobRead>> {
+        let path = self.object_path(digest, Form::Raw);
+        let context = || format!("reading blob {digest}");
+        let info = |size| BlobInfo {
             digest: digest.clone(),
             size,
-        }))
-    }
-
-    async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<BlobRead> {
-        let path = self.blob_path(digest);
-        let context = {
-            let digest = digest.clone();
-            move || format!("reading blob {digest}")
         };
         match range {
             Some(range) if range.start >= range.end => {
-                let size = self
-                    .head(digest)
-                    .await?
-                    .ok_or_else(|| Self::unknown(digest))?;
+                let Some(size) = self.head(digest, Form::Raw).await? else {
+                    return Ok(None);
+                };
                 if range.start > range.end || range.end > size {
                     return Err(Self::range_invalid(digest, &range, size));
                 }
-                Ok(BlobRead {
-                    info: BlobInfo {
-                        digest: digest.clone(),
-                        size,
-                    },
+                Ok(Some(BlobRead {
+                    info: info(size),
                     range,
                     stream: stream::empty().boxed(),
-                })
+                }))
             }
             Some(range) => {
                 let options = GetOptions::new().with_range(Some(GetRange::Bounded(range.clone())));
                 match self.store.get_opts(&path, options).await {
-                    Ok(got) if got.range == range => Ok(BlobRead {
-                        info: BlobInfo {
-                            digest: digest.clone(),
-                            size: got.meta.size,
-                        },
+                    Ok(got) if got.range == range => Ok(Some(BlobRead {
+                        info: info(got.meta.size),
                         range,
                         stream: byte_stream(got, context()),
-                    }),
+                    })),
                     Ok(got) => Err(Self::range_invalid(digest, &range, got.meta.size)),
-                    Err(object_store::Error::NotFound { .. }) => Err(Self::unknown(digest)),
-                    Err(e) => match self.head(digest).await? {
-                        None => Err(Self::unknown(digest)),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => match self.head(digest, Form::Raw).await? {
+                        None => Ok(None),
                         Some(size) if range.end > size => {
                             Err(Self::range_invalid(digest, &range, size))
                         }
@@ -255,46 +425,267 @@ impl BlobStore for ObjectBlobStore {
                 Ok(got) => {
                     let size = got.meta.size;
                     let inner = byte_stream(got, context());
-                    Ok(BlobRead {
-                        info: BlobInfo {
-                            digest: digest.clone(),
-                            size,
-                        },
+                    Ok(Some(BlobRead {
+                        info: info(size),
                         range: 0..size,
                         stream: verify_stream(inner, digest.clone()),
-                    })
+                    }))
                 }
-                Err(object_store::Error::NotFound { .. }) => Err(Self::unknown(digest)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(Error::storage(context(), e)),
             },
         }
     }
 
-    async fn delete(&self, digest: &Digest) -> Result<()> {
-        match self.store.delete(&self.blob_path(digest)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(Error::storage(format!("deleting blob {digest}"), e)),
+    /// Reads a blob in the at-rest format; `None` when there is none.
+    async fn read_encoded(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+        at_rest: &AtRest,
+    ) -> Result<Option<BlobRead>> {
+        let path = self.object_path(digest, Form::Encoded);
+        let Some(opened) =
+            encoded::open(&self.store, &self.wraps, &path, digest, at_rest.read_keks()).await?
+        else {
+            return Ok(None);
+        };
+        let layout = opened.layout;
+        let size = layout.logical_size();
+        let info = BlobInfo {
+            digest: digest.clone(),
+            size,
+        };
+        let want = match &range {
+            Some(range) if range.start > range.end || range.end > size => {
+                return Err(Self::range_invalid(digest, range, size));
+            }
+            Some(range) => range.clone(),
+            None => 0..size,
+        };
+        if want.is_empty() {
+            let stream = match range {
+                Some(_) => stream::empty().boxed(),
+                // An empty blob still has its one frame opened, so it is checked too.
+                None => verify_stream(
+                    logical_stream(
+                        stream::once(async move { Ok(opened.whole.unwrap_or_default()) }).boxed(),
+                        0,
+                        layout.clone(),
+                        0..1,
+                        digest.clone(),
+                    ),
+                    digest.clone(),
+                ),
+            };
+            return Ok(Some(BlobRead {
+                info,
+                range: want,
+                stream,
+            }));
+        }
+        let (_, covered) = layout.locate(want.clone());
+        let stored = match opened.whole {
+            Some(whole) => {
+                let slice = whole.slice(covered.start as usize..covered.end as usize);
+                stream::once(async move { Ok(slice) }).boxed()
+            }
+            None => {
+                let options =
+                    GetOptions::new().with_range(Some(GetRange::Bounded(covered.clone())));
+                let got = self
+                    .store
+                    .get_opts(&path, options)
+                    .await
+                    .map_err(|e| Error::storage(format!("reading blob {digest}"), e))?;
+                byte_stream(got, format!("reading blob {digest}"))
+            }
+        };
+        let logical = logical_stream(stored, covered.start, layout, want.clone(), digest.clone());
+        let stream = if range.is_none() {
+            verify_stream(logical, digest.clone())
+        } else {
+            logical
+        };
+        Ok(Some(BlobRead {
+            info,
+            range: want,
+            stream,
+        }))
+    }
+}
+
+fn inconsistent(state: &WriterState, why: &str) -> Error {
+    Error::new(
+        ErrorKind::CorruptData,
+        format!(
+            "writer state for staging area {:?} is inconsistent: {why}",
+            state.staging_id
+        ),
+    )
+}
+
+#[async_trait]
+impl BlobStore for ObjectBlobStore {
+    async fn writer(&self, algorithm: Algorithm) -> Result<Box<dyn BlobWriter>> {
+        self.writer_with(algorithm, &self.at_rest.clone()).await
+    }
+
+    async fn writer_with(
+        &self,
+        algorithm: Algorithm,
+        at_rest: &AtRest,
+    ) -> Result<Box<dyn BlobWriter>> {
+        let staging_id = crate::upload::random_id();
+        let encoding = if at_rest.is_plain() {
+            None
+        } else {
+            Some(self.start_encoding(&staging_id, at_rest).await?)
+        };
+        Ok(Box::new(self.new_writer(
+            staging_id,
+            Digester::new(algorithm),
+            Vec::new(),
+            encoding,
+        )))
+    }
+
+    async fn resume_writer(&self, state: &WriterState) -> Result<Box<dyn BlobWriter>> {
+        let staged: u64 = state.parts.iter().map(|p| p.len).sum();
+        if !is_safe_id(&state.staging_id) {
+            return Err(inconsistent(state, "its id is not one wharf makes"));
+        }
+        let encoding = match &state.encoding {
+            Some(encoding) => Some(self.resume_encoding(state, encoding).await?),
+            None if staged != state.len() => {
+                return Err(inconsistent(
+                    state,
+                    &format!("parts hold {staged} bytes, hash covers {}", state.len()),
+                ));
+            }
+            None => None,
+        };
+        let hasher = Digester::resume(&state.hash)?;
+        Ok(Box::new(self.new_writer(
+            state.staging_id.clone(),
+            hasher,
+            state.parts.clone(),
+            encoding,
+        )))
+    }
+
+    async fn stat(&self, digest: &Digest) -> Result<Option<BlobInfo>> {
+        Ok(self.footprint(digest).await?.map(|f| BlobInfo {
+            digest: digest.clone(),
+            size: f.logical,
+        }))
+    }
+
+    async fn footprint(&self, digest: &Digest) -> Result<Option<Footprint>> {
+        for form in Self::forms(&self.at_rest) {
+            let found = match form {
+                Form::Raw => self.head(digest, Form::Raw).await?.map(|size| Footprint {
+                    logical: size,
+                    stored: size,
+                }),
+                Form::Encoded => {
+                    let path = self.object_path(digest, Form::Encoded);
+                    encoded::sizes(&self.store, &path, digest)
+                        .await?
+                        .map(|(logical, stored)| Footprint { logical, stored })
+                }
+            };
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<BlobRead> {
+        self.read_with(digest, range, &self.at_rest.clone()).await
+    }
+
+    async fn read_with(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+        at_rest: &AtRest,
+    ) -> Result<BlobRead> {
+        for form in Self::forms(at_rest) {
+            let read = match form {
+                Form::Raw => self.read_raw(digest, range.clone()).await?,
+                Form::Encoded => self.read_encoded(digest, range.clone(), at_rest).await?,
+            };
+            if let Some(read) = read {
+                return Ok(read);
+            }
+        }
+        Err(Self::unknown(digest))
+    }
+
+    async fn grant(&self, digest: &Digest, at_rest: &AtRest) -> Result<()> {
+        match &at_rest.encryption {
+            Some(kek) => self.grant_encoded(digest, kek).await,
+            None => Ok(()),
         }
     }
 
+    async fn rotate_kek(
+        &self,
+        from: &str,
+        to: &str,
+        progress: &(dyn Fn(RotationProgress) + Send + Sync),
+    ) -> Result<RotationProgress> {
+        self.wraps.rotate(from, to, progress).await
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<()> {
+        for form in [Form::Encoded, Form::Raw] {
+            match self.store.delete(&self.object_path(digest, form)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Error::storage(format!("deleting blob {digest}"), e)),
+            }
+        }
+        // After the data: a wrap without its blob is harmless, a blob without its wrap is not.
+        self.wraps.remove_all(digest).await
+    }
+
     fn list(&self) -> BoxStream<'static, Result<BlobInfo>> {
+        let store = self.store.clone();
         self.store
             .list(Some(&Path::from(BLOBS)))
             .map_err(|e| Error::storage("listing blobs", e))
-            .try_filter_map(|meta| async move {
-                let parts: Vec<_> = meta.location.parts().collect();
-                let [_, algorithm, _, hex] = parts.as_slice() else {
-                    return Ok(None);
-                };
-                let digest = format!("{}:{}", algorithm.as_ref(), hex.as_ref());
-                Ok(digest.parse().ok().map(|digest| BlobInfo {
-                    digest,
-                    size: meta.size,
-                }))
+            .map_ok(move |meta| {
+                let store = store.clone();
+                async move {
+                    let parts: Vec<_> = meta.location.parts().collect();
+                    let [_, algorithm, _, name] = parts.as_slice() else {
+                        return Ok(None);
+                    };
+                    let (hex, encoded) = match name.as_ref().strip_suffix(ENCODED_SUFFIX) {
+                        Some(hex) => (hex, true),
+                        None => (name.as_ref(), false),
+                    };
+                    let Ok(digest) = format!("{}:{hex}", algorithm.as_ref()).parse::<Digest>()
+                    else {
+                        return Ok(None);
+                    };
+                    let size = if encoded {
+                        match encoded::sizes(&store, &meta.location, &digest).await? {
+                            Some((logical, _)) => logical,
+                            None => return Ok(None),
+                        }
+                    } else {
+                        meta.size
+                    };
+                    Ok(Some(BlobInfo { digest, size }))
+                }
             })
+            .try_buffered(8)
+            .try_filter_map(|found| async move { Ok(found) })
             .boxed()
     }
-
     fn list_staging(&self) -> BoxStream<'static, Result<StagingInfo>> {
         let listing = self.store.list(Some(&Path::from(UPLOADS)));
         stream::once(async move {
@@ -388,7 +779,12 @@ fn verify_stream(inner: super::ByteStream, digest: Digest) -> super::ByteStream 
 }
 
 /// Checks a written blob against what the caller expected.
-fn verify(expected: &Digest, actual: &Digest, size: u64, expected_size: Option<u64>) -> Result<()> {
+pub(super) fn verify(
+    expected: &Digest,
+    actual: &Digest,
+    size: u64,
+    expected_size: Option<u64>,
+) -> Result<()> {
     if expected != actual {
         return Err(Error::new(
             ErrorKind::DigestInvalid,
@@ -401,301 +797,5 @@ fn verify(expected: &Digest, actual: &Digest, size: u64, expected_size: Option<u
             format!("blob {expected}: received {size} bytes, expected {want}"),
         )),
         _ => Ok(()),
-    }
-}
-
-/// The write of one blob through the staging area.
-#[derive(Debug)]
-struct ObjectBlobWriter {
-    blobs: ObjectBlobStore,
-    staging_id: String,
-    staging: Path,
-    hasher: PipelinedDigester,
-    parts: Vec<StagedPart>,
-    current: Option<PartWriter>,
-}
-
-impl ObjectBlobWriter {
-    /// Closes the part being written, making it durable.
-    async fn seal_current(&mut self) -> Result<()> {
-        if let Some(part) = self.current.take() {
-            let len = part.len;
-            let name = part.path.filename().unwrap_or_default().to_owned();
-            if len == 0 {
-                part.abort().await;
-            } else {
-                part.finish().await?;
-                self.parts.push(StagedPart { name, len });
-            }
-        }
-        Ok(())
-    }
-
-    async fn rehash(&mut self, algorithm: Algorithm) -> Result<Digest> {
-        let mut hasher = Digester::new(algorithm);
-        for part in &self.parts {
-            let mut chunks = self.blobs.read_part(&self.staging, part).await?;
-            while let Some(chunk) = chunks.next().await {
-                hasher.update(&chunk?);
-            }
-        }
-        Ok(hasher.finish())
-    }
-
-    async fn publish(&mut self, info: &BlobInfo) -> Result<()> {
-        let store = &self.blobs.store;
-        let target = self.blobs.blob_path(&info.digest);
-        let context = || format!("publishing blob {}", info.digest);
-        if self.blobs.head(&info.digest).await?.is_some() {
-            // Already stored (content addressing makes the copies identical).
-            return self.blobs.discard_staging(&self.staging_id).await;
-        }
-        match self.parts.as_slice() {
-            [] => {
-                store
-                    .put(&target, PutPayload::new())
-                    .await
-                    .map_err(|e| Error::storage(context(), e))?;
-            }
-            [only] => {
-                store
-                    .rename(&self.staging.clone().join(only.name.as_str()), &target)
-                    .await
-                    .map_err(|e| Error::storage(context(), e))?;
-            }
-            parts => {
-                let mut joined = self.blobs.part_writer(target);
-                for part in parts {
-                    let mut chunks = self.blobs.read_part(&self.staging, part).await?;
-                    while let Some(chunk) = chunks.next().await {
-                        joined.push(chunk?).await?;
-                    }
-                }
-                joined.finish().await?;
-            }
-        }
-        self.blobs.discard_staging(&self.staging_id).await
-    }
-}
-
-#[async_trait]
-impl BlobWriter for ObjectBlobWriter {
-    async fn write(&mut self, data: Bytes) -> Result<()> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        self.hasher.update(&data).await?;
-        if self.current.is_none() {
-            let name = format!("{:06}-{}", self.parts.len(), crate::upload::random_id());
-            self.current = Some(
-                self.blobs
-                    .part_writer(self.staging.clone().join(name.as_str())),
-            );
-        }
-        self.current.as_mut().expect("just set").push(data).await
-    }
-
-    fn len(&self) -> u64 {
-        self.hasher.len()
-    }
-
-    async fn checkpoint(&mut self) -> Result<WriterState> {
-        self.seal_current().await?;
-        Ok(WriterState {
-            staging_id: self.staging_id.clone(),
-            hash: self.hasher.settle().await?.state(),
-            parts: self.parts.clone(),
-        })
-    }
-
-    async fn commit(
-        mut self: Box<Self>,
-        expected: &Digest,
-        expected_size: Option<u64>,
-    ) -> Result<BlobInfo> {
-        let size = self.hasher.len();
-        let buffered =
-            self.parts.is_empty() && self.current.as_ref().is_none_or(PartWriter::is_buffered);
-        if buffered && expected.algorithm() == self.hasher.algorithm() {
-            // Nothing has reached storage yet: verify first, then write the blob once, in
-            // place, with no staged copy to rename or remove.
-            let actual = self.hasher.settle().await?.peek();
-            verify(expected, &actual, size, expected_size)?;
-            if self.blobs.head(&actual).await?.is_none() {
-                let target = self.blobs.blob_path(&actual);
-                let mut bytes = match self.current.take() {
-                    Some(part) => part,
-                    None => self.blobs.part_writer(target.clone()),
-                };
-                bytes.path = target;
-                bytes.finish().await?;
-            }
-            return Ok(BlobInfo {
-                digest: actual,
-                size,
-            });
-        }
-        // A failure here leaves the staging area to upload expiry.
-        self.seal_current().await?;
-        let actual = if expected.algorithm() == self.hasher.algorithm() {
-            self.hasher.settle().await?.peek()
-        } else {
-            // The write was hashed with another algorithm than the client's digest uses
-            // (sessions start before the digest is known): hash the staged parts once.
-            self.rehash(expected.algorithm()).await?
-        };
-        if let Err(err) = verify(expected, &actual, size, expected_size) {
-            self.blobs.discard_staging(&self.staging_id).await?;
-            return Err(err);
-        }
-        let info = BlobInfo {
-            digest: actual,
-            size,
-        };
-        self.publish(&info).await?;
-        Ok(info)
-    }
-
-    async fn abort(mut self: Box<Self>) -> Result<()> {
-        if let Some(part) = self.current.take() {
-            part.abort().await;
-        }
-        self.blobs.discard_staging(&self.staging_id).await
-    }
-}
-
-/// One object written in parts of `part_size`, with a bounded number in flight. An
-/// object smaller than one part is written with a single put.
-struct PartWriter {
-    store: Arc<dyn ObjectStore>,
-    path: Path,
-    part_size: usize,
-    parts_in_flight: usize,
-    len: u64,
-    pending: VecDeque<Bytes>,
-    pending_len: usize,
-    upload: Option<Box<dyn MultipartUpload>>,
-    in_flight: JoinSet<object_store::Result<()>>,
-}
-
-impl std::fmt::Debug for PartWriter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PartWriter")
-            .field("path", &self.path)
-            .field("len", &self.len)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PartWriter {
-    /// Whether every byte is still in memory (nothing sent to storage yet).
-    fn is_buffered(&self) -> bool {
-        self.upload.is_none()
-    }
-
-    fn error(&self, e: object_store::Error) -> Error {
-        Error::storage(format!("writing {}", self.path), e)
-    }
-
-    async fn push(&mut self, data: Bytes) -> Result<()> {
-        self.len += data.len() as u64;
-        self.pending_len += data.len();
-        self.pending.push_back(data);
-        while self.pending_len >= self.part_size {
-            let part = self.take(self.part_size);
-            self.send(part).await?;
-        }
-        Ok(())
-    }
-
-    /// Takes exactly `n` pending bytes (zero-copy slices).
-    fn take(&mut self, mut n: usize) -> PutPayload {
-        let mut slices = Vec::new();
-        while n > 0 {
-            let front = self.pending.front_mut().expect("enough pending bytes");
-            let slice = if front.len() <= n {
-                self.pending.pop_front().expect("front exists")
-            } else {
-                front.split_to(n)
-            };
-            n -= slice.len();
-            self.pending_len -= slice.len();
-            slices.push(slice);
-        }
-        slices.into_iter().collect()
-    }
-
-    async fn send(&mut self, part: PutPayload) -> Result<()> {
-        if self.upload.is_none() {
-            let upload = self
-                .store
-                .put_multipart(&self.path)
-                .await
-                .map_err(|e| self.error(e))?;
-            self.upload = Some(upload);
-        }
-        let upload = self.upload.as_mut().expect("just set");
-        self.in_flight.spawn(upload.put_part(part));
-        while self.in_flight.len() > self.parts_in_flight {
-            self.join_one().await?;
-        }
-        Ok(())
-    }
-
-    async fn join_one(&mut self) -> Result<()> {
-        match self.in_flight.join_next().await {
-            Some(Ok(Ok(()))) | None => Ok(()),
-            Some(Ok(Err(e))) => Err(self.error(e)),
-            Some(Err(e)) => Err(Error::new(
-                ErrorKind::Storage,
-                format!("writing {}: part upload task failed: {e}", self.path),
-            )),
-        }
-    }
-
-    async fn finish(mut self) -> Result<()> {
-        let result = self.finish_inner().await;
-        if result.is_err() {
-            self.abort_inner().await;
-        }
-        result
-    }
-
-    async fn finish_inner(&mut self) -> Result<()> {
-        if self.upload.is_none() {
-            let payload = self.take(self.pending_len);
-            self.store
-                .put(&self.path, payload)
-                .await
-                .map_err(|e| self.error(e))?;
-            return Ok(());
-        }
-        if self.pending_len > 0 {
-            let rest = self.take(self.pending_len);
-            self.send(rest).await?;
-        }
-        while !self.in_flight.is_empty() {
-            self.join_one().await?;
-        }
-        let upload = self.upload.as_mut().expect("multipart started");
-        upload
-            .complete()
-            .await
-            .map_err(|e| Error::storage(format!("writing {}", self.path), e))?;
-        Ok(())
-    }
-
-    async fn abort(mut self) {
-        self.abort_inner().await;
-    }
-
-    async fn abort_inner(&mut self) {
-        self.in_flight.abort_all();
-        while self.in_flight.join_next().await.is_some() {}
-        if let Some(mut upload) = self.upload.take() {
-            // Best effort: an abandoned multipart upload is invisible and expires in the
-            // backend; staging areas are swept by upload expiry.
-            let _ = upload.abort().await;
-        }
     }
 }

@@ -98,7 +98,7 @@ impl FrameEncoder {
             precompressed: None,
             pending: Vec::new(),
             batch: Vec::new(),
-            workers: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            workers: default_workers(),
             frame_lens: Vec::new(),
             logical: 0,
         })
@@ -234,6 +234,95 @@ impl FrameEncoder {
     pub fn logical_len(&self) -> u64 {
         self.logical
     }
+
+    /// Seals every held frame known not to be the last and returns their stored bytes.
+    /// Afterwards at most one frame of logical bytes is held ([`FrameEncoder::held`]):
+    /// what a checkpoint must keep besides the stored bytes.
+    pub fn flush(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.pending.is_empty()
+            && let Some(last) = self.batch.pop()
+        {
+            self.pending = last;
+        }
+        self.seal_batch(&mut out);
+        out
+    }
+
+    /// The logical bytes not yet sealed (all of them right after [`FrameEncoder::flush`]).
+    pub fn held(&self) -> &[u8] {
+        &self.pending
+    }
+
+    /// Whether pushing `len` more bytes would seal frames (CPU work worth moving off an
+    /// async task); otherwise a push only copies.
+    pub fn seals_on_push(&self, len: usize) -> bool {
+        let held = self.batch.len() * self.frame_size() + self.pending.len();
+        held + len > 2 * self.workers * self.frame_size()
+    }
+
+    /// Stored lengths of the frames sealed so far.
+    pub fn frame_lens(&self) -> &[u32] {
+        &self.frame_lens
+    }
+
+    /// The snapshot [`FrameEncoder::resume`] continues from, taken right after
+    /// [`FrameEncoder::flush`].
+    pub fn snapshot(&self) -> EncoderSnapshot {
+        EncoderSnapshot {
+            header: self.header,
+            compression: self.compression,
+            precompressed: self.precompressed,
+            frame_lens: self.frame_lens.clone(),
+        }
+    }
+
+    /// Continues an encoding from `snapshot`, with the `held` logical bytes that were not
+    /// sealed yet, under the same `key`.
+    pub fn resume(snapshot: EncoderSnapshot, key: Option<&DataKey>, held: Vec<u8>) -> Result<Self> {
+        let header = snapshot.header;
+        if held.len() as u64 > header.frame_size() {
+            return Err(Error::new(
+                ErrorKind::CorruptData,
+                format!(
+                    "an unfinished encoding holds {} bytes, more than a frame of {}",
+                    held.len(),
+                    header.frame_size()
+                ),
+            ));
+        }
+        let logical = snapshot.frame_lens.len() as u64 * header.frame_size() + held.len() as u64;
+        Ok(Self {
+            sealer: Sealer::new(&header, key)?,
+            header,
+            compression: snapshot.compression,
+            precompressed: snapshot.precompressed,
+            pending: held,
+            batch: Vec::new(),
+            workers: default_workers(),
+            frame_lens: snapshot.frame_lens,
+            logical,
+        })
+    }
+}
+
+/// Where an encoding stands after [`FrameEncoder::flush`]: enough, with the held bytes
+/// and the data key, to continue it in another process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncoderSnapshot {
+    /// The object's header.
+    pub header: Header,
+    /// How frames are compressed.
+    pub compression: Compression,
+    /// Whether the content was found to be compressed already (`None`: no bytes yet).
+    pub precompressed: Option<bool>,
+    /// Stored lengths of the frames sealed so far.
+    pub frame_lens: Vec<u32>,
+}
+
+/// Sealing threads by default: the machine's cores, at most 8.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
 /// Frame `index` holding `content`, compressed at `level` where that helps, sealed.

@@ -1,0 +1,327 @@
+//! Wrapped data keys beside encrypted objects.
+//!
+//! Each encrypted object has a random salt in its header. Its data key is wrapped once per
+//! key-encryption key (KEK) that may read it, each wrap a small object at
+//! `keys/<algorithm>/<first two hex>/<hex>/<salt hex>/<kek>`. Keeping wraps apart from
+//! the data makes rotation cheap (a wrap is rewritten, the data never is) and lets one
+//! copy of a blob serve repositories with different KEKs. Naming wraps by salt ties each
+//! to one written object: when two writers publish the same blob at once, whichever
+//! object wins finds its own wraps.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::codec::DataKey;
+use crate::digest::Digest;
+use crate::error::{Error, ErrorKind, Result};
+use crate::keys::{KeyProvider, WrappedKey};
+
+const KEYS: &str = "keys";
+/// Wraps rewritten at once during a rotation.
+const ROTATION_CONCURRENCY: usize = 8;
+
+/// How far a rotation has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RotationProgress {
+    /// Wraps moved to the new KEK in this run.
+    pub rewrapped: u64,
+    /// Wraps under the old KEK this run found to move.
+    pub total: u64,
+}
+
+/// The wrapped keys of one blob store.
+#[derive(Clone)]
+pub(crate) struct Wraps {
+    store: Arc<dyn ObjectStore>,
+    provider: Option<Arc<dyn KeyProvider>>,
+}
+
+impl std::fmt::Debug for Wraps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wraps")
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `name` can be a KEK's name: it becomes part of object paths.
+pub(crate) fn check_kek_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "key-encryption key name {name:?} is not 1 to 128 letters, digits, '-', '_' or '.'"
+            ),
+        ))
+    }
+}
+
+/// What a wrap of `digest`'s object with `salt` is bound to.
+fn context(digest: &Digest, salt: &[u8; 16]) -> Vec<u8> {
+    [digest.as_str().as_bytes(), &[0], salt].concat()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Wraps {
+    pub(crate) fn new(store: Arc<dyn ObjectStore>, provider: Option<Arc<dyn KeyProvider>>) -> Self {
+        Self { store, provider }
+    }
+
+    pub(crate) fn provider(&self) -> Result<&Arc<dyn KeyProvider>> {
+        self.provider.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Denied,
+                "the blob store has no key provider: encrypted blobs cannot be written or read",
+            )
+        })
+    }
+
+    fn prefix(digest: &Digest) -> Path {
+        let hex = digest.hex();
+        Path::from_iter([KEYS, digest.algorithm().as_str(), &hex[..2], hex])
+    }
+
+    fn path(digest: &Digest, salt: &[u8; 16], kek: &str) -> Path {
+        Self::prefix(digest).join(hex(salt)).join(kek)
+    }
+
+    /// Wraps `key` under `kek` for `digest`'s object with `salt`, and stores the wrap.
+    pub(crate) async fn store(
+        &self,
+        digest: &Digest,
+        salt: &[u8; 16],
+        key: &DataKey,
+        kek: &str,
+    ) -> Result<()> {
+        check_kek_name(kek)?;
+        let wrapped = self
+            .provider()?
+            .wrap(kek, key, &context(digest, salt))
+            .await?;
+        let path = Self::path(digest, salt, kek);
+        self.store
+            .put(&path, PutPayload::from(wrapped.bytes))
+            .await
+            .map_err(|e| Error::storage(format!("storing the data key of {digest}"), e))?;
+        Ok(())
+    }
+
+    async fn fetch(
+        &self,
+        digest: &Digest,
+        salt: &[u8; 16],
+        kek: &str,
+    ) -> Result<Option<WrappedKey>> {
+        if check_kek_name(kek).is_err() {
+            return Ok(None);
+        }
+        let path = Self::path(digest, salt, kek);
+        match self.store.get(&path).await {
+            Ok(got) => {
+                let bytes = got
+                    .bytes()
+                    .await
+                    .map_err(|e| Error::storage(format!("reading the data key of {digest}"), e))?;
+                Ok(Some(WrappedKey {
+                    kek: kek.to_owned(),
+                    bytes: bytes.to_vec(),
+                }))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::storage(
+                format!("reading the data key of {digest}"),
+                e,
+            )),
+        }
+    }
+
+    /// The data key of `digest`'s object with `salt`, through the first of `keks` that
+    /// has a wrap. `Denied` when none has (the reader's keys do not cover this blob) or
+    /// when the provider no longer has the KEK.
+    pub(crate) async fn open<'a>(
+        &self,
+        digest: &Digest,
+        salt: &[u8; 16],
+        keks: impl IntoIterator<Item = &'a str>,
+    ) -> Result<DataKey> {
+        let provider = self.provider()?;
+        let mut tried = Vec::new();
+        for kek in keks {
+            if let Some(wrapped) = self.fetch(digest, salt, kek).await? {
+                return provider.unwrap(&wrapped, &context(digest, salt)).await;
+            }
+            tried.push(kek.to_owned());
+        }
+        if self.keks(digest, salt).await?.is_empty() {
+            // No key at all for this object: its header is not the one written.
+            return Err(Error::new(
+                ErrorKind::CorruptData,
+                format!("stored blob {digest} is corrupt: no data key was stored for its header"),
+            ));
+        }
+        Err(Error::new(
+            ErrorKind::Denied,
+            format!(
+                "blob {digest} is encrypted and its data key is not wrapped under {}",
+                if tried.is_empty() {
+                    "any key this reader may use".to_owned()
+                } else {
+                    format!("{tried:?}")
+                }
+            ),
+        ))
+    }
+
+    /// The KEKs `digest`'s object with `salt` has wraps under.
+    async fn keks(&self, digest: &Digest, salt: &[u8; 16]) -> Result<Vec<String>> {
+        let prefix = Self::prefix(digest).join(hex(salt));
+        self.store
+            .list(Some(&prefix))
+            .map_err(|e| Error::storage(format!("listing the data keys of {digest}"), e))
+            .try_filter_map(|meta| async move { Ok(meta.location.filename().map(str::to_owned)) })
+            .try_collect()
+            .await
+    }
+
+    /// Makes sure `kek` can read `digest`'s object with `salt`: a repository with its own
+    /// KEK now shares a blob another stored. The data key is unwrapped through any KEK
+    /// that has a wrap and wrapped again under `kek`.
+    pub(crate) async fn grant(&self, digest: &Digest, salt: &[u8; 16], kek: &str) -> Result<()> {
+        check_kek_name(kek)?;
+        if self.fetch(digest, salt, kek).await?.is_some() {
+            return Ok(());
+        }
+        let holders = self.keks(digest, salt).await?;
+        let key = self
+            .open(digest, salt, holders.iter().map(String::as_str))
+            .await?;
+        self.store(digest, salt, &key, kek).await
+    }
+
+    /// Removes every wrap of `digest`.
+    pub(crate) async fn remove_all(&self, digest: &Digest) -> Result<()> {
+        let prefix = Self::prefix(digest);
+        let locations = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| m.location)
+            .boxed();
+        self.store
+            .delete_stream(locations)
+            .try_for_each(|_| async { Ok(()) })
+            .await
+            .or_else(|e| match e {
+                object_store::Error::NotFound { .. } => Ok(()),
+                e => Err(Error::storage(
+                    format!("removing the data keys of {digest}"),
+                    e,
+                )),
+            })
+    }
+
+    /// Moves every wrap under `from` to `to`: the new wrap is stored before the old one is
+    /// removed, so a blob is readable through one of them at every moment, and a run cut
+    /// short is finished by running again (what is left under `from` is what is left to do).
+    pub(crate) async fn rotate(
+        &self,
+        from: &str,
+        to: &str,
+        progress: &(dyn Fn(RotationProgress) + Send + Sync),
+    ) -> Result<RotationProgress> {
+        check_kek_name(from)?;
+        check_kek_name(to)?;
+        let provider = self.provider()?.clone();
+        let todo: Vec<Path> = self
+            .store
+            .list(Some(&Path::from(KEYS)))
+            .map_err(|e| Error::storage("listing data keys", e))
+            .try_filter_map(|meta| async move {
+                Ok((meta.location.filename() == Some(from)).then_some(meta.location))
+            })
+            .try_collect()
+            .await?;
+        let total = todo.len() as u64;
+        let done = AtomicU64::new(0);
+        progress(RotationProgress {
+            rewrapped: 0,
+            total,
+        });
+        stream::iter(todo)
+            .map(|path| {
+                let provider = provider.clone();
+                let done = &done;
+                async move {
+                    if self.rewrap(&*provider, &path, from, to).await? {
+                        let rewrapped = done.fetch_add(1, Ordering::Relaxed) + 1;
+                        progress(RotationProgress { rewrapped, total });
+                    }
+                    Ok::<_, Error>(())
+                }
+            })
+            .buffer_unordered(ROTATION_CONCURRENCY)
+            .try_collect::<()>()
+            .await?;
+        Ok(RotationProgress {
+            rewrapped: done.load(Ordering::Relaxed),
+            total,
+        })
+    }
+
+    /// Moves the wrap at `path` (under `from`) to `to`; false if it was gone already.
+    async fn rewrap(
+        &self,
+        provider: &dyn KeyProvider,
+        path: &Path,
+        from: &str,
+        to: &str,
+    ) -> Result<bool> {
+        let parts: Vec<_> = path.parts().map(|p| p.as_ref().to_owned()).collect();
+        let [_, algorithm, _, hex_digest, salt_hex, _] = parts.as_slice() else {
+            return Ok(false);
+        };
+        let (Ok(digest), Some(salt)) = (
+            format!("{algorithm}:{hex_digest}").parse::<Digest>(),
+            parse_salt(salt_hex),
+        ) else {
+            return Ok(false);
+        };
+        let Some(wrapped) = self.fetch(&digest, &salt, from).await? else {
+            return Ok(false);
+        };
+        let key = provider.unwrap(&wrapped, &context(&digest, &salt)).await?;
+        self.store(&digest, &salt, &key, to).await?;
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+            Err(e) => Err(Error::storage(
+                format!("removing the old data key of {digest}"),
+                e,
+            )),
+        }
+    }
+}
+
+fn parse_salt(hex: &str) -> Option<[u8; 16]> {
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut salt = [0u8; 16];
+    for (i, byte) in salt.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(salt)
+}
