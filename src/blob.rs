@@ -21,6 +21,7 @@ mod writer;
 pub use self::at_rest::AtRest;
 pub use self::object::{DEFAULT_PART_SIZE, DEFAULT_PARTS_IN_FLIGHT, ObjectBlobStore};
 pub use self::wraps::RotationProgress;
+pub(crate) use self::wraps::check_kek_name;
 
 use std::fmt;
 use std::ops::Range;
@@ -292,6 +293,19 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     ) -> Result<Box<dyn BlobWriter>> {
         let _ = at_rest;
         self.writer(algorithm).await
+    }
+
+    /// The state of a write that has not received a byte, staging into `staging_id` and
+    /// stored as `at_rest` says: what an upload session records before its first chunk,
+    /// to continue with [`BlobStore::resume_writer`].
+    async fn start_state(
+        &self,
+        staging_id: &str,
+        algorithm: Algorithm,
+        at_rest: &AtRest,
+    ) -> Result<WriterState> {
+        let _ = at_rest;
+        Ok(WriterState::new(staging_id, algorithm))
     }
 
     /// Reads a blob, or a byte range of it, unwrapping its data key through

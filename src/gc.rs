@@ -69,6 +69,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 
+use crate::blob::Footprint;
 use crate::digest::Digest;
 use crate::error::{ErrorKind, Result};
 use crate::events::Event;
@@ -281,7 +282,7 @@ impl Registry {
         match record.state {
             BlobState::Deleting if record.stalled(options.take_over_after) => {
                 if !options.dry_run {
-                    let size = self.stored_size(digest).await?;
+                    let size = self.footprint(digest).await?;
                     self.finish_deletion(digest, &record, version).await?;
                     self.drop_candidate(&candidate).await?;
                     self.reclaimed(&mut report, digest, size);
@@ -316,7 +317,7 @@ impl Registry {
             Holders::None => {}
         }
         if options.dry_run {
-            let size = self.stored_size(digest).await?;
+            let size = self.footprint(digest).await?;
             self.reclaimed(&mut report, digest, size);
             return Ok(report);
         }
@@ -346,7 +347,7 @@ impl Registry {
             report.deferred = 1;
             return Ok(report);
         };
-        let size = self.stored_size(digest).await?;
+        let size = self.footprint(digest).await?;
         let record = BlobRecord {
             state: BlobState::Deleting,
             ..record
@@ -362,11 +363,12 @@ impl Registry {
         options.grace.max(self.inner_gc_grace())
     }
 
-    fn reclaimed(&self, report: &mut GcReport, digest: &Digest, size: Option<u64>) {
-        let size = size.unwrap_or(0);
+    fn reclaimed(&self, report: &mut GcReport, digest: &Digest, size: Option<Footprint>) {
+        let footprint = size.unwrap_or_default();
+        let size = footprint.logical;
         report.reclaimed_blobs = 1;
-        report.reclaimed_logical_bytes = size;
-        report.reclaimed_stored_bytes = size;
+        report.reclaimed_logical_bytes = footprint.logical;
+        report.reclaimed_stored_bytes = footprint.stored;
         if !report.dry_run {
             self.emit(Event::BlobReclaimed {
                 digest: digest.clone(),
@@ -375,8 +377,8 @@ impl Registry {
         }
     }
 
-    async fn stored_size(&self, digest: &Digest) -> Result<Option<u64>> {
-        Ok(self.blob_store().stat(digest).await?.map(|info| info.size))
+    async fn footprint(&self, digest: &Digest) -> Result<Option<Footprint>> {
+        self.blob_store().footprint(digest).await
     }
 
     /// Moves a blob record to `state` if it is still at `version`; the new version, or

@@ -43,8 +43,8 @@ pub use crate::registry::{
     DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_MAX_OPEN_UPLOADS, DEFAULT_PULL_TIME_RESOLUTION,
     DEFAULT_UPLOAD_EXPIRY, DenyMountByDigest, ImageInfo, LifecycleReport,
     MAX_MUTABILITY_EXCLUSIONS, ManifestInfo, MountPolicy, PushedManifest, Referrers, Registry,
-    RegistryBuilder, Repository, RepositorySettings, StoredManifest, TAG_HISTORY_LEN, TagMove,
-    TagMutability,
+    RegistryBuilder, Repository, RepositorySettings, StorageStats, StoredManifest, TAG_HISTORY_LEN,
+    TagMove, TagMutability,
 };
 pub use crate::upload::{ExpiryReport, UploadId, UploadStatus};
 

@@ -17,15 +17,17 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use serde::{Deserialize, Serialize};
 
-use crate::blob::{BlobInfo, BlobRead, BlobStore, ByteStream, ObjectBlobStore};
+use crate::blob::{AtRest, BlobInfo, BlobRead, BlobStore, ByteStream, ObjectBlobStore};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{DiscardEvents, EventSink};
+use crate::keys::{DEFAULT_KEK, KeyProvider, LocalKeyProvider, MemoryKeyProvider};
 use crate::meta::{Entry, Expect, MemoryMetaStore, MetaStore, RedbMetaStore};
 use crate::reference::RepoName;
 use crate::upload::{OpenWriters, now_millis};
 
 mod archive;
+mod at_rest;
 pub(crate) mod blob_records;
 mod inventory;
 mod lifecycle;
@@ -36,6 +38,7 @@ mod repositories;
 mod tags;
 mod uploads;
 
+pub use self::at_rest::StorageStats;
 pub use self::inventory::ImageInfo;
 pub use self::lifecycle::LifecycleReport;
 pub use self::manifests::{ManifestInfo, PushedManifest, StoredManifest};
@@ -140,6 +143,8 @@ struct Inner {
     events: Arc<dyn EventSink>,
     archive: Option<Arc<dyn BlobStore>>,
     gc_grace: Duration,
+    at_rest: AtRest,
+    kek_redirects: at_rest::KekRedirects,
 }
 
 impl fmt::Debug for Registry {
@@ -156,6 +161,10 @@ impl fmt::Debug for Registry {
 #[derive(Default)]
 pub struct RegistryBuilder {
     blobs: Option<Arc<dyn BlobStore>>,
+    object_store: Option<Arc<dyn ObjectStore>>,
+    archive_object_store: Option<Arc<dyn ObjectStore>>,
+    key_provider: Option<Arc<dyn KeyProvider>>,
+    at_rest: Option<AtRest>,
     meta: Option<Arc<dyn MetaStore>>,
     mount_policy: Option<Arc<dyn MountPolicy>>,
     upload_expiry: Option<Duration>,
@@ -165,7 +174,6 @@ pub struct RegistryBuilder {
     pull_time_resolution: Option<Duration>,
     max_manifest_size: Option<usize>,
     events: Option<Arc<dyn EventSink>>,
-    archive: Option<Arc<dyn BlobStore>>,
     gc_grace: Option<Duration>,
 }
 
@@ -176,14 +184,33 @@ impl fmt::Debug for RegistryBuilder {
 }
 
 impl RegistryBuilder {
-    /// Keeps blobs in `store` through an [`ObjectBlobStore`].
-    pub fn object_store(self, store: Arc<dyn ObjectStore>) -> Self {
-        self.blob_store(Arc::new(ObjectBlobStore::new(store)))
+    /// Keeps blobs in `store` through an [`ObjectBlobStore`], with the builder's
+    /// [`key_provider`](Self::key_provider) and [`at_rest`](Self::at_rest) default.
+    pub fn object_store(mut self, store: Arc<dyn ObjectStore>) -> Self {
+        self.object_store = Some(store);
+        self.blobs = None;
+        self
     }
 
-    /// Keeps blobs in `blobs`.
+    /// Keeps blobs in `blobs`, configured as it is (its own key provider, if any).
     pub fn blob_store(mut self, blobs: Arc<dyn BlobStore>) -> Self {
         self.blobs = Some(blobs);
+        self.object_store = None;
+        self
+    }
+
+    /// Wraps and unwraps blobs' data keys with `provider`. With a provider, new blobs
+    /// are encrypted by default under its KEK [`DEFAULT_KEK`].
+    pub fn key_provider(mut self, provider: Arc<dyn KeyProvider>) -> Self {
+        self.key_provider = Some(provider);
+        self
+    }
+
+    /// Sets how new blobs are stored unless a repository's settings say otherwise
+    /// (default: compressed where it helps, and encrypted under [`DEFAULT_KEK`] when
+    /// there is a [`key_provider`](Self::key_provider)).
+    pub fn at_rest(mut self, at_rest: AtRest) -> Self {
+        self.at_rest = Some(at_rest);
         self
     }
 
@@ -257,7 +284,7 @@ impl RegistryBuilder {
     /// [`ObjectBlobStore`]): a colder, cheaper store than the main one. Without it,
     /// transitions to archive are refused.
     pub fn archive_store(mut self, store: Arc<dyn ObjectStore>) -> Self {
-        self.archive = Some(Arc::new(ObjectBlobStore::new(store)));
+        self.archive_object_store = Some(store);
         self
     }
 
@@ -281,9 +308,33 @@ impl RegistryBuilder {
                 format!("registry needs a {what}: set it on the builder"),
             )
         };
+        let at_rest = self.at_rest.unwrap_or_else(|| match self.key_provider {
+            Some(_) => AtRest::encrypted(DEFAULT_KEK),
+            None => AtRest::default(),
+        });
+        let over = |store: Arc<dyn ObjectStore>| {
+            let blobs = ObjectBlobStore::new(store).with_at_rest(at_rest.clone());
+            let blobs = match &self.key_provider {
+                Some(provider) => blobs.with_key_provider(provider.clone()),
+                None => blobs,
+            };
+            Arc::new(blobs) as Arc<dyn BlobStore>
+        };
+        if at_rest.encryption.is_some() && self.key_provider.is_none() && self.blobs.is_none() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "registry encrypts blobs by its at-rest setting but has no key provider: set one on the builder",
+            ));
+        }
+        let blobs = match (self.blobs, self.object_store) {
+            (Some(blobs), _) => blobs,
+            (None, Some(store)) => over(store),
+            (None, None) => return Err(missing("blob store")),
+        };
+        let archive = self.archive_object_store.map(over);
         Ok(Registry {
             inner: Arc::new(Inner {
-                blobs: self.blobs.ok_or_else(|| missing("blob store"))?,
+                blobs,
                 meta: self.meta.ok_or_else(|| missing("metadata store"))?,
                 mount_policy: self
                     .mount_policy
@@ -303,8 +354,10 @@ impl RegistryBuilder {
                     .max_manifest_size
                     .unwrap_or(crate::manifest::DEFAULT_MAX_MANIFEST_SIZE),
                 events: self.events.unwrap_or_else(|| Arc::new(DiscardEvents)),
-                archive: self.archive,
+                archive,
                 gc_grace: self.gc_grace.unwrap_or(crate::gc::DEFAULT_GC_GRACE),
+                at_rest,
+                kek_redirects: at_rest::KekRedirects::default(),
             }),
         })
     }
@@ -318,15 +371,21 @@ impl Registry {
 
     /// A registry entirely in memory: for tests and throwaway use.
     pub fn in_memory() -> Self {
+        // Encrypted like a real deployment, under a KEK that lives as long as the data.
+        let keys = MemoryKeyProvider::default();
+        keys.generate(DEFAULT_KEK).expect("randomness for a key");
         Self::builder()
             .object_store(Arc::new(InMemory::new()))
+            .key_provider(Arc::new(keys))
             .meta_store(Arc::new(MemoryMetaStore::new()))
             .build()
             .expect("both stores are set")
     }
 
     /// The embedded default: blobs in `dir/blobs` on the local filesystem, metadata in
-    /// the redb database `dir/meta.redb`. Creates `dir` if needed.
+    /// the redb database `dir/meta.redb`, blobs encrypted under KEKs kept in the key file
+    /// `dir/keys.json` (created owner-only with one fresh KEK on first use) and
+    /// compressed where that helps. Creates `dir` if needed.
     pub fn open_local(dir: impl AsRef<FsPath>) -> Result<Self> {
         let dir = dir.as_ref();
         let blob_dir = dir.join("blobs");
@@ -342,8 +401,10 @@ impl Registry {
             .with_automatic_cleanup(true)
             // A published blob must survive power loss, not only a process crash.
             .with_fsync(true);
+        let keys = LocalKeyProvider::open(dir.join("keys.json"))?;
         Self::builder()
             .object_store(Arc::new(fs))
+            .key_provider(Arc::new(keys))
             .meta_store(Arc::new(RedbMetaStore::open(dir.join("meta.redb"))?))
             .build()
     }
@@ -423,13 +484,18 @@ impl Registry {
         if self.linked(repo, digest).await?.is_none() {
             return Err(Self::blob_unknown(repo, digest));
         }
-        self.inner.blobs.read(digest, range).await.map_err(|e| {
-            if e.kind() == ErrorKind::BlobUnknown {
-                Self::blob_unknown(repo, digest)
-            } else {
-                e
-            }
-        })
+        let at_rest = self.at_rest_for(repo).await?;
+        self.inner
+            .blobs
+            .read_with(digest, range, &at_rest)
+            .await
+            .map_err(|e| {
+                if e.kind() == ErrorKind::BlobUnknown {
+                    Self::blob_unknown(repo, digest)
+                } else {
+                    e
+                }
+            })
     }
 
     /// Pushes a whole blob in one call (a monolithic upload), verified against `digest`.
@@ -440,7 +506,12 @@ impl Registry {
         mut body: ByteStream,
     ) -> Result<BlobInfo> {
         self.repository_for_push(repo).await?;
-        let mut writer = self.inner.blobs.writer(digest.algorithm()).await?;
+        let at_rest = self.at_rest_for(repo).await?;
+        let mut writer = self
+            .inner
+            .blobs
+            .writer_with(digest.algorithm(), &at_rest)
+            .await?;
         while let Some(chunk) = body.next().await {
             match chunk {
                 Ok(chunk) => writer.write(chunk).await?,
@@ -511,6 +582,9 @@ impl Registry {
                 format!("blob {digest} is not stored"),
             )
         })?;
+        // One copy, readable through the target's KEK too.
+        let at_rest = self.at_rest_for(target).await?;
+        self.inner.blobs.grant(digest, &at_rest).await?;
         self.link(target, &info).await?;
         Ok(info)
     }

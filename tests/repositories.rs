@@ -105,6 +105,8 @@ async fn settings_are_stored_and_validated() {
         tag_mutability: TagMutability::MutableWithExclusion,
         mutability_exclusions: vec!["release-*".into()],
         encryption_key: Some("tenant-a".into()),
+        encrypted: None,
+        compressed: Some(false),
         scan_on_push: true,
         lifecycle_policy: Some(
             r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":5},"action":{"type":"expire"}}]}"#

@@ -189,6 +189,7 @@ impl ObjectBlobStore {
         hasher: Digester,
         parts: Vec<StagedPart>,
         encoding: Option<(Encoding, Header, Option<String>)>,
+        staged: bool,
     ) -> ObjectBlobWriter {
         let (encoding, header, kek) = match encoding {
             Some((encoding, header, kek)) => (Some(encoding), Some(header), kek),
@@ -204,6 +205,7 @@ impl ObjectBlobStore {
             encoding,
             header,
             kek,
+            staged,
         }
     }
 
@@ -309,6 +311,8 @@ impl ObjectBlobStore {
         let header = Header::decode(&encoder.header())?;
         let encoding = Encoding {
             encoder: Some(encoder),
+            lost: false,
+            resume_from: None,
             key,
             wrapped,
             tail: None,
@@ -334,26 +338,7 @@ impl ObjectBlobStore {
             ),
             (true, None) => return Err(inconsistent(state, "no wrapped data key")),
         };
-        let held = match encoding.tail() {
-            Some(tail) => {
-                let path = self
-                    .staging_path(&state.staging_id)
-                    .join(tail.name.as_str());
-                let bytes = self
-                    .store
-                    .get(&path)
-                    .await
-                    .map_err(|e| Error::storage(format!("reading {path}"), e))?
-                    .bytes()
-                    .await
-                    .map_err(|e| Error::storage(format!("reading {path}"), e))?;
-                if bytes.len() as u64 != tail.len {
-                    return Err(inconsistent(state, "the held bytes changed size"));
-                }
-                bytes.to_vec()
-            }
-            None => Vec::new(),
-        };
+        let held_len = encoding.tail().map_or(0, |t| t.len);
         let frames: u64 = snapshot.frame_lens.iter().map(|&l| u64::from(l)).sum();
         let stored = if snapshot.frame_lens.is_empty() {
             0
@@ -361,14 +346,17 @@ impl ObjectBlobStore {
             HEADER_LEN as u64 + frames
         };
         let staged: u64 = state.parts.iter().map(|p| p.len).sum();
-        let logical = snapshot.frame_lens.len() as u64 * header.frame_size() + held.len() as u64;
-        if staged != stored || logical != state.len() {
+        let logical = snapshot.frame_lens.len() as u64 * header.frame_size() + held_len;
+        if staged != stored || logical != state.len() || held_len > header.frame_size() {
             return Err(inconsistent(state, "its frames do not add up"));
         }
         let kek = encoding.wrapped_key().map(|w| w.kek.clone());
-        let encoder = FrameEncoder::resume(snapshot, key.as_ref(), held)?;
+        // The encoder is rebuilt when bytes come: a commit of a blob stored meanwhile
+        // needs neither it nor the held bytes.
         let encoding = Encoding {
-            encoder: Some(encoder),
+            encoder: None,
+            lost: false,
+            resume_from: Some(snapshot),
             key,
             wrapped: encoding.wrapped_key().cloned(),
             tail: encoding.tail().cloned(),
@@ -547,7 +535,33 @@ impl BlobStore for ObjectBlobStore {
             Digester::new(algorithm),
             Vec::new(),
             encoding,
+            false,
         )))
+    }
+
+    async fn start_state(
+        &self,
+        staging_id: &str,
+        algorithm: Algorithm,
+        at_rest: &AtRest,
+    ) -> Result<WriterState> {
+        let mut state = WriterState::new(staging_id, algorithm);
+        if !is_safe_id(staging_id) {
+            return Err(inconsistent(&state, "its id is not one wharf makes"));
+        }
+        if !at_rest.is_plain() {
+            let (encoding, _, _) = self.start_encoding(staging_id, at_rest).await?;
+            let encoder = encoding
+                .encoder
+                .as_ref()
+                .expect("a new encoding has its encoder");
+            state.encoding = Some(super::EncodingState::new(
+                &encoder.snapshot(),
+                encoding.wrapped.clone(),
+                None,
+            ));
+        }
+        Ok(state)
     }
 
     async fn resume_writer(&self, state: &WriterState) -> Result<Box<dyn BlobWriter>> {
@@ -571,6 +585,7 @@ impl BlobStore for ObjectBlobStore {
             hasher,
             state.parts.clone(),
             encoding,
+            true,
         )))
     }
 

@@ -17,7 +17,7 @@ use super::hashing::PipelinedDigester;
 use super::object::{Form, ObjectBlobStore, verify};
 use super::part_writer::PartWriter;
 use super::{BlobInfo, BlobStore, BlobWriter, EncodingState, StagedPart, WriterState};
-use crate::codec::{DataKey, FrameEncoder, Header, Layout};
+use crate::codec::{DataKey, EncoderSnapshot, FrameEncoder, Header, Layout};
 use crate::digest::{Digest, Digester};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::WrappedKey;
@@ -30,13 +30,20 @@ pub(super) fn staging_context(staging_id: &str) -> Vec<u8> {
 /// The encoding side of a write.
 #[derive(Debug)]
 pub(super) struct Encoding {
-    /// `None` only while it works on a blocking thread, or once finished.
+    /// `None` while it works on a blocking thread, once finished, and in a resumed
+    /// write until bytes come ([`ObjectBlobWriter::encoder_ready`]).
     pub(super) encoder: Option<FrameEncoder>,
+    /// What a resumed write rebuilds its encoder from, with the held bytes in `tail`.
+    pub(super) resume_from: Option<EncoderSnapshot>,
     pub(super) key: Option<DataKey>,
     /// The data key wrapped for the staging area (checkpoints carry it, never the key).
     pub(super) wrapped: Option<WrappedKey>,
     /// The held bytes saved by the last checkpoint.
     pub(super) tail: Option<StagedPart>,
+    /// The saved held bytes were gone at resume: the staging area was cleaned up after
+    /// the blob was published by an earlier attempt whose end was not recorded. Bytes
+    /// are still hashed, so a commit finds the stored blob; nothing can be stored.
+    pub(super) lost: bool,
 }
 
 fn task_failed(e: tokio::task::JoinError) -> Error {
@@ -48,6 +55,12 @@ fn task_failed(e: tokio::task::JoinError) -> Error {
 
 impl Encoding {
     fn encoder(&mut self) -> Result<FrameEncoder> {
+        if self.lost {
+            return Err(Error::new(
+                ErrorKind::BlobUploadInvalid,
+                "the upload's staged bytes are gone and its blob is not stored: start the upload again",
+            ));
+        }
         self.encoder.take().ok_or_else(|| {
             Error::new(
                 ErrorKind::Storage,
@@ -58,6 +71,9 @@ impl Encoding {
 
     /// Encodes `data`; frames are sealed on a blocking thread when there are some to seal.
     async fn push(&mut self, data: Bytes) -> Result<Vec<u8>> {
+        if self.lost {
+            return Ok(Vec::new());
+        }
         let mut encoder = self.encoder()?;
         if encoder.seals_on_push(data.len()) {
             let (encoder, out) = tokio::task::spawn_blocking(move || {
@@ -109,9 +125,48 @@ pub(super) struct ObjectBlobWriter {
     pub(super) header: Option<Header>,
     /// The KEK a deduplicated blob must become readable through.
     pub(super) kek: Option<String>,
+    /// Whether the staging area may hold anything (a checkpoint was taken, here or
+    /// before a resume); otherwise a write that ends in memory has nothing to remove.
+    pub(super) staged: bool,
 }
 
 impl ObjectBlobWriter {
+    /// Rebuilds a resumed write's encoder, reading back the bytes it held.
+    async fn encoder_ready(&mut self) -> Result<()> {
+        let Some(encoding) = self.encoding.as_mut() else {
+            return Ok(());
+        };
+        if encoding.resume_from.is_none() {
+            return Ok(());
+        }
+        let held = match &encoding.tail {
+            Some(tail) => {
+                let path = self.staging.clone().join(tail.name.as_str());
+                let read = |e| Error::storage(format!("reading {path}"), e);
+                let bytes = match self.blobs.object_store().get(&path).await {
+                    Ok(got) => got.bytes().await.map_err(read)?,
+                    Err(object_store::Error::NotFound { .. }) => {
+                        encoding.resume_from = None;
+                        encoding.lost = true;
+                        return Ok(());
+                    }
+                    Err(e) => return Err(read(e)),
+                };
+                if (bytes.len() as u64) < tail.len {
+                    return Err(Error::new(
+                        ErrorKind::CorruptData,
+                        format!("{path} holds fewer bytes than the checkpoint saved"),
+                    ));
+                }
+                bytes[..tail.len as usize].to_vec()
+            }
+            None => Vec::new(),
+        };
+        let snapshot = encoding.resume_from.take().expect("checked above");
+        encoding.encoder = Some(FrameEncoder::resume(snapshot, encoding.key.as_ref(), held)?);
+        Ok(())
+    }
+
     fn stored_len(&self) -> u64 {
         self.parts.iter().map(|p| p.len).sum::<u64>() + self.current.as_ref().map_or(0, |c| c.len)
     }
@@ -133,6 +188,18 @@ impl ObjectBlobWriter {
                 .await?;
         }
         current.push(data).await
+    }
+
+    /// Drops the part being written and everything staged.
+    async fn discard(&mut self) -> Result<()> {
+        let in_memory = self.current.as_ref().is_none_or(PartWriter::is_buffered);
+        if let Some(part) = self.current.take() {
+            part.abort().await;
+        }
+        if in_memory && !self.staged && self.parts.is_empty() {
+            return Ok(());
+        }
+        self.blobs.discard_staging(&self.staging_id).await
     }
 
     /// Closes the part being written, making it durable.
@@ -250,9 +317,13 @@ impl ObjectBlobWriter {
         })?;
         let held = Bytes::copy_from_slice(encoder.held());
         let snapshot = encoder.snapshot();
-        let old = encoding.tail.take();
+        encoding.tail = None;
         if !held.is_empty() {
-            let name = format!("tail-{}", crate::upload::random_id());
+            // Named by the frame it starts: a later checkpoint within the same frame
+            // rewrites it with more bytes after the same ones, and an earlier state that
+            // names it reads its prefix. Earlier tails are never removed here: the state
+            // that names them may be the last one recorded.
+            let name = format!("tail-{:010}", snapshot.frame_lens.len());
             let path = self.staging.clone().join(name.as_str());
             self.blobs
                 .object_store()
@@ -263,14 +334,6 @@ impl ObjectBlobWriter {
                 name,
                 len: held.len() as u64,
             });
-        }
-        if let Some(old) = old {
-            // Best effort: the staging area goes as a whole when the write ends.
-            let _ = self
-                .blobs
-                .object_store()
-                .delete(&self.staging.clone().join(old.name.as_str()))
-                .await;
         }
         Ok(Some(EncodingState::new(
             &snapshot,
@@ -286,6 +349,7 @@ impl BlobWriter for ObjectBlobWriter {
         if data.is_empty() {
             return Ok(());
         }
+        self.encoder_ready().await?;
         self.hasher.update(&data).await?;
         let stored = match self.encoding.as_mut() {
             Some(encoding) => Bytes::from(encoding.push(data).await?),
@@ -302,6 +366,7 @@ impl BlobWriter for ObjectBlobWriter {
     }
 
     async fn checkpoint(&mut self) -> Result<WriterState> {
+        self.encoder_ready().await?;
         if let Some(encoding) = self.encoding.as_mut() {
             let sealed = encoding.flush().await?;
             if !sealed.is_empty() {
@@ -309,6 +374,7 @@ impl BlobWriter for ObjectBlobWriter {
             }
         }
         self.seal_current().await?;
+        self.staged = true;
         let encoding = self.save_tail().await?;
         Ok(WriterState {
             staging_id: self.staging_id.clone(),
@@ -324,6 +390,29 @@ impl BlobWriter for ObjectBlobWriter {
         expected_size: Option<u64>,
     ) -> Result<BlobInfo> {
         let size = self.hasher.len();
+        let same_algorithm = expected.algorithm() == self.hasher.algorithm();
+        if same_algorithm {
+            // Verified before anything else: a mismatch or a blob stored already needs
+            // no more encoding or writing.
+            let actual = self.hasher.settle().await?.peek();
+            let info = BlobInfo {
+                digest: actual.clone(),
+                size,
+            };
+            if let Err(err) = verify(expected, &actual, size, expected_size) {
+                self.discard().await?;
+                return Err(err);
+            }
+            if self
+                .blobs
+                .grant_existing(&actual, self.kek.as_deref())
+                .await?
+            {
+                self.discard().await?;
+                return Ok(info);
+            }
+        }
+        self.encoder_ready().await?;
         let mut footer = None;
         if let Some(encoding) = self.encoding.as_mut() {
             let last = encoding.finish().await?;
@@ -333,33 +422,20 @@ impl BlobWriter for ObjectBlobWriter {
         }
         let buffered =
             self.parts.is_empty() && self.current.as_ref().is_none_or(PartWriter::is_buffered);
-        if buffered && expected.algorithm() == self.hasher.algorithm() {
-            // Nothing has reached storage yet: verify first, then write the blob once, in
-            // place, with no staged copy to rename or remove.
+        if buffered && same_algorithm {
+            // Nothing has reached storage yet: write the blob once, in place, with no
+            // staged copy to rename.
             let actual = self.hasher.settle().await?.peek();
-            // A checkpoint may have saved held bytes in the staging area.
-            let staged = self.encoding.as_ref().is_some_and(|e| e.tail.is_some());
-            if let Err(err) = verify(expected, &actual, size, expected_size) {
-                if staged {
-                    self.blobs.discard_staging(&self.staging_id).await?;
-                }
-                return Err(err);
-            }
-            if !self
-                .blobs
-                .grant_existing(&actual, self.kek.as_deref())
-                .await?
-            {
-                self.store_wrap(&actual).await?;
-                let target = self.blobs.object_path(&actual, self.form());
-                let mut bytes = match self.current.take() {
-                    Some(part) => part,
-                    None => self.blobs.part_writer(target.clone()),
-                };
-                bytes.path = target;
-                bytes.finish().await?;
-            }
-            if staged {
+            self.store_wrap(&actual).await?;
+            let target = self.blobs.object_path(&actual, self.form());
+            let mut bytes = match self.current.take() {
+                Some(part) => part,
+                None => self.blobs.part_writer(target.clone()),
+            };
+            bytes.path = target;
+            bytes.finish().await?;
+            if self.staged {
+                // A checkpoint may have saved held bytes in the staging area.
                 self.blobs.discard_staging(&self.staging_id).await?;
             }
             return Ok(BlobInfo {
@@ -369,17 +445,18 @@ impl BlobWriter for ObjectBlobWriter {
         }
         // A failure here leaves the staging area to upload expiry.
         self.seal_current().await?;
-        let actual = if expected.algorithm() == self.hasher.algorithm() {
+        let actual = if same_algorithm {
             self.hasher.settle().await?.peek()
         } else {
             // The write was hashed with another algorithm than the client's digest uses
             // (sessions start before the digest is known): hash the staged parts once.
-            self.rehash(expected, footer.as_deref()).await?
+            let actual = self.rehash(expected, footer.as_deref()).await?;
+            if let Err(err) = verify(expected, &actual, size, expected_size) {
+                self.blobs.discard_staging(&self.staging_id).await?;
+                return Err(err);
+            }
+            actual
         };
-        if let Err(err) = verify(expected, &actual, size, expected_size) {
-            self.blobs.discard_staging(&self.staging_id).await?;
-            return Err(err);
-        }
         let info = BlobInfo {
             digest: actual,
             size,
@@ -389,9 +466,6 @@ impl BlobWriter for ObjectBlobWriter {
     }
 
     async fn abort(mut self: Box<Self>) -> Result<()> {
-        if let Some(part) = self.current.take() {
-            part.abort().await;
-        }
-        self.blobs.discard_staging(&self.staging_id).await
+        self.discard().await
     }
 }

@@ -16,7 +16,7 @@ use futures::StreamExt;
 
 use super::manifests::manifest_key;
 use super::{Registry, encode};
-use crate::blob::BlobStore;
+use crate::blob::{AtRest, BlobStore};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::Event;
@@ -45,12 +45,18 @@ impl Registry {
     }
 
     /// Copies `digest` from one blob store to another unless it is there already.
-    async fn copy_blob(from: &dyn BlobStore, to: &dyn BlobStore, digest: &Digest) -> Result<()> {
+    /// Both stores are read and written as `at_rest` says (the repository's keys).
+    async fn copy_blob(
+        from: &dyn BlobStore,
+        to: &dyn BlobStore,
+        digest: &Digest,
+        at_rest: &AtRest,
+    ) -> Result<()> {
         if to.stat(digest).await?.is_some() {
-            return Ok(());
+            return to.grant(digest, at_rest).await;
         }
-        let mut read = from.read(digest, None).await?;
-        let mut writer = to.writer(digest.algorithm()).await?;
+        let mut read = from.read_with(digest, None, at_rest).await?;
+        let mut writer = to.writer_with(digest.algorithm(), at_rest).await?;
         while let Some(chunk) = read.stream.next().await {
             match chunk {
                 Ok(chunk) => writer.write(chunk).await?,
@@ -96,8 +102,9 @@ impl Registry {
         {
             return Ok(false);
         }
+        let at_rest = self.at_rest_for(repo).await?;
         for blob in &record.blobs {
-            Self::copy_blob(self.inner.blobs.as_ref(), archive.as_ref(), blob).await?;
+            Self::copy_blob(self.inner.blobs.as_ref(), archive.as_ref(), blob, &at_rest).await?;
         }
         let archived = super::manifests::ManifestRecord {
             archived_at_ms: Some(now_millis()),
@@ -193,9 +200,10 @@ impl Registry {
             return Ok(());
         }
         let archive = self.archive()?.clone();
+        let at_rest = self.at_rest_for(repo).await?;
         for blob in &record.blobs {
             self.claim_blob(blob, Some(repo)).await?;
-            Self::copy_blob(archive.as_ref(), self.inner.blobs.as_ref(), blob).await?;
+            Self::copy_blob(archive.as_ref(), self.inner.blobs.as_ref(), blob, &at_rest).await?;
             let info = self.inner.blobs.stat(blob).await?.ok_or_else(|| {
                 Error::new(
                     ErrorKind::BlobUnknown,

@@ -339,7 +339,7 @@ impl Registry {
         if record.held {
             return Ok(());
         }
-        let raw = crate::blob::BlobStoreExt::get_bytes(self.inner.blobs.as_ref(), &digest).await?;
+        let raw = self.get_bytes_in(&repo, &digest).await?;
         let manifest =
             crate::manifest::Manifest::parse_with_limit(raw, Some(&record.media_type), usize::MAX)?;
         record.blobs = super::manifests::stored_blobs(&manifest).cloned().collect();

@@ -18,7 +18,6 @@ use serde::{Deserialize, Serialize};
 use super::referrers::referrer_prefix;
 use super::tags::tagged_prefix;
 use super::{Registry, decode, encode};
-use crate::blob::BlobStoreExt;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{Descriptor, Manifest, ManifestMediaType};
@@ -325,9 +324,7 @@ impl Registry {
         };
 
         self.claim_blob(&digest, None).await?;
-        self.inner
-            .blobs
-            .put_bytes(&digest, manifest.raw().clone())
+        self.put_bytes_in(repo, &digest, manifest.raw().clone())
             .await?;
         let subject = manifest.subject().map(|s| s.digest.clone());
         if let Some(subject) = &subject {
@@ -451,7 +448,7 @@ impl Registry {
         reference: &Reference,
     ) -> Result<StoredManifest> {
         let (digest, record) = self.resolve(repo, reference).await?;
-        let raw = self.inner.blobs.get_bytes(&digest).await?;
+        let raw = self.get_bytes_in(repo, &digest).await?;
         self.record_pull(repo, &digest).await?;
         Ok(StoredManifest {
             digest,

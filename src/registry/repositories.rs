@@ -44,8 +44,15 @@ pub struct RepositorySettings {
     /// modes; at most [`MAX_MUTABILITY_EXCLUSIONS`].
     pub mutability_exclusions: Vec<String>,
     /// The key-encryption key the repository's blobs are wrapped with (`None`: the
-    /// registry's default).
+    /// registry's default). Blobs it shares with other repositories stay one copy, their
+    /// data keys wrapped once more under this KEK.
     pub encryption_key: Option<String>,
+    /// Whether new blobs are encrypted (`None`: as the registry's default). Blobs
+    /// written under another setting stay readable.
+    pub encrypted: Option<bool>,
+    /// Whether new blobs are compressed where that helps (`None`: as the registry's
+    /// default). Blobs written under another setting stay readable.
+    pub compressed: Option<bool>,
     /// Whether pushed manifests are handed to the scanner.
     pub scan_on_push: bool,
     /// The lifecycle policy, as the ECR JSON text it was given in.
@@ -84,6 +91,14 @@ impl RepositorySettings {
                 "mutability_exclusions has {} filters, at most {MAX_MUTABILITY_EXCLUSIONS} are allowed",
                 self.mutability_exclusions.len()
             )));
+        }
+        if let Some(kek) = &self.encryption_key {
+            crate::blob::check_kek_name(kek)?;
+            if self.encrypted == Some(false) {
+                return Err(invalid(format!(
+                    "encryption_key {kek:?} is set while encrypted is false"
+                )));
+            }
         }
         if let Some(policy) = &self.lifecycle_policy {
             crate::lifecycle::LifecyclePolicy::parse(policy)?;

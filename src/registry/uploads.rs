@@ -46,13 +46,19 @@ impl Registry {
     pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadStatus> {
         self.repository_for_push(repo).await?;
         let id = UploadId::generate();
+        let at_rest = self.at_rest_for(repo).await?;
+        // The staging area is named by the session id; nothing is staged yet.
+        let writer = self
+            .inner
+            .blobs
+            .start_state(id.as_str(), Algorithm::Sha256, &at_rest)
+            .await?;
         let now = now_millis();
         let record = SessionRecord {
             repo: repo.clone(),
             started_at_ms: now,
             updated_at_ms: now,
-            // The staging area is named by the session id; nothing is staged yet.
-            writer: WriterState::new(id.as_str(), Algorithm::Sha256),
+            writer,
         };
         self.inner
             .meta
