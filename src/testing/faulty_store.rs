@@ -53,6 +53,8 @@ struct State {
     ops: AtomicUsize,
     fail_at: AtomicUsize,
     crash: std::sync::atomic::AtomicBool,
+    /// Every successful get: the object and the byte range it returned.
+    gets: std::sync::Mutex<Vec<(Path, Range<u64>)>>,
 }
 
 impl FaultyStore {
@@ -64,6 +66,7 @@ impl FaultyStore {
                 ops: AtomicUsize::new(0),
                 fail_at: AtomicUsize::new(usize::MAX),
                 crash: false.into(),
+                gets: Default::default(),
             }),
         }
     }
@@ -91,6 +94,12 @@ impl FaultyStore {
     /// Whether an armed fault has fired.
     pub fn fired(&self) -> bool {
         self.operations() > self.state.fail_at.load(Ordering::SeqCst)
+    }
+
+    /// Takes the record of successful gets so far (object and byte range returned), to
+    /// prove how much a read fetched.
+    pub fn take_gets(&self) -> Vec<(Path, Range<u64>)> {
+        std::mem::take(&mut *self.state.gets.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The wrapped store.
@@ -187,7 +196,13 @@ impl ObjectStore for FaultyStore {
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
         self.check("get")?;
-        self.inner.get_opts(location, options).await
+        let got = self.inner.get_opts(location, options).await?;
+        self.state
+            .gets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((location.clone(), got.range.clone()));
+        Ok(got)
     }
 
     async fn get_ranges(

@@ -1,0 +1,522 @@
+//! Blobs at rest through the registry: encrypted and compressed by default, tenant keys
+//! over one copy, per-repository switches, KEK rotation (interrupted at every storage
+//! operation), range reads that fetch only the frames they need, and storage figures.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use wharf::keys::MemoryKeyProvider;
+use wharf::testing::{FaultMode, FaultyStore};
+use wharf::{
+    Algorithm, AtRest, BlobStore, Digest, ErrorKind, MemoryMetaStore, ObjectBlobStore, Registry,
+    RepoName, RepositorySettings,
+};
+
+use common::{repo, sha256};
+
+/// Bytes that compress about 3:1, like an uncompressed tar of text files.
+fn compressible(len: usize, seed: u64) -> Bytes {
+    let words = [
+        "usr/share/doc ",
+        "copyright ",
+        "#!/bin/sh\n",
+        "exit 0\n",
+        "Licensed under ",
+        "the Apache License ",
+        "0644 root root ",
+        "lib/x86_64-linux-gnu/ ",
+    ];
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 32);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(words[(state % words.len() as u64) as usize].as_bytes());
+        out.push(b'0' + (state >> 60) as u8 % 10);
+    }
+    out.truncate(len);
+    out.into()
+}
+
+/// Bytes that do not compress.
+fn random(len: usize, seed: u64) -> Bytes {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out.into()
+}
+
+async fn all_paths(store: &dyn ObjectStore, prefix: &str) -> Vec<Path> {
+    store
+        .list(Some(&Path::from(prefix)))
+        .map_ok(|m| m.location)
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+fn registry_over(store: Arc<dyn ObjectStore>, keys: Arc<MemoryKeyProvider>) -> Registry {
+    Registry::builder()
+        .checkpoint_interval(1)
+        .object_store(store)
+        .meta_store(Arc::new(MemoryMetaStore::new()))
+        .key_provider(keys)
+        .build()
+        .unwrap()
+}
+
+fn keys(names: &[&str]) -> Arc<MemoryKeyProvider> {
+    let keys = MemoryKeyProvider::default();
+    for name in names {
+        keys.generate(name).unwrap();
+    }
+    Arc::new(keys)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_default_encrypts_and_compresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = repo("app");
+    let text = compressible(3 << 20, 1);
+    let noise = random(2 << 20, 2);
+    {
+        let registry = Registry::open_local(dir.path()).unwrap();
+        registry
+            .push_blob_bytes(&r, &sha256(&text), text.clone())
+            .await
+            .unwrap();
+        // A chunked upload, checkpointed after each chunk.
+        let upload = registry.start_upload(&r).await.unwrap();
+        registry
+            .append_upload(&r, &upload.id, 0, noise.slice(..1_500_000))
+            .await
+            .unwrap();
+        registry
+            .finish_upload(
+                &r,
+                &upload.id,
+                &sha256(&noise),
+                Some(noise.slice(1_500_000..)),
+            )
+            .await
+            .unwrap();
+    }
+    let key_file = dir.path().join("keys.json");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the key file is owner-only");
+
+    // What is on disk is neither the bytes nor anything that contains them.
+    for data in [&text, &noise] {
+        let hex = sha256(data).hex().to_owned();
+        let dir = dir.path().join("blobs/blobs/sha256").join(&hex[..2]);
+        assert!(!dir.join(&hex).exists(), "no plain copy");
+        let stored = std::fs::read(dir.join(format!("{hex}.whrf"))).unwrap();
+        assert_eq!(stored[5] & 1, 1, "the header says encrypted");
+        let probe = &data[1_000_000..1_000_064];
+        assert!(
+            !stored.windows(probe.len()).any(|w| w == probe),
+            "stored bytes do not contain the content"
+        );
+    }
+
+    // Another process with the same directory reads everything back.
+    let registry = Registry::open_local(dir.path()).unwrap();
+    for data in [&text, &noise] {
+        let read = registry.read_blob(&r, &sha256(data), None).await.unwrap();
+        assert_eq!(read.bytes().await.unwrap(), *data);
+        let part = registry
+            .read_blob(&r, &sha256(data), Some(1_048_000..1_049_000))
+            .await
+            .unwrap();
+        assert_eq!(
+            part.bytes().await.unwrap(),
+            data.slice(1_048_000..1_049_000)
+        );
+    }
+    let stats = registry.storage_stats(Some(&r)).await.unwrap();
+    assert_eq!(stats.blobs, 2);
+    assert_eq!(stats.logical_bytes, (text.len() + noise.len()) as u64);
+    assert!(
+        stats.stored_bytes < stats.logical_bytes - (text.len() as u64) / 2,
+        "compressible content is stored smaller: {stats:?}"
+    );
+    assert_eq!(registry.storage_stats(None).await.unwrap(), stats);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_share_one_copy_and_lose_only_their_own_access() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let keys = keys(&["default", "tenant-a", "tenant-b", "tenant-c"]);
+    let registry = registry_over(store.clone(), keys.clone());
+    for (name, kek) in [
+        ("a/app", "tenant-a"),
+        ("b/app", "tenant-b"),
+        ("c/app", "tenant-c"),
+    ] {
+        let settings = RepositorySettings {
+            encryption_key: Some(kek.into()),
+            ..Default::default()
+        };
+        registry
+            .create_repository(&repo(name), settings)
+            .await
+            .unwrap();
+    }
+    let layer = random(300_000, 3);
+    let digest = sha256(&layer);
+    registry
+        .push_blob_bytes(&repo("a/app"), &digest, layer.clone())
+        .await
+        .unwrap();
+    registry
+        .push_blob_bytes(&repo("b/app"), &digest, layer.clone())
+        .await
+        .unwrap();
+    registry
+        .mount_blob(&repo("c/app"), &digest, Some(&repo("a/app")))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        all_paths(store.as_ref(), "blobs").await.len(),
+        1,
+        "one copy"
+    );
+    let wraps: BTreeSet<String> = all_paths(store.as_ref(), "keys")
+        .await
+        .iter()
+        .map(|p| p.filename().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        wraps,
+        ["tenant-a", "tenant-b", "tenant-c"]
+            .map(String::from)
+            .into()
+    );
+
+    keys.remove("tenant-a");
+    let err = registry
+        .read_blob(&repo("a/app"), &digest, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Denied, "{err}");
+    assert!(err.message().contains("tenant-a"), "{err}");
+    for other in ["b/app", "c/app"] {
+        let read = registry
+            .read_blob(&repo(other), &digest, None)
+            .await
+            .unwrap();
+        assert_eq!(read.bytes().await.unwrap(), layer, "{other} still reads");
+    }
+
+    // A repository whose KEK has no wrap of a blob cannot read it through the store.
+    let blobs = registry.blob_store();
+    let err = blobs
+        .read_with(&digest, None, &AtRest::encrypted("default"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Denied, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switches_per_repository_and_older_blobs_stay_readable() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let registry = registry_over(store.clone(), keys(&["default"]));
+    let r = repo("plain/app");
+    let plain = RepositorySettings {
+        encrypted: Some(false),
+        compressed: Some(false),
+        ..Default::default()
+    };
+    registry.create_repository(&r, plain).await.unwrap();
+    let first = compressible(200_000, 4);
+    registry
+        .push_blob_bytes(&r, &sha256(&first), first.clone())
+        .await
+        .unwrap();
+    let hex = sha256(&first).hex().to_owned();
+    let raw = Path::from(format!("blobs/sha256/{}/{hex}", &hex[..2]));
+    assert_eq!(
+        store.get(&raw).await.unwrap().bytes().await.unwrap(),
+        first,
+        "stored as received"
+    );
+
+    let encrypted_only = RepositorySettings {
+        encrypted: Some(true),
+        compressed: Some(false),
+        ..Default::default()
+    };
+    registry
+        .update_repository(&r, encrypted_only)
+        .await
+        .unwrap();
+    let second = compressible(200_000, 5);
+    registry
+        .push_blob_bytes(&r, &sha256(&second), second.clone())
+        .await
+        .unwrap();
+    let hex = sha256(&second).hex().to_owned();
+    let encoded = Path::from(format!("blobs/sha256/{}/{hex}.whrf", &hex[..2]));
+    let stored = store.get(&encoded).await.unwrap().bytes().await.unwrap();
+    assert_eq!(stored[5] & 1, 1, "encrypted");
+    assert!(stored.len() > second.len(), "not compressed");
+
+    for data in [&first, &second] {
+        let read = registry.read_blob(&r, &sha256(data), None).await.unwrap();
+        assert_eq!(read.bytes().await.unwrap(), *data);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_and_wrong_keys_are_refused() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let registry = registry_over(store.clone(), keys(&["default"]));
+    let r = repo("app");
+    let layer = random(100_000, 6);
+    let digest = sha256(&layer);
+    registry
+        .push_blob_bytes(&r, &digest, layer.clone())
+        .await
+        .unwrap();
+
+    // A process whose provider lacks the KEK.
+    let without = registry_over_same_meta(&registry, store.clone(), keys(&[]));
+    let err = without.blob_store().read(&digest, None).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Denied, "{err}");
+    assert!(err.message().contains("default"), "{err}");
+
+    // A process whose KEK of that name is another key.
+    let wrong = registry_over_same_meta(&registry, store.clone(), keys(&["default"]));
+    let err = wrong.blob_store().read(&digest, None).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CorruptData, "{err}");
+    assert!(
+        !format!("{err:?}").contains("DataKey("),
+        "no key material in errors"
+    );
+}
+
+fn registry_over_same_meta(
+    registry: &Registry,
+    store: Arc<dyn ObjectStore>,
+    keys: Arc<MemoryKeyProvider>,
+) -> Registry {
+    Registry::builder()
+        .checkpoint_interval(1)
+        .object_store(store)
+        .meta_store(registry.meta_store().clone())
+        .key_provider(keys)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_upload_resumes_in_another_process() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let provider = keys(&["default"]);
+    let first = registry_over(store.clone(), provider.clone());
+    let r = repo("app");
+    let data = compressible(5 << 20, 7);
+    let upload = first.start_upload(&r).await.unwrap();
+    first
+        .append_upload(&r, &upload.id, 0, data.slice(..2_500_000))
+        .await
+        .unwrap();
+    // The first process is gone; another picks the session up from the metadata.
+    let second = registry_over_same_meta(&first, store.clone(), provider);
+    drop(first);
+    let status = second.upload_status(&r, &upload.id).await.unwrap();
+    assert_eq!(status.offset, 2_500_000);
+    second
+        .append_upload(&r, &upload.id, 2_500_000, data.slice(2_500_000..4_000_000))
+        .await
+        .unwrap();
+    second
+        .finish_upload(
+            &r,
+            &upload.id,
+            &sha256(&data),
+            Some(data.slice(4_000_000..)),
+        )
+        .await
+        .unwrap();
+    let read = second.read_blob(&r, &sha256(&data), None).await.unwrap();
+    assert_eq!(read.bytes().await.unwrap(), data);
+    assert!(
+        all_paths(store.as_ref(), "uploads").await.is_empty(),
+        "nothing staged is left"
+    );
+
+    // A client digest of another algorithm: the staged frames are opened and hashed again.
+    let upload = second.start_upload(&r).await.unwrap();
+    second
+        .append_upload(&r, &upload.id, 0, data.slice(..3_000_000))
+        .await
+        .unwrap();
+    let sha512 = Digest::of(Algorithm::Sha512, &data);
+    second
+        .finish_upload(&r, &upload.id, &sha512, Some(data.slice(3_000_000..)))
+        .await
+        .unwrap();
+    let read = second
+        .read_blob(&r, &sha512, Some(10..5_000_000))
+        .await
+        .unwrap();
+    assert_eq!(read.bytes().await.unwrap(), data.slice(10..5_000_000));
+}
+
+/// Pushes a few blobs into two repositories, one with its own KEK.
+async fn populate(registry: &Registry) -> Vec<(RepoName, Bytes)> {
+    let tenant = RepositorySettings {
+        encryption_key: Some("tenant".into()),
+        ..Default::default()
+    };
+    registry
+        .create_repository(&repo("t/app"), tenant)
+        .await
+        .unwrap();
+    let mut pushed = Vec::new();
+    for i in 0..4u64 {
+        let name = if i % 2 == 0 {
+            repo("app")
+        } else {
+            repo("t/app")
+        };
+        let data = random(70_000 + i as usize * 1000, 10 + i);
+        registry
+            .push_blob_bytes(&name, &sha256(&data), data.clone())
+            .await
+            .unwrap();
+        pushed.push((name, data));
+    }
+    pushed
+}
+
+async fn assert_all_readable(registry: &Registry, pushed: &[(RepoName, Bytes)], when: &str) {
+    for (name, data) in pushed {
+        let read = registry
+            .read_blob(name, &sha256(data), None)
+            .await
+            .unwrap_or_else(|e| panic!("{when}: {name}: {e}"));
+        assert_eq!(read.bytes().await.unwrap(), *data, "{when}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_interrupted_at_every_operation_finishes_when_run_again() {
+    for mode in [FaultMode::Crash, FaultMode::FailOnce] {
+        for n in 0.. {
+            let faulty = FaultyStore::new(Arc::new(InMemory::new()));
+            let provider = keys(&["default", "tenant", "2026-11"]);
+            let registry = registry_over(Arc::new(faulty.clone()), provider.clone());
+            let pushed = populate(&registry).await;
+            let progress = std::sync::Mutex::new(Vec::new());
+            faulty.arm(n, mode);
+            let outcome = registry
+                .rotate_kek_with("default", "2026-11", &|p| progress.lock().unwrap().push(p))
+                .await;
+            let fired = faulty.fired();
+            faulty.disarm();
+            if !fired {
+                let done = outcome.unwrap();
+                assert_eq!((done.rewrapped, done.total), (2, 2));
+                let seen = progress.into_inner().unwrap();
+                assert_eq!(seen.first().map(|p| p.rewrapped), Some(0));
+                assert_eq!(seen.last(), Some(&done));
+                assert!(n > 5, "rotation ran through only {n} operations");
+                break;
+            }
+            // Whatever happened, every blob reads, through old or new KEK.
+            assert_all_readable(&registry, &pushed, &format!("{mode:?} at {n}")).await;
+            // Running it again finishes it; then the old KEK is not needed.
+            registry.rotate_kek("default", "2026-11").await.unwrap();
+            provider.remove("default");
+            assert_all_readable(&registry, &pushed, &format!("{mode:?} at {n}, rerun")).await;
+            let wraps: Vec<_> = all_paths(faulty.inner().as_ref(), "keys").await;
+            assert!(
+                wraps.iter().all(|p| p.filename() != Some("default")),
+                "{mode:?} at {n}: no wrap left under the old KEK"
+            );
+            // New blobs go under the new KEK.
+            let data = random(1000, 99);
+            registry
+                .push_blob_bytes(&repo("app"), &sha256(&data), data.clone())
+                .await
+                .unwrap();
+            assert_all_readable(&registry, &[(repo("app"), data)], "after rotation").await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_range_of_a_1_gib_blob_fetches_at_most_two_frames() {
+    const GIB: u64 = 1 << 30;
+    const FRAME: u64 = 1 << 20;
+    let faulty = FaultyStore::new(Arc::new(InMemory::new()));
+    let keys = keys(&["main"]);
+    let blobs = ObjectBlobStore::new(Arc::new(faulty.clone()))
+        .with_key_provider(keys)
+        .with_at_rest(AtRest::encrypted("main"));
+    // 1 GiB streamed from a 4 MiB pattern that changes every chunk (no frame repeats).
+    let pattern = random(4 << 20, 8);
+    let mut writer = blobs.writer(Algorithm::Sha256).await.unwrap();
+    let mut hasher = wharf::Digester::new(Algorithm::Sha256);
+    for i in 0..GIB / (4 << 20) {
+        let mut chunk = pattern.to_vec();
+        chunk[..8].copy_from_slice(&i.to_le_bytes());
+        hasher.update(&chunk);
+        writer.write(chunk.into()).await.unwrap();
+    }
+    let digest = hasher.finish();
+    writer.commit(&digest, Some(GIB)).await.unwrap();
+
+    for offset in [0, FRAME - 512, 300 * FRAME + 7, GIB / 2 - 100, GIB - 1024] {
+        faulty.take_gets();
+        let read = blobs
+            .read(&digest, Some(offset..offset + 1024))
+            .await
+            .unwrap();
+        let got = read.bytes().await.unwrap();
+        assert_eq!(got.len(), 1024);
+        let gets = faulty.take_gets();
+        let fetched: u64 = gets.iter().map(|(_, r)| r.end - r.start).sum();
+        // Header, a tail holding the frame index, the wrapped key, and the frames.
+        let index_and_key = 24 + (64 << 10) + 60;
+        assert!(
+            fetched <= index_and_key + 2 * (FRAME + 21),
+            "offset {offset}: fetched {fetched} bytes in {gets:?}"
+        );
+        let frame_gets = gets
+            .iter()
+            .filter(|(_, r)| r.end - r.start > 64 << 10)
+            .count();
+        assert!(frame_gets <= 1, "offset {offset}: {gets:?}");
+        // The content is right: byte i of the blob is byte i % 4 MiB of chunk i / 4 MiB.
+        for (i, byte) in got.iter().enumerate() {
+            let at = offset + i as u64;
+            let chunk = at / (4 << 20);
+            let within = (at % (4 << 20)) as usize;
+            let expected = if within < 8 {
+                chunk.to_le_bytes()[within]
+            } else {
+                pattern[within]
+            };
+            assert_eq!(*byte, expected, "offset {offset}, byte {i}");
+        }
+    }
+}
