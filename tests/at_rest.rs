@@ -466,7 +466,7 @@ async fn rotation_interrupted_at_every_operation_finishes_when_run_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_range_of_a_1_gib_blob_fetches_at_most_two_frames() {
     const GIB: u64 = 1 << 30;
-    const FRAME: u64 = 1 << 20;
+    const FRAME: u64 = wharf::codec::DEFAULT_FRAME_SIZE as u64;
     let faulty = FaultyStore::new(Arc::new(InMemory::new()));
     let keys = keys(&["main"]);
     let blobs = ObjectBlobStore::new(Arc::new(faulty.clone()))

@@ -1,6 +1,7 @@
 //! Reading objects in the at-rest format ([`crate::codec`]): the layout from the header
 //! and the footer, then the frames a read needs, opened in parallel and in order.
 
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -131,7 +132,8 @@ pub(crate) fn logical_stream(
     let frame_size = layout.header().frame_size();
     let split = FrameSplitter {
         input: stored,
-        buffer: BytesMut::new(),
+        chunks: VecDeque::new(),
+        buffered: 0,
         skip,
         layout: layout.clone(),
         frames: frames.clone(),
@@ -169,10 +171,13 @@ pub(crate) fn logical_stream(
         .boxed()
 }
 
-/// Cuts a stream of stored bytes into the frames it holds.
+/// Cuts a stream of stored bytes into the frames it holds: slices of the chunks when a
+/// frame lies within one (no copy), joined only when a frame spans chunks.
 struct FrameSplitter {
     input: ByteStream,
-    buffer: BytesMut,
+    /// Received bytes not yet handed out, in order.
+    chunks: VecDeque<Bytes>,
+    buffered: usize,
     skip: u64,
     layout: Arc<Layout>,
     frames: Range<usize>,
@@ -186,13 +191,16 @@ impl FrameSplitter {
             let range = self.layout.frame_range(index);
             (range.end - range.start) as usize
         };
-        while self.skip > 0 || self.buffer.len() < len {
+        while self.skip > 0 || self.buffered < len {
             match self.input.next().await {
                 Some(Ok(mut chunk)) => {
                     let dropped = self.skip.min(chunk.len() as u64);
                     self.skip -= dropped;
                     let _ = chunk.split_to(dropped as usize);
-                    self.buffer.extend_from_slice(&chunk);
+                    if !chunk.is_empty() {
+                        self.buffered += chunk.len();
+                        self.chunks.push_back(chunk);
+                    }
                 }
                 Some(Err(e)) => {
                     self.frames = 0..0;
@@ -208,7 +216,32 @@ impl FrameSplitter {
                 }
             }
         }
-        let frame = self.buffer.split_to(len).freeze();
+        self.buffered -= len;
+        let front = self
+            .chunks
+            .front_mut()
+            .expect("buffered bytes are in chunks");
+        let frame = if front.len() >= len {
+            let frame = front.split_to(len);
+            if front.is_empty() {
+                self.chunks.pop_front();
+            }
+            frame
+        } else {
+            let mut joined = BytesMut::with_capacity(len);
+            while joined.len() < len {
+                let front = self
+                    .chunks
+                    .front_mut()
+                    .expect("buffered bytes are in chunks");
+                let take = (len - joined.len()).min(front.len());
+                joined.extend_from_slice(&front.split_to(take));
+                if front.is_empty() {
+                    self.chunks.pop_front();
+                }
+            }
+            joined.freeze()
+        };
         Some((Ok((index, frame)), self))
     }
 }

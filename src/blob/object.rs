@@ -316,6 +316,7 @@ impl ObjectBlobStore {
             key,
             wrapped,
             tail: None,
+            sealing: None,
         };
         Ok((encoding, header, at_rest.encryption.clone()))
     }
@@ -360,6 +361,7 @@ impl ObjectBlobStore {
             key,
             wrapped: encoding.wrapped_key().cloned(),
             tail: encoding.tail().cloned(),
+            sealing: None,
         };
         Ok((encoding, header, kek))
     }

@@ -17,7 +17,7 @@ use super::hashing::PipelinedDigester;
 use super::object::{Form, ObjectBlobStore, verify};
 use super::part_writer::PartWriter;
 use super::{BlobInfo, BlobStore, BlobWriter, EncodingState, StagedPart, WriterState};
-use crate::codec::{DataKey, EncoderSnapshot, FrameEncoder, Header, Layout};
+use crate::codec::{DataKey, EncoderSnapshot, FrameEncoder, Header, Layout, SealedFrames};
 use crate::digest::{Digest, Digester};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::WrappedKey;
@@ -40,6 +40,8 @@ pub(super) struct Encoding {
     pub(super) wrapped: Option<WrappedKey>,
     /// The held bytes saved by the last checkpoint.
     pub(super) tail: Option<StagedPart>,
+    /// The batch of frames being sealed on blocking threads.
+    pub(super) sealing: Option<tokio::task::JoinHandle<SealedFrames>>,
     /// The saved held bytes were gone at resume: the staging area was cleaned up after
     /// the blob was published by an earlier attempt whose end was not recorded. Bytes
     /// are still hashed, so a commit finds the stored blob; nothing can be stored.
@@ -69,45 +71,69 @@ impl Encoding {
         })
     }
 
-    /// Encodes `data`; frames are sealed on a blocking thread when there are some to seal.
-    async fn push(&mut self, data: Bytes) -> Result<Vec<u8>> {
+    /// Encodes `data`. Full frames are sealed on blocking threads, one batch at a time
+    /// while the next fills, so hashing, filling and sealing overlap; returns the frames
+    /// sealed so far, in order.
+    async fn push(&mut self, data: Bytes) -> Result<Vec<Vec<u8>>> {
         if self.lost {
             return Ok(Vec::new());
         }
         let mut encoder = self.encoder()?;
-        if encoder.seals_on_push(data.len()) {
-            let (encoder, out) = tokio::task::spawn_blocking(move || {
-                let out = encoder.push(&data);
-                (encoder, out)
-            })
-            .await
-            .map_err(task_failed)?;
-            self.encoder = Some(encoder);
-            Ok(out)
-        } else {
-            let out = encoder.push(&data);
-            self.encoder = Some(encoder);
-            Ok(out)
+        encoder.fill(&data);
+        let mut out = Vec::new();
+        let mut result = Ok(());
+        while let Some(job) = encoder.take_job(false) {
+            if let Some(sealing) = self.sealing.take() {
+                match sealing.await {
+                    Ok(sealed) => out.extend(encoder.accept(sealed)),
+                    Err(e) => {
+                        result = Err(task_failed(e));
+                        break;
+                    }
+                }
+            }
+            self.sealing = Some(tokio::task::spawn_blocking(move || job.run()));
         }
+        self.encoder = Some(encoder);
+        result.map(|()| out)
     }
 
-    async fn flush(&mut self) -> Result<Vec<u8>> {
+    /// Waits for the batch being sealed; returns its frames.
+    async fn drain(&mut self) -> Result<Vec<Vec<u8>>> {
+        let Some(sealing) = self.sealing.take() else {
+            return Ok(Vec::new());
+        };
+        let sealed = sealing.await.map_err(task_failed)?;
         let mut encoder = self.encoder()?;
-        let (encoder, out) = tokio::task::spawn_blocking(move || {
-            let out = encoder.flush();
-            (encoder, out)
-        })
-        .await
-        .map_err(task_failed)?;
+        let out = encoder.accept(sealed);
         self.encoder = Some(encoder);
         Ok(out)
     }
 
-    async fn finish(&mut self) -> Result<Vec<u8>> {
+    async fn flush(&mut self) -> Result<Vec<Vec<u8>>> {
+        let mut out = self.drain().await?;
+        let mut encoder = self.encoder()?;
+        let (encoder, sealed) = tokio::task::spawn_blocking(move || {
+            let sealed = encoder.flush_frames();
+            (encoder, sealed)
+        })
+        .await
+        .map_err(task_failed)?;
+        self.encoder = Some(encoder);
+        out.extend(sealed);
+        Ok(out)
+    }
+
+    /// Seals everything left, the last frame and the index: stored bytes in order.
+    async fn finish(&mut self) -> Result<Vec<Vec<u8>>> {
+        let mut out = self.drain().await?;
         let encoder = self.encoder()?;
-        tokio::task::spawn_blocking(move || encoder.finish())
-            .await
-            .map_err(task_failed)
+        out.push(
+            tokio::task::spawn_blocking(move || encoder.finish())
+                .await
+                .map_err(task_failed)?,
+        );
+        Ok(out)
     }
 }
 
@@ -351,14 +377,15 @@ impl BlobWriter for ObjectBlobWriter {
         }
         self.encoder_ready().await?;
         self.hasher.update(&data).await?;
-        let stored = match self.encoding.as_mut() {
-            Some(encoding) => Bytes::from(encoding.push(data).await?),
-            None => data,
-        };
-        if stored.is_empty() {
-            return Ok(());
+        match self.encoding.as_mut() {
+            Some(encoding) => {
+                for frame in encoding.push(data).await? {
+                    self.push_stored(frame.into()).await?;
+                }
+                Ok(())
+            }
+            None => self.push_stored(data).await,
         }
-        self.push_stored(stored).await
     }
 
     fn len(&self) -> u64 {
@@ -368,9 +395,8 @@ impl BlobWriter for ObjectBlobWriter {
     async fn checkpoint(&mut self) -> Result<WriterState> {
         self.encoder_ready().await?;
         if let Some(encoding) = self.encoding.as_mut() {
-            let sealed = encoding.flush().await?;
-            if !sealed.is_empty() {
-                self.push_stored(sealed.into()).await?;
+            for frame in encoding.flush().await? {
+                self.push_stored(frame.into()).await?;
             }
         }
         self.seal_current().await?;
@@ -415,10 +441,13 @@ impl BlobWriter for ObjectBlobWriter {
         self.encoder_ready().await?;
         let mut footer = None;
         if let Some(encoding) = self.encoding.as_mut() {
-            let last = encoding.finish().await?;
-            let footer_len = Layout::footer_len(&last)?;
+            let stored = encoding.finish().await?;
+            let last = stored.last().expect("finishing gives the index at least");
+            let footer_len = Layout::footer_len(last)?;
             footer = Some(last[last.len() - footer_len..].to_vec());
-            self.push_stored(last.into()).await?;
+            for bytes in stored {
+                self.push_stored(bytes.into()).await?;
+            }
         }
         let buffered =
             self.parts.is_empty() && self.current.as_ref().is_none_or(PartWriter::is_buffered);

@@ -115,23 +115,15 @@ impl Sealer {
         aad
     }
 
-    /// Appends frame `index` (`last` or not), holding `content` in `encoding`, to `out`.
-    pub(crate) fn seal_frame(
-        &self,
-        index: u64,
-        last: bool,
-        encoding: u8,
-        content: &[u8],
-        out: &mut Vec<u8>,
-    ) {
+    /// Seals frame `index` (`last` or not) in place: `frame` holds [`FRAME_PREFIX_LEN`]
+    /// spare bytes, then its content in `encoding`; the prefix is filled in, the content
+    /// sealed and the tag or checksum appended.
+    pub(crate) fn seal_in_place(&self, index: u64, last: bool, encoding: u8, frame: &mut Vec<u8>) {
         let piece = if last { Piece::LastFrame } else { Piece::Frame };
-        let payload_len = content.len() + self.overhead();
-        out.reserve(FRAME_PREFIX_LEN + payload_len);
-        out.push(encoding);
-        out.extend_from_slice(&(payload_len as u32).to_le_bytes());
-        let start = out.len();
-        out.extend_from_slice(content);
-        self.seal(index, piece, encoding, out, start);
+        let payload_len = frame.len() - FRAME_PREFIX_LEN + self.overhead();
+        frame[0] = encoding;
+        frame[1..FRAME_PREFIX_LEN].copy_from_slice(&(payload_len as u32).to_le_bytes());
+        self.seal(index, piece, encoding, frame, FRAME_PREFIX_LEN);
     }
 
     /// Seals `out[start..]` in place and appends the tag or checksum.

@@ -1,7 +1,7 @@
 //! Writing the at-rest format: logical bytes in, stored bytes out, a frame at a time.
 
 use super::cipher::{DataKey, Sealer};
-use super::{FOOTER_FIXED_LEN, FOOTER_MAGIC, FRAME_SIZE_RANGE, Header};
+use super::{FOOTER_FIXED_LEN, FOOTER_MAGIC, FRAME_PREFIX_LEN, FRAME_SIZE_RANGE, Header};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Frame encodings.
@@ -64,6 +64,8 @@ pub struct FrameEncoder {
     pending: Vec<u8>,
     /// Full frames known not to be the last, waiting to be sealed together.
     batch: Vec<Vec<u8>>,
+    /// Frames handed to sealing jobs so far (accepted or not).
+    issued: u64,
     /// Threads that seal a batch at once (frames are independent).
     workers: usize,
     frame_lens: Vec<u32>,
@@ -96,8 +98,9 @@ impl FrameEncoder {
             header,
             compression,
             precompressed: None,
-            pending: Vec::new(),
+            pending: vec![0; FRAME_PREFIX_LEN],
             batch: Vec::new(),
+            issued: 0,
             workers: default_workers(),
             frame_lens: Vec::new(),
             logical: 0,
@@ -124,8 +127,24 @@ impl FrameEncoder {
     /// A full frame is held until more bytes come, since only then is it known not to be
     /// the last; full frames are sealed in batches of two per worker, so at most that
     /// many frames of logical bytes are held.
-    pub fn push(&mut self, mut data: &[u8]) -> Vec<u8> {
+    pub fn push(&mut self, data: &[u8]) -> Vec<u8> {
+        self.push_frames(data).concat()
+    }
+
+    /// [`FrameEncoder::push`], each sealed frame its own buffer (no copy joins them).
+    pub fn push_frames(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
+        self.fill(data);
         let mut out = Vec::new();
+        while let Some(job) = self.take_job(false) {
+            out.extend(self.accept(job.run()));
+        }
+        out
+    }
+
+    /// Takes more logical bytes without sealing anything: full frames wait for
+    /// [`FrameEncoder::take_job`]. For callers that seal on other threads while they go
+    /// on filling.
+    pub fn fill(&mut self, mut data: &[u8]) {
         if self.precompressed.is_none() && !data.is_empty() {
             self.precompressed = Some(
                 COMPRESSED_MAGICS
@@ -135,20 +154,70 @@ impl FrameEncoder {
         }
         self.logical += data.len() as u64;
         while !data.is_empty() {
-            if self.pending.len() == self.frame_size() {
-                let fresh = Vec::with_capacity(self.frame_size());
+            if self.pending_len() == self.frame_size() {
+                let fresh = self.fresh_frame();
                 let frame = std::mem::replace(&mut self.pending, fresh);
                 self.batch.push(frame);
-                if self.batch.len() >= 2 * self.workers {
-                    self.seal_batch(&mut out);
-                }
             }
-            let room = self.frame_size() - self.pending.len();
+            let room = self.frame_size() - self.pending_len();
             let (now, rest) = data.split_at(room.min(data.len()));
             self.pending.extend_from_slice(now);
             data = rest;
         }
-        out
+    }
+
+    /// The waiting full frames, to seal on any thread ([`SealJob::run`]) and hand back
+    /// to [`FrameEncoder::accept`] in the order taken: once two per worker wait, or, with
+    /// `all`, whatever waits.
+    pub fn take_job(&mut self, all: bool) -> Option<SealJob> {
+        let ready = if all {
+            !self.batch.is_empty()
+        } else {
+            self.batch.len() >= 2 * self.workers
+        };
+        if !ready {
+            return None;
+        }
+        let frames = std::mem::take(&mut self.batch);
+        let first = self.issued;
+        self.issued += frames.len() as u64;
+        Some(SealJob {
+            sealer: self.sealer.clone(),
+            level: self.frame_compression(),
+            first,
+            frames,
+            workers: self.workers,
+        })
+    }
+
+    /// Records frames sealed by a job and returns their stored bytes.
+    ///
+    /// # Panics
+    ///
+    /// If jobs come back out of the order they were taken in.
+    pub fn accept(&mut self, sealed: SealedFrames) -> Vec<Vec<u8>> {
+        assert_eq!(
+            sealed.first,
+            self.frame_lens.len() as u64,
+            "sealed frames are accepted in the order their jobs were taken"
+        );
+        for frame in &sealed.frames {
+            self.frame_lens.push(frame.len() as u32);
+        }
+        sealed.frames
+    }
+
+    /// Logical bytes in the frame being filled.
+    fn pending_len(&self) -> usize {
+        self.pending.len() - FRAME_PREFIX_LEN
+    }
+
+    /// An empty frame buffer: room for the prefix, a frame of content and the tag, so
+    /// sealing happens in place.
+    fn fresh_frame(&self) -> Vec<u8> {
+        let mut frame = Vec::with_capacity(FRAME_PREFIX_LEN + self.frame_size() + 16);
+        frame.resize(FRAME_PREFIX_LEN, 0);
+        frame
     }
 
     fn frame_compression(&self) -> Option<i32> {
@@ -158,49 +227,10 @@ impl FrameEncoder {
         }
     }
 
-    /// Seals the batched frames, on several threads when there are several, and
-    /// appends them in order.
-    fn seal_batch(&mut self, out: &mut Vec<u8>) {
-        let frames = std::mem::take(&mut self.batch);
-        let first = self.frame_lens.len() as u64;
-        let level = self.frame_compression();
-        let sealer = &self.sealer;
-        let sealed: Vec<Vec<u8>> = if self.workers <= 1 || frames.len() <= 1 {
-            let mut own = compressor(level);
-            frames
-                .iter()
-                .enumerate()
-                .map(|(i, f)| seal_frame(sealer, own.as_mut(), first + i as u64, false, f))
-                .collect()
-        } else {
-            let per_worker = frames.len().div_ceil(self.workers);
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = frames
-                    .chunks(per_worker)
-                    .enumerate()
-                    .map(|(c, chunk)| {
-                        scope.spawn(move || {
-                            let mut compressor = compressor(level);
-                            chunk
-                                .iter()
-                                .enumerate()
-                                .map(|(i, f)| {
-                                    let index = first + (c * per_worker + i) as u64;
-                                    seal_frame(sealer, compressor.as_mut(), index, false, f)
-                                })
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| h.join().expect("sealing a frame does not panic"))
-                    .collect()
-            })
-        };
-        for frame in sealed {
-            self.frame_lens.push(frame.len() as u32);
-            out.extend_from_slice(&frame);
+    /// Seals whatever waits, here, and appends it to `out`.
+    fn seal_batch(&mut self, out: &mut Vec<Vec<u8>>) {
+        if let Some(job) = self.take_job(true) {
+            out.extend(self.accept(job.run()));
         }
     }
 
@@ -208,13 +238,18 @@ impl FrameEncoder {
     pub fn finish(mut self) -> Vec<u8> {
         let mut out = Vec::new();
         self.seal_batch(&mut out);
+        assert_eq!(
+            self.issued,
+            self.frame_lens.len() as u64,
+            "every sealing job is accepted before the encoding finishes"
+        );
         let last = std::mem::take(&mut self.pending);
         let index = self.frame_lens.len() as u64;
         let level = self.frame_compression();
         let mut own = compressor(level);
-        let sealed = seal_frame(&self.sealer, own.as_mut(), index, true, &last);
+        let sealed = seal_frame(&self.sealer, own.as_mut(), index, true, last);
         self.frame_lens.push(sealed.len() as u32);
-        out.extend_from_slice(&sealed);
+        out.push(sealed);
         let mut body = Vec::with_capacity(self.frame_lens.len() * 4 + 16);
         for len in &self.frame_lens {
             body.extend_from_slice(&len.to_le_bytes());
@@ -223,11 +258,12 @@ impl FrameEncoder {
         body.extend_from_slice(&(self.frame_lens.len() as u64).to_le_bytes());
         let tag = self.sealer.footer_tag(&body);
         let footer_len = (body.len() - 16 + FOOTER_FIXED_LEN) as u32;
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&tag);
-        out.extend_from_slice(&footer_len.to_le_bytes());
-        out.extend_from_slice(FOOTER_MAGIC);
-        out
+        let mut footer = body;
+        footer.extend_from_slice(&tag);
+        footer.extend_from_slice(&footer_len.to_le_bytes());
+        footer.extend_from_slice(FOOTER_MAGIC);
+        out.push(footer);
+        out.concat()
     }
 
     /// Logical bytes taken so far.
@@ -239,8 +275,13 @@ impl FrameEncoder {
     /// Afterwards at most one frame of logical bytes is held ([`FrameEncoder::held`]):
     /// what a checkpoint must keep besides the stored bytes.
     pub fn flush(&mut self) -> Vec<u8> {
+        self.flush_frames().concat()
+    }
+
+    /// [`FrameEncoder::flush`], each sealed frame its own buffer.
+    pub fn flush_frames(&mut self) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        if self.pending.is_empty()
+        if self.pending_len() == 0
             && let Some(last) = self.batch.pop()
         {
             self.pending = last;
@@ -251,14 +292,7 @@ impl FrameEncoder {
 
     /// The logical bytes not yet sealed (all of them right after [`FrameEncoder::flush`]).
     pub fn held(&self) -> &[u8] {
-        &self.pending
-    }
-
-    /// Whether pushing `len` more bytes would seal frames (CPU work worth moving off an
-    /// async task); otherwise a push only copies.
-    pub fn seals_on_push(&self, len: usize) -> bool {
-        let held = self.batch.len() * self.frame_size() + self.pending.len();
-        held + len > 2 * self.workers * self.frame_size()
+        &self.pending[FRAME_PREFIX_LEN..]
     }
 
     /// Stored lengths of the frames sealed so far.
@@ -292,13 +326,17 @@ impl FrameEncoder {
             ));
         }
         let logical = snapshot.frame_lens.len() as u64 * header.frame_size() + held.len() as u64;
+        let mut pending = Vec::with_capacity(FRAME_PREFIX_LEN + header.frame_size() as usize + 16);
+        pending.resize(FRAME_PREFIX_LEN, 0);
+        pending.extend_from_slice(&held);
         Ok(Self {
             sealer: Sealer::new(&header, key)?,
             header,
             compression: snapshot.compression,
             precompressed: snapshot.precompressed,
-            pending: held,
+            pending,
             batch: Vec::new(),
+            issued: snapshot.frame_lens.len() as u64,
             workers: default_workers(),
             frame_lens: snapshot.frame_lens,
             logical,
@@ -320,25 +358,107 @@ pub struct EncoderSnapshot {
     pub frame_lens: Vec<u32>,
 }
 
+/// Full frames detached from a [`FrameEncoder`] to be sealed on any thread.
+#[derive(Debug)]
+pub struct SealJob {
+    sealer: Sealer,
+    level: Option<i32>,
+    first: u64,
+    frames: Vec<Vec<u8>>,
+    workers: usize,
+}
+
+/// What a [`SealJob`] produced, for [`FrameEncoder::accept`].
+#[derive(Debug)]
+pub struct SealedFrames {
+    first: u64,
+    frames: Vec<Vec<u8>>,
+}
+
+impl SealJob {
+    /// Compresses where it helps and seals every frame, on up to the encoder's worker
+    /// count of threads.
+    pub fn run(self) -> SealedFrames {
+        let Self {
+            sealer,
+            level,
+            first,
+            frames,
+            workers,
+        } = self;
+        let sealer = &sealer;
+        let sealed: Vec<Vec<u8>> = if workers <= 1 || frames.len() <= 1 {
+            let mut own = compressor(level);
+            frames
+                .into_iter()
+                .enumerate()
+                .map(|(i, f)| seal_frame(sealer, own.as_mut(), first + i as u64, false, f))
+                .collect()
+        } else {
+            let per_worker = frames.len().div_ceil(workers);
+            let mut frames = frames.into_iter();
+            let chunks: Vec<Vec<Vec<u8>>> = (0..workers)
+                .map(|_| frames.by_ref().take(per_worker).collect::<Vec<_>>())
+                .filter(|chunk| !chunk.is_empty())
+                .collect();
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = chunks
+                    .into_iter()
+                    .enumerate()
+                    .map(|(c, chunk)| {
+                        scope.spawn(move || {
+                            let mut compressor = compressor(level);
+                            chunk
+                                .into_iter()
+                                .enumerate()
+                                .map(|(i, f)| {
+                                    let index = first + (c * per_worker + i) as u64;
+                                    seal_frame(sealer, compressor.as_mut(), index, false, f)
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("sealing a frame does not panic"))
+                    .collect()
+            })
+        };
+        SealedFrames {
+            first,
+            frames: sealed,
+        }
+    }
+}
+
 /// Sealing threads by default: the machine's cores, at most 8.
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
-/// Frame `index` holding `content`, compressed at `level` where that helps, sealed.
+/// Frame `index`, whose content follows [`FRAME_PREFIX_LEN`] spare bytes in `frame`,
+/// compressed at `level` where that helps, sealed (in place when stored raw).
 fn seal_frame(
     sealer: &Sealer,
     compressor: Option<&mut zstd::bulk::Compressor<'static>>,
     index: u64,
     last: bool,
-    content: &[u8],
+    mut frame: Vec<u8>,
 ) -> Vec<u8> {
-    let mut out = Vec::new();
-    match compressor.and_then(|c| compress(c, content)) {
-        Some(smaller) => sealer.seal_frame(index, last, ZSTD, &smaller, &mut out),
-        None => sealer.seal_frame(index, last, RAW, content, &mut out),
+    match compressor.and_then(|c| compress(c, &frame[FRAME_PREFIX_LEN..])) {
+        Some(smaller) => {
+            let mut out = Vec::with_capacity(FRAME_PREFIX_LEN + smaller.len() + 16);
+            out.resize(FRAME_PREFIX_LEN, 0);
+            out.extend_from_slice(&smaller);
+            sealer.seal_in_place(index, last, ZSTD, &mut out);
+            out
+        }
+        None => {
+            sealer.seal_in_place(index, last, RAW, &mut frame);
+            frame
+        }
     }
-    out
 }
 
 /// `content` compressed, if that saves at least 1/32 of it.
