@@ -18,7 +18,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .unwrap_or_else(|| "wharf-data".into());
     let registry = Registry::open_local(&dir)?;
-    println!("registry on {dir} (blobs in {dir}/blobs, metadata in {dir}/meta.redb)");
+    println!(
+        "registry on {dir} (blobs in {dir}/blobs, encrypted under keys in {dir}/keys.json; metadata in {dir}/meta.redb)"
+    );
 
     let repo: RepoName = "quickstart/hello".parse()?;
     let layer: Bytes = (0..3_000_000u32)
@@ -97,5 +99,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let stored: Vec<_> = registry.blob_store().list().collect().await;
     println!("blob store holds {} blob(s)", stored.len());
+    let stats = registry.storage_stats(Some(&repo)).await?;
+    println!(
+        "{repo} takes {} bytes stored for {} logical bytes (compression saved {})",
+        stats.stored_bytes,
+        stats.logical_bytes,
+        stats.saving()
+    );
     Ok(())
 }
