@@ -35,7 +35,7 @@ use super::encoded::{self, logical_stream};
 use super::hashing::PipelinedDigester;
 use super::part_writer::PartWriter;
 use super::read_stream::byte_stream;
-use super::wraps::{RotationProgress, Wraps, check_kek_name};
+use super::wraps::{RotationProgress, Wraps, check_kek_name, delete_prefix};
 use super::writer::{Encoding, ObjectBlobWriter, staging_context};
 use super::{
     AtRest, BlobInfo, BlobRead, BlobStore, BlobWriter, Footprint, StagedPart, StagingInfo,
@@ -739,23 +739,9 @@ impl BlobStore for ObjectBlobStore {
                 format!("staging id {staging_id:?} is not a valid id"),
             ));
         }
-        let prefix = self.staging_path(staging_id);
-        let locations = self
-            .store
-            .list(Some(&prefix))
-            .map_ok(|m| m.location)
-            .boxed();
-        self.store
-            .delete_stream(locations)
-            .try_for_each(|_| async { Ok(()) })
+        delete_prefix(&self.store, &self.staging_path(staging_id))
             .await
-            .or_else(|e| match e {
-                object_store::Error::NotFound { .. } => Ok(()),
-                e => Err(Error::storage(
-                    format!("discarding staging area {staging_id}"),
-                    e,
-                )),
-            })
+            .map_err(|e| Error::storage(format!("discarding staging area {staging_id}"), e))
     }
 }
 

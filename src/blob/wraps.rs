@@ -215,23 +215,9 @@ impl Wraps {
 
     /// Removes every wrap of `digest`.
     pub(crate) async fn remove_all(&self, digest: &Digest) -> Result<()> {
-        let prefix = Self::prefix(digest);
-        let locations = self
-            .store
-            .list(Some(&prefix))
-            .map_ok(|m| m.location)
-            .boxed();
-        self.store
-            .delete_stream(locations)
-            .try_for_each(|_| async { Ok(()) })
+        delete_prefix(&self.store, &Self::prefix(digest))
             .await
-            .or_else(|e| match e {
-                object_store::Error::NotFound { .. } => Ok(()),
-                e => Err(Error::storage(
-                    format!("removing the data keys of {digest}"),
-                    e,
-                )),
-            })
+            .map_err(|e| Error::storage(format!("removing the data keys of {digest}"), e))
     }
 
     /// Moves every wrap under `from` to `to`: the new wrap is stored before the old one is
@@ -324,4 +310,20 @@ fn parse_salt(hex: &str) -> Option<[u8; 16]> {
         *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(salt)
+}
+
+/// Deletes every object under `prefix`; what is already gone counts as deleted.
+pub(super) async fn delete_prefix(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &Path,
+) -> object_store::Result<()> {
+    let locations = store.list(Some(prefix)).map_ok(|m| m.location).boxed();
+    store
+        .delete_stream(locations)
+        .try_for_each(|_| async { Ok(()) })
+        .await
+        .or_else(|e| match e {
+            object_store::Error::NotFound { .. } => Ok(()),
+            e => Err(e),
+        })
 }
