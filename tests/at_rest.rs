@@ -520,3 +520,77 @@ async fn a_small_range_of_a_1_gib_blob_fetches_at_most_two_frames() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_range_of_encoded_blobs_reads_back() {
+    let keys = keys(&["main"]);
+    let frame = 64 << 10;
+    let configs = [
+        AtRest::encrypted("main"),
+        AtRest::default(),
+        AtRest {
+            compression: wharf::codec::Compression::Off,
+            ..AtRest::encrypted("main")
+        },
+    ];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |bound: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % bound.max(1)
+    };
+    for case in 0..60u64 {
+        let at_rest = configs[(case % 3) as usize].clone();
+        let blobs = ObjectBlobStore::new(Arc::new(InMemory::new()))
+            .with_key_provider(keys.clone())
+            .with_frame_size(frame)
+            .with_at_rest(at_rest);
+        // Sizes around frame boundaries, and empty.
+        let size = match case % 5 {
+            0 => 0,
+            1 => frame as u64 * (1 + next(3)),
+            2 => frame as u64 * (1 + next(3)) + 1,
+            3 => frame as u64 * (1 + next(3)) - 1,
+            _ => 1 + next(4 * frame as u64),
+        } as usize;
+        let data = if case % 2 == 0 {
+            compressible(size, case)
+        } else {
+            random(size, case)
+        };
+        let digest = sha256(&data);
+        // Written in uneven chunks, with a checkpoint and a resume in the middle.
+        let mut writer = blobs.writer(Algorithm::Sha256).await.unwrap();
+        let cut = next(size as u64 + 1) as usize;
+        for piece in data[..cut].chunks(1 + next(100_000) as usize) {
+            writer.write(Bytes::copy_from_slice(piece)).await.unwrap();
+        }
+        let state = writer.checkpoint().await.unwrap();
+        drop(writer);
+        let mut writer = blobs.resume_writer(&state).await.unwrap();
+        for piece in data[cut..].chunks(1 + next(100_000) as usize) {
+            writer.write(Bytes::copy_from_slice(piece)).await.unwrap();
+        }
+        writer.commit(&digest, Some(size as u64)).await.unwrap();
+
+        let whole = blobs.read(&digest, None).await.unwrap();
+        assert_eq!(whole.info.size, size as u64, "case {case}");
+        assert_eq!(whole.bytes().await.unwrap(), data, "case {case}");
+        for _ in 0..8 {
+            let start = next(size as u64 + 1);
+            let end = start + next(size as u64 - start + 1);
+            let read = blobs.read(&digest, Some(start..end)).await.unwrap();
+            assert_eq!(
+                read.bytes().await.unwrap(),
+                data.slice(start as usize..end as usize),
+                "case {case}: {start}..{end} of {size}"
+            );
+        }
+        let past = blobs
+            .read(&digest, Some(0..size as u64 + 1))
+            .await
+            .unwrap_err();
+        assert_eq!(past.kind(), ErrorKind::RangeInvalid, "case {case}");
+    }
+}
