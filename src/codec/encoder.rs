@@ -66,6 +66,7 @@ pub struct FrameEncoder {
     batch: Vec<Vec<u8>>,
     /// Frames handed to sealing jobs so far (accepted or not).
     issued: u64,
+    compressors: Compressors,
     /// Threads that seal a batch at once (frames are independent).
     workers: usize,
     frame_lens: Vec<u32>,
@@ -101,6 +102,7 @@ impl FrameEncoder {
             pending: vec![0; FRAME_PREFIX_LEN],
             batch: Vec::new(),
             issued: 0,
+            compressors: Compressors::default(),
             workers: default_workers(),
             frame_lens: Vec::new(),
             logical: 0,
@@ -187,6 +189,7 @@ impl FrameEncoder {
             first,
             frames,
             workers: self.workers,
+            compressors: self.compressors.clone(),
         })
     }
 
@@ -246,7 +249,7 @@ impl FrameEncoder {
         let last = std::mem::take(&mut self.pending);
         let index = self.frame_lens.len() as u64;
         let level = self.frame_compression();
-        let mut own = compressor(level);
+        let mut own = self.compressors.take(level);
         let sealed = seal_frame(&self.sealer, own.as_mut(), index, true, last);
         self.frame_lens.push(sealed.len() as u32);
         out.push(sealed);
@@ -337,6 +340,7 @@ impl FrameEncoder {
             pending,
             batch: Vec::new(),
             issued: snapshot.frame_lens.len() as u64,
+            compressors: Compressors::default(),
             workers: default_workers(),
             frame_lens: snapshot.frame_lens,
             logical,
@@ -366,6 +370,7 @@ pub struct SealJob {
     first: u64,
     frames: Vec<Vec<u8>>,
     workers: usize,
+    compressors: Compressors,
 }
 
 /// What a [`SealJob`] produced, for [`FrameEncoder::accept`].
@@ -385,15 +390,19 @@ impl SealJob {
             first,
             frames,
             workers,
+            compressors,
         } = self;
+        let compressors = &compressors;
         let sealer = &sealer;
         let sealed: Vec<Vec<u8>> = if workers <= 1 || frames.len() <= 1 {
-            let mut own = compressor(level);
-            frames
+            let mut own = compressors.take(level);
+            let sealed = frames
                 .into_iter()
                 .enumerate()
                 .map(|(i, f)| seal_frame(sealer, own.as_mut(), first + i as u64, false, f))
-                .collect()
+                .collect();
+            compressors.give(own);
+            sealed
         } else {
             let per_worker = frames.len().div_ceil(workers);
             let mut frames = frames.into_iter();
@@ -407,15 +416,17 @@ impl SealJob {
                     .enumerate()
                     .map(|(c, chunk)| {
                         scope.spawn(move || {
-                            let mut compressor = compressor(level);
-                            chunk
+                            let mut compressor = compressors.take(level);
+                            let sealed = chunk
                                 .into_iter()
                                 .enumerate()
                                 .map(|(i, f)| {
                                     let index = first + (c * per_worker + i) as u64;
                                     seal_frame(sealer, compressor.as_mut(), index, false, f)
                                 })
-                                .collect::<Vec<_>>()
+                                .collect::<Vec<_>>();
+                            compressors.give(compressor);
+                            sealed
                         })
                     })
                     .collect();
@@ -475,8 +486,31 @@ fn compress(compressor: &mut zstd::bulk::Compressor<'static>, content: &[u8]) ->
     }
 }
 
-/// A zstd context for `level`, reused across frames (creating one per frame costs more
-/// than compressing a frame of incompressible bytes).
-fn compressor(level: Option<i32>) -> Option<zstd::bulk::Compressor<'static>> {
-    level.and_then(|level| zstd::bulk::Compressor::new(level).ok())
+/// zstd contexts kept across batches of one encoding: creating one costs more than
+/// compressing a frame of incompressible bytes.
+#[derive(Clone, Default)]
+struct Compressors(std::sync::Arc<std::sync::Mutex<Vec<zstd::bulk::Compressor<'static>>>>);
+
+impl std::fmt::Debug for Compressors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Compressors")
+    }
+}
+
+impl Compressors {
+    /// A context for `level` (`None`: no compression). One encoding uses one level.
+    fn take(&self, level: Option<i32>) -> Option<zstd::bulk::Compressor<'static>> {
+        let level = level?;
+        let pooled = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        pooled.or_else(|| zstd::bulk::Compressor::new(level).ok())
+    }
+
+    fn give(&self, compressor: Option<zstd::bulk::Compressor<'static>>) {
+        if let Some(compressor) = compressor {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(compressor);
+        }
+    }
 }
