@@ -112,14 +112,18 @@ pub struct EncodingState {
     frame_lens: Vec<u32>,
     wrapped_key: Option<WrappedKey>,
     tail: Option<StagedPart>,
+    /// The digest of the held bytes in `tail`, checked when they are read back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tail_digest: Option<Digest>,
 }
 
 impl EncodingState {
     pub(crate) fn new(
         snapshot: &EncoderSnapshot,
         wrapped_key: Option<WrappedKey>,
-        tail: Option<StagedPart>,
+        tail: Option<(StagedPart, Digest)>,
     ) -> Self {
+        let (tail, tail_digest) = tail.unzip();
         Self {
             header: snapshot
                 .header
@@ -135,6 +139,7 @@ impl EncodingState {
             frame_lens: snapshot.frame_lens.clone(),
             wrapped_key,
             tail,
+            tail_digest,
         }
     }
 
@@ -171,8 +176,8 @@ impl EncodingState {
         self.wrapped_key.as_ref()
     }
 
-    pub(crate) fn tail(&self) -> Option<&StagedPart> {
-        self.tail.as_ref()
+    pub(crate) fn tail(&self) -> Option<(&StagedPart, &Digest)> {
+        self.tail.as_ref().zip(self.tail_digest.as_ref())
     }
 }
 

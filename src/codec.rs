@@ -37,6 +37,7 @@ mod encoder;
 mod layout;
 
 pub use self::cipher::DataKey;
+pub(crate) use self::cipher::{open_with_random_nonce, seal_with_random_nonce};
 pub use self::encoder::{Compression, EncoderSnapshot, FrameEncoder, SealJob, SealedFrames};
 pub use self::layout::{Layout, decode, open_frame};
 

@@ -430,6 +430,10 @@ impl Registry {
     // ---- blobs in repositories ----
 
     async fn link(&self, repo: &RepoName, info: &BlobInfo) -> Result<()> {
+        // Readable through the repository's KEK as it is now (a blob another tenant
+        // stored, or a write that began before a rotation), before the link says so.
+        let at_rest = self.at_rest_for(repo).await?;
+        self.inner.blobs.grant(&info.digest, &at_rest).await?;
         let record = LinkRecord {
             size: info.size,
             linked_at_ms: now_millis(),
@@ -582,9 +586,6 @@ impl Registry {
                 format!("blob {digest} is not stored"),
             )
         })?;
-        // One copy, readable through the target's KEK too.
-        let at_rest = self.at_rest_for(target).await?;
-        self.inner.blobs.grant(digest, &at_rest).await?;
         self.link(target, &info).await?;
         Ok(info)
     }

@@ -239,6 +239,21 @@ impl ObjectBlobStore {
         Ok(self.head(digest, Form::Raw).await?.is_some())
     }
 
+    /// After publishing an encrypted `digest`: the object that won gets a wrap under
+    /// every KEK a concurrent writer of the same blob wrapped under.
+    pub(super) async fn reconcile_published(&self, digest: &Digest) -> Result<()> {
+        let path = self.object_path(digest, Form::Encoded);
+        let header = match self.store.get_range(&path, 0..HEADER_LEN as u64).await {
+            Ok(bytes) => Header::decode(&bytes)?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(Error::storage(format!("reading blob {digest}"), e)),
+        };
+        if header.encrypted {
+            self.wraps.reconcile(digest, &header.salt).await?;
+        }
+        Ok(())
+    }
+
     async fn grant_encoded(&self, digest: &Digest, kek: &str) -> Result<()> {
         let path = self.object_path(digest, Form::Encoded);
         let header = match self.store.get_range(&path, 0..HEADER_LEN as u64).await {
@@ -339,7 +354,7 @@ impl ObjectBlobStore {
             ),
             (true, None) => return Err(inconsistent(state, "no wrapped data key")),
         };
-        let held_len = encoding.tail().map_or(0, |t| t.len);
+        let held_len = encoding.tail().map_or(0, |(t, _)| t.len);
         let frames: u64 = snapshot.frame_lens.iter().map(|&l| u64::from(l)).sum();
         let stored = if snapshot.frame_lens.is_empty() {
             0
@@ -347,8 +362,10 @@ impl ObjectBlobStore {
             HEADER_LEN as u64 + frames
         };
         let staged: u64 = state.parts.iter().map(|p| p.len).sum();
-        let logical = snapshot.frame_lens.len() as u64 * header.frame_size() + held_len;
-        if staged != stored || logical != state.len() || held_len > header.frame_size() {
+        let logical = (snapshot.frame_lens.len() as u64)
+            .checked_mul(header.frame_size())
+            .and_then(|framed| framed.checked_add(held_len));
+        if staged != stored || logical != Some(state.len()) || held_len > header.frame_size() {
             return Err(inconsistent(state, "its frames do not add up"));
         }
         let kek = encoding.wrapped_key().map(|w| w.kek.clone());
@@ -360,7 +377,7 @@ impl ObjectBlobStore {
             resume_from: Some(snapshot),
             key,
             wrapped: encoding.wrapped_key().cloned(),
-            tail: encoding.tail().cloned(),
+            tail: encoding.tail().map(|(t, d)| (t.clone(), d.clone())),
             sealing: None,
         };
         Ok((encoding, header, kek))
@@ -642,7 +659,8 @@ impl BlobStore for ObjectBlobStore {
     }
 
     async fn grant(&self, digest: &Digest, at_rest: &AtRest) -> Result<()> {
-        match &at_rest.encryption {
+        // A repository that writes unencrypted still reads through its KEK.
+        match at_rest.read_keks().next() {
             Some(kek) => self.grant_encoded(digest, kek).await,
             None => Ok(()),
         }
@@ -689,9 +707,13 @@ impl BlobStore for ObjectBlobStore {
                         return Ok(None);
                     };
                     let size = if encoded {
-                        match encoded::sizes(&store, &meta.location, &digest).await? {
-                            Some((logical, _)) => logical,
-                            None => return Ok(None),
+                        match encoded::sizes(&store, &meta.location, &digest).await {
+                            Ok(Some((logical, _))) => logical,
+                            Ok(None) => return Ok(None),
+                            // Damaged at rest: still listed (a collection must see it),
+                            // with its stored size; reading it reports the damage.
+                            Err(e) if e.kind() == ErrorKind::CorruptData => meta.size,
+                            Err(e) => return Err(e),
                         }
                     } else {
                         meta.size

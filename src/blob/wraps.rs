@@ -161,11 +161,20 @@ impl Wraps {
     ) -> Result<DataKey> {
         let provider = self.provider()?;
         let mut tried = Vec::new();
+        let mut failed = None;
         for kek in keks {
             if let Some(wrapped) = self.fetch(digest, salt, kek).await? {
-                return provider.unwrap(&wrapped, &context(digest, salt)).await;
+                // A revoked KEK or a damaged wrap: another KEK may still open it.
+                match provider.unwrap(&wrapped, &context(digest, salt)).await {
+                    Ok(key) => return Ok(key),
+                    Err(e) => failed = Some(e),
+                }
+                continue;
             }
             tried.push(kek.to_owned());
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         if self.keks(digest, salt).await?.is_empty() {
             // No key at all for this object: its header is not the one written.
@@ -211,6 +220,46 @@ impl Wraps {
             .open(digest, salt, holders.iter().map(String::as_str))
             .await?;
         self.store(digest, salt, &key, kek).await
+    }
+
+    /// After publishing `digest` with the object whose salt is `winner` (its own, or a
+    /// concurrent writer's that replaced it), gives that object a wrap under every KEK
+    /// that wrapped any object of `digest`: each writer stores its wrap before its object
+    /// appears, so whichever object wins, the last to check sees every KEK. Wraps of
+    /// losing objects stay (a writer still in flight may yet win with them).
+    pub(crate) async fn reconcile(&self, digest: &Digest, winner: &[u8; 16]) -> Result<()> {
+        let winner_hex = hex(winner);
+        let mut have = Vec::new();
+        let mut wanted = Vec::new();
+        let listed: Vec<Path> = self
+            .store
+            .list(Some(&Self::prefix(digest)))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(|e| Error::storage(format!("listing the data keys of {digest}"), e))?;
+        for path in listed {
+            let parts: Vec<String> = path.parts().map(|p| p.as_ref().to_owned()).collect();
+            let [.., salt, kek] = parts.as_slice() else {
+                continue;
+            };
+            if *salt == winner_hex {
+                have.push(kek.clone());
+            } else if !wanted.contains(kek) {
+                wanted.push(kek.clone());
+            }
+        }
+        wanted.retain(|kek| !have.contains(kek));
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let key = self
+            .open(digest, winner, have.iter().map(String::as_str))
+            .await?;
+        for kek in wanted {
+            self.store(digest, winner, &key, &kek).await?;
+        }
+        Ok(())
     }
 
     /// Removes every wrap of `digest`.

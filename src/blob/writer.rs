@@ -17,7 +17,10 @@ use super::hashing::PipelinedDigester;
 use super::object::{Form, ObjectBlobStore, verify};
 use super::part_writer::PartWriter;
 use super::{BlobInfo, BlobStore, BlobWriter, EncodingState, StagedPart, WriterState};
-use crate::codec::{DataKey, EncoderSnapshot, FrameEncoder, Header, Layout, SealedFrames};
+use crate::codec::{
+    DataKey, EncoderSnapshot, FrameEncoder, Header, Layout, SealedFrames, open_with_random_nonce,
+    seal_with_random_nonce,
+};
 use crate::digest::{Digest, Digester};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::WrappedKey;
@@ -38,8 +41,8 @@ pub(super) struct Encoding {
     pub(super) key: Option<DataKey>,
     /// The data key wrapped for the staging area (checkpoints carry it, never the key).
     pub(super) wrapped: Option<WrappedKey>,
-    /// The held bytes saved by the last checkpoint.
-    pub(super) tail: Option<StagedPart>,
+    /// The held bytes saved by the last checkpoint, and their digest.
+    pub(super) tail: Option<(StagedPart, Digest)>,
     /// The batch of frames being sealed on blocking threads.
     pub(super) sealing: Option<tokio::task::JoinHandle<SealedFrames>>,
     /// The saved held bytes were gone at resume: the staging area was cleaned up after
@@ -94,8 +97,12 @@ impl Encoding {
             }
             self.sealing = Some(tokio::task::spawn_blocking(move || job.run()));
         }
-        self.encoder = Some(encoder);
-        result.map(|()| out)
+        // After a failed sealing task the encoder has frames it will never get back:
+        // it stays unusable, and the write fails from here on.
+        result.map(|()| {
+            self.encoder = Some(encoder);
+            out
+        })
     }
 
     /// Waits for the batch being sealed; returns its frames.
@@ -103,8 +110,8 @@ impl Encoding {
         let Some(sealing) = self.sealing.take() else {
             return Ok(Vec::new());
         };
-        let sealed = sealing.await.map_err(task_failed)?;
         let mut encoder = self.encoder()?;
+        let sealed = sealing.await.map_err(task_failed)?;
         let out = encoder.accept(sealed);
         self.encoder = Some(encoder);
         Ok(out)
@@ -166,10 +173,10 @@ impl ObjectBlobWriter {
             return Ok(());
         }
         let held = match &encoding.tail {
-            Some(tail) => {
+            Some((tail, digest)) => {
                 let path = self.staging.clone().join(tail.name.as_str());
                 let read = |e| Error::storage(format!("reading {path}"), e);
-                let bytes = match self.blobs.object_store().get(&path).await {
+                let stored = match self.blobs.object_store().get(&path).await {
                     Ok(got) => got.bytes().await.map_err(read)?,
                     Err(object_store::Error::NotFound { .. }) => {
                         encoding.resume_from = None;
@@ -178,13 +185,22 @@ impl ObjectBlobWriter {
                     }
                     Err(e) => return Err(read(e)),
                 };
-                if (bytes.len() as u64) < tail.len {
+                let held = match &encoding.key {
+                    Some(key) => open_with_random_nonce(
+                        key,
+                        &tail_aad(&self.staging_id, &tail.name),
+                        &stored,
+                    )?,
+                    None => stored.to_vec(),
+                };
+                if held.len() as u64 != tail.len || Digest::of(digest.algorithm(), &held) != *digest
+                {
                     return Err(Error::new(
                         ErrorKind::CorruptData,
-                        format!("{path} holds fewer bytes than the checkpoint saved"),
+                        format!("{path} does not hold the bytes the checkpoint saved"),
                     ));
                 }
-                bytes[..tail.len as usize].to_vec()
+                held
             }
             None => Vec::new(),
         };
@@ -327,6 +343,9 @@ impl ObjectBlobWriter {
                 joined.finish().await?;
             }
         }
+        if self.kek.is_some() {
+            self.blobs.reconcile_published(&info.digest).await?;
+        }
         self.blobs.discard_staging(&self.staging_id).await
     }
 
@@ -341,25 +360,34 @@ impl ObjectBlobWriter {
                 "the blob's encoder was lost to an earlier failure",
             )
         })?;
-        let held = Bytes::copy_from_slice(encoder.held());
+        let held = encoder.held();
         let snapshot = encoder.snapshot();
         encoding.tail = None;
         if !held.is_empty() {
-            // Named by the frame it starts: a later checkpoint within the same frame
-            // rewrites it with more bytes after the same ones, and an earlier state that
-            // names it reads its prefix. Earlier tails are never removed here: the state
-            // that names them may be the last one recorded.
-            let name = format!("tail-{:010}", snapshot.frame_lens.len());
+            // A fresh name each time: the state that names an earlier tail may be the
+            // last one recorded, and a concurrent resume of the same state writes its own.
+            // Earlier tails go with the staging area.
+            let name = format!(
+                "tail-{:010}-{}",
+                snapshot.frame_lens.len(),
+                crate::upload::random_id()
+            );
+            let digest = Digest::of(crate::digest::Algorithm::Sha256, held);
+            let stored = match &encoding.key {
+                Some(key) => seal_with_random_nonce(key, &tail_aad(&self.staging_id, &name), held)?,
+                None => held.to_vec(),
+            };
             let path = self.staging.clone().join(name.as_str());
             self.blobs
                 .object_store()
-                .put(&path, PutPayload::from(held.clone()))
+                .put(&path, PutPayload::from(stored))
                 .await
                 .map_err(|e| Error::storage(format!("writing {path}"), e))?;
-            encoding.tail = Some(StagedPart {
+            let part = StagedPart {
                 name,
                 len: held.len() as u64,
-            });
+            };
+            encoding.tail = Some((part, digest));
         }
         Ok(Some(EncodingState::new(
             &snapshot,
@@ -367,6 +395,17 @@ impl ObjectBlobWriter {
             encoding.tail.clone(),
         )))
     }
+}
+
+/// What sealed held bytes are bound to: the staging area and the object's name.
+fn tail_aad(staging_id: &str, name: &str) -> Vec<u8> {
+    [
+        b"wharf tail ".as_slice(),
+        staging_id.as_bytes(),
+        b"/",
+        name.as_bytes(),
+    ]
+    .concat()
 }
 
 #[async_trait::async_trait]
@@ -463,6 +502,9 @@ impl BlobWriter for ObjectBlobWriter {
             };
             bytes.path = target;
             bytes.finish().await?;
+            if self.kek.is_some() {
+                self.blobs.reconcile_published(&actual).await?;
+            }
             if self.staged {
                 // A checkpoint may have saved held bytes in the staging area.
                 self.blobs.discard_staging(&self.staging_id).await?;

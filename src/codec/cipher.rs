@@ -254,3 +254,48 @@ impl Sealer {
         }
     }
 }
+
+/// Seals `plain` under `key` with a random nonce: nonce, ciphertext and tag. For bytes
+/// kept beside a blob's frames (an unfinished write's held bytes), never in a frame's
+/// nonce space.
+pub(crate) fn seal_with_random_nonce(key: &DataKey, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
+    let mut nonce = [0u8; 12];
+    getrandom::fill(&mut nonce).map_err(|e| {
+        Error::new(
+            ErrorKind::Storage,
+            format!("no randomness for a nonce: {e}"),
+        )
+    })?;
+    let mut out = Vec::with_capacity(12 + plain.len() + TAG_LEN);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(plain);
+    let tag = Aes256Gcm::new(key.expose().into())
+        .encrypt_inout_detached(
+            &Nonce::<Aes256Gcm>::from(nonce),
+            aad,
+            (&mut out[12..]).into(),
+        )
+        .expect("AES-GCM seals any buffer under 64 GiB");
+    out.extend_from_slice(&tag);
+    Ok(out)
+}
+
+/// Opens what [`seal_with_random_nonce`] sealed; `CorruptData` if it does not open.
+pub(crate) fn open_with_random_nonce(key: &DataKey, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+    let damaged = || corrupt("sealed held bytes do not open");
+    if sealed.len() < 12 + TAG_LEN {
+        return Err(damaged());
+    }
+    let (nonce, rest) = sealed.split_at(12);
+    let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let mut plain = body.to_vec();
+    Aes256Gcm::new(key.expose().into())
+        .decrypt_inout_detached(
+            &Nonce::<Aes256Gcm>::try_from(nonce).map_err(|_| damaged())?,
+            aad,
+            plain.as_mut_slice().into(),
+            &Tag::<Aes256Gcm>::try_from(tag).map_err(|_| damaged())?,
+        )
+        .map_err(|_| damaged())?;
+    Ok(plain)
+}

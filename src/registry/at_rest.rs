@@ -120,7 +120,11 @@ impl Registry {
         let size = data.len() as u64;
         writer.write(data).await?;
         writer.commit(digest, Some(size)).await?;
-        Ok(())
+        // A copy another repository stored, or a rotation since the write began.
+        self.inner
+            .blobs
+            .grant(digest, &self.at_rest_for(repo).await?)
+            .await
     }
 
     /// Reads a small blob of `repo` (a manifest) whole, through the repository's KEKs.
