@@ -18,8 +18,8 @@ use super::object::{Form, ObjectBlobStore, verify};
 use super::part_writer::PartWriter;
 use super::{BlobInfo, BlobStore, BlobWriter, EncodingState, StagedPart, WriterState};
 use crate::codec::{
-    DataKey, EncoderSnapshot, FrameEncoder, Header, Layout, SealedFrames, open_with_random_nonce,
-    seal_with_random_nonce,
+    DEFAULT_FRAME_SIZE, DataKey, EncoderSnapshot, FrameEncoder, Header, Layout, SealedFrames,
+    open_with_random_nonce, seal_with_random_nonce,
 };
 use crate::digest::{Digest, Digester};
 use crate::error::{Error, ErrorKind, Result};
@@ -416,15 +416,24 @@ impl BlobWriter for ObjectBlobWriter {
         }
         self.encoder_ready().await?;
         self.hasher.update(&data).await?;
-        match self.encoding.as_mut() {
-            Some(encoding) => {
-                for frame in encoding.push(data).await? {
-                    self.push_stored(frame.into()).await?;
-                }
-                Ok(())
+        let Some(frame_size) = self.encoding.as_ref().map(|e| {
+            e.encoder
+                .as_ref()
+                .map_or(DEFAULT_FRAME_SIZE, FrameEncoder::frame_size)
+        }) else {
+            return self.push_stored(data).await;
+        };
+        // A few frames at a time, so a large chunk is neither copied whole before
+        // sealing nor held sealed whole before storage.
+        let step = 4 * frame_size;
+        for at in (0..data.len()).step_by(step) {
+            let piece = data.slice(at..(at + step).min(data.len()));
+            let encoding = self.encoding.as_mut().expect("checked above");
+            for frame in encoding.push(piece).await? {
+                self.push_stored(frame.into()).await?;
             }
-            None => self.push_stored(data).await,
         }
+        Ok(())
     }
 
     fn len(&self) -> u64 {

@@ -121,7 +121,8 @@ impl FrameEncoder {
         self.header.encode()
     }
 
-    fn frame_size(&self) -> usize {
+    /// Logical bytes per frame.
+    pub fn frame_size(&self) -> usize {
         self.header.frame_size() as usize
     }
 
