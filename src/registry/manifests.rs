@@ -188,7 +188,10 @@ impl Registry {
     }
 
     /// Makes a manifest's record committed: clears `pending`, or writes `record` if there
-    /// is none (a concurrent delete removed it: the push wins). The first push time stands.
+    /// is none (a concurrent delete removed it: the push wins). A committed record is
+    /// written again unchanged, so a delete that read it before this push fails its
+    /// compare-and-swap instead of removing what the push just tagged. The first push
+    /// time stands.
     async fn commit_manifest_record(
         &self,
         repo: &RepoName,
@@ -198,7 +201,6 @@ impl Registry {
         loop {
             let (next, expect) = match self.raw_manifest_record(repo, digest).await? {
                 None => (record.clone(), Expect::Absent),
-                Some((existing, _)) if !existing.pending => return Ok(()),
                 Some((existing, version)) => (
                     ManifestRecord {
                         pending: false,
@@ -562,8 +564,9 @@ impl Registry {
         }
         // The commit point: from here the manifest is gone; the rest tidies up after it.
         match self.inner.meta.delete(&key, Expect::Version(version)).await {
-            // Pushed again meanwhile: a guarded delete plans again.
-            Err(e) if e.kind() == ErrorKind::Conflict && expected.is_some() => return Ok(false),
+            // Pushed again meanwhile: a guarded delete plans again; for a plain delete
+            // the push came after it, and the manifest is there again.
+            Err(e) if e.kind() == ErrorKind::Conflict => return Ok(expected.is_none()),
             other => other?,
         }
         if expected.is_some() && !self.tags_pointing_at(repo, digest).await?.is_empty() {
