@@ -239,32 +239,33 @@ impl ObjectBlobStore {
         Ok(self.head(digest, Form::Raw).await?.is_some())
     }
 
+    /// The salt of `digest`'s encoded object when it is encrypted; `None` when there is
+    /// no such object or it is not encrypted.
+    async fn encrypted_salt(&self, digest: &Digest) -> Result<Option<[u8; 16]>> {
+        let path = self.object_path(digest, Form::Encoded);
+        match self.store.get_range(&path, 0..HEADER_LEN as u64).await {
+            Ok(bytes) => Ok(Some(Header::decode(&bytes)?)
+                .filter(|header| header.encrypted)
+                .map(|header| header.salt)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::storage(format!("reading blob {digest}"), e)),
+        }
+    }
+
     /// After publishing an encrypted `digest`: the object that won gets a wrap under
     /// every KEK a concurrent writer of the same blob wrapped under.
     pub(super) async fn reconcile_published(&self, digest: &Digest) -> Result<()> {
-        let path = self.object_path(digest, Form::Encoded);
-        let header = match self.store.get_range(&path, 0..HEADER_LEN as u64).await {
-            Ok(bytes) => Header::decode(&bytes)?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(Error::storage(format!("reading blob {digest}"), e)),
-        };
-        if header.encrypted {
-            self.wraps.reconcile(digest, &header.salt).await?;
+        match self.encrypted_salt(digest).await? {
+            Some(salt) => self.wraps.reconcile(digest, &salt).await,
+            None => Ok(()),
         }
-        Ok(())
     }
 
     async fn grant_encoded(&self, digest: &Digest, kek: &str) -> Result<()> {
-        let path = self.object_path(digest, Form::Encoded);
-        let header = match self.store.get_range(&path, 0..HEADER_LEN as u64).await {
-            Ok(bytes) => Header::decode(&bytes)?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(Error::storage(format!("reading blob {digest}"), e)),
-        };
-        if header.encrypted {
-            self.wraps.grant(digest, &header.salt, kek).await?;
+        match self.encrypted_salt(digest).await? {
+            Some(salt) => self.wraps.grant(digest, &salt, kek).await,
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The bytes of one staged part, read in large chunks like any blob read.
