@@ -1,6 +1,8 @@
 //! Shared test setup: the S3-compatible server that `scripts/test` starts, and small helpers.
 #![allow(dead_code)]
 
+pub(crate) mod server;
+
 #[cfg(feature = "s3")]
 /// The S3 store named by `WHARF_S3_ENDPOINT` and `WHARF_S3_BUCKET`, each call under a fresh
 /// prefix. `None` when the variables are unset; under CI that is a failure, not a skip.

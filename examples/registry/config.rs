@@ -1,0 +1,320 @@
+//! Flags and environment, checked up front, and the registry they describe.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
+use wharf::codec::Compression;
+use wharf::keys::{DEFAULT_KEK, LocalKeyProvider};
+use wharf::{AtRest, MetaStore, RedbMetaStore, Registry};
+
+pub(crate) const USAGE: &str = "\
+An OCI Distribution v1.1 registry on wharf.
+
+usage: registry [FLAGS]
+
+  --root DIR             local data: blobs, metadata database, key file
+                         (default ./wharf-data)                      [WHARF_REGISTRY_ROOT]
+  --listen ADDR          address to serve on (default 127.0.0.1:5000) [WHARF_REGISTRY_LISTEN]
+  --compression on|off   zstd-compress new blobs where it helps (default on)
+                                                                     [WHARF_REGISTRY_COMPRESSION]
+  --encryption on|off    encrypt new blobs under the key file DIR/keys.json (default on)
+                                                                     [WHARF_REGISTRY_ENCRYPTION]
+  --upload-expiry DUR    drop upload sessions idle this long: 90s, 30m, 24h, 7d
+                         (default 24h)                               [WHARF_REGISTRY_UPLOAD_EXPIRY]
+
+Blobs in S3 or an S3-compatible store instead of DIR (builds with --features s3):
+  --s3-bucket NAME       the bucket                                  [WHARF_REGISTRY_S3_BUCKET]
+  --s3-prefix PREFIX     key prefix inside the bucket                [WHARF_REGISTRY_S3_PREFIX]
+  --s3-endpoint URL      endpoint of an S3-compatible server         [AWS_ENDPOINT_URL]
+  --s3-region REGION     region (default us-east-1)                  [AWS_REGION]
+  --s3-allow-http        allow a plain-HTTP endpoint (local servers) [AWS_ALLOW_HTTP]
+  Credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN.
+  --metadata embedded|s3 metadata in DIR/meta.redb (default), or in the bucket through
+                         conditional writes (checked at start)       [WHARF_REGISTRY_METADATA]
+
+  --help                 this text
+";
+
+/// Where metadata lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Metadata {
+    /// `DIR/meta.redb`.
+    Embedded,
+    /// The S3 bucket, through conditional writes.
+    S3,
+}
+
+/// The S3 bucket for blobs (and metadata, with `--metadata s3`).
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
+pub(crate) struct S3Config {
+    pub(crate) bucket: String,
+    pub(crate) prefix: String,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) region: Option<String>,
+    pub(crate) allow_http: bool,
+}
+
+/// Everything the server was asked for, validated.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) root: PathBuf,
+    pub(crate) listen: SocketAddr,
+    pub(crate) compression: bool,
+    pub(crate) encryption: bool,
+    pub(crate) upload_expiry: Duration,
+    pub(crate) s3: Option<S3Config>,
+    pub(crate) metadata: Metadata,
+}
+
+/// One setting's raw text: the flag's value if given, else the environment variable's.
+fn setting(flags: &[(String, String)], flag: &str, env: &str) -> Option<(String, String)> {
+    flags
+        .iter()
+        .rev()
+        .find(|(name, _)| name == flag)
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .or_else(|| std::env::var(env).ok().map(|v| (env.to_owned(), v)))
+}
+
+fn switch(name: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(format!("{name} must be on or off, not {value:?}")),
+    }
+}
+
+/// `90s`, `30m`, `24h`, `7d`, or plain seconds.
+fn duration(name: &str, value: &str) -> Result<Duration, String> {
+    let bad = || format!("{name} must be a duration such as 90s, 30m, 24h or 7d, not {value:?}");
+    let (number, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => value.split_at(at),
+        None => (value, "s"),
+    };
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(bad()),
+    };
+    if seconds == 0 {
+        return Err(format!("{name} must be longer than zero"));
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+const VALUE_FLAGS: &[&str] = &[
+    "--root",
+    "--listen",
+    "--compression",
+    "--encryption",
+    "--upload-expiry",
+    "--s3-bucket",
+    "--s3-prefix",
+    "--s3-endpoint",
+    "--s3-region",
+    "--metadata",
+];
+
+impl Config {
+    /// Parses the command line (without the program name), with the environment as
+    /// defaults; `Ok(None)` for `--help`.
+    pub(crate) fn from_args(
+        args: impl IntoIterator<Item = String>,
+    ) -> Result<Option<Self>, String> {
+        let mut flags: Vec<(String, String)> = Vec::new();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            if arg == "--help" || arg == "-h" {
+                return Ok(None);
+            }
+            let (name, inline) = match arg.split_once('=') {
+                Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
+                None => (arg.clone(), None),
+            };
+            if name == "--s3-allow-http" {
+                flags.push((name, inline.unwrap_or_else(|| "on".into())));
+            } else if VALUE_FLAGS.contains(&name.as_str()) {
+                let value = match inline {
+                    Some(v) => v,
+                    None => args.next().ok_or_else(|| format!("{name} needs a value"))?,
+                };
+                flags.push((name, value));
+            } else {
+                return Err(format!("unknown argument {arg:?}"));
+            }
+        }
+        let get = |flag: &str, env: &str| setting(&flags, flag, env);
+
+        let root = get("--root", "WHARF_REGISTRY_ROOT")
+            .map(|(_, v)| PathBuf::from(v))
+            .unwrap_or_else(|| PathBuf::from("wharf-data"));
+        let listen = match get("--listen", "WHARF_REGISTRY_LISTEN") {
+            Some((name, v)) => v.parse().map_err(|_| {
+                format!("{name} must be an address such as 127.0.0.1:5000, not {v:?}")
+            })?,
+            None => SocketAddr::from(([127, 0, 0, 1], 5000)),
+        };
+        let on = |flag: &str, env: &str| match get(flag, env) {
+            Some((name, v)) => switch(&name, &v),
+            None => Ok(true),
+        };
+        let compression = on("--compression", "WHARF_REGISTRY_COMPRESSION")?;
+        let encryption = on("--encryption", "WHARF_REGISTRY_ENCRYPTION")?;
+        let upload_expiry = match get("--upload-expiry", "WHARF_REGISTRY_UPLOAD_EXPIRY") {
+            Some((name, v)) => duration(&name, &v)?,
+            None => wharf::DEFAULT_UPLOAD_EXPIRY,
+        };
+        let metadata = match get("--metadata", "WHARF_REGISTRY_METADATA") {
+            None => Metadata::Embedded,
+            Some((_, v)) if v == "embedded" => Metadata::Embedded,
+            Some((_, v)) if v == "s3" => Metadata::S3,
+            Some((name, v)) => return Err(format!("{name} must be embedded or s3, not {v:?}")),
+        };
+        let s3 = match get("--s3-bucket", "WHARF_REGISTRY_S3_BUCKET") {
+            Some((_, bucket)) if !bucket.is_empty() => Some(S3Config {
+                bucket,
+                prefix: get("--s3-prefix", "WHARF_REGISTRY_S3_PREFIX")
+                    .map(|(_, v)| v.trim_matches('/').to_owned())
+                    .unwrap_or_default(),
+                endpoint: get("--s3-endpoint", "AWS_ENDPOINT_URL").map(|(_, v)| v),
+                region: get("--s3-region", "AWS_REGION").map(|(_, v)| v),
+                allow_http: match get("--s3-allow-http", "AWS_ALLOW_HTTP") {
+                    Some((name, v)) => switch(&name, &v)?,
+                    None => false,
+                },
+            }),
+            _ => None,
+        };
+        if s3.is_none() {
+            for flag in [
+                "--s3-prefix",
+                "--s3-endpoint",
+                "--s3-region",
+                "--s3-allow-http",
+            ] {
+                if flags.iter().any(|(name, _)| name == flag) {
+                    return Err(format!("{flag} needs --s3-bucket"));
+                }
+            }
+            if metadata == Metadata::S3 {
+                return Err("--metadata s3 needs --s3-bucket".into());
+            }
+        }
+        Ok(Some(Self {
+            root,
+            listen,
+            compression,
+            encryption,
+            upload_expiry,
+            s3,
+            metadata,
+        }))
+    }
+
+    /// One line saying where data goes.
+    pub(crate) fn describe(&self) -> String {
+        let root = self.root.display();
+        let blobs = match &self.s3 {
+            Some(s3) => format!("blobs in s3://{}/{}", s3.bucket, s3.prefix),
+            None => format!("blobs in {root}/blobs"),
+        };
+        let meta = match self.metadata {
+            Metadata::Embedded => format!("metadata in {root}/meta.redb"),
+            Metadata::S3 => "metadata in the bucket".to_owned(),
+        };
+        let at_rest = match (self.compression, self.encryption) {
+            (true, true) => format!("compressed and encrypted under {root}/keys.json"),
+            (false, true) => format!("encrypted under {root}/keys.json"),
+            (true, false) => "compressed".to_owned(),
+            (false, false) => "stored as received".to_owned(),
+        };
+        format!("{blobs} ({at_rest}), {meta}")
+    }
+
+    /// Opens the stores and builds the registry; errors name what is wrong.
+    pub(crate) async fn open(&self) -> Result<Registry, String> {
+        std::fs::create_dir_all(&self.root)
+            .map_err(|e| format!("cannot create --root {}: {e}", self.root.display()))?;
+        let blobs: Arc<dyn ObjectStore> = match &self.s3 {
+            Some(s3) => s3_store(s3)?,
+            None => {
+                let dir = self.root.join("blobs");
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                let fs = LocalFileSystem::new_with_prefix(&dir)
+                    .map_err(|e| format!("cannot open {}: {e}", dir.display()))?
+                    .with_automatic_cleanup(true)
+                    // A published blob must survive power loss, not only a crash.
+                    .with_fsync(true);
+                Arc::new(fs)
+            }
+        };
+        let meta: Arc<dyn MetaStore> = match self.metadata {
+            Metadata::Embedded => Arc::new(
+                RedbMetaStore::open(self.root.join("meta.redb")).map_err(|e| e.to_string())?,
+            ),
+            Metadata::S3 => Arc::new(
+                wharf::ObjectMetaStore::connect(blobs.clone(), "meta")
+                    .await
+                    .map_err(|e| format!("--metadata s3: {e}"))?,
+            ),
+        };
+        // The key file is opened even with encryption off, so blobs written while it
+        // was on stay readable.
+        let keys =
+            LocalKeyProvider::open(self.root.join("keys.json")).map_err(|e| e.to_string())?;
+        let mut at_rest = AtRest::plain();
+        if self.compression {
+            at_rest.compression = Compression::default();
+        }
+        if self.encryption {
+            at_rest.encryption = Some(DEFAULT_KEK.to_owned());
+        }
+        Registry::builder()
+            .object_store(blobs)
+            .meta_store(meta)
+            .key_provider(Arc::new(keys))
+            .at_rest(at_rest)
+            .upload_expiry(self.upload_expiry)
+            .build()
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(feature = "s3")]
+fn s3_store(s3: &S3Config) -> Result<Arc<dyn ObjectStore>, String> {
+    let mut builder = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(&s3.bucket)
+        .with_allow_http(s3.allow_http);
+    if let Some(endpoint) = &s3.endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    builder = builder.with_region(s3.region.as_deref().unwrap_or("us-east-1"));
+    let store = builder
+        .build()
+        .map_err(|e| format!("S3 bucket {}: {e}", s3.bucket))?;
+    Ok(if s3.prefix.is_empty() {
+        Arc::new(store)
+    } else {
+        Arc::new(object_store::prefix::PrefixStore::new(
+            store,
+            s3.prefix.as_str(),
+        ))
+    })
+}
+
+#[cfg(not(feature = "s3"))]
+fn s3_store(s3: &S3Config) -> Result<Arc<dyn ObjectStore>, String> {
+    Err(format!(
+        "--s3-bucket {}: this build has no S3 support; run it with --features s3",
+        s3.bucket
+    ))
+}

@@ -1,0 +1,226 @@
+//! Bodies in both directions, small header helpers, and the spec's error responses.
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, BodyStream, Empty, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::{HeaderMap, Request, StatusCode};
+use wharf::{ByteStream, Error, ErrorKind};
+
+/// A response body: empty, in memory, or streamed from storage.
+pub(crate) type Body = UnsyncBoxBody<Bytes, Error>;
+/// What every handler answers.
+pub(crate) type Response = hyper::Response<Body>;
+/// What handlers return.
+pub(crate) type Handled = Result<Response, Failure>;
+
+/// A failed request, already as the spec's error response (boxed: the error path is
+/// the rare one). Every [`wharf::Error`] converts with the status for its kind, so
+/// handlers use `?` on library calls.
+pub(crate) struct Failure(pub(crate) Box<Response>);
+
+impl Failure {
+    pub(crate) fn new(status: StatusCode, error: &Error) -> Self {
+        Self(Box::new(error_response(status, error)))
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        let status = StatusCode::from_u16(error.kind().http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Self::new(status, &error)
+    }
+}
+
+pub(crate) const DOCKER_CONTENT_DIGEST: HeaderName =
+    HeaderName::from_static("docker-content-digest");
+pub(crate) const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
+pub(crate) const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+pub(crate) const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
+const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
+
+pub(crate) fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A body that streams `stream` as it is read, never holding more than a chunk.
+pub(crate) fn streamed(stream: ByteStream) -> Body {
+    StreamBody::new(stream.map_ok(Frame::data)).boxed_unsync()
+}
+
+/// The request body as a stream of chunks, read only as fast as storage takes them.
+pub(crate) fn request_stream(req: Request<Incoming>) -> ByteStream {
+    BodyStream::new(req.into_body())
+        .try_filter_map(|frame| async move { Ok(frame.into_data().ok()) })
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::BlobUploadInvalid,
+                format!("reading the request body: {e}"),
+            )
+        })
+        .boxed()
+}
+
+/// The request body in memory, refusing more than `limit` bytes with 413.
+pub(crate) async fn request_bytes(req: Request<Incoming>, limit: usize) -> Result<Bytes, Failure> {
+    let too_large = || {
+        let error = Error::new(
+            ErrorKind::SizeInvalid,
+            format!("the request body is larger than {limit} bytes"),
+        );
+        Failure::new(StatusCode::PAYLOAD_TOO_LARGE, &error)
+    };
+    if content_length(req.headers()).is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    let mut stream = request_stream(req);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
+}
+
+/// Whether the request says it has no body at all.
+pub(crate) fn has_no_body(req: &Request<Incoming>) -> bool {
+    hyper::body::Body::size_hint(req.body()).exact() == Some(0)
+}
+
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// A header value as text, if present and readable.
+pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name)?.to_str().ok()
+}
+
+/// One query parameter, percent-decoded.
+pub(crate) fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
+    req.uri().query()?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then(|| percent_decode(value))
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = match bytes[i] {
+            b'%' => text
+                .get(i + 1..i + 3)
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok()),
+            _ => None,
+        };
+        match (bytes[i], decoded) {
+            (_, Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, None) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encodes a query value (tags and names are plain, but `last` may echo input).
+pub(crate) fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A response builder with the API version header every answer carries.
+pub(crate) fn response(status: StatusCode) -> hyper::http::response::Builder {
+    hyper::Response::builder()
+        .status(status)
+        .header(API_VERSION, HeaderValue::from_static("registry/2.0"))
+}
+
+/// Finishes a builder whose headers were all valid.
+pub(crate) fn finish(builder: hyper::http::response::Builder, body: Body) -> Response {
+    builder.body(body).unwrap_or_else(|e| {
+        let error = Error::new(ErrorKind::Storage, format!("building a response: {e}"));
+        error_response(StatusCode::INTERNAL_SERVER_ERROR, &error)
+    })
+}
+
+/// 200 with a JSON body.
+pub(crate) fn json_ok(body: impl Into<Bytes>) -> Response {
+    let body = body.into();
+    finish(
+        response(StatusCode::OK)
+            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_LENGTH, body.len()),
+        full(body),
+    )
+}
+
+/// The `Range` header of an upload that has received `offset` bytes.
+pub(crate) fn upload_range(offset: u64) -> String {
+    format!("0-{}", offset.saturating_sub(1))
+}
+
+/// The spec's error body, `{"errors":[{"code","message","detail"}]}`. An out-of-order
+/// chunk (416) also says where the upload is.
+pub(crate) fn error_response(status: StatusCode, error: &Error) -> Response {
+    let kind = error.kind();
+    let detail = match error.current_offset() {
+        Some(offset) => serde_json::json!({ "offset": offset }),
+        None => serde_json::Value::Null,
+    };
+    let body = serde_json::json!({
+        "errors": [{ "code": kind.code(), "message": error.message(), "detail": detail }]
+    });
+    let body = Bytes::from(body.to_string());
+    let mut builder = response(status)
+        .header(CONTENT_TYPE, "application/json")
+        .header(CONTENT_LENGTH, body.len());
+    if let Some(offset) = error.current_offset() {
+        builder = builder.header("range", upload_range(offset));
+    }
+    builder.body(full(body)).expect("static headers are valid")
+}
+
+/// The same response with its body dropped, for `HEAD`; headers (and `Content-Length`)
+/// stay.
+pub(crate) fn without_body(response: Response) -> Response {
+    let (parts, _) = response.into_parts();
+    hyper::Response::from_parts(parts, empty())
+}
+
+/// 405 for a method the endpoint does not have.
+pub(crate) fn method_not_allowed(method: &hyper::Method) -> Failure {
+    let error = Error::new(
+        ErrorKind::Unsupported,
+        format!("{method} is not supported on this endpoint"),
+    );
+    Failure::new(StatusCode::METHOD_NOT_ALLOWED, &error)
+}

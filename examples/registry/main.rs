@@ -1,0 +1,191 @@
+//! An OCI Distribution v1.1 registry over HTTP, built on wharf.
+//!
+//! ```text
+//! cargo run --release --example registry [-- --root DIR --listen ADDR ...]
+//! ```
+//!
+//! By default it serves `127.0.0.1:5000` from `./wharf-data`: blobs on the local
+//! filesystem, compressed and encrypted under a key file in that directory, metadata in an
+//! embedded database. `--help` lists the flags for S3 storage and the at-rest switches.
+//!
+//! The files, in reading order:
+//! - `config.rs`: flags and environment, and the registry they build;
+//! - `routes.rs`: which endpoint a request path names;
+//! - `http.rs`: bodies, headers and the spec's error responses;
+//! - `blobs.rs`, `uploads.rs`, `manifests.rs`, `listings.rs`: the endpoints.
+
+mod blobs;
+mod config;
+mod http;
+mod listings;
+mod manifests;
+mod routes;
+mod uploads;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use wharf::Registry;
+
+use crate::config::Config;
+use crate::http::Response;
+use crate::routes::Route;
+
+/// How long requests still running at shutdown may take to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+fn main() {
+    let config = match Config::from_args(std::env::args().skip(1)) {
+        Ok(Some(config)) => config,
+        Ok(None) => {
+            print!("{}", config::USAGE);
+            return;
+        }
+        Err(message) => {
+            eprintln!("wharf registry: {message}\n(see --help)");
+            std::process::exit(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    if let Err(message) = runtime.block_on(run(config)) {
+        eprintln!("wharf registry: {message}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let registry = config.open().await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    eprintln!("{}", config.describe());
+    eprintln!("wharf registry listening on http://{addr}");
+
+    let expiry = tokio::spawn(expire_uploads(registry.clone(), config.upload_expiry));
+    let graceful = GracefulShutdown::new();
+    let mut stop = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        eprintln!("accept: {e}");
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let registry = registry.clone();
+                let service = service_fn(move |req| {
+                    let registry = registry.clone();
+                    async move { Ok::<_, std::convert::Infallible>(serve(&registry, req, peer).await) }
+                });
+                let conn = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    // Clients that hang up or speak TLS to a plain port end here; the
+                    // request log already has what matters.
+                    let _ = conn.await;
+                });
+            }
+            signal = &mut stop => {
+                eprintln!("{signal}: finishing requests in flight, then stopping");
+                break;
+            }
+        }
+    }
+    drop(listener);
+    expiry.abort();
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!("requests still running after {SHUTDOWN_GRACE:?}: stopping anyway");
+    }
+    // Open upload sessions checkpoint, so clients resume them after a restart.
+    registry
+        .flush_uploads()
+        .await
+        .map_err(|e| format!("checkpointing open uploads: {e}"))?;
+    eprintln!("stopped");
+    Ok(())
+}
+
+/// Answers one request and logs it.
+async fn serve(registry: &Registry, req: Request<Incoming>, peer: SocketAddr) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let response = match Route::parse(uri.path()) {
+        Ok(route) => dispatch(registry, route, req).await,
+        Err(failure) => *failure.0,
+    };
+    let response = if method == Method::HEAD {
+        http::without_body(response)
+    } else {
+        response
+    };
+    eprintln!(
+        "{method} {uri} {} {:.3}ms {peer}",
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    response
+}
+
+async fn dispatch(registry: &Registry, route: Route, req: Request<Incoming>) -> Response {
+    let result = match route {
+        Route::Base => Ok(http::json_ok(b"{}".as_slice())),
+        Route::Catalog => listings::catalog(registry, &req).await,
+        Route::Tags(repo) => listings::tags(registry, &repo, &req).await,
+        Route::Referrers(repo, subject) => {
+            listings::referrers(registry, &repo, &subject, &req).await
+        }
+        Route::Blob(repo, digest) => blobs::handle(registry, &repo, &digest, req).await,
+        Route::UploadStart(repo) => uploads::start(registry, &repo, req).await,
+        Route::Upload(repo, id) => uploads::handle(registry, &repo, &id, req).await,
+        Route::Manifest(repo, reference) => {
+            manifests::handle(registry, &repo, &reference, req).await
+        }
+    };
+    result.unwrap_or_else(|failure| *failure.0)
+}
+
+/// Expires abandoned upload sessions now and then.
+async fn expire_uploads(registry: Registry, expiry: Duration) {
+    let every = (expiry / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
+    loop {
+        tokio::time::sleep(every).await;
+        match registry.expire_uploads().await {
+            Ok(report) if report.sessions + report.orphaned_staging > 0 => eprintln!(
+                "expired {} abandoned uploads and {} orphaned staging areas",
+                report.sessions, report.orphaned_staging
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!("expiring uploads: {e}"),
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM, naming the signal.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}

@@ -1,0 +1,65 @@
+//! `GET`, `HEAD`, `PUT` and `DELETE /v2/<name>/manifests/<reference>`.
+
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use hyper::{Method, Request, StatusCode};
+use wharf::{DEFAULT_MAX_MANIFEST_SIZE, Reference, Registry, RepoName};
+
+use crate::http::{
+    DOCKER_CONTENT_DIGEST, Handled, OCI_SUBJECT, empty, finish, full, header, method_not_allowed,
+    request_bytes, response,
+};
+use crate::routes::manifest_path;
+
+pub(crate) async fn handle(
+    registry: &Registry,
+    repo: &RepoName,
+    reference: &Reference,
+    req: Request<Incoming>,
+) -> Handled {
+    match *req.method() {
+        Method::HEAD => {
+            let info = registry.stat_manifest(repo, reference).await?;
+            Ok(finish(
+                response(StatusCode::OK)
+                    .header(CONTENT_TYPE, info.media_type)
+                    .header(CONTENT_LENGTH, info.size)
+                    .header(DOCKER_CONTENT_DIGEST, info.digest.to_string()),
+                empty(),
+            ))
+        }
+        Method::GET => {
+            let manifest = registry.get_manifest(repo, reference).await?;
+            Ok(finish(
+                response(StatusCode::OK)
+                    .header(CONTENT_TYPE, manifest.media_type)
+                    .header(CONTENT_LENGTH, manifest.raw.len())
+                    .header(DOCKER_CONTENT_DIGEST, manifest.digest.to_string()),
+                full(manifest.raw),
+            ))
+        }
+        Method::PUT => {
+            let content_type = header(req.headers(), CONTENT_TYPE.as_str()).map(str::to_owned);
+            let raw = request_bytes(req, DEFAULT_MAX_MANIFEST_SIZE).await?;
+            let pushed = registry
+                .push_manifest(repo, reference, raw, content_type.as_deref())
+                .await?;
+            let mut builder = response(StatusCode::CREATED)
+                .header(LOCATION, manifest_path(repo, &pushed.digest))
+                .header(DOCKER_CONTENT_DIGEST, pushed.digest.to_string())
+                .header(CONTENT_LENGTH, 0);
+            if let Some(subject) = &pushed.subject {
+                builder = builder.header(OCI_SUBJECT, subject.to_string());
+            }
+            Ok(finish(builder, empty()))
+        }
+        Method::DELETE => {
+            match reference {
+                Reference::Digest(digest) => registry.delete_manifest(repo, digest).await?,
+                Reference::Tag(tag) => registry.delete_tag(repo, tag).await?,
+            }
+            Ok(finish(response(StatusCode::ACCEPTED), empty()))
+        }
+        _ => Err(method_not_allowed(req.method())),
+    }
+}
