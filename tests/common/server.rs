@@ -127,10 +127,10 @@ impl RegistryServer {
             let mut addr_tx = Some(addr_tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.split("listening on http://").nth(1) {
-                    if let Some(tx) = addr_tx.take() {
-                        let _ = tx.send(addr.trim().to_owned());
-                    }
+                if let Some(addr) = line.split("listening on http://").nth(1)
+                    && let Some(tx) = addr_tx.take()
+                {
+                    let _ = tx.send(addr.trim().to_owned());
                 }
                 sink.lock().unwrap().push(line);
             }
