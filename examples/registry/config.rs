@@ -9,7 +9,7 @@ use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use wharf::codec::Compression;
 use wharf::keys::{DEFAULT_KEK, LocalKeyProvider};
-use wharf::{AtRest, MetaStore, RedbMetaStore, Registry};
+use wharf::{AtRest, MetaStore, ObjectBlobStore, RedbMetaStore, Registry};
 
 pub(crate) const USAGE: &str = "\
 An OCI Distribution v1.1 registry on wharf.
@@ -23,6 +23,8 @@ usage: registry [FLAGS]
                                                                      [WHARF_REGISTRY_COMPRESSION]
   --encryption on|off    encrypt new blobs under the key file DIR/keys.json (default on)
                                                                      [WHARF_REGISTRY_ENCRYPTION]
+  --workers N            threads answering requests (default: the number of cores)
+                                                                     [WHARF_REGISTRY_WORKERS]
   --upload-expiry DUR    drop upload sessions idle this long: 90s, 30m, 24h, 7d
                          (default 24h)                               [WHARF_REGISTRY_UPLOAD_EXPIRY]
 
@@ -38,6 +40,9 @@ Blobs in S3 or an S3-compatible store instead of DIR (builds with --features s3)
 
   --help                 this text
 ";
+
+/// Bytes per staged part of a blob written to the local filesystem.
+const LOCAL_PART_SIZE: usize = 1 << 20;
 
 /// Where metadata lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +72,7 @@ pub(crate) struct Config {
     pub(crate) compression: bool,
     pub(crate) encryption: bool,
     pub(crate) upload_expiry: Duration,
+    pub(crate) workers: usize,
     pub(crate) s3: Option<S3Config>,
     pub(crate) metadata: Metadata,
 }
@@ -116,6 +122,7 @@ const VALUE_FLAGS: &[&str] = &[
     "--compression",
     "--encryption",
     "--upload-expiry",
+    "--workers",
     "--s3-bucket",
     "--s3-prefix",
     "--s3-endpoint",
@@ -172,6 +179,14 @@ impl Config {
             Some((name, v)) => duration(&name, &v)?,
             None => wharf::DEFAULT_UPLOAD_EXPIRY,
         };
+        let workers = match get("--workers", "WHARF_REGISTRY_WORKERS") {
+            Some((name, v)) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1024).contains(n))
+                .ok_or_else(|| format!("{name} must be a count from 1 to 1024, not {v:?}"))?,
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        };
         let metadata = match get("--metadata", "WHARF_REGISTRY_METADATA") {
             None => Metadata::Embedded,
             Some((_, v)) if v == "embedded" => Metadata::Embedded,
@@ -214,6 +229,7 @@ impl Config {
             compression,
             encryption,
             upload_expiry,
+            workers,
             s3,
             metadata,
         }))
@@ -269,8 +285,9 @@ impl Config {
         };
         // The key file is opened even with encryption off, so blobs written while it
         // was on stay readable.
-        let keys =
-            LocalKeyProvider::open(self.root.join("keys.json")).map_err(|e| e.to_string())?;
+        let keys = Arc::new(
+            LocalKeyProvider::open(self.root.join("keys.json")).map_err(|e| e.to_string())?,
+        );
         let mut at_rest = AtRest::plain();
         if self.compression {
             at_rest.compression = Compression::default();
@@ -278,10 +295,20 @@ impl Config {
         if self.encryption {
             at_rest.encryption = Some(DEFAULT_KEK.to_owned());
         }
+        // S3 parts must be at least 5 MiB; a local file takes small ones, which keeps a
+        // large upload's memory small.
+        let part_size = match self.s3 {
+            Some(_) => wharf::blob::DEFAULT_PART_SIZE,
+            None => LOCAL_PART_SIZE,
+        };
+        let blob_store = ObjectBlobStore::new(blobs)
+            .with_at_rest(at_rest.clone())
+            .with_key_provider(keys.clone())
+            .with_part_size(part_size);
         Registry::builder()
-            .object_store(blobs)
+            .blob_store(Arc::new(blob_store))
             .meta_store(meta)
-            .key_provider(Arc::new(keys))
+            .key_provider(keys)
             .at_rest(at_rest)
             .upload_expiry(self.upload_expiry)
             .build()

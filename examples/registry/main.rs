@@ -53,10 +53,17 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    // One worker answers small requests with the least CPU (no hand-offs between
+    // workers); sealing, hashing and file I/O still run on the blocking pool.
+    let mut runtime = match config.workers {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
+    };
+    let runtime = runtime.enable_all().build().expect("a tokio runtime");
     if let Err(message) = runtime.block_on(run(config)) {
         eprintln!("wharf registry: {message}");
         std::process::exit(1);
