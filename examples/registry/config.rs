@@ -23,7 +23,8 @@ usage: registry [FLAGS]
                                                                      [WHARF_REGISTRY_COMPRESSION]
   --encryption on|off    encrypt new blobs under the key file DIR/keys.json (default on)
                                                                      [WHARF_REGISTRY_ENCRYPTION]
-  --workers N            threads answering requests (default: the number of cores)
+  --workers N            threads answering requests (default 1: hashing, sealing and
+                         disk I/O run on a pool of their own that uses every core)
                                                                      [WHARF_REGISTRY_WORKERS]
   --upload-expiry DUR    drop upload sessions idle this long: 90s, 30m, 24h, 7d
                          (default 24h)                               [WHARF_REGISTRY_UPLOAD_EXPIRY]
@@ -185,7 +186,7 @@ impl Config {
                 .ok()
                 .filter(|n| (1..=1024).contains(n))
                 .ok_or_else(|| format!("{name} must be a count from 1 to 1024, not {v:?}"))?,
-            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            None => 1,
         };
         let metadata = match get("--metadata", "WHARF_REGISTRY_METADATA") {
             None => Metadata::Embedded,
