@@ -1,0 +1,1079 @@
+//! The registry example (`examples/registry`) over plain HTTP, against local and S3
+//! storage: every endpoint of the OCI Distribution v1.1 API it serves, driven request by
+//! request with each status and header checked. Blobs pushed whole, read whole and by
+//! byte range, and deleted; chunked uploads resumed, refused out of order, closed and
+//! cancelled; cross-repository mounts and their fallback to an upload; image manifests
+//! written by hand and pushed by tag and by digest, read back byte for byte, untagged and
+//! deleted; tags and the catalog page by page through `Link`; referrers listed and
+//! filtered; the spec's error bodies; repository names of several components; and the
+//! request log.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::Method;
+use serde_json::{Value, json};
+use wharf::{OCI_EMPTY, OCI_IMAGE_INDEX, OCI_IMAGE_MANIFEST};
+
+use common::server::{RegistryServer, Storage};
+
+const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const PAYLOAD: &str = "application/vnd.example.payload";
+const SBOM: &str = "application/vnd.example.sbom.v1+json";
+const SIGNATURE: &str = "application/vnd.example.signature.v1+json";
+
+/// The largest manifest body the server takes (4 MiB).
+const MANIFEST_LIMIT: usize = 4 << 20;
+
+/// The digest of `data`, as text.
+fn digest_of(data: &[u8]) -> String {
+    common::sha256(data).to_string()
+}
+
+/// `len` bytes of xorshift noise, the same for the same `seed`.
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A request body holding a copy of `data`.
+fn body(data: &[u8]) -> Option<reqwest::Body> {
+    Some(reqwest::Body::from(data.to_vec()))
+}
+
+/// A request body streamed in pieces of `piece` bytes, with no length up front.
+fn streamed(data: &[u8], piece: usize) -> Option<reqwest::Body> {
+    let pieces: Vec<Result<Bytes, std::io::Error>> = data
+        .chunks(piece)
+        .map(|p| Ok(Bytes::copy_from_slice(p)))
+        .collect();
+    Some(reqwest::Body::wrap_stream(futures::stream::iter(pieces)))
+}
+
+/// `location` with `query` added, after `&` if it already has a query.
+fn with_query(location: &str, query: &str) -> String {
+    let separator = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{separator}{query}")
+}
+
+/// `text` percent-encoded for a query value (`+` would otherwise read as a space).
+fn query_value(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The target of a `Link: <target>; rel="next"` header.
+fn next_link(link: &str) -> String {
+    let (target, params) = link
+        .strip_prefix('<')
+        .and_then(|rest| rest.split_once('>'))
+        .unwrap_or_else(|| panic!("Link {link:?} is not <target>; rel=\"next\""));
+    assert!(
+        params.contains("rel=\"next\""),
+        "Link {link:?} has no rel=\"next\""
+    );
+    target.to_owned()
+}
+
+/// One answer, read whole, with the request it answers for messages.
+struct Reply {
+    request: String,
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Bytes,
+}
+
+impl Reply {
+    /// Asserts the status; returns the reply for more checks.
+    fn check(self, status: u16) -> Self {
+        assert_eq!(
+            self.status,
+            status,
+            "{}: expected {status}, body {}",
+            self.request,
+            String::from_utf8_lossy(&self.body)
+        );
+        self
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|value| {
+            value
+                .to_str()
+                .unwrap_or_else(|_| panic!("{}: header {name} is not text", self.request))
+        })
+    }
+
+    /// A header that must be there.
+    fn must(&self, name: &str) -> &str {
+        self.header(name).unwrap_or_else(|| {
+            panic!(
+                "{}: no {name} header among {:?}",
+                self.request, self.headers
+            )
+        })
+    }
+
+    fn header_is(&self, name: &str, value: &str) {
+        assert_eq!(self.header(name), Some(value), "{}: {name}", self.request);
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "{}: body is not JSON ({e}): {}",
+                self.request,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// Asserts the spec's error response: `status`, a JSON body whose first error has
+    /// `code` and a message.
+    fn error(&self, status: u16, code: &str) {
+        assert_eq!(
+            self.status,
+            status,
+            "{}: expected {status} {code}, body {}",
+            self.request,
+            String::from_utf8_lossy(&self.body)
+        );
+        let content_type = self.must("content-type");
+        assert!(
+            content_type.starts_with("application/json"),
+            "{}: error content type {content_type}",
+            self.request
+        );
+        let body = self.json();
+        let errors = body["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}: no errors array in {body}", self.request));
+        assert!(
+            !errors.is_empty(),
+            "{}: empty errors in {body}",
+            self.request
+        );
+        assert_eq!(errors[0]["code"], code, "{}: {body}", self.request);
+        assert!(
+            errors[0]["message"].is_string(),
+            "{}: no message in {body}",
+            self.request
+        );
+    }
+}
+
+/// A client for one server; requests name their targets as paths (or `Location`s), which
+/// resolve against the server's URL.
+struct Api {
+    http: reqwest::Client,
+    base: reqwest::Url,
+    storage: Storage,
+}
+
+impl Api {
+    fn new(server: &RegistryServer, storage: Storage) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .expect("an HTTP client");
+        let base: reqwest::Url = server.url().parse().expect("the server URL");
+        Self {
+            http,
+            base,
+            storage,
+        }
+    }
+
+    fn url(&self, target: &str) -> reqwest::Url {
+        self.base
+            .join(target)
+            .unwrap_or_else(|e| panic!("{target:?} does not resolve against {}: {e}", self.base))
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: Option<reqwest::Body>,
+    ) -> Reply {
+        let request = format!("{:?}: {method} {target}", self.storage);
+        let mut builder = self.http.request(method, self.url(target));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        if let Some(body) = body {
+            builder = builder.body(body);
+        }
+        let response = builder
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{request}: {e}"));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .unwrap_or_else(|e| panic!("{request}: reading the body: {e}"));
+        Reply {
+            request,
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&self, target: &str) -> Reply {
+        self.send(Method::GET, target, &[], None).await
+    }
+
+    async fn head(&self, target: &str) -> Reply {
+        self.send(Method::HEAD, target, &[], None).await
+    }
+
+    async fn delete(&self, target: &str) -> Reply {
+        self.send(Method::DELETE, target, &[], None).await
+    }
+
+    async fn post(&self, target: &str) -> Reply {
+        self.send(Method::POST, target, &[], None).await
+    }
+
+    /// Asserts that `reply`'s `Location` names `path`.
+    fn assert_location(&self, reply: &Reply, path: &str) {
+        assert_eq!(
+            self.url(reply.must("location")),
+            self.url(path),
+            "{}: Location",
+            reply.request
+        );
+    }
+
+    /// Starts an upload session in `repo`; returns its `Location`.
+    async fn start_upload(&self, repo: &str) -> String {
+        let reply = self
+            .post(&format!("/v2/{repo}/blobs/uploads/"))
+            .await
+            .check(202);
+        reply.header_is("range", "0-0");
+        assert!(
+            !reply.must("docker-upload-uuid").is_empty(),
+            "{}: empty Docker-Upload-UUID",
+            reply.request
+        );
+        reply.must("location").to_owned()
+    }
+
+    /// PATCHes `chunk` to the session at `location`, with `Content-Range` when `start`
+    /// is given; checks the session then holds `offset` bytes and returns its next
+    /// `Location`.
+    async fn patch(
+        &self,
+        location: &str,
+        start: Option<usize>,
+        chunk: Option<reqwest::Body>,
+        offset: usize,
+    ) -> String {
+        let range = start.map(|start| format!("{start}-{}", offset - 1));
+        let headers: Vec<(&str, &str)> = range
+            .iter()
+            .map(|range| ("content-range", range.as_str()))
+            .collect();
+        let reply = self
+            .send(Method::PATCH, location, &headers, chunk)
+            .await
+            .check(202);
+        reply.header_is("range", &format!("0-{}", offset - 1));
+        reply.must("location").to_owned()
+    }
+
+    /// Closes the session at `location` as `data`'s digest, sending `last` as the final
+    /// chunk if given, and checks the blob is created in `repo`.
+    async fn finish_upload(&self, repo: &str, location: &str, data: &[u8], last: &[u8]) {
+        let digest = digest_of(data);
+        let target = with_query(location, &format!("digest={digest}"));
+        let chunk = if last.is_empty() { None } else { body(last) };
+        let reply = self.send(Method::PUT, &target, &[], chunk).await.check(201);
+        self.assert_location(&reply, &format!("/v2/{repo}/blobs/{digest}"));
+        reply.header_is("docker-content-digest", &digest);
+    }
+
+    /// Pushes `data` to `repo` in one request; returns its digest.
+    async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        let digest = digest_of(data);
+        let reply = self
+            .send(
+                Method::POST,
+                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+                &[],
+                body(data),
+            )
+            .await
+            .check(201);
+        self.assert_location(&reply, &format!("/v2/{repo}/blobs/{digest}"));
+        reply.header_is("docker-content-digest", &digest);
+        digest
+    }
+
+    /// Asserts that `repo` serves `data` as a blob, to `HEAD` and `GET`.
+    async fn assert_blob(&self, repo: &str, data: &[u8]) {
+        let digest = digest_of(data);
+        let path = format!("/v2/{repo}/blobs/{digest}");
+        let head = self.head(&path).await.check(200);
+        head.header_is("content-length", &data.len().to_string());
+        head.header_is("docker-content-digest", &digest);
+        assert!(head.body.is_empty(), "{}: HEAD has a body", head.request);
+        let get = self.get(&path).await.check(200);
+        get.header_is("docker-content-digest", &digest);
+        assert!(
+            get.body[..] == data[..],
+            "{}: {} bytes back for {} pushed",
+            get.request,
+            get.body.len(),
+            data.len()
+        );
+    }
+
+    /// Asserts that `repo` has no blob `digest`.
+    async fn assert_no_blob(&self, repo: &str, digest: &str) {
+        let path = format!("/v2/{repo}/blobs/{digest}");
+        self.head(&path).await.check(404);
+        self.get(&path).await.error(404, "BLOB_UNKNOWN");
+    }
+
+    /// PUTs `manifest` as an image manifest to `repo` as `reference`; checks the
+    /// answer names its digest and returns it for more checks.
+    async fn put_manifest(&self, repo: &str, reference: &str, manifest: &[u8]) -> Reply {
+        let digest = digest_of(manifest);
+        let reply = self
+            .send(
+                Method::PUT,
+                &format!("/v2/{repo}/manifests/{reference}"),
+                &[("content-type", OCI_IMAGE_MANIFEST)],
+                body(manifest),
+            )
+            .await
+            .check(201);
+        self.assert_location(&reply, &format!("/v2/{repo}/manifests/{digest}"));
+        reply.header_is("docker-content-digest", &digest);
+        reply
+    }
+
+    /// Asserts that `repo` serves `manifest` as `reference`, to `GET` and `HEAD`.
+    async fn assert_manifest(&self, repo: &str, reference: &str, manifest: &[u8]) {
+        let path = format!("/v2/{repo}/manifests/{reference}");
+        let digest = digest_of(manifest);
+        let length = manifest.len().to_string();
+        let get = self.get(&path).await.check(200);
+        let head = self.head(&path).await.check(200);
+        for reply in [&get, &head] {
+            reply.header_is("content-type", OCI_IMAGE_MANIFEST);
+            reply.header_is("docker-content-digest", &digest);
+            reply.header_is("content-length", &length);
+        }
+        assert!(
+            get.body[..] == manifest[..],
+            "{}: not the bytes pushed: {}",
+            get.request,
+            String::from_utf8_lossy(&get.body)
+        );
+        assert!(head.body.is_empty(), "{}: HEAD has a body", head.request);
+    }
+
+    /// Asserts that `repo` has no manifest `reference`.
+    async fn assert_no_manifest(&self, repo: &str, reference: &str) {
+        let path = format!("/v2/{repo}/manifests/{reference}");
+        self.head(&path).await.check(404);
+        self.get(&path).await.error(404, "MANIFEST_UNKNOWN");
+    }
+
+    /// Follows `Link: <…>; rel="next"` from `first` until a page has none; returns each
+    /// page's `key` list.
+    async fn walk(&self, first: &str, key: &str) -> Vec<Vec<String>> {
+        let mut pages: Vec<Vec<String>> = Vec::new();
+        let mut next = Some(first.to_owned());
+        while let Some(target) = next.take() {
+            assert!(pages.len() < 100, "{first}: over 100 pages");
+            let reply = self.get(&target).await.check(200);
+            let body = reply.json();
+            let items: Vec<String> = body[key]
+                .as_array()
+                .unwrap_or_else(|| panic!("{}: no {key} array in {body}", reply.request))
+                .iter()
+                .map(|item| item.as_str().expect("names are strings").to_owned())
+                .collect();
+            pages.push(items);
+            next = reply.header("link").map(next_link);
+        }
+        pages
+    }
+}
+
+/// The descriptor of `data` as `media_type`.
+fn descriptor(media_type: &str, data: &[u8]) -> Value {
+    json!({ "mediaType": media_type, "digest": digest_of(data), "size": data.len() })
+}
+
+/// An image manifest over `config` and `layers`, indented as some clients write them (so
+/// only the exact bytes have its digest).
+fn image_manifest(config: &[u8], layers: &[Vec<u8>]) -> Vec<u8> {
+    let layers: Vec<Value> = layers.iter().map(|l| descriptor(LAYER, l)).collect();
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_IMAGE_MANIFEST,
+        "config": descriptor(CONFIG, config),
+        "layers": layers,
+        "annotations": { "org.opencontainers.image.title": "http api test" },
+    });
+    serde_json::to_vec_pretty(&manifest).unwrap()
+}
+
+/// A manifest pushed, with its digest.
+struct Pushed {
+    manifest: Vec<u8>,
+    digest: String,
+}
+
+/// Pushes a config and two layers to `repo`, then the image manifest over them as `tag`.
+async fn push_image(api: &Api, repo: &str, tag: &str, seed: u64) -> Pushed {
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": { "Labels": { "seed": seed.to_string() } },
+    }))
+    .unwrap();
+    let layers = [pattern(4096, seed), pattern(70_000, seed + 1)];
+    api.push_blob(repo, &config).await;
+    for layer in &layers {
+        api.push_blob(repo, layer).await;
+    }
+    let manifest = image_manifest(&config, &layers);
+    api.put_manifest(repo, tag, &manifest).await;
+    Pushed {
+        digest: digest_of(&manifest),
+        manifest,
+    }
+}
+
+/// Pushes an artifact of `artifact_type` about `subject` to `repo` by digest (an empty
+/// config and one layer of `payload`); checks the answer names the subject.
+async fn push_artifact(
+    api: &Api,
+    repo: &str,
+    artifact_type: &str,
+    subject: &Pushed,
+    payload: &[u8],
+) -> Pushed {
+    api.push_blob(repo, b"{}").await;
+    api.push_blob(repo, payload).await;
+    let manifest = serde_json::to_vec_pretty(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_IMAGE_MANIFEST,
+        "artifactType": artifact_type,
+        "config": descriptor(OCI_EMPTY, b"{}"),
+        "layers": [descriptor(PAYLOAD, payload)],
+        "subject": descriptor(OCI_IMAGE_MANIFEST, &subject.manifest),
+        "annotations": { "org.example.kind": artifact_type },
+    }))
+    .unwrap();
+    let digest = digest_of(&manifest);
+    let reply = api.put_manifest(repo, &digest, &manifest).await;
+    reply.header_is("oci-subject", &subject.digest);
+    Pushed { manifest, digest }
+}
+
+/// Asserts that a referrers index lists exactly `expected` (each with its artifact type).
+fn assert_referrers(request: &str, index: &Value, expected: &[(&Pushed, &str)]) {
+    assert_eq!(index["schemaVersion"], 2, "{request}: {index}");
+    assert_eq!(index["mediaType"], OCI_IMAGE_INDEX, "{request}: {index}");
+    let listed = index["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{request}: no manifests array in {index}"));
+    assert_eq!(listed.len(), expected.len(), "{request}: {index}");
+    for (pushed, artifact_type) in expected {
+        let entry = listed
+            .iter()
+            .find(|entry| entry["digest"] == pushed.digest.as_str())
+            .unwrap_or_else(|| panic!("{request}: {} not listed in {index}", pushed.digest));
+        assert_eq!(entry["mediaType"], OCI_IMAGE_MANIFEST, "{request}: {entry}");
+        assert_eq!(entry["artifactType"], *artifact_type, "{request}: {entry}");
+        assert_eq!(entry["size"], pushed.manifest.len(), "{request}: {entry}");
+    }
+}
+
+/// How many lines of `logs` record `method target` answered with `status` and a time.
+fn logged(logs: &[String], method: &str, target: &str, status: u16) -> usize {
+    let status = status.to_string();
+    logs.iter()
+        .filter(|line| {
+            let mut words = line.split_whitespace();
+            words.next() == Some(method)
+                && words.next() == Some(target)
+                && words.next() == Some(status.as_str())
+                && words
+                    .next()
+                    .and_then(|time| time.strip_suffix("ms"))
+                    .is_some_and(|ms| ms.parse::<f64>().is_ok_and(|ms| ms >= 0.0))
+        })
+        .count()
+}
+
+/// Asserts that the server logged `method target status` exactly `count` times (waiting
+/// a little for the lines to arrive).
+async fn assert_logged(
+    server: &RegistryServer,
+    method: &str,
+    target: &str,
+    status: u16,
+    count: usize,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = server.logs();
+        let found = logged(&logs, method, target, status);
+        if found >= count || Instant::now() > deadline {
+            assert_eq!(
+                found,
+                count,
+                "lines for `{method} {target} {status}` in:\n{}",
+                logs.join("\n")
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blobs_push_read_ranges_and_delete() {
+    for storage in Storage::ALL {
+        let Some(server) = RegistryServer::start(storage) else {
+            continue;
+        };
+        let api = Api::new(&server, storage);
+        let repo = "blobs/team/app";
+        let data = pattern(300_000, 1);
+        let size = data.len();
+
+        // The base endpoint.
+        let base = api.get("/v2/").await.check(200);
+        assert_eq!(base.json(), json!({}), "{}", base.request);
+
+        // Pushed whole, then read whole.
+        let digest = api.push_blob(repo, &data).await;
+        api.assert_blob(repo, &data).await;
+        let path = format!("/v2/{repo}/blobs/{digest}");
+
+        // Another repository does not have it.
+        api.assert_no_blob("blobs/other", &digest).await;
+
+        // A body that does not match the digest it is pushed as is refused, and stored
+        // under neither digest.
+        let other = pattern(1000, 2);
+        let claimed = digest_of(b"something else");
+        api.send(
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/?digest={claimed}"),
+            &[],
+            body(&other),
+        )
+        .await
+        .error(400, "DIGEST_INVALID");
+        api.assert_no_blob(repo, &claimed).await;
+        api.assert_no_blob(repo, &digest_of(&other)).await;
+
+        // A digest that is not one.
+        api.get(&format!("/v2/{repo}/blobs/sha256:not-hex"))
+            .await
+            .error(400, "DIGEST_INVALID");
+
+        // Byte ranges: a-b, a- and the suffix -n.
+        let ranges = [
+            ("bytes=0-0".to_owned(), 0, 0),
+            ("bytes=1000-1999".to_owned(), 1000, 1999),
+            (format!("bytes={}-", size - 1234), size - 1234, size - 1),
+            ("bytes=-500".to_owned(), size - 500, size - 1),
+        ];
+        for (range, first, last) in ranges {
+            let reply = api
+                .send(Method::GET, &path, &[("range", range.as_str())], None)
+                .await
+                .check(206);
+            reply.header_is("content-range", &format!("bytes {first}-{last}/{size}"));
+            assert!(
+                reply.body[..] == data[first..=last],
+                "{} {range}: {} bytes back, want {}",
+                reply.request,
+                reply.body.len(),
+                last + 1 - first
+            );
+        }
+        // Unsatisfiable: starting at or past the end.
+        for range in [
+            format!("bytes={size}-"),
+            format!("bytes={}-{}", size + 10, size + 20),
+        ] {
+            let reply = api
+                .send(Method::GET, &path, &[("range", range.as_str())], None)
+                .await
+                .check(416);
+            reply.header_is("content-range", &format!("bytes */{size}"));
+        }
+
+        // Deleted from the repository.
+        let deleted = api.delete(&path).await.check(202);
+        assert!(deleted.body.is_empty(), "{}", deleted.request);
+        api.assert_no_blob(repo, &digest).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chunked_uploads_resume_refuse_out_of_order_chunks_and_cancel() {
+    for storage in Storage::ALL {
+        let Some(server) = RegistryServer::start(storage) else {
+            continue;
+        };
+        let api = Api::new(&server, storage);
+        let repo = "uploads/team/app";
+        let data = pattern(2_000_777, 3);
+        let (first, rest) = data.split_at(700_000);
+        let (second, rest) = rest.split_at(600_000);
+        let (third, last) = rest.split_at(400_000);
+        let at_second = first.len();
+        let at_third = at_second + second.len();
+        let at_last = at_third + third.len();
+
+        let location = api.start_upload(repo).await;
+        let location = api.patch(&location, Some(0), body(first), at_second).await;
+
+        // Where the session stands.
+        let status = api.get(&location).await.check(204);
+        status.header_is("range", &format!("0-{}", at_second - 1));
+        let mut location = status.must("location").to_owned();
+
+        // A chunk past the end (a gap), then one from the start again: 416 saying where
+        // the upload is, and the session carries on. (Small chunks: the server answers
+        // without reading them.)
+        let stray = &second[..1000];
+        for start in [at_second + 10, 0] {
+            let range = format!("{start}-{}", start + stray.len() - 1);
+            let reply = api
+                .send(
+                    Method::PATCH,
+                    &location,
+                    &[("content-range", range.as_str())],
+                    body(stray),
+                )
+                .await;
+            reply.error(416, "BLOB_UPLOAD_INVALID");
+            reply.header_is("range", &format!("0-{}", at_second - 1));
+            location = reply.must("location").to_owned();
+        }
+        let location = api
+            .patch(&location, Some(at_second), body(second), at_third)
+            .await;
+
+        // Streamed without Content-Range (or a length): appended where the upload is.
+        let location = api
+            .patch(&location, None, streamed(third, 64 << 10), at_last)
+            .await;
+        let status = api.get(&location).await.check(204);
+        status.header_is("range", &format!("0-{}", at_last - 1));
+        let location = status.must("location").to_owned();
+
+        // Closed with the last chunk in the PUT.
+        api.finish_upload(repo, &location, &data, last).await;
+        api.assert_blob(repo, &data).await;
+        api.get(&location).await.error(404, "BLOB_UPLOAD_UNKNOWN");
+
+        // A session closed by one PUT holding the whole blob.
+        let whole = pattern(50_000, 4);
+        let location = api.start_upload(repo).await;
+        api.finish_upload(repo, &location, &whole, &whole).await;
+        api.assert_blob(repo, &whole).await;
+
+        // A session closed by a PUT without a body after its only PATCH.
+        let patched = pattern(80_000, 5);
+        let location = api.start_upload(repo).await;
+        let location = api
+            .patch(&location, Some(0), body(&patched), patched.len())
+            .await;
+        api.finish_upload(repo, &location, &patched, &[]).await;
+        api.assert_blob(repo, &patched).await;
+
+        // Closed as the wrong digest: refused, and nothing published under it.
+        let location = api.start_upload(repo).await;
+        let wrong = b"not what is claimed";
+        let location = api
+            .patch(&location, Some(0), body(wrong), wrong.len())
+            .await;
+        let claimed = digest_of(b"something else entirely");
+        api.send(
+            Method::PUT,
+            &with_query(&location, &format!("digest={claimed}")),
+            &[],
+            None,
+        )
+        .await
+        .error(400, "DIGEST_INVALID");
+        api.assert_no_blob(repo, &claimed).await;
+
+        // Cancelled: the session is gone.
+        let location = api.start_upload(repo).await;
+        let location = api
+            .patch(&location, Some(0), body(&whole[..1000]), 1000)
+            .await;
+        let cancelled = api.delete(&location).await.check(204);
+        assert!(cancelled.body.is_empty(), "{}", cancelled.request);
+        api.get(&location).await.error(404, "BLOB_UPLOAD_UNKNOWN");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blobs_mount_across_repositories_or_fall_back_to_an_upload() {
+    for storage in Storage::ALL {
+        let Some(server) = RegistryServer::start(storage) else {
+            continue;
+        };
+        let api = Api::new(&server, storage);
+        let source = "mount/source/app";
+        let target = "mount/target/app";
+
+        // In the source repository: mounted at once.
+        let data = pattern(100_000, 6);
+        let digest = api.push_blob(source, &data).await;
+        let reply = api
+            .post(&format!(
+                "/v2/{target}/blobs/uploads/?mount={digest}&from={source}"
+            ))
+            .await
+            .check(201);
+        api.assert_location(&reply, &format!("/v2/{target}/blobs/{digest}"));
+        api.assert_blob(target, &data).await;
+        api.assert_blob(source, &data).await;
+
+        // Stored, but not in the repository named: an upload session instead. Then a
+        // repository that does not exist at all.
+        let elsewhere = pattern(60_000, 7);
+        api.push_blob("mount/elsewhere", &elsewhere).await;
+        let nowhere = pattern(61_000, 8);
+        for (blob, from) in [(&elsewhere, source), (&nowhere, "mount/never/pushed")] {
+            let digest = digest_of(blob);
+            let reply = api
+                .post(&format!(
+                    "/v2/{target}/blobs/uploads/?mount={digest}&from={from}"
+                ))
+                .await
+                .check(202);
+            let location = reply.must("location").to_owned();
+            api.assert_no_blob(target, &digest).await;
+            let location = api
+                .patch(&location, Some(0), body(&blob[..10_000]), 10_000)
+                .await;
+            api.finish_upload(target, &location, blob, &blob[10_000..])
+                .await;
+            api.assert_blob(target, blob).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn manifests_push_read_untag_and_delete() {
+    for storage in Storage::ALL {
+        let Some(server) = RegistryServer::start(storage) else {
+            continue;
+        };
+        let api = Api::new(&server, storage);
+        let repo = "manifests/team/app";
+
+        // By tag, read back by tag and by digest: the bytes as pushed.
+        let image = push_image(&api, repo, "v1", 10).await;
+        api.assert_manifest(repo, "v1", &image.manifest).await;
+        api.assert_manifest(repo, &image.digest, &image.manifest)
+            .await;
+
+        // The same bytes under a second tag, then that tag deleted: the manifest stays.
+        api.put_manifest(repo, "v2", &image.manifest).await;
+        api.assert_manifest(repo, "v2", &image.manifest).await;
+        api.delete(&format!("/v2/{repo}/manifests/v2"))
+            .await
+            .check(202);
+        api.assert_no_manifest(repo, "v2").await;
+        api.assert_manifest(repo, &image.digest, &image.manifest)
+            .await;
+        api.assert_manifest(repo, "v1", &image.manifest).await;
+
+        // A layer that was never pushed.
+        let config = br#"{"architecture":"amd64","os":"linux"}"#;
+        api.push_blob(repo, config).await;
+        let missing = image_manifest(config, &[pattern(5000, 11)]);
+        api.send(
+            Method::PUT,
+            &format!("/v2/{repo}/manifests/missing"),
+            &[("content-type", OCI_IMAGE_MANIFEST)],
+            body(&missing),
+        )
+        .await
+        .error(400, "MANIFEST_BLOB_UNKNOWN");
+        api.assert_no_manifest(repo, "missing").await;
+        api.assert_no_manifest(repo, &digest_of(&missing)).await;
+
+        // Not JSON.
+        api.send(
+            Method::PUT,
+            &format!("/v2/{repo}/manifests/broken"),
+            &[("content-type", OCI_IMAGE_MANIFEST)],
+            body(br#"{"schemaVersion": 2, "config": "#),
+        )
+        .await
+        .error(400, "MANIFEST_INVALID");
+
+        // A tag that breaks the grammar.
+        api.send(
+            Method::PUT,
+            &format!("/v2/{repo}/manifests/-bad"),
+            &[("content-type", OCI_IMAGE_MANIFEST)],
+            body(&image.manifest),
+        )
+        .await
+        .error(400, "TAG_INVALID");
+
+        // Over 4 MiB (streamed, so the server finds out by reading).
+        let oversized = " ".repeat(MANIFEST_LIMIT + 1);
+        api.send(
+            Method::PUT,
+            &format!("/v2/{repo}/manifests/huge"),
+            &[("content-type", OCI_IMAGE_MANIFEST)],
+            streamed(oversized.as_bytes(), 64 << 10),
+        )
+        .await
+        .error(413, "SIZE_INVALID");
+        api.assert_no_manifest(repo, "huge").await;
+
+        // Deleted by digest: gone, with its tag.
+        api.delete(&format!("/v2/{repo}/manifests/{}", image.digest))
+            .await
+            .check(202);
+        api.assert_no_manifest(repo, &image.digest).await;
+        api.assert_no_manifest(repo, "v1").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn referrers_listed_and_filtered_by_artifact_type() {
+    for storage in Storage::ALL {
+        let Some(server) = RegistryServer::start(storage) else {
+            continue;
+        };
+        let api = Api::new(&server, storage);
+        let repo = "referrers/team/app";
+        let subject = push_image(&api, repo, "latest", 20).await;
+        let sbom = push_artifact(&api, repo, SBOM, &subject, br#"{"packages":[]}"#).await;
+        let signature = push_artifact(&api, repo, SIGNATURE, &subject, b"signature").await;
+        api.assert_manifest(repo, &sbom.digest, &sbom.manifest)
+            .await;
+
+        // All of them.
+        let path = format!("/v2/{repo}/referrers/{}", subject.digest);
+        let reply = api.get(&path).await.check(200);
+        reply.header_is("content-type", OCI_IMAGE_INDEX);
+        assert_eq!(
+            reply.header("oci-filters-applied"),
+            None,
+            "{}",
+            reply.request
+        );
+        assert_referrers(
+            &reply.request,
+            &reply.json(),
+            &[(&sbom, SBOM), (&signature, SIGNATURE)],
+        );
+
+        // Only SBOMs, and the header saying a filter applied.
+        let filtered = format!("{path}?artifactType={}", query_value(SBOM));
+        let reply = api.get(&filtered).await.check(200);
+        reply.header_is("content-type", OCI_IMAGE_INDEX);
+        reply.header_is("oci-filters-applied", "artifactType");
+        assert_referrers(&reply.request, &reply.json(), &[(&sbom, SBOM)]);
+
+        // A subject nothing refers to: an empty index.
+        let unknown = digest_of(b"no manifest has this digest");
+        let reply = api
+            .get(&format!("/v2/{repo}/referrers/{unknown}"))
+            .await
+            .check(200);
+        reply.header_is("content-type", OCI_IMAGE_INDEX);
+        assert_referrers(&reply.request, &reply.json(), &[]);
+
+        // A deleted referrer is no longer listed.
+        api.delete(&format!("/v2/{repo}/manifests/{}", sbom.digest))
+            .await
+            .check(202);
+        let reply = api.get(&path).await.check(200);
+        assert_referrers(&reply.request, &reply.json(), &[(&signature, SIGNATURE)]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tags_and_catalog_listed_whole_and_page_by_page() {
+    for storage in Storage::ALL {
+        let Some(server) = RegistryServer::start(storage) else {
+            continue;
+        };
+        let api = Api::new(&server, storage);
+        let tagged = "catalog/beta/gamma";
+
+        // Tags pushed out of order; listed sorted.
+        let image = push_image(&api, tagged, "v2.0", 30).await;
+        for tag in ["latest", "a1", "v1.0", "b2"] {
+            api.put_manifest(tagged, tag, &image.manifest).await;
+        }
+        let tags = ["a1", "b2", "latest", "v1.0", "v2.0"];
+        let list = format!("/v2/{tagged}/tags/list");
+        let reply = api.get(&list).await.check(200);
+        assert_eq!(
+            reply.json(),
+            json!({ "name": tagged, "tags": tags }),
+            "{}",
+            reply.request
+        );
+        assert_eq!(reply.header("link"), None, "{}", reply.request);
+
+        // Two at a time: a Link to each next page, none on the last.
+        let first = api.get(&format!("{list}?n=2")).await.check(200);
+        assert_eq!(
+            first.json(),
+            json!({ "name": tagged, "tags": ["a1", "b2"] }),
+            "{}",
+            first.request
+        );
+        first.header_is(
+            "link",
+            &format!("</v2/{tagged}/tags/list?n=2&last=b2>; rel=\"next\""),
+        );
+        let pages = api.walk(&format!("{list}?n=2"), "tags").await;
+        let expected: [&[&str]; 3] = [&["a1", "b2"], &["latest", "v1.0"], &["v2.0"]];
+        assert_eq!(pages, expected, "{storage:?}: tag pages");
+
+        // No such repository.
+        api.get("/v2/catalog/never/pushed/tags/list")
+            .await
+            .error(404, "NAME_UNKNOWN");
+
+        // The catalog: every repository pushed to, sorted.
+        for (repo, seed) in [("zeta/one/two", 40), ("alpha", 41), ("catalog/delta", 42)] {
+            api.push_blob(repo, &pattern(100, seed)).await;
+        }
+        let repositories = [
+            "alpha",
+            "catalog/beta/gamma",
+            "catalog/delta",
+            "zeta/one/two",
+        ];
+        let reply = api.get("/v2/_catalog").await.check(200);
+        assert_eq!(
+            reply.json(),
+            json!({ "repositories": repositories }),
+            "{}",
+            reply.request
+        );
+        assert_eq!(reply.header("link"), None, "{}", reply.request);
+
+        // One at a time.
+        let first = api.get("/v2/_catalog?n=1").await.check(200);
+        assert_eq!(
+            first.json(),
+            json!({ "repositories": ["alpha"] }),
+            "{}",
+            first.request
+        );
+        first.header_is("link", "</v2/_catalog?n=1&last=alpha>; rel=\"next\"");
+        let pages = api.walk("/v2/_catalog?n=1", "repositories").await;
+        assert!(
+            pages.iter().all(|page| page.len() <= 1),
+            "{storage:?}: catalog pages {pages:?}"
+        );
+        assert_eq!(pages.concat(), repositories, "{storage:?}: catalog pages");
+
+        // Three at a time: a full page, then the last one without a Link.
+        let pages = api.walk("/v2/_catalog?n=3", "repositories").await;
+        let expected: [&[&str]; 2] = [&repositories[..3], &repositories[3..]];
+        assert_eq!(pages, expected, "{storage:?}: catalog pages");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn names_of_several_components_invalid_names_and_the_request_log() {
+    for storage in Storage::ALL {
+        let Some(server) = RegistryServer::start(storage) else {
+            continue;
+        };
+        let api = Api::new(&server, storage);
+
+        // A name of several components, through blobs, uploads, manifests and listings.
+        let repo = "a/b/c";
+        let image = push_image(&api, repo, "v1", 50).await;
+        api.assert_manifest(repo, "v1", &image.manifest).await;
+        let data = pattern(10_000, 51);
+        let location = api.start_upload(repo).await;
+        api.finish_upload(repo, &location, &data, &data).await;
+        api.assert_blob(repo, &data).await;
+        let reply = api.get("/v2/a/b/c/tags/list").await.check(200);
+        assert_eq!(
+            reply.json(),
+            json!({ "name": "a/b/c", "tags": ["v1"] }),
+            "{}",
+            reply.request
+        );
+
+        // Names that break the grammar, on every kind of endpoint.
+        api.get("/v2/UPPER/case/tags/list")
+            .await
+            .error(400, "NAME_INVALID");
+        api.post("/v2/UPPER/case/blobs/uploads/")
+            .await
+            .error(400, "NAME_INVALID");
+        api.get("/v2/UPPER/case/manifests/latest")
+            .await
+            .error(400, "NAME_INVALID");
+        api.get(&format!("/v2/UPPER/case/blobs/{}", digest_of(&data)))
+            .await
+            .error(400, "NAME_INVALID");
+
+        // One line per request: method, path with query, status, time.
+        api.get("/v2/").await.check(200);
+        api.get("/v2/").await.check(200);
+        let catalog = api.get("/v2/_catalog?n=1").await.check(200);
+        assert_eq!(
+            catalog.json(),
+            json!({ "repositories": ["a/b/c"] }),
+            "{}",
+            catalog.request
+        );
+        assert_logged(&server, "GET", "/v2/", 200, 2).await;
+        assert_logged(&server, "GET", "/v2/_catalog?n=1", 200, 1).await;
+        assert_logged(&server, "GET", "/v2/UPPER/case/tags/list", 400, 1).await;
+        assert_logged(&server, "GET", "/v2/a/b/c/manifests/v1", 200, 1).await;
+        assert_logged(&server, "HEAD", "/v2/a/b/c/manifests/v1", 200, 1).await;
+        assert_logged(&server, "POST", "/v2/UPPER/case/blobs/uploads/", 400, 1).await;
+    }
+}
