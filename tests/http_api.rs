@@ -17,6 +17,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use wharf::{OCI_EMPTY, OCI_IMAGE_INDEX, OCI_IMAGE_MANIFEST};
 
+use common::noise;
 use common::server::{RegistryServer, Storage};
 
 const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
@@ -31,20 +32,6 @@ const MANIFEST_LIMIT: usize = 4 << 20;
 /// The digest of `data`, as text.
 fn digest_of(data: &[u8]) -> String {
     common::sha256(data).to_string()
-}
-
-/// `len` bytes of xorshift noise, the same for the same `seed`.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// A request body holding a copy of `data`.
@@ -461,7 +448,7 @@ async fn push_image(api: &Api, repo: &str, tag: &str, seed: u64) -> Pushed {
         "config": { "Labels": { "seed": seed.to_string() } },
     }))
     .unwrap();
-    let layers = [pattern(4096, seed), pattern(70_000, seed + 1)];
+    let layers = [noise(4096, seed), noise(70_000, seed + 1)];
     api.push_blob(repo, &config).await;
     for layer in &layers {
         api.push_blob(repo, layer).await;
@@ -571,7 +558,7 @@ async fn blobs_push_read_ranges_and_delete() {
         };
         let api = Api::new(&server, storage);
         let repo = "blobs/team/app";
-        let data = pattern(300_000, 1);
+        let data = noise(300_000, 1);
         let size = data.len();
 
         // The base endpoint.
@@ -588,7 +575,7 @@ async fn blobs_push_read_ranges_and_delete() {
 
         // A body that does not match the digest it is pushed as is refused, and stored
         // under neither digest.
-        let other = pattern(1000, 2);
+        let other = noise(1000, 2);
         let claimed = digest_of(b"something else");
         api.send(
             Method::POST,
@@ -654,7 +641,7 @@ async fn chunked_uploads_resume_refuse_out_of_order_chunks_and_cancel() {
         };
         let api = Api::new(&server, storage);
         let repo = "uploads/team/app";
-        let data = pattern(2_000_777, 3);
+        let data = noise(2_000_777, 3);
         let (first, rest) = data.split_at(700_000);
         let (second, rest) = rest.split_at(600_000);
         let (third, last) = rest.split_at(400_000);
@@ -706,13 +693,13 @@ async fn chunked_uploads_resume_refuse_out_of_order_chunks_and_cancel() {
         api.get(&location).await.error(404, "BLOB_UPLOAD_UNKNOWN");
 
         // A session closed by one PUT holding the whole blob.
-        let whole = pattern(50_000, 4);
+        let whole = noise(50_000, 4);
         let location = api.start_upload(repo).await;
         api.finish_upload(repo, &location, &whole, &whole).await;
         api.assert_blob(repo, &whole).await;
 
         // A session closed by a PUT without a body after its only PATCH.
-        let patched = pattern(80_000, 5);
+        let patched = noise(80_000, 5);
         let location = api.start_upload(repo).await;
         let location = api
             .patch(&location, Some(0), body(&patched), patched.len())
@@ -759,7 +746,7 @@ async fn blobs_mount_across_repositories_or_fall_back_to_an_upload() {
         let target = "mount/target/app";
 
         // In the source repository: mounted at once.
-        let data = pattern(100_000, 6);
+        let data = noise(100_000, 6);
         let digest = api.push_blob(source, &data).await;
         let reply = api
             .post(&format!(
@@ -773,9 +760,9 @@ async fn blobs_mount_across_repositories_or_fall_back_to_an_upload() {
 
         // Stored, but not in the repository named: an upload session instead. Then a
         // repository that does not exist at all.
-        let elsewhere = pattern(60_000, 7);
+        let elsewhere = noise(60_000, 7);
         api.push_blob("mount/elsewhere", &elsewhere).await;
-        let nowhere = pattern(61_000, 8);
+        let nowhere = noise(61_000, 8);
         for (blob, from) in [(&elsewhere, source), (&nowhere, "mount/never/pushed")] {
             let digest = digest_of(blob);
             let reply = api
@@ -825,7 +812,7 @@ async fn manifests_push_read_untag_and_delete() {
         // A layer that was never pushed.
         let config = br#"{"architecture":"amd64","os":"linux"}"#;
         api.push_blob(repo, config).await;
-        let missing = image_manifest(config, &[pattern(5000, 11)]);
+        let missing = image_manifest(config, &[noise(5000, 11)]);
         api.send(
             Method::PUT,
             &format!("/v2/{repo}/manifests/missing"),
@@ -981,7 +968,7 @@ async fn tags_and_catalog_listed_whole_and_page_by_page() {
 
         // The catalog: every repository pushed to, sorted.
         for (repo, seed) in [("zeta/one/two", 40), ("alpha", 41), ("catalog/delta", 42)] {
-            api.push_blob(repo, &pattern(100, seed)).await;
+            api.push_blob(repo, &noise(100, seed)).await;
         }
         let repositories = [
             "alpha",
@@ -1033,7 +1020,7 @@ async fn names_of_several_components_invalid_names_and_the_request_log() {
         let repo = "a/b/c";
         let image = push_image(&api, repo, "v1", 50).await;
         api.assert_manifest(repo, "v1", &image.manifest).await;
-        let data = pattern(10_000, 51);
+        let data = noise(10_000, 51);
         let location = api.start_upload(repo).await;
         api.finish_upload(repo, &location, &data, &data).await;
         api.assert_blob(repo, &data).await;

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use oci_client::client::{
     ClientConfig, ClientProtocol, Config, ImageData, ImageLayer, linux_amd64_resolver,
 };
@@ -18,7 +16,7 @@ use serde_json::{Value, json};
 use wharf::{OCI_EMPTY, OCI_IMAGE_INDEX, OCI_IMAGE_MANIFEST};
 
 use common::server::{RegistryServer, Storage};
-use common::sha256;
+use common::{noise, seed_for, sha256};
 
 const ANONYMOUS: RegistryAuth = RegistryAuth::Anonymous;
 const SBOM: &str = "application/vnd.example.sbom";
@@ -67,27 +65,6 @@ impl Repo {
     }
 }
 
-/// `len` bytes of xorshift noise that differ between labels and between runs.
-fn noise(label: &str, len: usize) -> Vec<u8> {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let seed = label.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    });
-    let mut state = (seed ^ u64::from(nanos)) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 /// The content of one platform image, generated fresh.
 struct Image {
     arch: &'static str,
@@ -102,7 +79,7 @@ impl Image {
         let layers: Vec<Vec<u8>> = layer_sizes
             .iter()
             .enumerate()
-            .map(|(i, &size)| noise(&format!("{arch} layer {i}"), size))
+            .map(|(i, &size)| noise(size, seed_for(&format!("{arch} layer {i}"))))
             .collect();
         let diff_ids: Vec<String> = layers.iter().map(|l| sha256(l).to_string()).collect();
         let config = json!({

@@ -16,6 +16,7 @@ use futures::StreamExt;
 use reqwest::Method;
 use sha2::Digest as _;
 
+use common::noise;
 use common::server::{RegistryServer, Storage, registry_binary};
 
 const MIB: usize = 1 << 20;
@@ -41,20 +42,6 @@ fn hex(bytes: &[u8]) -> String {
         text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
     }
     text
-}
-
-/// `len` bytes of xorshift noise, the same for the same `seed`.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = vec![0u8; len.next_multiple_of(8)];
-    for word in out.chunks_exact_mut(8) {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        word.copy_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// Chunk `index` of the 2 GiB layer: 1 MiB of noise (nothing for zstd to find), the same

@@ -14,13 +14,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use wharf::{OCI_IMAGE_INDEX, OCI_IMAGE_MANIFEST};
 
 use common::server::{RegistryServer, Storage};
-use common::sha256;
+use common::{noise, seed_for, sha256};
 
 const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
@@ -89,23 +88,8 @@ fn raw_digest(reference: &str) -> String {
 /// `label`, then `len` bytes of xorshift noise that differ between labels and between
 /// runs. The text up front keeps skopeo from taking the layer for compressed data.
 fn layer_bytes(label: &str, len: usize) -> Vec<u8> {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let seed = label.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    });
-    let mut state = (seed ^ u64::from(nanos)) | 1;
     let mut out = format!("wharf test layer {label}\n").into_bytes();
-    let end = out.len() + len;
-    while out.len() < end {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(end);
+    out.extend(noise(len, seed_for(label)));
     out
 }
 

@@ -79,3 +79,29 @@ pub(crate) async fn builder_over(
         .object_store(store)
         .meta_store(std::sync::Arc::new(meta))
 }
+
+/// `len` bytes of xorshift noise (nothing for zstd to find), the same for the same `seed`.
+pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = vec![0u8; len.next_multiple_of(8)];
+    for word in out.chunks_exact_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        word.copy_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A seed that differs between labels and between runs.
+pub(crate) fn seed_for(label: &str) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let hash = label.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash ^ u64::from(nanos)
+}
