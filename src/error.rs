@@ -54,6 +54,8 @@ pub enum ErrorKind {
     Unsupported,
     /// `TOOMANYREQUESTS`: a rate limit was hit.
     TooManyRequests,
+    /// `PAGINATION_NUMBER_INVALID`: a listing's page size (`n`) is not a count.
+    PaginationInvalid,
     /// A chunk arrived at the wrong offset; [`Error::current_offset`] says where the upload is.
     /// HTTP frontends answer 416 with the current range.
     RangeInvalid,
@@ -90,6 +92,7 @@ impl ErrorKind {
             Self::Denied => "DENIED",
             Self::Unsupported => "UNSUPPORTED",
             Self::TooManyRequests => "TOOMANYREQUESTS",
+            Self::PaginationInvalid => "PAGINATION_NUMBER_INVALID",
             Self::Conflict => "CONFLICT",
             Self::CorruptData => "CORRUPT_DATA",
             Self::Storage => "STORAGE_ERROR",
@@ -119,6 +122,7 @@ impl ErrorKind {
             | Self::ManifestInvalid
             | Self::NameInvalid
             | Self::PolicyInvalid
+            | Self::PaginationInvalid
             | Self::SizeInvalid
             | Self::TagInvalid => 400,
         }
@@ -185,6 +189,14 @@ impl Error {
         err
     }
 
+    /// Records where an upload stands after this failure: a chunk that broke off, stalled
+    /// or overran its declared range keeps the bytes received, and the client resumes
+    /// from `offset`.
+    pub fn with_offset(mut self, offset: u64) -> Self {
+        self.current_offset = Some(offset);
+        self
+    }
+
     /// The kind, for matching.
     pub fn kind(&self) -> ErrorKind {
         self.kind
@@ -201,7 +213,8 @@ impl Error {
         self.retryable
     }
 
-    /// For [`ErrorKind::RangeInvalid`]: the number of bytes the upload has received.
+    /// For [`ErrorKind::RangeInvalid`], and for a failed chunk that kept some bytes
+    /// ([`Error::with_offset`]): the number of bytes the upload has received.
     pub fn current_offset(&self) -> Option<u64> {
         self.current_offset
     }

@@ -178,6 +178,9 @@ impl Manifest {
             }
         };
         let artifact_type = fields.string("artifactType")?;
+        if let Some(artifact_type) = &artifact_type {
+            descriptor::check_media_type("artifactType", artifact_type)?;
+        }
         if let ManifestContent::Image { config, .. } = &content
             && media_type == ManifestMediaType::OciManifest
             && config.media_type == OCI_EMPTY

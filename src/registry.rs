@@ -591,12 +591,33 @@ impl Registry {
     }
 
     /// Removes a blob's link from `repo`. The bytes stay for garbage collection.
+    ///
+    /// A blob that a manifest in `repo` still lists is refused
+    /// ([`ErrorKind::Unsupported`], naming the manifest): unlinking it would leave that
+    /// image unpullable. Delete the manifest first.
     pub async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         let key = link_key(repo, digest);
-        if self.inner.meta.get(&key).await?.is_none() {
+        let Some(link) = self.inner.meta.get(&key).await? else {
             return Err(Self::blob_unknown(repo, digest));
+        };
+        if let Some(manifest) = self.manifest_holding(repo, digest).await? {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "blob {digest} is part of manifest {manifest} in {repo}: delete the manifest first"
+                ),
+            ));
         }
-        self.inner.meta.delete(&key, Expect::Any).await
+        // Compare-and-swap: a push that linked it again meanwhile keeps its link.
+        match self
+            .inner
+            .meta
+            .delete(&key, Expect::Version(link.version))
+            .await
+        {
+            Err(e) if e.kind() == ErrorKind::Conflict => Ok(()),
+            other => other,
+        }
     }
 
     /// Digests linked in `repo`, ascending, after `start_after`, at most `limit`.

@@ -208,6 +208,42 @@ impl OpenWriters {
         }
     }
 
+    /// [`OpenWriters::lock`], giving up after `wait`: a session busy with a chunk whose
+    /// body is slow answers others in bounded time, as a retryable
+    /// [`ErrorKind::Conflict`](crate::ErrorKind::Conflict).
+    pub(crate) async fn lock_within(
+        &self,
+        id: &UploadId,
+        wait: Duration,
+    ) -> crate::Result<tokio::sync::OwnedMutexGuard<Slot>> {
+        // Uncontended, no timer is involved (a runtime without one works); a wait needs
+        // the runtime's time driver.
+        if let Some(guard) = self.try_lock_current(id) {
+            return Ok(guard);
+        }
+        tokio::time::timeout(wait, self.lock(id))
+            .await
+            .map_err(|_| {
+                crate::Error::new(
+                    crate::ErrorKind::Conflict,
+                    format!(
+                        "upload {id} is busy with another request for more than {wait:?}: try again"
+                    ),
+                )
+                .retryable()
+            })
+    }
+
+    /// The session's slot, created if needed, if it is free right now.
+    fn try_lock_current(&self, id: &UploadId) -> Option<tokio::sync::OwnedMutexGuard<Slot>> {
+        let mut slots = self.slots();
+        let entry = slots
+            .entry(id.clone())
+            .or_insert_with(|| (SlotHandle::default(), std::time::Instant::now()));
+        entry.1 = std::time::Instant::now();
+        entry.0.clone().try_lock_owned().ok()
+    }
+
     /// Forgets a session's slot (its guard must be held, so no one else uses it).
     pub(crate) fn remove(&self, id: &UploadId) {
         self.slots().remove(id);

@@ -136,7 +136,7 @@ fn hex64() -> impl Strategy<Value = String> {
 }
 
 prop_compose! {
-    fn descriptor()(hex in hex64(), size in 0u64..(1 << 40), media in "[a-z./+-]{1,30}",
+    fn descriptor()(hex in hex64(), size in 0u64..(1 << 40), media in "[a-z0-9][a-z0-9.+-]{0,14}/[a-z0-9][a-z0-9.+-]{0,14}",
                     note in proptest::option::of("[ -~]{0,20}")) -> serde_json::Value {
         let mut d = serde_json::json!({"mediaType": media, "digest": format!("sha256:{hex}"), "size": size});
         if let Some(note) = note {

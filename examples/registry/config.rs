@@ -11,6 +11,8 @@ use wharf::codec::Compression;
 use wharf::keys::{DEFAULT_KEK, LocalKeyProvider};
 use wharf::{AtRest, MetaStore, ObjectBlobStore, RedbMetaStore, Registry};
 
+use crate::connections::Limits;
+
 pub(crate) const USAGE: &str = "\
 An OCI Distribution v1.1 registry on wharf.
 
@@ -28,6 +30,18 @@ usage: registry [FLAGS]
                                                                      [WHARF_REGISTRY_WORKERS]
   --upload-expiry DUR    drop upload sessions idle this long: 90s, 30m, 24h, 7d
                          (default 24h)                               [WHARF_REGISTRY_UPLOAD_EXPIRY]
+  --blocking-threads N   threads for hashing, sealing and disk I/O (default 8)
+                                                                     [WHARF_REGISTRY_BLOCKING_THREADS]
+
+Connections:
+  --max-connections N    open connections at most; at the cap a new one closes the
+                         longest-idle one, or gets 503 if all are busy (default 1024)
+                                                                     [WHARF_REGISTRY_MAX_CONNECTIONS]
+  --idle-timeout DUR     close a connection that takes this long to send a request's
+                         headers, idle keep-alive ones too (default 60s)
+                                                                     [WHARF_REGISTRY_IDLE_TIMEOUT]
+  --body-timeout DUR     end a request whose body sends nothing this long; an upload
+                         keeps what arrived (default 60s)            [WHARF_REGISTRY_BODY_TIMEOUT]
 
 Blobs in S3 or an S3-compatible store instead of DIR (builds with --features s3):
   --s3-bucket NAME       the bucket                                  [WHARF_REGISTRY_S3_BUCKET]
@@ -41,6 +55,16 @@ Blobs in S3 or an S3-compatible store instead of DIR (builds with --features s3)
 
   --help                 this text
 ";
+
+/// Threads for hashing, sealing and file I/O: enough for every core and for requests
+/// waiting on a disk sync.
+const DEFAULT_BLOCKING_THREADS: usize = 8;
+
+/// Connections open at once by default: well under the usual descriptor limit.
+const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// How long a client may send nothing, waiting for headers or mid-body.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Bytes per staged part of a blob written to the local filesystem.
 const LOCAL_PART_SIZE: usize = 1 << 20;
@@ -74,6 +98,8 @@ pub(crate) struct Config {
     pub(crate) encryption: bool,
     pub(crate) upload_expiry: Duration,
     pub(crate) workers: usize,
+    pub(crate) blocking_threads: usize,
+    pub(crate) limits: Limits,
     pub(crate) s3: Option<S3Config>,
     pub(crate) metadata: Metadata,
 }
@@ -124,6 +150,10 @@ const VALUE_FLAGS: &[&str] = &[
     "--encryption",
     "--upload-expiry",
     "--workers",
+    "--blocking-threads",
+    "--max-connections",
+    "--idle-timeout",
+    "--body-timeout",
     "--s3-bucket",
     "--s3-prefix",
     "--s3-endpoint",
@@ -180,13 +210,34 @@ impl Config {
             Some((name, v)) => duration(&name, &v)?,
             None => wharf::DEFAULT_UPLOAD_EXPIRY,
         };
-        let workers = match get("--workers", "WHARF_REGISTRY_WORKERS") {
+        let count = |flag: &str, env: &str, max: usize, default: usize| match get(flag, env) {
             Some((name, v)) => v
                 .parse::<usize>()
                 .ok()
-                .filter(|n| (1..=1024).contains(n))
-                .ok_or_else(|| format!("{name} must be a count from 1 to 1024, not {v:?}"))?,
-            None => 1,
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| format!("{name} must be a count from 1 to {max}, not {v:?}")),
+            None => Ok(default),
+        };
+        let workers = count("--workers", "WHARF_REGISTRY_WORKERS", 1024, 1)?;
+        let blocking_threads = count(
+            "--blocking-threads",
+            "WHARF_REGISTRY_BLOCKING_THREADS",
+            1024,
+            DEFAULT_BLOCKING_THREADS,
+        )?;
+        let timeout = |flag: &str, env: &str| match get(flag, env) {
+            Some((name, v)) => duration(&name, &v),
+            None => Ok(DEFAULT_TIMEOUT),
+        };
+        let limits = Limits {
+            max_connections: count(
+                "--max-connections",
+                "WHARF_REGISTRY_MAX_CONNECTIONS",
+                1 << 20,
+                DEFAULT_MAX_CONNECTIONS,
+            )?,
+            idle_timeout: timeout("--idle-timeout", "WHARF_REGISTRY_IDLE_TIMEOUT")?,
+            body_timeout: timeout("--body-timeout", "WHARF_REGISTRY_BODY_TIMEOUT")?,
         };
         let metadata = match get("--metadata", "WHARF_REGISTRY_METADATA") {
             None => Metadata::Embedded,
@@ -231,6 +282,8 @@ impl Config {
             encryption,
             upload_expiry,
             workers,
+            blocking_threads,
+            limits,
             s3,
             metadata,
         }))

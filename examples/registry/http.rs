@@ -1,10 +1,14 @@
 //! Bodies in both directions, small header helpers, and the spec's error responses.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, BodyStream, Empty, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Request, StatusCode};
 use wharf::{ByteStream, Error, ErrorKind};
@@ -15,6 +19,75 @@ pub(crate) type Body = UnsyncBoxBody<Bytes, Error>;
 pub(crate) type Response = hyper::Response<Body>;
 /// What handlers return.
 pub(crate) type Handled = Result<Response, Failure>;
+/// A request as handlers see it: its body ends with an error if it stalls.
+pub(crate) type Req = Request<TimedBody>;
+
+/// A request body that fails once it has sent nothing for a while, so a client that
+/// stops sending mid-body cannot hold an upload (and a connection) forever. What
+/// arrived before the stall is kept, as for a body that breaks off.
+#[derive(Debug)]
+pub(crate) struct TimedBody {
+    inner: Incoming,
+    timeout: Duration,
+    /// Armed while the body is waited on; re-armed after every frame.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl TimedBody {
+    pub(crate) fn new(inner: Incoming, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            deadline: None,
+        }
+    }
+}
+
+impl hyper::body::Body for TimedBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.deadline = None;
+                Poll::Ready(frame.map(|f| {
+                    f.map_err(|e| {
+                        Error::new(
+                            ErrorKind::BlobUploadInvalid,
+                            format!("reading the request body: {e}"),
+                        )
+                    })
+                }))
+            }
+            Poll::Pending => {
+                let timeout = this.timeout;
+                let deadline = this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match deadline.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Error::new(
+                        ErrorKind::BlobUploadInvalid,
+                        format!("the request body sent nothing for {timeout:?}"),
+                    )))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// A failed request, already as the spec's error response (boxed: the error path is
 /// the rare one). Every [`wharf::Error`] converts with the status for its kind, so
@@ -39,6 +112,7 @@ pub(crate) const DOCKER_CONTENT_DIGEST: HeaderName =
     HeaderName::from_static("docker-content-digest");
 pub(crate) const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
 pub(crate) const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+pub(crate) const OCI_TAG: HeaderName = HeaderName::from_static("oci-tag");
 pub(crate) const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 
@@ -58,20 +132,14 @@ pub(crate) fn streamed(stream: ByteStream) -> Body {
 }
 
 /// The request body as a stream of chunks, read only as fast as storage takes them.
-pub(crate) fn request_stream(req: Request<Incoming>) -> ByteStream {
+pub(crate) fn request_stream(req: Req) -> ByteStream {
     BodyStream::new(req.into_body())
         .try_filter_map(|frame| async move { Ok(frame.into_data().ok()) })
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::BlobUploadInvalid,
-                format!("reading the request body: {e}"),
-            )
-        })
         .boxed()
 }
 
 /// The request body in memory, refusing more than `limit` bytes with 413.
-pub(crate) async fn request_bytes(req: Request<Incoming>, limit: usize) -> Result<Bytes, Failure> {
+pub(crate) async fn request_bytes(req: Req, limit: usize) -> Result<Bytes, Failure> {
     let too_large = || {
         let error = Error::new(
             ErrorKind::SizeInvalid,
@@ -95,7 +163,7 @@ pub(crate) async fn request_bytes(req: Request<Incoming>, limit: usize) -> Resul
 }
 
 /// Whether the request says it has no body at all.
-pub(crate) fn has_no_body(req: &Request<Incoming>) -> bool {
+pub(crate) fn has_no_body(req: &Req) -> bool {
     hyper::body::Body::size_hint(req.body()).exact() == Some(0)
 }
 
@@ -109,11 +177,25 @@ pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 }
 
 /// One query parameter, percent-decoded.
-pub(crate) fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
+pub(crate) fn query_param(req: &Req, name: &str) -> Option<String> {
     req.uri().query()?.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         (key == name).then(|| percent_decode(value))
     })
+}
+
+/// Every value of a repeated query parameter, percent-decoded, in order.
+pub(crate) fn query_params(req: &Req, name: &str) -> Vec<String> {
+    let Some(query) = req.uri().query() else {
+        return Vec::new();
+    };
+    query
+        .split('&')
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key == name).then(|| percent_decode(value))
+        })
+        .collect()
 }
 
 fn percent_decode(text: &str) -> String {
@@ -216,11 +298,16 @@ pub(crate) fn without_body(response: Response) -> Response {
     hyper::Response::from_parts(parts, empty())
 }
 
-/// 405 for a method the endpoint does not have.
-pub(crate) fn method_not_allowed(method: &hyper::Method) -> Failure {
+/// 405 for a method the endpoint does not have, with the methods it has in `Allow`.
+pub(crate) fn method_not_allowed(method: &hyper::Method, allow: &'static str) -> Failure {
     let error = Error::new(
         ErrorKind::Unsupported,
-        format!("{method} is not supported on this endpoint"),
+        format!("{method} is not supported on this endpoint (it allows {allow})"),
     );
-    Failure::new(StatusCode::METHOD_NOT_ALLOWED, &error)
+    let mut failure = Failure::new(StatusCode::METHOD_NOT_ALLOWED, &error);
+    failure
+        .0
+        .headers_mut()
+        .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
+    failure
 }

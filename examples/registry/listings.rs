@@ -1,14 +1,13 @@
 //! The listing endpoints: `tags/list`, `_catalog` (both paginated with `n`, `last` and
 //! a `Link` to the next page) and `referrers/<digest>`.
 
-use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, LINK};
-use hyper::{Method, Request, StatusCode};
+use hyper::{Method, StatusCode};
 use serde_json::json;
 use wharf::{Digest, Error, ErrorKind, OCI_IMAGE_INDEX, Registry, RepoName, Tag};
 
 use crate::http::{
-    Failure, Handled, OCI_FILTERS_APPLIED, finish, full, method_not_allowed, percent_encode,
+    Failure, Handled, OCI_FILTERS_APPLIED, Req, finish, full, method_not_allowed, percent_encode,
     query_param, response,
 };
 
@@ -22,15 +21,15 @@ struct Page {
 }
 
 impl Page {
-    fn of(req: &Request<Incoming>) -> Result<Self, Failure> {
+    fn of(req: &Req) -> Result<Self, Failure> {
         if req.method() != Method::GET {
-            return Err(method_not_allowed(req.method()));
+            return Err(method_not_allowed(req.method(), "GET"));
         }
         let n = match query_param(req, "n") {
             Some(n) => Some(n.parse::<usize>().map_err(|_| {
                 Error::new(
-                    ErrorKind::Unsupported,
-                    format!("n must be a count, not {n:?}"),
+                    ErrorKind::PaginationInvalid,
+                    format!("n must be a count from 0, not {n:?}"),
                 )
             })?),
             None => None,
@@ -41,63 +40,81 @@ impl Page {
         })
     }
 
-    /// A 200 JSON answer, with a `Link` to the next page when this one is full.
-    fn answer(&self, path: &str, body: serde_json::Value, items: &[String]) -> Handled {
+    /// A 200 JSON answer, with a `Link` to the next page when more entries follow.
+    fn answer(&self, path: &str, body: serde_json::Value, items: &[String], more: bool) -> Handled {
         let body = body.to_string();
         let mut builder = response(StatusCode::OK)
             .header(CONTENT_TYPE, "application/json")
             .header(CONTENT_LENGTH, body.len());
-        if let (Some(n), Some(last)) = (self.n, items.last())
-            && items.len() == n
-        {
+        if let (Some(n), Some(last), true) = (self.n, items.last(), more) {
             let next = format!("<{path}?n={n}&last={}>; rel=\"next\"", percent_encode(last));
             builder = builder.header(LINK, next);
         }
         Ok(finish(builder, full(body)))
     }
+
+    /// Collects one page from `fetch(want, after)`, which returns at most `want` entries
+    /// in order: with `n`, one call for `n + 1` (the extra one only says that more
+    /// follow); without, batches until the listing ends. The first call always runs, so
+    /// an unknown repository is an error even for `n=0`.
+    async fn collect<T: Clone, F, Fut>(
+        &self,
+        mut after: Option<T>,
+        fetch: F,
+    ) -> Result<(Vec<T>, bool), Failure>
+    where
+        F: Fn(usize, Option<T>) -> Fut,
+        Fut: std::future::Future<Output = wharf::Result<Vec<T>>>,
+    {
+        if let Some(n) = self.n {
+            let mut items = fetch(n + 1, after).await?;
+            let more = items.len() > n;
+            items.truncate(n);
+            return Ok((items, more && n > 0));
+        }
+        let mut items = Vec::new();
+        loop {
+            let batch = fetch(MAX_PAGE, after.clone()).await?;
+            let done = batch.len() < MAX_PAGE;
+            after = batch.last().cloned().or(after);
+            items.extend(batch);
+            if done {
+                return Ok((items, false));
+            }
+        }
+    }
 }
 
 /// `GET /v2/<name>/tags/list`.
-pub(crate) async fn tags(registry: &Registry, repo: &RepoName, req: &Request<Incoming>) -> Handled {
+pub(crate) async fn tags(registry: &Registry, repo: &RepoName, req: &Req) -> Handled {
     let page = Page::of(req)?;
-    let mut last: Option<Tag> = page.last.as_deref().map(str::parse).transpose()?;
-    let mut tags: Vec<String> = Vec::new();
-    loop {
-        let want = page.n.map_or(MAX_PAGE, |n| n - tags.len());
-        if want == 0 {
-            break;
-        }
-        let batch = registry.list_tags(repo, want, last.as_ref()).await?;
-        let done = batch.len() < want || page.n.is_some();
-        last = batch.last().cloned();
-        tags.extend(batch.iter().map(|t| t.to_string()));
-        if done || last.is_none() {
-            break;
-        }
-    }
+    let last: Option<Tag> = page.last.as_deref().map(str::parse).transpose()?;
+    let (tags, more) = page
+        .collect(last, |n, after| async move {
+            registry.list_tags(repo, n, after.as_ref()).await
+        })
+        .await?;
+    let tags: Vec<String> = tags.iter().map(Tag::to_string).collect();
     let body = json!({ "name": repo.as_str(), "tags": tags });
-    page.answer(&format!("/v2/{repo}/tags/list"), body, &tags)
+    page.answer(&format!("/v2/{repo}/tags/list"), body, &tags, more)
 }
 
 /// `GET /v2/_catalog`.
-pub(crate) async fn catalog(registry: &Registry, req: &Request<Incoming>) -> Handled {
+pub(crate) async fn catalog(registry: &Registry, req: &Req) -> Handled {
     let page = Page::of(req)?;
-    let mut last: Option<RepoName> = page.last.as_deref().map(str::parse).transpose()?;
-    let mut names: Vec<String> = Vec::new();
-    loop {
-        let want = page.n.map_or(MAX_PAGE, |n| n - names.len());
-        if want == 0 {
-            break;
-        }
-        let batch = registry.list_repositories(want, last.as_ref()).await?;
-        let done = batch.len() < want || page.n.is_some();
-        last = batch.last().cloned();
-        names.extend(batch.iter().map(|r| r.to_string()));
-        if done || last.is_none() {
-            break;
-        }
-    }
-    page.answer("/v2/_catalog", json!({ "repositories": names }), &names)
+    let last: Option<RepoName> = page.last.as_deref().map(str::parse).transpose()?;
+    let (names, more) = page
+        .collect(last, |n, after| async move {
+            registry.list_repositories(n, after.as_ref()).await
+        })
+        .await?;
+    let names: Vec<String> = names.iter().map(RepoName::to_string).collect();
+    page.answer(
+        "/v2/_catalog",
+        json!({ "repositories": names }),
+        &names,
+        more,
+    )
 }
 
 /// `GET /v2/<name>/referrers/<digest>`, optionally `?artifactType=`.
@@ -105,10 +122,10 @@ pub(crate) async fn referrers(
     registry: &Registry,
     repo: &RepoName,
     subject: &Digest,
-    req: &Request<Incoming>,
+    req: &Req,
 ) -> Handled {
     if req.method() != Method::GET {
-        return Err(method_not_allowed(req.method()));
+        return Err(method_not_allowed(req.method(), "GET"));
     }
     let artifact_type = query_param(req, "artifactType");
     let found = registry

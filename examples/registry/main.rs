@@ -16,6 +16,7 @@
 
 mod blobs;
 mod config;
+mod connections;
 mod http;
 mod listings;
 mod manifests;
@@ -23,24 +24,22 @@ mod routes;
 mod uploads;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
 use wharf::Registry;
 
 use crate::config::Config;
+use crate::connections::{AcceptBackoff, Admission, Connections, Limits, Ticket};
 use crate::http::Response;
 use crate::routes::Route;
-
-/// Threads for hashing, sealing and file I/O: enough for every core and for requests
-/// waiting on a disk sync.
-const BLOCKING_THREADS: usize = 8;
 
 /// How long requests still running at shutdown may take to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -70,7 +69,7 @@ fn main() {
     };
     // A bounded blocking pool also bounds the allocator arenas that keep freed memory.
     let runtime = runtime
-        .max_blocking_threads(BLOCKING_THREADS)
+        .max_blocking_threads(config.blocking_threads)
         .enable_all()
         .build()
         .expect("a tokio runtime");
@@ -90,7 +89,9 @@ async fn run(config: Config) -> Result<(), String> {
     eprintln!("wharf registry listening on http://{addr}");
 
     let expiry = tokio::spawn(expire_uploads(registry.clone(), config.upload_expiry));
-    let graceful = GracefulShutdown::new();
+    let limits = config.limits;
+    let connections = Arc::new(Connections::default());
+    let mut backoff = AcceptBackoff::new();
     let mut stop = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {
@@ -98,24 +99,21 @@ async fn run(config: Config) -> Result<(), String> {
                 let (stream, peer) = match accepted {
                     Ok(conn) => conn,
                     Err(e) => {
-                        eprintln!("accept: {e}");
+                        // Out of descriptors: an idle connection gives one back.
+                        connections.shed_one();
+                        backoff.failed(&e).await;
                         continue;
                     }
                 };
-                let _ = stream.set_nodelay(true);
-                let registry = registry.clone();
-                let service = service_fn(move |req| {
-                    let registry = registry.clone();
-                    async move { Ok::<_, std::convert::Infallible>(serve(&registry, req, peer).await) }
-                });
-                let conn = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    // Clients that hang up or speak TLS to a plain port end here; the
-                    // request log already has what matters.
-                    let _ = conn.await;
-                });
+                backoff.reset();
+                match connections.admit(limits.max_connections) {
+                    Admission::Serve(ticket) => {
+                        tokio::spawn(serve_connection(registry.clone(), stream, peer, ticket, limits));
+                    }
+                    Admission::Refuse => {
+                        tokio::spawn(connections::refuse(stream));
+                    }
+                }
             }
             signal = &mut stop => {
                 eprintln!("{signal}: finishing requests in flight, then stopping");
@@ -125,7 +123,8 @@ async fn run(config: Config) -> Result<(), String> {
     }
     drop(listener);
     expiry.abort();
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+    connections.close_all();
+    if tokio::time::timeout(SHUTDOWN_GRACE, connections.drained())
         .await
         .is_err()
     {
@@ -140,8 +139,53 @@ async fn run(config: Config) -> Result<(), String> {
     Ok(())
 }
 
+/// Serves one connection until the client hangs up, a timeout ends it, or it is asked
+/// to close (at the connection cap, or at shutdown) after what it has in flight.
+async fn serve_connection(
+    registry: Registry,
+    stream: TcpStream,
+    peer: SocketAddr,
+    ticket: Ticket,
+    limits: Limits,
+) {
+    let _ = stream.set_nodelay(true);
+    let ticket = Arc::new(ticket);
+    let requests = ticket.clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        let registry = registry.clone();
+        let in_flight = requests.request();
+        async move {
+            let req = req.map(|body| http::TimedBody::new(body, limits.body_timeout));
+            let response = serve(&registry, req, peer).await;
+            // The request counts as in flight until its response body is sent.
+            Ok::<_, std::convert::Infallible>(response.map(|body| {
+                body.map_frame(move |frame| {
+                    let _ = &in_flight;
+                    frame
+                })
+                .boxed_unsync()
+            }))
+        }
+    });
+    let mut conn = std::pin::pin!(
+        http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.idle_timeout)
+            .serve_connection(TokioIo::new(stream), service)
+    );
+    // Clients that hang up, time out or speak TLS to a plain port end here; the request
+    // log already has what matters.
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = ticket.closing() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
 /// Answers one request and logs it.
-async fn serve(registry: &Registry, req: Request<Incoming>, peer: SocketAddr) -> Response {
+async fn serve(registry: &Registry, req: http::Req, peer: SocketAddr) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let uri = req.uri().clone();
@@ -162,9 +206,12 @@ async fn serve(registry: &Registry, req: Request<Incoming>, peer: SocketAddr) ->
     response
 }
 
-async fn dispatch(registry: &Registry, route: Route, req: Request<Incoming>) -> Response {
+async fn dispatch(registry: &Registry, route: Route, req: http::Req) -> Response {
     let result = match route {
-        Route::Base => Ok(http::json_ok(b"{}".as_slice())),
+        Route::Base => match *req.method() {
+            Method::GET | Method::HEAD => Ok(http::json_ok(b"{}".as_slice())),
+            _ => Err(http::method_not_allowed(req.method(), "GET, HEAD")),
+        },
         Route::Catalog => listings::catalog(registry, &req).await,
         Route::Tags(repo) => listings::tags(registry, &repo, &req).await,
         Route::Referrers(repo, subject) => {

@@ -4,7 +4,7 @@
 //! say the endpoint, everything before them is the name.
 
 use hyper::StatusCode;
-use wharf::{Digest, Error, ErrorKind, Reference, RepoName, UploadId};
+use wharf::{Digest, Error, ErrorKind, RepoName, UploadId};
 
 use crate::http::Failure;
 
@@ -25,8 +25,9 @@ pub(crate) enum Route {
     UploadStart(RepoName),
     /// `/v2/<name>/blobs/uploads/<id>`
     Upload(RepoName, UploadId),
-    /// `/v2/<name>/manifests/<reference>`
-    Manifest(RepoName, Reference),
+    /// `/v2/<name>/manifests/<reference>`, the reference as written: a malformed one is
+    /// unknown to a read and invalid to a push, so the handler parses it.
+    Manifest(RepoName, String),
 }
 
 fn not_found(path: &str) -> Failure {
@@ -64,7 +65,7 @@ impl Route {
         let (name, kind) = head.rsplit_once('/').ok_or_else(|| not_found(path))?;
         match kind {
             "blobs" => Ok(Self::Blob(name.parse()?, last.parse()?)),
-            "manifests" => Ok(Self::Manifest(name.parse()?, last.parse()?)),
+            "manifests" => Ok(Self::Manifest(name.parse()?, last.to_owned())),
             "referrers" => Ok(Self::Referrers(name.parse()?, last.parse()?)),
             "uploads" => match name.strip_suffix("/blobs") {
                 Some(name) => Ok(Self::Upload(name.parse()?, last.parse()?)),

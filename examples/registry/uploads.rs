@@ -1,21 +1,22 @@
 //! Blob uploads: `POST /v2/<name>/blobs/uploads/` (a session, a monolithic push, or a
 //! cross-repository mount) and `PATCH`, `PUT`, `GET`, `DELETE` on a session.
 
-use hyper::body::Incoming;
+use futures::StreamExt;
 use hyper::header::{CONTENT_LENGTH, LOCATION, RANGE};
-use hyper::{Method, Request, StatusCode};
-use wharf::{Digest, Error, ErrorKind, Registry, RepoName, UploadId, UploadStatus};
+use hyper::{Method, StatusCode};
+use wharf::{ByteStream, Digest, Error, ErrorKind, Registry, RepoName, UploadId, UploadStatus};
 
 use crate::http::{
-    DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, Failure, Handled, Response, empty, finish,
-    has_no_body, header, method_not_allowed, query_param, request_stream, response, upload_range,
+    DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, Failure, Handled, Req, Response, content_length,
+    empty, finish, has_no_body, header, method_not_allowed, query_param, request_stream, response,
+    upload_range,
 };
 use crate::routes::{blob_path, upload_path};
 
 /// `POST /v2/<name>/blobs/uploads/`.
-pub(crate) async fn start(registry: &Registry, repo: &RepoName, req: Request<Incoming>) -> Handled {
+pub(crate) async fn start(registry: &Registry, repo: &RepoName, req: Req) -> Handled {
     if req.method() != Method::POST {
-        return Err(method_not_allowed(req.method()));
+        return Err(method_not_allowed(req.method(), "POST"));
     }
     if let Some(mount) = query_param(&req, "mount") {
         let digest: Digest = mount.parse()?;
@@ -42,19 +43,28 @@ pub(crate) async fn handle(
     registry: &Registry,
     repo: &RepoName,
     id: &UploadId,
-    req: Request<Incoming>,
+    req: Req,
 ) -> Handled {
     match *req.method() {
         Method::PATCH => {
-            let offset = match header(req.headers(), "content-range") {
-                Some(range) => range_start(range)?,
+            let declared = match header(req.headers(), "content-range").map(chunk_range) {
+                Some(Ok(range)) => Some(range),
+                Some(Err(e)) => return Err(refused(e, registry, repo, id).await),
+                None => None,
+            };
+            let offset = match &declared {
+                Some(range) => range.start,
                 // Streamed without a range: the chunk continues where the upload is.
                 None => registry.upload_status(repo, id).await?.offset,
             };
+            let body = match checked_body(req, declared) {
+                Ok(body) => body,
+                Err(e) => return Err(refused(e, registry, repo, id).await),
+            };
             let status = registry
-                .append_upload_stream(repo, id, offset, request_stream(req))
+                .append_upload_stream(repo, id, offset, body)
                 .await
-                .map_err(|e| out_of_order(e, repo, id))?;
+                .map_err(|e| with_location(e, repo, id))?;
             Ok(session(StatusCode::ACCEPTED, &status))
         }
         Method::PUT => {
@@ -66,11 +76,24 @@ pub(crate) async fn handle(
                     )
                 })?
                 .parse()?;
-            let last_chunk = (!has_no_body(&req)).then(|| request_stream(req));
+            let declared = match header(req.headers(), "content-range").map(chunk_range) {
+                Some(Ok(range)) => Some(range),
+                Some(Err(e)) => return Err(refused(e, registry, repo, id).await),
+                None => None,
+            };
+            let offset = declared.as_ref().map(|r| r.start);
+            let last_chunk = if has_no_body(&req) && declared.is_none() {
+                None
+            } else {
+                match checked_body(req, declared) {
+                    Ok(body) => Some(body),
+                    Err(e) => return Err(refused(e, registry, repo, id).await),
+                }
+            };
             registry
-                .finish_upload_stream(repo, id, &digest, last_chunk)
+                .finish_upload_stream_at(repo, id, &digest, offset, last_chunk)
                 .await
-                .map_err(|e| out_of_order(e, repo, id))?;
+                .map_err(|e| with_location(e, repo, id))?;
             Ok(created(repo, &digest))
         }
         Method::GET => {
@@ -84,7 +107,7 @@ pub(crate) async fn handle(
                 empty(),
             ))
         }
-        _ => Err(method_not_allowed(req.method())),
+        _ => Err(method_not_allowed(req.method(), "GET, PATCH, PUT, DELETE")),
     }
 }
 
@@ -111,27 +134,122 @@ fn created(repo: &RepoName, digest: &Digest) -> Response {
     )
 }
 
-/// The first byte of a chunk's `Content-Range: <start>-<end>`.
-fn range_start(range: &str) -> Result<u64, Failure> {
-    let range = range.trim().trim_start_matches("bytes").trim_start();
-    range
+/// The bytes a chunk's `Content-Range: <start>-<end>` declares (both inclusive, as the
+/// spec's `^[0-9]+-[0-9]+$` has it). Anything else, and an end before the start, is
+/// [`ErrorKind::RangeInvalid`] (416).
+fn chunk_range(value: &str) -> Result<std::ops::Range<u64>, Error> {
+    let invalid = |why: &str| {
+        Error::new(
+            ErrorKind::RangeInvalid,
+            format!("Content-Range {value:?} {why}"),
+        )
+    };
+    let number = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    let (start, end) = value
         .split_once('-')
-        .and_then(|(start, _)| start.trim().parse().ok())
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::BlobUploadInvalid,
-                format!("Content-Range {range:?} is not <start>-<end>"),
-            )
-            .into()
-        })
+        .and_then(|(a, b)| Some((number(a)?, number(b)?)))
+        .ok_or_else(|| invalid("is not <start>-<end> in decimal"))?;
+    if end < start {
+        return Err(invalid("ends before it starts"));
+    }
+    Ok(start..end + 1)
 }
 
-/// A chunk at the wrong offset is 416 with the session's `Location` and current `Range`
-/// (set from the error), so the client can carry on from there.
-fn out_of_order(error: Error, repo: &RepoName, id: &UploadId) -> Failure {
-    let is_range = error.kind() == ErrorKind::RangeInvalid;
+/// The request body, held to the length its `Content-Range` declares: a `Content-Length`
+/// that disagrees is refused before anything is written; a streamed body that turns out
+/// longer or shorter fails at that point, keeping the bytes received within the range.
+fn checked_body(req: Req, declared: Option<std::ops::Range<u64>>) -> Result<ByteStream, Error> {
+    let Some(range) = declared else {
+        return Ok(request_stream(req));
+    };
+    let expected = range.end - range.start;
+    if let Some(length) = content_length(req.headers())
+        && length != expected
+    {
+        return Err(Error::new(
+            ErrorKind::RangeInvalid,
+            format!(
+                "Content-Range {}-{} declares {expected} bytes, Content-Length {length}",
+                range.start,
+                range.end - 1
+            ),
+        ));
+    }
+    let limited = Limited {
+        body: request_stream(req),
+        left: expected,
+        expected,
+        failure: None,
+    };
+    Ok(futures::stream::unfold(Some(limited), |state| async move {
+        let mut limited = state?;
+        if let Some(failure) = limited.failure.take() {
+            return Some((Err(failure), None));
+        }
+        match limited.body.next().await {
+            Some(Ok(chunk)) if chunk.len() as u64 > limited.left => {
+                let within = chunk.slice(..limited.left as usize);
+                limited.left = 0;
+                limited.failure = Some(Error::new(
+                    ErrorKind::RangeInvalid,
+                    format!(
+                        "the body is longer than the {} bytes its Content-Range declares",
+                        limited.expected
+                    ),
+                ));
+                Some((Ok(within), Some(limited)))
+            }
+            Some(Ok(chunk)) => {
+                limited.left -= chunk.len() as u64;
+                Some((Ok(chunk), Some(limited)))
+            }
+            Some(Err(e)) => Some((Err(e), None)),
+            None if limited.left > 0 => {
+                let short = Error::new(
+                    ErrorKind::RangeInvalid,
+                    format!(
+                        "the body ended {} bytes short of the {} its Content-Range declares",
+                        limited.left, limited.expected
+                    ),
+                );
+                Some((Err(short), None))
+            }
+            None => None,
+        }
+    })
+    .boxed())
+}
+
+/// A request body being held to its declared length.
+struct Limited {
+    body: ByteStream,
+    left: u64,
+    expected: u64,
+    /// The error to end with after the last bytes within the range.
+    failure: Option<Error>,
+}
+
+/// A chunk refused before any byte was written: 416 with where the upload stands (or
+/// the session's own error, if it is gone).
+async fn refused(error: Error, registry: &Registry, repo: &RepoName, id: &UploadId) -> Failure {
+    let error = match registry.upload_status(repo, id).await {
+        Ok(status) => error.with_offset(status.offset),
+        Err(gone) => gone,
+    };
+    with_location(error, repo, id)
+}
+
+/// A failed chunk answers with the session's `Location`, and with its `Range` when the
+/// error says where the upload stands (a chunk at the wrong offset, or one that broke
+/// off after some bytes were kept), so the client can carry on from there.
+fn with_location(error: Error, repo: &RepoName, id: &UploadId) -> Failure {
+    let located = error.kind() == ErrorKind::RangeInvalid || error.current_offset().is_some();
     let mut failure = Failure::from(error);
-    if is_range {
+    if located {
         let location = upload_path(repo, id).parse().expect("a valid path");
         failure.0.headers_mut().insert(LOCATION, location);
     }

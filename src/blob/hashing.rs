@@ -1,38 +1,46 @@
 //! Hashing beside the write path: once a blob outgrows a small inline budget, its bytes
-//! are hashed on a blocking thread while the writing task goes on sending parts to
-//! storage, so a put costs about the larger of the two instead of their sum.
+//! are hashed in batches on the blocking pool while the writing task goes on sending
+//! parts to storage, so a put costs about the larger of the two instead of their sum.
+//!
+//! Each batch is one bounded job: a blocking thread hashes bytes it already holds and
+//! returns. No blocking thread ever waits for bytes still to come from the network: with
+//! a long-lived hashing thread per open upload, as many open uploads as the pool has
+//! threads parked every thread, and the writes those threads waited for could never run.
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::digest::{Algorithm, Digester};
 use crate::error::{Error, ErrorKind, Result};
 
-/// Bytes hashed inline before hashing moves to its own thread: below this, starting a
-/// thread costs more than it saves.
+/// Bytes hashed inline before hashing moves to the blocking pool: below this, a hand-off
+/// costs more than it saves.
 const INLINE_LIMIT: u64 = 1 << 20;
-/// Chunks queued for the hashing thread; bounds how far writing runs ahead of hashing.
-const QUEUE: usize = 16;
+/// Bytes collected before a batch goes to the blocking pool. With one batch hashing and
+/// one filling, this bounds how far writing runs ahead of hashing.
+const BATCH: usize = 1 << 20;
 
-/// A [`Digester`] that hashes inline at first and on a blocking thread beyond
+/// A [`Digester`] that hashes inline at first and in background batches beyond
 /// [`INLINE_LIMIT`], in order either way.
 #[derive(Debug)]
 pub(crate) struct PipelinedDigester {
-    stage: Stage,
+    digester: Hashing,
+    /// Bytes not yet handed to the digester, in order.
+    batch: Vec<Bytes>,
+    batch_len: usize,
     len: u64,
     algorithm: Algorithm,
 }
 
+/// Where the digester is.
 #[derive(Debug)]
-enum Stage {
-    Inline(Box<Digester>),
-    Background {
-        queue: mpsc::Sender<Bytes>,
-        worker: JoinHandle<Box<Digester>>,
-    },
-    /// Only while switching stages, or after the worker failed.
-    Broken,
+enum Hashing {
+    /// On hand: nothing is being hashed.
+    Idle(Box<Digester>),
+    /// On a blocking thread, hashing one batch; the thread hands it back when done.
+    Busy(JoinHandle<Box<Digester>>),
+    /// Lost with a failed hashing job; the write cannot finish.
+    Lost,
 }
 
 impl PipelinedDigester {
@@ -40,7 +48,9 @@ impl PipelinedDigester {
         Self {
             len: digester.len(),
             algorithm: digester.algorithm(),
-            stage: Stage::Inline(Box::new(digester)),
+            digester: Hashing::Idle(Box::new(digester)),
+            batch: Vec::new(),
+            batch_len: 0,
         }
     }
 
@@ -54,60 +64,60 @@ impl PipelinedDigester {
 
     pub(crate) async fn update(&mut self, data: &Bytes) -> Result<()> {
         self.len += data.len() as u64;
-        if let Stage::Inline(digester) = &mut self.stage {
-            if self.len <= INLINE_LIMIT {
-                digester.update(data);
-                return Ok(());
-            }
-            let Stage::Inline(mut digester) = std::mem::replace(&mut self.stage, Stage::Broken)
-            else {
-                unreachable!("matched above")
-            };
-            let (queue, mut chunks) = mpsc::channel::<Bytes>(QUEUE);
-            let worker = tokio::task::spawn_blocking(move || {
-                while let Some(chunk) = chunks.blocking_recv() {
-                    digester.update(&chunk);
-                }
-                digester
-            });
-            self.stage = Stage::Background { queue, worker };
+        if self.len <= INLINE_LIMIT
+            && self.batch.is_empty()
+            && let Hashing::Idle(digester) = &mut self.digester
+        {
+            digester.update(data);
+            return Ok(());
         }
-        match &self.stage {
-            Stage::Background { queue, .. } => {
-                if queue.send(data.clone()).await.is_err() {
-                    self.stage = Stage::Broken;
-                    return Err(worker_failed());
-                }
-                Ok(())
+        self.batch.push(data.clone());
+        self.batch_len += data.len();
+        if self.batch_len >= BATCH {
+            self.hash_batch().await?;
+        }
+        Ok(())
+    }
+
+    /// Hands the collected batch to a blocking thread, once the previous batch is done.
+    async fn hash_batch(&mut self) -> Result<()> {
+        let mut digester = self.take().await?;
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_len = 0;
+        self.digester = Hashing::Busy(tokio::task::spawn_blocking(move || {
+            for chunk in &batch {
+                digester.update(chunk);
             }
-            _ => Err(worker_failed()),
+            digester
+        }));
+        Ok(())
+    }
+
+    /// The digester, once the batch it is hashing (if any) is done.
+    async fn take(&mut self) -> Result<Box<Digester>> {
+        match std::mem::replace(&mut self.digester, Hashing::Lost) {
+            Hashing::Idle(digester) => Ok(digester),
+            Hashing::Busy(job) => job.await.map_err(|_| worker_failed()),
+            Hashing::Lost => Err(worker_failed()),
         }
     }
 
     /// Waits until every byte fed so far is hashed and returns the digester.
     pub(crate) async fn settle(&mut self) -> Result<&Digester> {
-        if let Stage::Background { .. } = self.stage {
-            let Stage::Background { queue, worker } =
-                std::mem::replace(&mut self.stage, Stage::Broken)
-            else {
-                unreachable!("matched above")
-            };
-            drop(queue);
-            let digester = worker.await.map_err(|_| worker_failed())?;
-            self.stage = Stage::Inline(digester);
+        if !self.batch.is_empty() {
+            self.hash_batch().await?;
         }
-        match &self.stage {
-            Stage::Inline(digester) => Ok(digester),
-            _ => Err(worker_failed()),
+        let digester = self.take().await?;
+        self.digester = Hashing::Idle(digester);
+        match &self.digester {
+            Hashing::Idle(digester) => Ok(digester),
+            _ => unreachable!("set just above"),
         }
     }
 }
 
 fn worker_failed() -> Error {
-    Error::new(
-        ErrorKind::Storage,
-        "the hashing thread of a blob write failed",
-    )
+    Error::new(ErrorKind::Storage, "a hashing job of a blob write failed")
 }
 
 #[cfg(test)]

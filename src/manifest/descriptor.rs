@@ -201,15 +201,146 @@ pub(crate) fn descriptor(path: &str, value: &Value) -> Result<Descriptor> {
         None => None,
         Some(v) => Some(platform(&fields.child("platform"), v)?),
     };
+    check_media_type(&fields.child("mediaType"), &media_type)?;
+    let artifact_type = fields.string("artifactType")?;
+    if let Some(artifact_type) = &artifact_type {
+        check_media_type(&fields.child("artifactType"), artifact_type)?;
+    }
+    let urls = fields.strings("urls")?;
+    for (i, url) in urls.iter().enumerate() {
+        if !is_uri(url) {
+            return Err(invalid(
+                &format!("{}[{i}]", fields.child("urls")),
+                format!("{url:?} is not a URI (RFC 3986)"),
+            ));
+        }
+    }
+    if let Some(data) = fields.get("data") {
+        check_data(&fields.child("data"), data, &digest, size)?;
+    }
     Ok(Descriptor {
         media_type,
         digest,
         size,
-        artifact_type: fields.string("artifactType")?,
+        artifact_type,
         annotations: fields.annotations()?,
-        urls: fields.strings("urls")?,
+        urls,
         platform,
     })
+}
+
+/// A media type as RFC 6838 names them: `type "/" subtype`, each a restricted-name
+/// (a letter or digit, then up to 126 of letters, digits and `!#$&-^_.+`), no parameters.
+pub(crate) fn check_media_type(path: &str, media_type: &str) -> Result<()> {
+    fn restricted_name(name: &str) -> bool {
+        let mut bytes = name.bytes();
+        bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && name.len() <= 127
+            && bytes.all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    }
+    match media_type.split_once('/') {
+        Some((kind, subtype)) if restricted_name(kind) && restricted_name(subtype) => Ok(()),
+        _ => Err(invalid(
+            path,
+            format!("{media_type:?} is not a media type (RFC 6838: type/subtype)"),
+        )),
+    }
+}
+
+/// Whether `text` is a URI by RFC 3986: a scheme, a colon, and only characters a URI may
+/// hold, with every `%` starting an escape of two hex digits.
+fn is_uri(text: &str) -> bool {
+    let Some((scheme, rest)) = text.split_once(':') else {
+        return false;
+    };
+    let mut scheme_bytes = scheme.bytes();
+    let scheme_ok = scheme_bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && scheme_bytes.all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3);
+            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        if !(b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=".contains(&b)) {
+            return false;
+        }
+        i += 1;
+    }
+    scheme_ok
+}
+
+/// Embedded content: base64 with padding (RFC 4648), exactly `size` bytes that hash to
+/// `digest`.
+fn check_data(path: &str, data: &Value, digest: &Digest, size: u64) -> Result<()> {
+    let Value::String(text) = data else {
+        return Err(invalid(path, "must be a base64 string"));
+    };
+    let bytes = decode_base64(text).ok_or_else(|| {
+        invalid(
+            path,
+            "is not base64 with padding (RFC 4648, standard alphabet)",
+        )
+    })?;
+    if bytes.len() as u64 != size {
+        return Err(invalid(
+            path,
+            format!("holds {} bytes, but size says {size}", bytes.len()),
+        ));
+    }
+    let actual = Digest::of(digest.algorithm(), &bytes);
+    if &actual != digest {
+        return Err(invalid(
+            path,
+            format!("hashes to {actual}, but digest says {digest}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Strict base64 (RFC 4648 section 4): length a multiple of four, `=` only as the final
+/// padding, and no bits set beyond the data (so every byte string has one encoding).
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    fn value(b: u8) -> Option<u32> {
+        Some(match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    }
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(4) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for (index, quad) in bytes.chunks(4).enumerate() {
+        let last = index == bytes.len() / 4 - 1;
+        let padding = quad.iter().rev().take_while(|&&b| b == b'=').count();
+        if padding > 2 || (padding > 0 && !last) {
+            return None;
+        }
+        let mut bits = 0u32;
+        for &b in &quad[..4 - padding] {
+            bits = bits << 6 | value(b)?;
+        }
+        bits <<= 6 * padding as u32;
+        let decoded = [(bits >> 16) as u8, (bits >> 8) as u8, bits as u8];
+        let keep = 3 - padding;
+        if decoded[keep..].iter().any(|&b| b != 0) {
+            return None;
+        }
+        out.extend_from_slice(&decoded[..keep]);
+    }
+    Some(out)
 }
 
 fn platform(path: &str, value: &Value) -> Result<Platform> {
@@ -222,4 +353,66 @@ fn platform(path: &str, value: &Value) -> Result<Platform> {
         variant: fields.string("variant")?,
         features: fields.strings("features")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_is_strict() {
+        assert_eq!(decode_base64("").unwrap(), b"");
+        assert_eq!(decode_base64("e30=").unwrap(), b"{}");
+        assert_eq!(decode_base64("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(decode_base64("aGk/").unwrap(), [0x68, 0x69, 0x3f]);
+        for bad in [
+            "e30", "e3==", "e30=e30=", "e-0=", "aGVsbG9=", "====", "e30 ",
+        ] {
+            assert!(decode_base64(bad).is_none(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn media_types_follow_rfc_6838() {
+        for good in [
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "a/b",
+            "text/x-c#",
+        ] {
+            assert!(check_media_type("m", good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "application",
+            "/json",
+            "application/",
+            "a/b/c",
+            "a/b; x=y",
+            ".a/b",
+            "a/b c",
+        ] {
+            assert!(check_media_type("m", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn uris_follow_rfc_3986() {
+        for good in [
+            "https://example.com/a?b=c#d",
+            "urn:isbn:0451450523",
+            "s3:/x%20y",
+        ] {
+            assert!(is_uri(good), "{good}");
+        }
+        for bad in [
+            "",
+            "no-scheme",
+            "1http://x",
+            "http://a b",
+            "http://x/%zz",
+            "http://x/%2",
+        ] {
+            assert!(!is_uri(bad), "{bad:?}");
+        }
+    }
 }

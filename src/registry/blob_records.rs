@@ -230,6 +230,33 @@ impl Registry {
         }
     }
 
+    /// A manifest of `repo`, visible now, that lists `blob`.
+    pub(super) async fn manifest_holding(
+        &self,
+        repo: &RepoName,
+        blob: &Digest,
+    ) -> Result<Option<Digest>> {
+        let prefix = ref_prefix(blob);
+        let mut after = None;
+        while let Some(page) = self.next_page(&prefix, &mut after).await? {
+            for entry in page {
+                let holder: RefRecord = decode(&entry.value, &entry.key)?;
+                if holder.repo != repo.as_str() {
+                    continue;
+                }
+                // Holds outlive their manifests until the collector drops them.
+                if self
+                    .manifest_record(repo, &holder.manifest)
+                    .await?
+                    .is_some()
+                {
+                    return Ok(Some(holder.manifest));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Records that `manifest` in `repo` holds `blob`, then confirms the blob is still
     /// there (see the module docs). `linked` says the blob must also still be linked in
     /// `repo` (layers and configs; not the manifest's own bytes).

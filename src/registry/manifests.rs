@@ -258,6 +258,36 @@ impl Registry {
         Ok(())
     }
 
+    /// A descriptor of a stored manifest (an index entry, a subject) must state its size
+    /// and media type, as a layer's size must match its blob.
+    fn check_descriptor(
+        repo: &RepoName,
+        field: &str,
+        descriptor: &Descriptor,
+        stored: &ManifestRecord,
+    ) -> Result<()> {
+        let digest = &descriptor.digest;
+        if descriptor.size != stored.size {
+            return Err(Error::new(
+                ErrorKind::ManifestInvalid,
+                format!(
+                    "{field}: {digest} is listed with size {}, but the manifest in {repo} has {} bytes",
+                    descriptor.size, stored.size
+                ),
+            ));
+        }
+        if descriptor.media_type != stored.media_type {
+            return Err(Error::new(
+                ErrorKind::ManifestInvalid,
+                format!(
+                    "{field}: {digest} is listed as {:?}, but the manifest in {repo} is {:?}",
+                    descriptor.media_type, stored.media_type
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks that every blob and child manifest `manifest` needs is in `repo`.
     async fn check_references(&self, repo: &RepoName, manifest: &Manifest) -> Result<()> {
         let mut missing = Vec::new();
@@ -277,9 +307,16 @@ impl Registry {
             }
         }
         for child in manifest.children() {
-            if self.manifest_record(repo, &child.digest).await?.is_none() {
-                missing.push(child.digest.to_string());
+            match self.manifest_record(repo, &child.digest).await? {
+                None => missing.push(child.digest.to_string()),
+                Some(stored) => Self::check_descriptor(repo, "manifests", child, &stored)?,
             }
+        }
+        // A subject may be pushed after its referrers; one that is here must match.
+        if let Some(subject) = manifest.subject()
+            && let Some(stored) = self.manifest_record(repo, &subject.digest).await?
+        {
+            Self::check_descriptor(repo, "subject", subject, &stored)?;
         }
         if missing.is_empty() {
             return Ok(());
@@ -387,14 +424,8 @@ impl Registry {
                 self.stage_manifest_record(repo, &digest, &record).await?;
                 self.check_push_deadline(repo, &digest, held_at)?;
                 let mutable = repository.settings.tag_is_mutable(tag);
-                self.move_tag(repo, tag, Some(&digest), |now| match now {
-                    Some(current) if !mutable && current != &digest => Err(Error::new(
-                        ErrorKind::TagImmutable,
-                        format!(
-                            "tag {tag} in {repo} is immutable and points at {current}; it cannot move to {digest}"
-                        ),
-                    )),
-                    _ => Ok(true),
+                self.move_tag(repo, tag, Some(&digest), |now| {
+                    Self::may_move(repo, tag, mutable, now, &digest)
                 })
                 .await?;
                 self.commit_manifest_record(repo, &digest, &record).await?;
@@ -408,6 +439,47 @@ impl Registry {
             media_type: manifest.media_type(),
             subject,
         })
+    }
+
+    /// Whether a tag that points at `now` may move to `to`: an immutable tag never
+    /// moves once set.
+    fn may_move(
+        repo: &RepoName,
+        tag: &Tag,
+        mutable: bool,
+        now: Option<&Digest>,
+        to: &Digest,
+    ) -> Result<bool> {
+        match now {
+            Some(current) if !mutable && current != to => Err(Error::new(
+                ErrorKind::TagImmutable,
+                format!(
+                    "tag {tag} in {repo} is immutable and points at {current}; it cannot move to {to}"
+                ),
+            )),
+            _ => Ok(true),
+        }
+    }
+
+    /// Points `tag` at the manifest `digest`, already pushed to `repo` (the `?tag=` of a
+    /// push by digest). Tag immutability holds as for a push by tag.
+    pub async fn tag_manifest(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> Result<()> {
+        let repository = self.repository(repo).await?;
+        let reference = Reference::Digest(digest.clone());
+        self.resolve(repo, &reference).await?;
+        let mutable = repository.settings.tag_is_mutable(tag);
+        self.move_tag(repo, tag, Some(digest), |now| {
+            Self::may_move(repo, tag, mutable, now, digest)
+        })
+        .await?;
+        // A delete of the manifest that ran meanwhile may have missed the new tag: a tag
+        // never points at nothing, so it goes again.
+        if self.manifest_record(repo, digest).await?.is_none() {
+            self.move_tag(repo, tag, None, |now| Ok(now == Some(digest)))
+                .await?;
+            return Err(Self::manifest_unknown(repo, digest));
+        }
+        Ok(())
     }
 
     async fn resolve(

@@ -319,7 +319,7 @@ impl Registry {
                 }
             }
         }
-        Ok(())
+        self.cancel_uploads_into(name).await
     }
 }
 

@@ -163,7 +163,8 @@ impl Registry {
             .ok_or_else(|| Self::manifest_unknown(repo, tag))
     }
 
-    /// Tags of `repo` in lexical order, after `last`, at most `n` (the `tags/list` API).
+    /// Tags of `repo` in lexical order, after `last`: `n` of them, or fewer only when the
+    /// listing ends (the `tags/list` API).
     pub async fn list_tags(
         &self,
         repo: &RepoName,
@@ -172,14 +173,27 @@ impl Registry {
     ) -> Result<Vec<Tag>> {
         self.repository(repo).await?;
         let prefix = tag_prefix(repo);
-        let after = last.map(|t| tag_key(repo, t));
-        let entries = self.inner.meta.list(&prefix, after.as_deref(), n).await?;
-        let mut tags = Vec::with_capacity(entries.len());
-        for entry in entries {
-            // Deleted tags keep their history record with no target.
-            let record: TagRecord = decode(&entry.value, &entry.key)?;
-            if record.digest.is_some() {
-                tags.push(entry.key[prefix.len()..].parse()?);
+        let mut after = last.map(|t| tag_key(repo, t));
+        let mut tags = Vec::with_capacity(n.min(1024));
+        while tags.len() < n {
+            let want = n - tags.len();
+            let entries = self
+                .inner
+                .meta
+                .list(&prefix, after.as_deref(), want)
+                .await?;
+            let ended = entries.len() < want;
+            for entry in &entries {
+                // Deleted tags keep their history record with no target: skipped, and
+                // the page goes on past them so it comes back full.
+                let record: TagRecord = decode(&entry.value, &entry.key)?;
+                if record.digest.is_some() {
+                    tags.push(entry.key[prefix.len()..].parse()?);
+                }
+            }
+            after = entries.last().map(|e| e.key.clone());
+            if ended {
+                break;
             }
         }
         Ok(tags)

@@ -27,6 +27,10 @@ use crate::upload::{
     to_millis,
 };
 
+/// How long a call waits for a session busy with another call (a chunk still arriving)
+/// before answering that it is busy.
+const BUSY_WAIT: Duration = Duration::from_secs(10);
+
 /// How often an open session's record is rewritten (its `updated_at`) even without a
 /// checkpoint, so expiry never takes a session that is receiving bytes.
 const TOUCH_INTERVAL_MS: u64 = 60_000;
@@ -128,7 +132,7 @@ impl Registry {
     /// Where an upload session stands: the bytes this process has received, or the last
     /// checkpoint if the newest bytes went elsewhere.
     pub async fn upload_status(&self, repo: &RepoName, id: &UploadId) -> Result<UploadStatus> {
-        let mut slot = self.inner.open_writers.lock(id).await;
+        let mut slot = self.inner.open_writers.lock_within(id, BUSY_WAIT).await?;
         let (record, version) = self.locked_session(repo, id, &mut slot).await?;
         let mut status = record.status(id);
         if let Some(open) = slot.open.as_ref().filter(|o| o.version == version) {
@@ -149,7 +153,7 @@ impl Registry {
         offset: u64,
         mut body: ByteStream,
     ) -> Result<UploadStatus> {
-        let mut slot = self.inner.open_writers.lock(id).await;
+        let mut slot = self.inner.open_writers.lock_within(id, BUSY_WAIT).await?;
         let (record, version) = self.locked_session(repo, id, &mut slot).await?;
         let mut open = self.open_writer(&mut slot, &record, version).await?;
         let current = open.writer.len();
@@ -178,7 +182,7 @@ impl Registry {
         drop(slot);
         self.evict_idle_writers(id).await;
         match body_error {
-            Some(e) => Err(e),
+            Some(e) => Err(e.with_offset(status.offset)),
             None => Ok(status),
         }
     }
@@ -263,17 +267,42 @@ impl Registry {
         digest: &Digest,
         last_chunk: Option<ByteStream>,
     ) -> Result<BlobInfo> {
-        let mut slot = self.inner.open_writers.lock(id).await;
+        self.finish_upload_stream_at(repo, id, digest, None, last_chunk)
+            .await
+    }
+
+    /// [`Registry::finish_upload_stream`] with a last chunk declared to start at
+    /// `offset`: at any other offset it is [`ErrorKind::RangeInvalid`] carrying the
+    /// current one, and the session stays open.
+    pub async fn finish_upload_stream_at(
+        &self,
+        repo: &RepoName,
+        id: &UploadId,
+        digest: &Digest,
+        offset: Option<u64>,
+        last_chunk: Option<ByteStream>,
+    ) -> Result<BlobInfo> {
+        let mut slot = self.inner.open_writers.lock_within(id, BUSY_WAIT).await?;
         let (record, version) = self.locked_session(repo, id, &mut slot).await?;
         let mut open = self.open_writer(&mut slot, &record, version).await?;
+        let current = open.writer.len();
+        if let Some(offset) = offset.filter(|&o| o != current) {
+            slot.open = Some(open);
+            return Err(Error::range_invalid(
+                format!(
+                    "upload {id} in {repo} is at offset {current}, last chunk starts at {offset}"
+                ),
+                current,
+            ));
+        }
         if let Some(mut body) = last_chunk {
             while let Some(chunk) = body.next().await {
                 match chunk {
                     Ok(chunk) => open.writer.write(chunk).await?,
                     Err(e) => {
                         // Keep what arrived, as an append would; the session stays open.
-                        self.settle(repo, id, record, open, &mut slot, true).await?;
-                        return Err(e);
+                        let status = self.settle(repo, id, record, open, &mut slot, true).await?;
+                        return Err(e.with_offset(status.offset));
                     }
                 }
             }
@@ -291,7 +320,7 @@ impl Registry {
 
     /// Cancels an upload session and removes what it staged.
     pub async fn cancel_upload(&self, repo: &RepoName, id: &UploadId) -> Result<()> {
-        let mut slot = self.inner.open_writers.lock(id).await;
+        let mut slot = self.inner.open_writers.lock_within(id, BUSY_WAIT).await?;
         let (_, version) = self.locked_session(repo, id, &mut slot).await?;
         self.inner
             .meta
@@ -302,6 +331,33 @@ impl Registry {
         }
         self.inner.open_writers.remove(id);
         self.inner.blobs.discard_staging(id.as_str()).await
+    }
+
+    /// Cancels every upload session into `repo` (the repository is being deleted).
+    pub(super) async fn cancel_uploads_into(&self, repo: &RepoName) -> Result<()> {
+        for entry in self.list_all(UPLOAD_PREFIX).await? {
+            let Ok(id) = entry.key[UPLOAD_PREFIX.len()..].parse::<UploadId>() else {
+                continue;
+            };
+            let ours = decode::<SessionRecord>(&entry.value, &entry.key)
+                .is_ok_and(|record| &record.repo == repo);
+            if !ours {
+                continue;
+            }
+            // A session busy with a chunk moves on under us: try again.
+            for attempt in 1.. {
+                match self.cancel_upload(repo, &id).await {
+                    Err(e) if e.kind() == ErrorKind::Conflict && attempt < 5 => continue,
+                    // Finished or cancelled meanwhile.
+                    Err(e) if e.kind() == ErrorKind::BlobUploadUnknown => break,
+                    other => {
+                        other?;
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Makes every byte received by this process's open uploads durable and records it,
