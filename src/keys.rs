@@ -55,6 +55,10 @@ impl fmt::Debug for WrappedKey {
 /// 3. Unwrapping under a KEK the provider does not have (never had, or removed) is
 ///    `Denied`, naming the KEK; so is wrapping under one.
 /// 4. Neither errors nor `Debug` output contain key material.
+/// 5. `fingerprint(kek)` names the KEK's key material without revealing it: the same
+///    wherever the same key is loaded, different for another key under the same name
+///    (replicas with different key files are told apart, not taken for corruption);
+///    `Denied` for a KEK the provider does not have.
 #[async_trait]
 pub trait KeyProvider: Send + Sync + fmt::Debug + 'static {
     /// Wraps `key` under `kek`, bound to `context`.
@@ -62,6 +66,10 @@ pub trait KeyProvider: Send + Sync + fmt::Debug + 'static {
 
     /// Unwraps a key wrapped for `context`.
     async fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey>;
+
+    /// The identity of `kek`'s key material (a key check value, a KMS key id): short,
+    /// printable, and safe to store and show.
+    async fn fingerprint(&self, kek: &str) -> Result<String>;
 }
 
 /// The named KEKs of a shipped provider, and wrapping with them: AES-256-GCM under the
@@ -105,7 +113,21 @@ impl KekTable {
     pub(crate) fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey> {
         open_key(&*self.get(&wrapped.kek)?, wrapped, context)
     }
+
+    /// A key check value: the first 8 bytes of SHA-256 over a label and the key, in hex.
+    /// One-way, so it tells keys apart without saying anything about them.
+    pub(crate) fn fingerprint(&self, kek: &str) -> Result<String> {
+        use sha2::Digest as _;
+        let key = self.get(kek)?;
+        let hash = sha2::Sha256::new()
+            .chain_update(FINGERPRINT_LABEL)
+            .chain_update(key.as_slice())
+            .finalize();
+        Ok(hash[..8].iter().map(|b| format!("{b:02x}")).collect())
+    }
 }
+
+const FINGERPRINT_LABEL: &[u8] = b"wharf kek fingerprint v1\0";
 
 /// Length of a wrap made by [`seal_key`]: nonce, encrypted key, tag.
 const WRAPPED_LEN: usize = 12 + 32 + 16;

@@ -30,6 +30,7 @@ mod archive;
 mod at_rest;
 pub(crate) mod blob_records;
 mod inventory;
+mod key_identity;
 mod lifecycle;
 mod manifests;
 mod pulls;
@@ -145,6 +146,9 @@ struct Inner {
     gc_grace: Duration,
     at_rest: AtRest,
     kek_redirects: at_rest::KekRedirects,
+    /// The provider whose KEK identities are checked against the store's.
+    keys: Option<Arc<dyn KeyProvider>>,
+    checked_keks: key_identity::CheckedKeks,
 }
 
 impl fmt::Debug for Registry {
@@ -358,6 +362,8 @@ impl RegistryBuilder {
                 gc_grace: self.gc_grace.unwrap_or(crate::gc::DEFAULT_GC_GRACE),
                 at_rest,
                 kek_redirects: at_rest::KekRedirects::default(),
+                keys: self.key_provider,
+                checked_keks: key_identity::CheckedKeks::default(),
             }),
         })
     }

@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use wharf::keys::MemoryKeyProvider;
+use wharf::keys::{KeyProvider, MemoryKeyProvider};
 use wharf::testing::{FaultMode, FaultyStore};
 use wharf::{
     Algorithm, AtRest, BlobStore, Digest, ErrorKind, MemoryMetaStore, ObjectBlobStore, Registry,
@@ -286,7 +286,8 @@ async fn switches_per_repository_and_older_blobs_stay_readable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_and_wrong_keys_are_refused() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let registry = registry_over(store.clone(), keys(&["default"]));
+    let ours = keys(&["default"]);
+    let registry = registry_over(store.clone(), ours.clone());
     let r = repo("app");
     let layer = random(100_000, 6);
     let digest = sha256(&layer);
@@ -301,13 +302,53 @@ async fn missing_and_wrong_keys_are_refused() {
     assert_eq!(err.kind(), ErrorKind::Denied, "{err}");
     assert!(err.message().contains("default"), "{err}");
 
-    // A process whose KEK of that name is another key.
-    let wrong = registry_over_same_meta(&registry, store.clone(), keys(&["default"]));
+    // A replica whose KEK of that name is another key (another key file): its reads
+    // say so, naming the KEK and both fingerprints, instead of calling the blob corrupt.
+    let theirs = keys(&["default"]);
+    let wrong = registry_over_same_meta(&registry, store.clone(), theirs.clone());
+    let ours_fp = ours.fingerprint("default").await.unwrap();
+    let theirs_fp = theirs.fingerprint("default").await.unwrap();
+    assert_ne!(ours_fp, theirs_fp);
     let err = wrong.blob_store().read(&digest, None).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::CorruptData, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Denied, "{err}");
+    for fragment in ["\"default\"", &ours_fp, &theirs_fp] {
+        assert!(
+            err.message().contains(fragment),
+            "{fragment} missing: {err}"
+        );
+    }
     assert!(
         !format!("{err:?}").contains("DataKey("),
         "no key material in errors"
+    );
+    // It is refused at start, and before it writes anything the others cannot read.
+    let err = wrong.check_keys(["default"]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Denied, "{err}");
+    for fragment in ["\"default\"", &ours_fp, &theirs_fp] {
+        assert!(
+            err.message().contains(fragment),
+            "{fragment} missing: {err}"
+        );
+    }
+    let other = random(5_000, 7);
+    let err = wrong
+        .push_blob_bytes(&r, &sha256(&other), other.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Denied, "{err}");
+    assert!(registry.stat_blob(&r, &sha256(&other)).await.is_err());
+    // The replica with the right key passes the check and reads everything.
+    registry.check_keys(["default"]).await.unwrap();
+    let same = registry_over_same_meta(&registry, store.clone(), ours.clone());
+    same.check_keys(["default"]).await.unwrap();
+    assert_eq!(
+        same.read_blob(&r, &digest, None)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+        layer
     );
 }
 
@@ -495,8 +536,9 @@ async fn a_small_range_of_a_1_gib_blob_fetches_at_most_two_frames() {
         assert_eq!(got.len(), 1024);
         let gets = faulty.take_gets();
         let fetched: u64 = gets.iter().map(|(_, r)| r.end - r.start).sum();
-        // Header, a tail holding the frame index, the wrapped key, and the frames.
-        let index_and_key = 24 + (64 << 10) + 60;
+        // Header, a tail holding the frame index, the wrapped key (with its KEK's
+        // fingerprint), and the frames.
+        let index_and_key = 24 + (64 << 10) + 81;
         assert!(
             fetched <= index_and_key + 2 * (FRAME + 21),
             "offset {offset}: fetched {fetched} bytes in {gets:?}"

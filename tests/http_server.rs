@@ -1,7 +1,8 @@
 //! The registry example (`examples/registry`) as a process, on local storage: a graceful
 //! stop (SIGTERM or SIGINT) exits cleanly and leaves an open upload for the next process
 //! on the same directory to resume; bad flags end in a message naming them and a non-zero
-//! exit, never a panic; `--help` lists the flags; and a 2 GiB layer, compressed and
+//! exit, never a panic; a replica whose key file holds another key under a name the
+//! store knows refuses to start; `--help` lists the flags; and a 2 GiB layer, compressed and
 //! encrypted at rest, streams in through one PATCH and back out while the server's memory
 //! stays bounded.
 
@@ -373,6 +374,58 @@ async fn bad_flags_are_clear_errors_not_panics() {
         assert!(!run.stdout.contains("panicked"), "{said}");
         assert!(!run.stderr.contains("listening on"), "{said}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_with_another_key_file_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let mut first = tokio::task::block_in_place(|| RegistryServer::spawn(&root, Vec::new()))
+        .expect("the server starts");
+    let repo = "keys/app";
+    let data = noise(100_000, 3);
+    let digest = digest_of(&data);
+    let api = Api::new(&first);
+    api.send(
+        Method::POST,
+        &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+        &[],
+        body(&data),
+    )
+    .await
+    .check(201);
+    drop(api);
+    assert!(tokio::task::block_in_place(|| first.stop_with("TERM")).success());
+
+    // Another key file: a fresh "default" key under the same name.
+    let key_file = root.join("keys.json");
+    let kept = dir.path().join("keys.json.kept");
+    std::fs::rename(&key_file, &kept).unwrap();
+    let args: Vec<String> = ["--root", root.to_str().unwrap(), "--listen", "127.0.0.1:0"]
+        .iter()
+        .map(|arg| (*arg).to_owned())
+        .collect();
+    let run = run_registry(&args).await;
+    let said = run.describe(&args);
+    assert!(
+        matches!(run.status.code(), Some(code) if code != 0),
+        "a non-zero exit: {said}"
+    );
+    for word in ["\"default\"", "fingerprint", "keys.json"] {
+        assert!(run.stderr.contains(word), "the error names {word}: {said}");
+    }
+    assert_eq!(run.stderr.matches("fingerprint ").count(), 2, "{said}");
+    assert!(!run.stderr.contains("listening on"), "{said}");
+
+    // With the store's key file back it starts and serves what it stored.
+    std::fs::rename(&kept, &key_file).unwrap();
+    let again = tokio::task::block_in_place(|| RegistryServer::spawn(&root, Vec::new()))
+        .expect("the server starts with its own keys");
+    let blob = Api::new(&again)
+        .get(&format!("/v2/{repo}/blobs/{digest}"))
+        .await
+        .check(200);
+    assert!(blob.body[..] == data[..]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

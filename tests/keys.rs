@@ -50,6 +50,12 @@ async fn contract(provider: &dyn KeyProvider, kek: &str) {
             .kind(),
         ErrorKind::Denied
     );
+    // A fingerprint names the key material: stable, and Denied for a KEK it lacks.
+    let fingerprint = provider.fingerprint(kek).await.unwrap();
+    assert_eq!(provider.fingerprint(kek).await.unwrap(), fingerprint);
+    assert!(!fingerprint.is_empty() && fingerprint.bytes().all(|b| b.is_ascii_graphic()));
+    let err = provider.fingerprint("no-such-kek").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Denied);
     // No key material in Debug or errors.
     let hex: String = key.expose().iter().map(|b| format!("{b:02x}")).collect();
     for text in [
@@ -57,6 +63,7 @@ async fn contract(provider: &dyn KeyProvider, kek: &str) {
         format!("{wrapped:?}"),
         format!("{key:?}"),
         err.to_string(),
+        fingerprint.clone(),
     ] {
         assert!(!text.contains(&hex[..16]), "{text}");
     }
@@ -74,6 +81,35 @@ async fn memory_provider_keeps_the_contract_and_revokes() {
         provider.unwrap(&wrapped, b"x").await.unwrap_err().kind(),
         ErrorKind::Denied
     );
+}
+
+#[tokio::test]
+async fn fingerprints_tell_keys_apart_not_names() {
+    let (one, two, three) = (
+        MemoryKeyProvider::default(),
+        MemoryKeyProvider::default(),
+        MemoryKeyProvider::default(),
+    );
+    one.insert("default", [7; 32]);
+    two.insert("default", [7; 32]);
+    two.insert("renamed", [7; 32]);
+    three.insert("default", [8; 32]);
+    // The same key is the same fingerprint wherever it is loaded, under any name.
+    assert_eq!(fp(&one, "default").await, fp(&two, "default").await);
+    assert_eq!(fp(&one, "default").await, fp(&two, "renamed").await);
+    // Another key under the same name is not.
+    assert_ne!(fp(&one, "default").await, fp(&three, "default").await);
+    // Through the cache too.
+    let three = Arc::new(three);
+    let cached = CachingKeyProvider::new(three.clone(), 4);
+    assert_eq!(
+        fp(&cached, "default").await,
+        fp(three.as_ref(), "default").await
+    );
+}
+
+async fn fp(provider: &dyn KeyProvider, kek: &str) -> String {
+    provider.fingerprint(kek).await.unwrap()
 }
 
 #[tokio::test]

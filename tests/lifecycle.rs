@@ -413,27 +413,35 @@ async fn archive_rules_expire_archived_images_after_their_time() {
     let r = repo("app");
     let image = push(&registry, &r, "v1", "x").await;
     registry.archive_image(&r, &image).await.unwrap();
-    let policy = r#"{"rules": [{"rulePriority": 1,
+    // Sooner than ECR's 90 days in the archive: refused when the policy is put.
+    let too_soon = r#"{"rules": [{"rulePriority": 1,
         "selection": {"tagStatus": "any", "storageClass": "archive",
                       "countType": "sinceImageTransitioned", "countUnit": "days", "countNumber": 30},
+        "action": {"type": "expire"}}]}"#;
+    let refused = registry
+        .set_lifecycle_policy(&r, Some(too_soon))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), wharf::ErrorKind::PolicyInvalid);
+    assert!(
+        refused.message().contains("selection.countNumber"),
+        "{refused}"
+    );
+    let policy = r#"{"rules": [{"rulePriority": 1,
+        "selection": {"tagStatus": "any", "storageClass": "archive",
+                      "countType": "sinceImageTransitioned", "countUnit": "days", "countNumber": 120},
         "action": {"type": "expire"}}]}"#;
     registry
         .set_lifecycle_policy(&r, Some(policy))
         .await
         .unwrap();
     let soon = registry
-        .apply_lifecycle(&r, SystemTime::now() + 10 * DAY)
+        .apply_lifecycle(&r, SystemTime::now() + 91 * DAY)
         .await
         .unwrap();
     assert!(soon.expired.is_empty());
-    // Past the rule's 30 days, but ECR's 90-day minimum in the archive still holds it.
-    let minimum = registry
-        .apply_lifecycle(&r, SystemTime::now() + 31 * DAY)
-        .await
-        .unwrap();
-    assert!(minimum.expired.is_empty());
     let later = registry
-        .apply_lifecycle(&r, SystemTime::now() + 91 * DAY)
+        .apply_lifecycle(&r, SystemTime::now() + 121 * DAY)
         .await
         .unwrap();
     assert_eq!(later.expired, vec![(image, 1)]);

@@ -145,14 +145,14 @@ fn transitions_and_archive_expiry() {
     let mut archived_recently = image("archived-recently", &["v2"], 500);
     archived_recently.storage_class = StorageClass::Archive;
     archived_recently.archived_at = Some(now() - 10 * DAY);
-    // Past the rule's 30 days, not past ECR's 90-day minimum in the archive.
+    // Not yet 90 days in the archive.
     let mut archived_sixty = image("archived-60-days", &["v5"], 500);
     archived_sixty.storage_class = StorageClass::Archive;
     archived_sixty.archived_at = Some(now() - 60 * DAY);
     let plan = run(
         json!([
             {"rulePriority": 1, "selection": {"tagStatus": "any", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 90}, "action": {"type": "transition", "targetStorageClass": "archive"}},
-            {"rulePriority": 2, "selection": {"tagStatus": "any", "storageClass": "archive", "countType": "sinceImageTransitioned", "countUnit": "days", "countNumber": 30}, "action": {"type": "expire"}}
+            {"rulePriority": 2, "selection": {"tagStatus": "any", "storageClass": "archive", "countType": "sinceImageTransitioned", "countUnit": "days", "countNumber": 90}, "action": {"type": "expire"}}
         ]),
         vec![
             image("old", &["v3"], 100),
@@ -331,7 +331,13 @@ fn arb_rule(priority: u32, last: bool) -> impl Strategy<Value = Value> {
                     }
                 };
                 let by_count = count == 0 && !archive_class;
-                selection["countNumber"] = json!(if by_count { number } else { number * 40 });
+                // Archive expiry is at least ECR's 90 days.
+                let days = if archive_class {
+                    number * 40 + 50
+                } else {
+                    number * 40
+                };
+                selection["countNumber"] = json!(if by_count { number } else { days });
                 json!({"rulePriority": priority, "selection": selection, "action": action})
             },
         )

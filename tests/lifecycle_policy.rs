@@ -264,7 +264,7 @@ fn an_any_rule_must_come_last() {
         ),
         rule(
             2,
-            json!({"tagStatus": "untagged", "storageClass": "archive", "countType": "sinceImageTransitioned", "countUnit": "days", "countNumber": 30}),
+            json!({"tagStatus": "untagged", "storageClass": "archive", "countType": "sinceImageTransitioned", "countUnit": "days", "countNumber": 90}),
             expire(),
         ),
     ])
@@ -403,6 +403,15 @@ fn actions_and_storage_classes_are_checked() {
             expire(),
         )],
         &["selection.countType", "storageClass \"archive\""],
+    );
+    // ECR keeps archived images 90 days at least, and says so when the policy is put.
+    refused(
+        vec![rule(
+            1,
+            json!({"tagStatus": "untagged", "storageClass": "archive", "countType": "sinceImageTransitioned", "countUnit": "days", "countNumber": 89}),
+            expire(),
+        )],
+        &["rule 1", "selection.countNumber", "89 days", "90 days"],
     );
     refused(
         vec![rule(

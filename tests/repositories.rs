@@ -7,6 +7,7 @@ use common::{repo, sha256, tag};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::TryStreamExt;
 use serde_json::json;
 use wharf::{ErrorKind, Reference, Registry, RepoName, RepositorySettings, TagMutability};
 
@@ -226,9 +227,38 @@ async fn deleting_a_repository_takes_everything_it_owns() {
         .await
         .unwrap();
 
+    // Uploads open into it, and one into its neighbour.
+    let open = registry.start_upload(&r).await.unwrap();
+    registry
+        .append_upload(&r, &open.id, 0, Bytes::from_static(b"half a layer"))
+        .await
+        .unwrap();
+    let idle = registry.start_upload(&r).await.unwrap();
+    let next_door = registry.start_upload(&neighbour).await.unwrap();
+
     let err = registry.delete_repository(&r, false).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Denied);
     registry.delete_repository(&r, true).await.unwrap();
+    // Its uploads went with it, staged bytes and all; the neighbour's stays.
+    for id in [&open.id, &idle.id] {
+        let err = registry.upload_status(&r, id).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BlobUploadUnknown, "{err}");
+    }
+    registry
+        .upload_status(&neighbour, &next_door.id)
+        .await
+        .unwrap();
+    let staged: Vec<String> = registry
+        .blob_store()
+        .list_staging()
+        .map_ok(|area| area.staging_id)
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(
+        !staged.contains(&open.id.to_string()),
+        "nothing staged was left behind: {staged:?}"
+    );
     assert_eq!(
         registry.repository(&r).await.unwrap_err().kind(),
         ErrorKind::NameUnknown

@@ -359,14 +359,21 @@ impl Config {
             .with_at_rest(at_rest.clone())
             .with_key_provider(keys.clone())
             .with_part_size(part_size);
-        Registry::builder()
+        let names = keys.kek_names();
+        let registry = Registry::builder()
             .blob_store(Arc::new(blob_store))
             .meta_store(meta)
             .key_provider(keys)
             .at_rest(at_rest)
             .upload_expiry(self.upload_expiry)
             .build()
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        // Replicas on one store must hold the same keys under the same names.
+        registry
+            .check_keys(names.iter().map(String::as_str))
+            .await
+            .map_err(|e| format!("{}: {e}", self.root.join("keys.json").display()))?;
+        Ok(registry)
     }
 }
 

@@ -7,6 +7,11 @@
 //! copy of a blob serve repositories with different KEKs. Naming wraps by salt ties each
 //! to one written object: when two writers publish the same blob at once, whichever
 //! object wins finds its own wraps.
+//!
+//! A wrap object is `WKW1`, the length of the KEK's fingerprint (one byte), the
+//! fingerprint, then the provider's wrapped bytes. The fingerprint tells a KEK of the
+//! same name but other key material (a replica with another key file) from a damaged
+//! wrap. Wraps written before fingerprints are the provider's bytes alone.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,6 +78,35 @@ fn context(digest: &Digest, salt: &[u8; 16]) -> Vec<u8> {
     [digest.as_str().as_bytes(), &[0], salt].concat()
 }
 
+/// Starts a wrap object that records its KEK's fingerprint.
+const WRAP_MAGIC: &[u8; 4] = b"WKW1";
+
+/// A wrap object: the fingerprint of its KEK, then the provider's bytes.
+fn encode_wrap(fingerprint: &str, wrapped: &[u8]) -> Vec<u8> {
+    let fingerprint = &fingerprint.as_bytes()[..fingerprint.len().min(255)];
+    [
+        WRAP_MAGIC.as_slice(),
+        &[fingerprint.len() as u8],
+        fingerprint,
+        wrapped,
+    ]
+    .concat()
+}
+
+/// The fingerprint a wrap object records (none for one written before fingerprints),
+/// and the provider's bytes.
+fn decode_wrap(raw: &[u8]) -> (Option<String>, &[u8]) {
+    if let Some(rest) = raw.strip_prefix(WRAP_MAGIC.as_slice())
+        && let Some((&len, rest)) = rest.split_first()
+        && let Some(fingerprint) = rest.get(..len as usize)
+        && let Ok(fingerprint) = std::str::from_utf8(fingerprint)
+        && fingerprint.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return (Some(fingerprint.to_owned()), &rest[len as usize..]);
+    }
+    (None, raw)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -109,24 +143,27 @@ impl Wraps {
         kek: &str,
     ) -> Result<()> {
         check_kek_name(kek)?;
-        let wrapped = self
-            .provider()?
-            .wrap(kek, key, &context(digest, salt))
-            .await?;
+        let provider = self.provider()?;
+        let wrapped = provider.wrap(kek, key, &context(digest, salt)).await?;
+        let fingerprint = provider.fingerprint(kek).await?;
         let path = Self::path(digest, salt, kek);
         self.store
-            .put(&path, PutPayload::from(wrapped.bytes))
+            .put(
+                &path,
+                PutPayload::from(encode_wrap(&fingerprint, &wrapped.bytes)),
+            )
             .await
             .map_err(|e| Error::storage(format!("storing the data key of {digest}"), e))?;
         Ok(())
     }
 
+    /// The wrap under `kek`, and the fingerprint of the KEK it was made with.
     async fn fetch(
         &self,
         digest: &Digest,
         salt: &[u8; 16],
         kek: &str,
-    ) -> Result<Option<WrappedKey>> {
+    ) -> Result<Option<(WrappedKey, Option<String>)>> {
         if check_kek_name(kek).is_err() {
             return Ok(None);
         }
@@ -137,10 +174,12 @@ impl Wraps {
                     .bytes()
                     .await
                     .map_err(|e| Error::storage(format!("reading the data key of {digest}"), e))?;
-                Ok(Some(WrappedKey {
+                let (fingerprint, wrapped) = decode_wrap(&bytes);
+                let wrapped = WrappedKey {
                     kek: kek.to_owned(),
-                    bytes: bytes.to_vec(),
-                }))
+                    bytes: wrapped.to_vec(),
+                };
+                Ok(Some((wrapped, fingerprint)))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(Error::storage(
@@ -163,9 +202,19 @@ impl Wraps {
         let mut tried = Vec::new();
         let mut failed = None;
         for kek in keks {
-            if let Some(wrapped) = self.fetch(digest, salt, kek).await? {
-                // A revoked KEK or a damaged wrap: another KEK may still open it.
-                match provider.unwrap(&wrapped, &context(digest, salt)).await {
+            if let Some((wrapped, fingerprint)) = self.fetch(digest, salt, kek).await? {
+                // A revoked KEK, another key under the same name, or a damaged wrap:
+                // another KEK may still open it.
+                let opened = match fingerprint {
+                    Some(fingerprint) => {
+                        match Self::same_key(provider.as_ref(), digest, kek, &fingerprint).await {
+                            Ok(()) => provider.unwrap(&wrapped, &context(digest, salt)).await,
+                            Err(e) => Err(e),
+                        }
+                    }
+                    None => provider.unwrap(&wrapped, &context(digest, salt)).await,
+                };
+                match opened {
                     Ok(key) => return Ok(key),
                     Err(e) => failed = Some(e),
                 }
@@ -192,6 +241,26 @@ impl Wraps {
                 } else {
                     format!("{tried:?}")
                 }
+            ),
+        ))
+    }
+
+    /// Checks that the provider's `kek` is the key a wrap was made with: another key
+    /// under the same name is `Denied`, naming the KEK and both fingerprints.
+    async fn same_key(
+        provider: &dyn KeyProvider,
+        digest: &Digest,
+        kek: &str,
+        wrapped_with: &str,
+    ) -> Result<()> {
+        let have = provider.fingerprint(kek).await?;
+        if have == wrapped_with {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Denied,
+            format!(
+                "blob {digest} was encrypted under key-encryption key {kek:?} with fingerprint {wrapped_with}, but this key provider's {kek:?} has fingerprint {have}: it is another key under the same name"
             ),
         ))
     }
@@ -335,9 +404,12 @@ impl Wraps {
         ) else {
             return Ok(false);
         };
-        let Some(wrapped) = self.fetch(&digest, &salt, from).await? else {
+        let Some((wrapped, fingerprint)) = self.fetch(&digest, &salt, from).await? else {
             return Ok(false);
         };
+        if let Some(fingerprint) = fingerprint {
+            Self::same_key(provider, &digest, from, &fingerprint).await?;
+        }
         let key = provider.unwrap(&wrapped, &context(&digest, &salt)).await?;
         self.store(&digest, &salt, &key, to).await?;
         match self.store.delete(path).await {

@@ -71,6 +71,10 @@ impl KeyProvider for CachingKeyProvider {
         self.inner.wrap(kek, key, context).await
     }
 
+    async fn fingerprint(&self, kek: &str) -> Result<String> {
+        self.inner.fingerprint(kek).await
+    }
+
     async fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey> {
         let entry = (wrapped.clone(), context.to_vec());
         if let Some(key) = self

@@ -66,4 +66,8 @@ impl KeyProvider for MemoryKeyProvider {
     async fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey> {
         self.keks.unwrap(wrapped, context)
     }
+
+    async fn fingerprint(&self, kek: &str) -> Result<String> {
+        self.keks.fingerprint(kek)
+    }
 }

@@ -6,6 +6,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::lifecycle::MIN_ARCHIVE_DAYS;
 
 /// Most `*` wildcards ECR allows in one tag pattern.
 pub const MAX_PATTERN_WILDCARDS: usize = 4;
@@ -542,6 +543,16 @@ fn parse_rule(index: usize, value: &Value) -> Result<Rule> {
             return Err(at(
                 "action.type",
                 "images in the archive storage class can only be expired".into(),
+            ));
+        }
+        (StorageClass::Archive, CountType::SinceImageTransitioned, _)
+            if count_number < MIN_ARCHIVE_DAYS =>
+        {
+            return Err(at(
+                "selection.countNumber",
+                format!(
+                    "{count_number} days is too soon: archived images stay at least {MIN_ARCHIVE_DAYS} days in the archive"
+                ),
             ));
         }
         (StorageClass::Archive, CountType::SinceImageTransitioned, _) => {}

@@ -93,6 +93,9 @@ impl Registry {
         // Reads use the repository's KEK even while new blobs go unencrypted: blobs
         // written under an earlier setting stay readable.
         let mut chain = self.resolve_kek(&kek).await?;
+        for kek in &chain {
+            self.check_key(kek).await?;
+        }
         let current = chain.remove(0);
         at_rest.also_read_with = chain;
         if encrypted {

@@ -107,7 +107,25 @@ impl RegistryServer {
     /// Starts a server on `root` with `args` (besides `--root` and `--listen`); the error
     /// is everything the process printed if it exited before listening.
     pub(crate) fn spawn(root: &Path, args: Vec<String>) -> Result<Self, String> {
-        let mut child = Command::new(registry_binary())
+        Self::spawn_under(&[], root, args)
+    }
+
+    /// [`RegistryServer::spawn`] through `launcher` (a command that runs the one after
+    /// it, such as `prlimit --nofile=256:256`), which becomes the server's process.
+    pub(crate) fn spawn_under(
+        launcher: &[&str],
+        root: &Path,
+        args: Vec<String>,
+    ) -> Result<Self, String> {
+        let mut command = match launcher.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(registry_binary());
+                command
+            }
+            None => Command::new(registry_binary()),
+        };
+        let mut child = command
             .arg("--root")
             .arg(root)
             .args(["--listen", "127.0.0.1:0"])
