@@ -167,9 +167,16 @@ fn repo_key(name: &RepoName) -> String {
 }
 
 /// Prefixes of everything a repository owns in the metadata store.
-fn owned_prefixes(name: &RepoName) -> [String; 7] {
+fn owned_prefixes(name: &RepoName) -> [String; 8] {
     [
-        "link", "manifest", "tag", "tagged", "parent", "referrer", "pulled",
+        "link",
+        "manifest",
+        "tag",
+        "tag-history",
+        "tagged",
+        "parent",
+        "referrer",
+        "pulled",
     ]
     .map(|kind| format!("{kind}/{name}@"))
 }

@@ -3,9 +3,12 @@
 //!
 //! A tag is the record `tag/<repo>@<tag>`: its target and its last moves, changed together
 //! by one compare-and-swap, so concurrent pushes to one tag apply one after another and
-//! the history is a consistent chain. The reverse index `tagged/<repo>@<digest>/<tag>` is
-//! written before a tag moves to a digest and removed after it moves away; readers check
-//! its entries against the tags themselves.
+//! the history is a consistent chain. A deleted tag's history moves to
+//! `tag-history/<repo>@<tag>` (written first, then the tag is removed by compare-and-swap),
+//! so `tag/` holds only live tags and a page of the listing costs its size, whatever was
+//! deleted; a tag set again takes that history back. The reverse index
+//! `tagged/<repo>@<digest>/<tag>` is written before a tag moves to a digest and removed
+//! after it moves away; readers check its entries against the tags themselves.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -56,6 +59,11 @@ pub(super) fn tag_key(repo: &RepoName, tag: &Tag) -> String {
     format!("{}{tag}", tag_prefix(repo))
 }
 
+/// The history of a deleted tag, kept apart from the live tags.
+fn history_key(repo: &RepoName, tag: &Tag) -> String {
+    format!("tag-history/{repo}@{tag}")
+}
+
 /// Reverse index: the tags that (may) point at `digest`. Entries are written before a tag
 /// moves to the digest and removed after it moves away, so a crash leaves only extra
 /// entries, which readers check against the tag itself.
@@ -81,11 +89,14 @@ impl Registry {
         Ok(tags)
     }
 
-    /// A tag's record with its version, if the tag was ever set.
+    /// A live tag's record with its version.
     async fn tag_record(&self, repo: &RepoName, tag: &Tag) -> Result<Option<(TagRecord, Version)>> {
-        let key = tag_key(repo, tag);
-        match self.inner.meta.get(&key).await? {
-            Some(v) => Ok(Some((decode(&v.value, &key)?, v.version))),
+        self.record_at(&tag_key(repo, tag)).await
+    }
+
+    async fn record_at(&self, key: &str) -> Result<Option<(TagRecord, Version)>> {
+        match self.inner.meta.get(key).await? {
+            Some(v) => Ok(Some((decode(&v.value, key)?, v.version))),
             None => Ok(None),
         }
     }
@@ -107,7 +118,6 @@ impl Registry {
         to: Option<&Digest>,
         when: impl Fn(Option<&Digest>) -> Result<bool>,
     ) -> Result<()> {
-        let key = tag_key(repo, tag);
         if let Some(to) = to {
             let reverse = format!("{}{tag}", tagged_prefix(repo, to));
             self.inner
@@ -116,10 +126,21 @@ impl Registry {
                 .await?;
         }
         for _ in 0..TAG_MOVE_ATTEMPTS {
-            let (mut record, expect) = match self.tag_record(repo, tag).await? {
-                Some((record, version)) => (record, Expect::Version(version)),
-                None => (TagRecord::default(), Expect::Absent),
+            let live = self.tag_record(repo, tag).await?;
+            // A tag set again continues the history it had when it was deleted.
+            let deleted = match live {
+                Some(_) => None,
+                None => self.record_at(&history_key(repo, tag)).await?,
             };
+            let (mut record, expect) = match (&live, &deleted) {
+                (Some((record, version)), _) => (record.clone(), Expect::Version(*version)),
+                (None, Some((history, _))) => (history.clone(), Expect::Absent),
+                (None, None) => (TagRecord::default(), Expect::Absent),
+            };
+            // A history record left with a target (an old store) does not count as one.
+            if live.is_none() {
+                record.digest = None;
+            }
             if record.digest.as_ref() == to || !when(record.digest.as_ref())? {
                 return Ok(());
             }
@@ -136,8 +157,12 @@ impl Registry {
             record.history.drain(..overflow);
             let from = record.history.last().and_then(|m| m.from.clone());
             record.digest = to.cloned();
-            match self.inner.meta.put(&key, encode(&record)?, expect).await {
-                Ok(_) => {
+            let moved = match to {
+                Some(_) => self.set_tag(repo, tag, &record, expect, deleted).await,
+                None => self.remove_tag(repo, tag, &record, expect).await,
+            };
+            match moved {
+                Ok(()) => {
                     if let Some(from) = from {
                         let reverse = format!("{}{tag}", tagged_prefix(repo, &from));
                         self.inner.meta.delete(&reverse, Expect::Any).await?;
@@ -154,6 +179,51 @@ impl Registry {
                 "tag {tag} in {repo}: too many concurrent moves, gave up after {TAG_MOVE_ATTEMPTS} attempts"
             ),
         ))
+    }
+
+    /// Writes a live tag (the commit point); a deleted tag's history record it took its
+    /// history from goes after it (by version: a delete that wrote it anew keeps it).
+    async fn set_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        record: &TagRecord,
+        expect: Expect,
+        deleted: Option<(TagRecord, Version)>,
+    ) -> Result<()> {
+        self.inner
+            .meta
+            .put(&tag_key(repo, tag), encode(record)?, expect)
+            .await?;
+        if let Some((_, version)) = deleted {
+            match self
+                .inner
+                .meta
+                .delete(&history_key(repo, tag), Expect::Version(version))
+                .await
+            {
+                Err(e) if e.kind() != ErrorKind::Conflict => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a live tag: its history first (a crash between leaves the tag live and a
+    /// stale history record that the next delete rewrites), then the tag by
+    /// compare-and-swap (the commit point).
+    async fn remove_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        record: &TagRecord,
+        expect: Expect,
+    ) -> Result<()> {
+        self.inner
+            .meta
+            .put(&history_key(repo, tag), encode(record)?, Expect::Any)
+            .await?;
+        self.inner.meta.delete(&tag_key(repo, tag), expect).await
     }
 
     /// The digest `tag` points at; [`ErrorKind::ManifestUnknown`] if there is none.
@@ -184,8 +254,8 @@ impl Registry {
                 .await?;
             let ended = entries.len() < want;
             for entry in &entries {
-                // Deleted tags keep their history record with no target: skipped, and
-                // the page goes on past them so it comes back full.
+                // Stores from before `tag-history/` kept deleted tags here with no
+                // target: skipped, and the page goes on past them so it comes back full.
                 let record: TagRecord = decode(&entry.value, &entry.key)?;
                 if record.digest.is_some() {
                     tags.push(entry.key[prefix.len()..].parse()?);
@@ -199,13 +269,14 @@ impl Registry {
         Ok(tags)
     }
 
-    /// Where `tag` pointed over time, oldest first (at most [`TAG_HISTORY_LEN`] moves).
+    /// Where `tag` pointed over time, oldest first (at most [`TAG_HISTORY_LEN`] moves),
+    /// also after it was deleted.
     pub async fn tag_history(&self, repo: &RepoName, tag: &Tag) -> Result<Vec<TagMove>> {
-        Ok(self
-            .tag_record(repo, tag)
-            .await?
-            .map(|(r, _)| r.history)
-            .unwrap_or_default())
+        let record = match self.tag_record(repo, tag).await? {
+            Some(live) => Some(live),
+            None => self.record_at(&history_key(repo, tag)).await?,
+        };
+        Ok(record.map(|(r, _)| r.history).unwrap_or_default())
     }
 
     /// Removes a tag; the manifest stays.
