@@ -708,6 +708,90 @@ async fn idle_connections_past_the_descriptor_limit_do_not_take_the_server_down(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn when_every_connection_is_busy_the_next_gets_503_and_the_busy_ones_finish() {
+    const CAP: usize = 4;
+    let server = start(&[
+        "--max-connections",
+        &CAP.to_string(),
+        "--body-timeout",
+        "60s",
+    ]);
+    let locations = {
+        let api = Api::with_client(
+            &server,
+            reqwest::Client::builder().pool_max_idle_per_host(0),
+        );
+        let mut locations = Vec::new();
+        for i in 0..CAP {
+            locations.push(api.start_upload(&format!("hostile/busy{i}")).await);
+        }
+        locations
+    };
+    let data = noise(100, common::seed_for("busy connections"));
+    // Every slot busy with a PATCH whose body is still coming.
+    let mut busy = Vec::new();
+    for location in &locations {
+        let mut stream = within(
+            SOCKET_LIMIT,
+            "connecting",
+            TcpStream::connect(server.host()),
+        )
+        .await
+        .expect("a raw connection");
+        let head = format!(
+            "PATCH {location} HTTP/1.1\r\nHost: {}\r\nContent-Length: 100\r\n\
+             Content-Range: 0-99\r\n\r\n",
+            server.host()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&data[..10]).await.unwrap();
+        busy.push(stream);
+    }
+    // Time for the server to read those heads (a wait, not a measurement).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut next = within(
+        SOCKET_LIMIT,
+        "connecting",
+        TcpStream::connect(server.host()),
+    )
+    .await
+    .expect("a raw connection");
+    next.write_all(format!("GET /v2/ HTTP/1.1\r\nHost: {}\r\n\r\n", server.host()).as_bytes())
+        .await
+        .unwrap();
+    let refused = within(
+        SOCKET_LIMIT,
+        "the refused request",
+        read_response(&mut next, "over the cap"),
+    )
+    .await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert_eq!(refused.header("retry-after"), Some("1"), "{refused:?}");
+    let error: Value = serde_json::from_slice(&refused.body).expect("a JSON error body");
+    assert_eq!(error["errors"][0]["code"], "TOOMANYREQUESTS", "{error}");
+
+    // The busy ones were not disturbed: they finish.
+    for (i, stream) in busy.iter_mut().enumerate() {
+        stream.write_all(&data[10..]).await.unwrap();
+        let done = within(
+            SOCKET_LIMIT,
+            "a busy PATCH",
+            read_response(stream, "a busy PATCH"),
+        )
+        .await;
+        assert_eq!(done.status, 202, "PATCH {i}: {done:?}");
+        assert_eq!(done.header("range"), Some("0-99"), "PATCH {i}: {done:?}");
+    }
+    drop(busy);
+    // And with room again, new clients are served.
+    let api = Api::with_client(
+        &server,
+        reqwest::Client::builder().pool_max_idle_per_host(0),
+    );
+    assert_eq!(api.get("/v2/").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_connection_that_never_finishes_its_headers_is_closed() {
     let server = start(&["--idle-timeout", "2s"]);
     let cases: [(&str, &[u8]); 2] = [

@@ -811,7 +811,7 @@ async fn descriptors_are_validated_before_any_blob_is_looked_up() {
         (layer(json!({"data": data})), "layers[0].data"),
     ];
     for (layer, field) in cases {
-        let raw = image(&config, &[layer.clone()]);
+        let raw = image(&config, std::slice::from_ref(&layer));
         let err = registry
             .push_manifest(&r, &tag("v1"), raw, None)
             .await

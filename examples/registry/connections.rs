@@ -185,10 +185,17 @@ impl Drop for InFlight {
 /// Answers a connection over the cap with 503 and closes it, without waiting on it
 /// for long.
 pub(crate) async fn refuse(mut stream: TcpStream) {
-    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\n\
-content-type: application/json\r\ncontent-length: 96\r\nconnection: close\r\n\r\n\
-{\"errors\":[{\"code\":\"TOOMANYREQUESTS\",\"message\":\"too many open connections\",\"detail\":null}]}";
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
+    const BODY: &str = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"too many open connections: try again","detail":null}]}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(response.as_bytes()),
+    )
+    .await;
 }
 
 /// Paces the accept loop after failures (out of descriptors, mostly) and keeps their
