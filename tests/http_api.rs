@@ -12,413 +12,22 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use reqwest::Method;
 use serde_json::{Value, json};
 use wharf::{OCI_EMPTY, OCI_IMAGE_INDEX, OCI_IMAGE_MANIFEST};
 
+use common::http::{
+    Api, CONFIG, LAYER, body, descriptor, digest_of, query_value, streamed, with_query,
+};
 use common::noise;
 use common::server::{RegistryServer, Storage};
 
-const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const PAYLOAD: &str = "application/vnd.example.payload";
 const SBOM: &str = "application/vnd.example.sbom.v1+json";
 const SIGNATURE: &str = "application/vnd.example.signature.v1+json";
 
 /// The largest manifest body the server takes (4 MiB).
 const MANIFEST_LIMIT: usize = 4 << 20;
-
-/// The digest of `data`, as text.
-fn digest_of(data: &[u8]) -> String {
-    common::sha256(data).to_string()
-}
-
-/// A request body holding a copy of `data`.
-fn body(data: &[u8]) -> Option<reqwest::Body> {
-    Some(reqwest::Body::from(data.to_vec()))
-}
-
-/// A request body streamed in pieces of `piece` bytes, with no length up front.
-fn streamed(data: &[u8], piece: usize) -> Option<reqwest::Body> {
-    let pieces: Vec<Result<Bytes, std::io::Error>> = data
-        .chunks(piece)
-        .map(|p| Ok(Bytes::copy_from_slice(p)))
-        .collect();
-    Some(reqwest::Body::wrap_stream(futures::stream::iter(pieces)))
-}
-
-/// `location` with `query` added, after `&` if it already has a query.
-fn with_query(location: &str, query: &str) -> String {
-    let separator = if location.contains('?') { '&' } else { '?' };
-    format!("{location}{separator}{query}")
-}
-
-/// `text` percent-encoded for a query value (`+` would otherwise read as a space).
-fn query_value(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
-/// The target of a `Link: <target>; rel="next"` header.
-fn next_link(link: &str) -> String {
-    let (target, params) = link
-        .strip_prefix('<')
-        .and_then(|rest| rest.split_once('>'))
-        .unwrap_or_else(|| panic!("Link {link:?} is not <target>; rel=\"next\""));
-    assert!(
-        params.contains("rel=\"next\""),
-        "Link {link:?} has no rel=\"next\""
-    );
-    target.to_owned()
-}
-
-/// One answer, read whole, with the request it answers for messages.
-struct Reply {
-    request: String,
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    /// Asserts the status; returns the reply for more checks.
-    fn check(self, status: u16) -> Self {
-        assert_eq!(
-            self.status,
-            status,
-            "{}: expected {status}, body {}",
-            self.request,
-            String::from_utf8_lossy(&self.body)
-        );
-        self
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|value| {
-            value
-                .to_str()
-                .unwrap_or_else(|_| panic!("{}: header {name} is not text", self.request))
-        })
-    }
-
-    /// A header that must be there.
-    fn must(&self, name: &str) -> &str {
-        self.header(name).unwrap_or_else(|| {
-            panic!(
-                "{}: no {name} header among {:?}",
-                self.request, self.headers
-            )
-        })
-    }
-
-    fn header_is(&self, name: &str, value: &str) {
-        assert_eq!(self.header(name), Some(value), "{}: {name}", self.request);
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "{}: body is not JSON ({e}): {}",
-                self.request,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    /// Asserts the spec's error response: `status`, a JSON body whose first error has
-    /// `code` and a message.
-    fn error(&self, status: u16, code: &str) {
-        assert_eq!(
-            self.status,
-            status,
-            "{}: expected {status} {code}, body {}",
-            self.request,
-            String::from_utf8_lossy(&self.body)
-        );
-        let content_type = self.must("content-type");
-        assert!(
-            content_type.starts_with("application/json"),
-            "{}: error content type {content_type}",
-            self.request
-        );
-        let body = self.json();
-        let errors = body["errors"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{}: no errors array in {body}", self.request));
-        assert!(
-            !errors.is_empty(),
-            "{}: empty errors in {body}",
-            self.request
-        );
-        assert_eq!(errors[0]["code"], code, "{}: {body}", self.request);
-        assert!(
-            errors[0]["message"].is_string(),
-            "{}: no message in {body}",
-            self.request
-        );
-    }
-}
-
-/// A client for one server; requests name their targets as paths (or `Location`s), which
-/// resolve against the server's URL.
-struct Api {
-    http: reqwest::Client,
-    base: reqwest::Url,
-    storage: Storage,
-}
-
-impl Api {
-    fn new(server: &RegistryServer, storage: Storage) -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()
-            .expect("an HTTP client");
-        let base: reqwest::Url = server.url().parse().expect("the server URL");
-        Self {
-            http,
-            base,
-            storage,
-        }
-    }
-
-    fn url(&self, target: &str) -> reqwest::Url {
-        self.base
-            .join(target)
-            .unwrap_or_else(|e| panic!("{target:?} does not resolve against {}: {e}", self.base))
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        target: &str,
-        headers: &[(&str, &str)],
-        body: Option<reqwest::Body>,
-    ) -> Reply {
-        let request = format!("{:?}: {method} {target}", self.storage);
-        let mut builder = self.http.request(method, self.url(target));
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        if let Some(body) = body {
-            builder = builder.body(body);
-        }
-        let response = builder
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{request}: {e}"));
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .unwrap_or_else(|e| panic!("{request}: reading the body: {e}"));
-        Reply {
-            request,
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn get(&self, target: &str) -> Reply {
-        self.send(Method::GET, target, &[], None).await
-    }
-
-    async fn head(&self, target: &str) -> Reply {
-        self.send(Method::HEAD, target, &[], None).await
-    }
-
-    async fn delete(&self, target: &str) -> Reply {
-        self.send(Method::DELETE, target, &[], None).await
-    }
-
-    async fn post(&self, target: &str) -> Reply {
-        self.send(Method::POST, target, &[], None).await
-    }
-
-    /// Asserts that `reply`'s `Location` names `path`.
-    fn assert_location(&self, reply: &Reply, path: &str) {
-        assert_eq!(
-            self.url(reply.must("location")),
-            self.url(path),
-            "{}: Location",
-            reply.request
-        );
-    }
-
-    /// Starts an upload session in `repo`; returns its `Location`.
-    async fn start_upload(&self, repo: &str) -> String {
-        let reply = self
-            .post(&format!("/v2/{repo}/blobs/uploads/"))
-            .await
-            .check(202);
-        reply.header_is("range", "0-0");
-        assert!(
-            !reply.must("docker-upload-uuid").is_empty(),
-            "{}: empty Docker-Upload-UUID",
-            reply.request
-        );
-        reply.must("location").to_owned()
-    }
-
-    /// PATCHes `chunk` to the session at `location`, with `Content-Range` when `start`
-    /// is given; checks the session then holds `offset` bytes and returns its next
-    /// `Location`.
-    async fn patch(
-        &self,
-        location: &str,
-        start: Option<usize>,
-        chunk: Option<reqwest::Body>,
-        offset: usize,
-    ) -> String {
-        let range = start.map(|start| format!("{start}-{}", offset - 1));
-        let headers: Vec<(&str, &str)> = range
-            .iter()
-            .map(|range| ("content-range", range.as_str()))
-            .collect();
-        let reply = self
-            .send(Method::PATCH, location, &headers, chunk)
-            .await
-            .check(202);
-        reply.header_is("range", &format!("0-{}", offset - 1));
-        reply.must("location").to_owned()
-    }
-
-    /// Closes the session at `location` as `data`'s digest, sending `last` as the final
-    /// chunk if given, and checks the blob is created in `repo`.
-    async fn finish_upload(&self, repo: &str, location: &str, data: &[u8], last: &[u8]) {
-        let digest = digest_of(data);
-        let target = with_query(location, &format!("digest={digest}"));
-        let chunk = if last.is_empty() { None } else { body(last) };
-        let reply = self.send(Method::PUT, &target, &[], chunk).await.check(201);
-        self.assert_location(&reply, &format!("/v2/{repo}/blobs/{digest}"));
-        reply.header_is("docker-content-digest", &digest);
-    }
-
-    /// Pushes `data` to `repo` in one request; returns its digest.
-    async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
-        let digest = digest_of(data);
-        let reply = self
-            .send(
-                Method::POST,
-                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
-                &[],
-                body(data),
-            )
-            .await
-            .check(201);
-        self.assert_location(&reply, &format!("/v2/{repo}/blobs/{digest}"));
-        reply.header_is("docker-content-digest", &digest);
-        digest
-    }
-
-    /// Asserts that `repo` serves `data` as a blob, to `HEAD` and `GET`.
-    async fn assert_blob(&self, repo: &str, data: &[u8]) {
-        let digest = digest_of(data);
-        let path = format!("/v2/{repo}/blobs/{digest}");
-        let head = self.head(&path).await.check(200);
-        head.header_is("content-length", &data.len().to_string());
-        head.header_is("docker-content-digest", &digest);
-        assert!(head.body.is_empty(), "{}: HEAD has a body", head.request);
-        let get = self.get(&path).await.check(200);
-        get.header_is("docker-content-digest", &digest);
-        assert!(
-            get.body[..] == data[..],
-            "{}: {} bytes back for {} pushed",
-            get.request,
-            get.body.len(),
-            data.len()
-        );
-    }
-
-    /// Asserts that `repo` has no blob `digest`.
-    async fn assert_no_blob(&self, repo: &str, digest: &str) {
-        let path = format!("/v2/{repo}/blobs/{digest}");
-        self.head(&path).await.check(404);
-        self.get(&path).await.error(404, "BLOB_UNKNOWN");
-    }
-
-    /// PUTs `manifest` as an image manifest to `repo` as `reference`; checks the
-    /// answer names its digest and returns it for more checks.
-    async fn put_manifest(&self, repo: &str, reference: &str, manifest: &[u8]) -> Reply {
-        let digest = digest_of(manifest);
-        let reply = self
-            .send(
-                Method::PUT,
-                &format!("/v2/{repo}/manifests/{reference}"),
-                &[("content-type", OCI_IMAGE_MANIFEST)],
-                body(manifest),
-            )
-            .await
-            .check(201);
-        self.assert_location(&reply, &format!("/v2/{repo}/manifests/{digest}"));
-        reply.header_is("docker-content-digest", &digest);
-        reply
-    }
-
-    /// Asserts that `repo` serves `manifest` as `reference`, to `GET` and `HEAD`.
-    async fn assert_manifest(&self, repo: &str, reference: &str, manifest: &[u8]) {
-        let path = format!("/v2/{repo}/manifests/{reference}");
-        let digest = digest_of(manifest);
-        let length = manifest.len().to_string();
-        let get = self.get(&path).await.check(200);
-        let head = self.head(&path).await.check(200);
-        for reply in [&get, &head] {
-            reply.header_is("content-type", OCI_IMAGE_MANIFEST);
-            reply.header_is("docker-content-digest", &digest);
-            reply.header_is("content-length", &length);
-        }
-        assert!(
-            get.body[..] == manifest[..],
-            "{}: not the bytes pushed: {}",
-            get.request,
-            String::from_utf8_lossy(&get.body)
-        );
-        assert!(head.body.is_empty(), "{}: HEAD has a body", head.request);
-    }
-
-    /// Asserts that `repo` has no manifest `reference`.
-    async fn assert_no_manifest(&self, repo: &str, reference: &str) {
-        let path = format!("/v2/{repo}/manifests/{reference}");
-        self.head(&path).await.check(404);
-        self.get(&path).await.error(404, "MANIFEST_UNKNOWN");
-    }
-
-    /// Follows `Link: <…>; rel="next"` from `first` until a page has none; returns each
-    /// page's `key` list.
-    async fn walk(&self, first: &str, key: &str) -> Vec<Vec<String>> {
-        let mut pages: Vec<Vec<String>> = Vec::new();
-        let mut next = Some(first.to_owned());
-        while let Some(target) = next.take() {
-            assert!(pages.len() < 100, "{first}: over 100 pages");
-            let reply = self.get(&target).await.check(200);
-            let body = reply.json();
-            let items: Vec<String> = body[key]
-                .as_array()
-                .unwrap_or_else(|| panic!("{}: no {key} array in {body}", reply.request))
-                .iter()
-                .map(|item| item.as_str().expect("names are strings").to_owned())
-                .collect();
-            pages.push(items);
-            next = reply.header("link").map(next_link);
-        }
-        pages
-    }
-}
-
-/// The descriptor of `data` as `media_type`.
-fn descriptor(media_type: &str, data: &[u8]) -> Value {
-    json!({ "mediaType": media_type, "digest": digest_of(data), "size": data.len() })
-}
 
 /// An image manifest over `config` and `layers`, indented as some clients write them (so
 /// only the exact bytes have its digest).
@@ -556,7 +165,7 @@ async fn blobs_push_read_ranges_and_delete() {
         let Some(server) = RegistryServer::start(storage) else {
             continue;
         };
-        let api = Api::new(&server, storage);
+        let api = Api::new(&server).labelled(format!("{storage:?}"));
         let repo = "blobs/team/app";
         let data = noise(300_000, 1);
         let size = data.len();
@@ -639,7 +248,7 @@ async fn chunked_uploads_resume_refuse_out_of_order_chunks_and_cancel() {
         let Some(server) = RegistryServer::start(storage) else {
             continue;
         };
-        let api = Api::new(&server, storage);
+        let api = Api::new(&server).labelled(format!("{storage:?}"));
         let repo = "uploads/team/app";
         let data = noise(2_000_777, 3);
         let (first, rest) = data.split_at(700_000);
@@ -650,12 +259,12 @@ async fn chunked_uploads_resume_refuse_out_of_order_chunks_and_cancel() {
         let at_last = at_third + third.len();
 
         let location = api.start_upload(repo).await;
-        let location = api.patch(&location, Some(0), body(first), at_second).await;
+        let location = api.patch(&location, 0, first).await;
 
         // Where the session stands.
-        let status = api.get(&location).await.check(204);
-        status.header_is("range", &format!("0-{}", at_second - 1));
-        let mut location = status.must("location").to_owned();
+        let mut location = api
+            .assert_session(&location, &format!("0-{}", at_second - 1))
+            .await;
 
         // A chunk past the end (a gap), then one from the start again: 416 saying where
         // the upload is, and the session carries on. (Small chunks: the server answers
@@ -675,17 +284,15 @@ async fn chunked_uploads_resume_refuse_out_of_order_chunks_and_cancel() {
             reply.header_is("range", &format!("0-{}", at_second - 1));
             location = reply.must("location").to_owned();
         }
-        let location = api
-            .patch(&location, Some(at_second), body(second), at_third)
-            .await;
+        let location = api.patch(&location, at_second, second).await;
 
         // Streamed without Content-Range (or a length): appended where the upload is.
         let location = api
-            .patch(&location, None, streamed(third, 64 << 10), at_last)
+            .patch_with(&location, None, streamed(third, 64 << 10), at_last)
             .await;
-        let status = api.get(&location).await.check(204);
-        status.header_is("range", &format!("0-{}", at_last - 1));
-        let location = status.must("location").to_owned();
+        let location = api
+            .assert_session(&location, &format!("0-{}", at_last - 1))
+            .await;
 
         // Closed with the last chunk in the PUT.
         api.finish_upload(repo, &location, &data, last).await;
@@ -701,18 +308,14 @@ async fn chunked_uploads_resume_refuse_out_of_order_chunks_and_cancel() {
         // A session closed by a PUT without a body after its only PATCH.
         let patched = noise(80_000, 5);
         let location = api.start_upload(repo).await;
-        let location = api
-            .patch(&location, Some(0), body(&patched), patched.len())
-            .await;
+        let location = api.patch(&location, 0, &patched).await;
         api.finish_upload(repo, &location, &patched, &[]).await;
         api.assert_blob(repo, &patched).await;
 
         // Closed as the wrong digest: refused, and nothing published under it.
         let location = api.start_upload(repo).await;
         let wrong = b"not what is claimed";
-        let location = api
-            .patch(&location, Some(0), body(wrong), wrong.len())
-            .await;
+        let location = api.patch(&location, 0, wrong).await;
         let claimed = digest_of(b"something else entirely");
         api.send(
             Method::PUT,
@@ -726,9 +329,7 @@ async fn chunked_uploads_resume_refuse_out_of_order_chunks_and_cancel() {
 
         // Cancelled: the session is gone.
         let location = api.start_upload(repo).await;
-        let location = api
-            .patch(&location, Some(0), body(&whole[..1000]), 1000)
-            .await;
+        let location = api.patch(&location, 0, &whole[..1000]).await;
         let cancelled = api.delete(&location).await.check(204);
         assert!(cancelled.body.is_empty(), "{}", cancelled.request);
         api.get(&location).await.error(404, "BLOB_UPLOAD_UNKNOWN");
@@ -741,7 +342,7 @@ async fn blobs_mount_across_repositories_or_fall_back_to_an_upload() {
         let Some(server) = RegistryServer::start(storage) else {
             continue;
         };
-        let api = Api::new(&server, storage);
+        let api = Api::new(&server).labelled(format!("{storage:?}"));
         let source = "mount/source/app";
         let target = "mount/target/app";
 
@@ -773,9 +374,7 @@ async fn blobs_mount_across_repositories_or_fall_back_to_an_upload() {
                 .check(202);
             let location = reply.must("location").to_owned();
             api.assert_no_blob(target, &digest).await;
-            let location = api
-                .patch(&location, Some(0), body(&blob[..10_000]), 10_000)
-                .await;
+            let location = api.patch(&location, 0, &blob[..10_000]).await;
             api.finish_upload(target, &location, blob, &blob[10_000..])
                 .await;
             api.assert_blob(target, blob).await;
@@ -789,7 +388,7 @@ async fn manifests_push_read_untag_and_delete() {
         let Some(server) = RegistryServer::start(storage) else {
             continue;
         };
-        let api = Api::new(&server, storage);
+        let api = Api::new(&server).labelled(format!("{storage:?}"));
         let repo = "manifests/team/app";
 
         // By tag, read back by tag and by digest: the bytes as pushed.
@@ -813,47 +412,27 @@ async fn manifests_push_read_untag_and_delete() {
         let config = br#"{"architecture":"amd64","os":"linux"}"#;
         api.push_blob(repo, config).await;
         let missing = image_manifest(config, &[noise(5000, 11)]);
-        api.send(
-            Method::PUT,
-            &format!("/v2/{repo}/manifests/missing"),
-            &[("content-type", OCI_IMAGE_MANIFEST)],
-            body(&missing),
-        )
-        .await
-        .error(400, "MANIFEST_BLOB_UNKNOWN");
+        api.send_manifest(repo, "missing", body(&missing))
+            .await
+            .error(400, "MANIFEST_BLOB_UNKNOWN");
         api.assert_no_manifest(repo, "missing").await;
         api.assert_no_manifest(repo, &digest_of(&missing)).await;
 
         // Not JSON.
-        api.send(
-            Method::PUT,
-            &format!("/v2/{repo}/manifests/broken"),
-            &[("content-type", OCI_IMAGE_MANIFEST)],
-            body(br#"{"schemaVersion": 2, "config": "#),
-        )
-        .await
-        .error(400, "MANIFEST_INVALID");
+        api.send_manifest(repo, "broken", body(br#"{"schemaVersion": 2, "config": "#))
+            .await
+            .error(400, "MANIFEST_INVALID");
 
         // A tag that breaks the grammar.
-        api.send(
-            Method::PUT,
-            &format!("/v2/{repo}/manifests/-bad"),
-            &[("content-type", OCI_IMAGE_MANIFEST)],
-            body(&image.manifest),
-        )
-        .await
-        .error(400, "TAG_INVALID");
+        api.send_manifest(repo, "-bad", body(&image.manifest))
+            .await
+            .error(400, "TAG_INVALID");
 
         // Over 4 MiB (streamed, so the server finds out by reading).
         let oversized = " ".repeat(MANIFEST_LIMIT + 1);
-        api.send(
-            Method::PUT,
-            &format!("/v2/{repo}/manifests/huge"),
-            &[("content-type", OCI_IMAGE_MANIFEST)],
-            streamed(oversized.as_bytes(), 64 << 10),
-        )
-        .await
-        .error(413, "SIZE_INVALID");
+        api.send_manifest(repo, "huge", streamed(oversized.as_bytes(), 64 << 10))
+            .await
+            .error(413, "SIZE_INVALID");
         api.assert_no_manifest(repo, "huge").await;
 
         // Deleted by digest: gone, with its tag.
@@ -871,7 +450,7 @@ async fn referrers_listed_and_filtered_by_artifact_type() {
         let Some(server) = RegistryServer::start(storage) else {
             continue;
         };
-        let api = Api::new(&server, storage);
+        let api = Api::new(&server).labelled(format!("{storage:?}"));
         let repo = "referrers/team/app";
         let subject = push_image(&api, repo, "latest", 20).await;
         let sbom = push_artifact(&api, repo, SBOM, &subject, br#"{"packages":[]}"#).await;
@@ -926,7 +505,7 @@ async fn tags_and_catalog_listed_whole_and_page_by_page() {
         let Some(server) = RegistryServer::start(storage) else {
             continue;
         };
-        let api = Api::new(&server, storage);
+        let api = Api::new(&server).labelled(format!("{storage:?}"));
         let tagged = "catalog/beta/gamma";
 
         // Tags pushed out of order; listed sorted.
@@ -1014,7 +593,7 @@ async fn names_of_several_components_invalid_names_and_the_request_log() {
         let Some(server) = RegistryServer::start(storage) else {
             continue;
         };
-        let api = Api::new(&server, storage);
+        let api = Api::new(&server).labelled(format!("{storage:?}"));
 
         // A name of several components, through blobs, uploads, manifests and listings.
         let repo = "a/b/c";

@@ -17,6 +17,7 @@ use futures::StreamExt;
 use reqwest::Method;
 use sha2::Digest as _;
 
+use common::http::{Api, body, digest_of};
 use common::noise;
 use common::server::{RegistryServer, Storage, registry_binary};
 
@@ -28,11 +29,6 @@ const LAYER_SIZE: u64 = LAYER_CHUNKS * MIB as u64;
 
 /// The most memory the server may touch while the 2 GiB layer goes through it.
 const PEAK_RSS_LIMIT_KIB: u64 = 128 * 1024;
-
-/// The digest of `data`, as text.
-fn digest_of(data: &[u8]) -> String {
-    common::sha256(data).to_string()
-}
 
 /// Lowercase hex of `bytes`.
 fn hex(bytes: &[u8]) -> String {
@@ -49,140 +45,6 @@ fn hex(bytes: &[u8]) -> String {
 /// every time it is generated, so the layer is never held anywhere.
 fn layer_chunk(index: u64) -> Vec<u8> {
     noise(MIB, index)
-}
-
-/// A request body holding a copy of `data`.
-fn body(data: &[u8]) -> Option<reqwest::Body> {
-    Some(reqwest::Body::from(data.to_vec()))
-}
-
-/// `location` with `query` added, after `&` if it already has a query.
-fn with_query(location: &str, query: &str) -> String {
-    let separator = if location.contains('?') { '&' } else { '?' };
-    format!("{location}{separator}{query}")
-}
-
-/// One answer, read whole, with the request it answers for messages.
-struct Reply {
-    request: String,
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    /// Asserts the status; returns the reply for more checks.
-    fn check(self, status: u16) -> Self {
-        assert_eq!(
-            self.status,
-            status,
-            "{}: expected {status}, body {}",
-            self.request,
-            String::from_utf8_lossy(&self.body)
-        );
-        self
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|value| value.to_str().ok())
-    }
-
-    /// A header that must be there.
-    fn must(&self, name: &str) -> &str {
-        self.header(name).unwrap_or_else(|| {
-            panic!(
-                "{}: no {name} header among {:?}",
-                self.request, self.headers
-            )
-        })
-    }
-
-    fn header_is(&self, name: &str, value: &str) {
-        assert_eq!(self.header(name), Some(value), "{}: {name}", self.request);
-    }
-}
-
-/// A client for one server; targets are paths (or `Location`s), resolved against its URL.
-struct Api {
-    http: reqwest::Client,
-    base: reqwest::Url,
-}
-
-impl Api {
-    fn new(server: &RegistryServer) -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()
-            .expect("an HTTP client");
-        let base: reqwest::Url = server.url().parse().expect("the server URL");
-        Self { http, base }
-    }
-
-    fn url(&self, target: &str) -> reqwest::Url {
-        self.base
-            .join(target)
-            .unwrap_or_else(|e| panic!("{target:?} does not resolve against {}: {e}", self.base))
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        target: &str,
-        headers: &[(&str, &str)],
-        body: Option<reqwest::Body>,
-    ) -> Reply {
-        let request = format!("{method} {target}");
-        let mut builder = self.http.request(method, self.url(target));
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        if let Some(body) = body {
-            builder = builder.body(body);
-        }
-        let response = builder
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{request}: {e}"));
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .unwrap_or_else(|e| panic!("{request}: reading the body: {e}"));
-        Reply {
-            request,
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn get(&self, target: &str) -> Reply {
-        self.send(Method::GET, target, &[], None).await
-    }
-
-    /// Starts an upload session in `repo`; returns its `Location`.
-    async fn start_upload(&self, repo: &str) -> String {
-        let reply = self
-            .send(
-                Method::POST,
-                &format!("/v2/{repo}/blobs/uploads/"),
-                &[],
-                None,
-            )
-            .await
-            .check(202);
-        reply.header_is("range", "0-0");
-        reply.must("location").to_owned()
-    }
-
-    /// Closes the session at `location` as `digest`, without a last chunk.
-    async fn finish_upload(&self, location: &str, digest: &str) {
-        let target = with_query(location, &format!("digest={digest}"));
-        let reply = self.send(Method::PUT, &target, &[], None).await.check(201);
-        reply.header_is("docker-content-digest", digest);
-    }
 }
 
 /// What one run of the registry binary printed, and how it ended.
@@ -241,17 +103,7 @@ async fn sigterm_leaves_open_uploads_resumable_by_the_next_process() {
     // 3 MiB into an upload, then SIGTERM.
     let api = Api::new(&first);
     let location = api.start_upload(repo).await;
-    let patched = api
-        .send(
-            Method::PATCH,
-            &location,
-            &[("content-range", received.as_str())],
-            body(&data[..head]),
-        )
-        .await
-        .check(202);
-    patched.header_is("range", &received);
-    let location = patched.must("location").to_owned();
+    let location = api.patch(&location, 0, &data[..head]).await;
     drop(api);
     let status = tokio::task::block_in_place(|| first.stop_with("TERM"));
     assert!(
@@ -264,34 +116,11 @@ async fn sigterm_leaves_open_uploads_resumable_by_the_next_process() {
     let second = tokio::task::block_in_place(|| RegistryServer::spawn(&root, Vec::new()))
         .expect("the server starts again");
     let api = Api::new(&second);
-    let resumed = api.get(&location).await.check(204);
-    resumed.header_is("range", &received);
-    let location = resumed.must("location").to_owned();
-    let rest = format!("{head}-{}", data.len() - 1);
-    let patched = api
-        .send(
-            Method::PATCH,
-            &location,
-            &[("content-range", rest.as_str())],
-            body(&data[head..]),
-        )
-        .await
-        .check(202);
-    patched.header_is("range", &format!("0-{}", data.len() - 1));
-    let location = patched.must("location").to_owned();
-    api.finish_upload(&location, &digest).await;
+    let location = api.assert_session(&location, &received).await;
+    let location = api.patch(&location, head, &data[head..]).await;
+    api.close_upload(repo, &location, &digest, None).await;
 
-    let blob = api
-        .get(&format!("/v2/{repo}/blobs/{digest}"))
-        .await
-        .check(200);
-    assert!(
-        blob.body[..] == data[..],
-        "{}: {} bytes back for {} pushed",
-        blob.request,
-        blob.body.len(),
-        data.len()
-    );
+    api.assert_blob_bytes(repo, &digest, &data).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -324,15 +153,9 @@ async fn sigint_stops_the_server_cleanly() {
     let root = server.root().to_owned();
     let next = tokio::task::block_in_place(|| RegistryServer::spawn(&root, Vec::new()))
         .expect("the server starts again");
-    let blob = Api::new(&next)
-        .get(&format!("/v2/{repo}/blobs/{digest}"))
-        .await
-        .check(200);
-    assert!(
-        blob.body[..] == data[..],
-        "{}: not the blob pushed",
-        blob.request
-    );
+    Api::new(&next)
+        .assert_blob_bytes(repo, &digest, &data)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -421,11 +244,9 @@ async fn a_replica_with_another_key_file_refuses_to_start() {
     std::fs::rename(&kept, &key_file).unwrap();
     let again = tokio::task::block_in_place(|| RegistryServer::spawn(&root, Vec::new()))
         .expect("the server starts with its own keys");
-    let blob = Api::new(&again)
-        .get(&format!("/v2/{repo}/blobs/{digest}"))
-        .await
-        .check(200);
-    assert!(blob.body[..] == data[..]);
+    Api::new(&again)
+        .assert_blob_bytes(repo, &digest, &data)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -474,14 +295,15 @@ async fn two_gib_layer_streams_through_bounded_memory() {
     patched.header_is("range", &format!("0-{}", LAYER_SIZE - 1));
     eprintln!("PATCH of 2 GiB took {:.1?}", clock.elapsed());
     let clock = Instant::now();
-    api.finish_upload(patched.must("location"), &digest).await;
+    api.close_upload(repo, patched.must("location"), &digest, None)
+        .await;
     eprintln!("PUT closing it took {:.1?}", clock.elapsed());
 
     // Read back as a stream, hashed as it arrives.
     let clock = Instant::now();
     let path = format!("/v2/{repo}/blobs/{digest}");
     let response = api
-        .http
+        .client()
         .get(api.url(&path))
         .send()
         .await

@@ -1,6 +1,8 @@
-//! Shared test setup: the S3-compatible server that `scripts/test` starts, and small helpers.
+//! Shared test setup: the S3-compatible server that `scripts/test` starts, the registry
+//! example as a process and a plain HTTP client for it, and small helpers.
 #![allow(dead_code)]
 
+pub(crate) mod http;
 pub(crate) mod server;
 
 #[cfg(feature = "s3")]
