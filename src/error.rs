@@ -50,8 +50,17 @@ pub enum ErrorKind {
     Unauthorized,
     /// `DENIED`: the caller may not do this.
     Denied,
-    /// `UNSUPPORTED`: the operation or configuration is not supported.
+    /// `UNSUPPORTED`: a capability this registry, build or store does not have (Docker
+    /// schema 1, a format version from a newer build, a store without conditional
+    /// writes, an archive store that was never configured).
     Unsupported,
+    /// An argument breaks its rules: repository settings, a platform, a KEK name, a key
+    /// too long. The message names the argument. Frontends answer 400.
+    InvalidArgument,
+    /// The registry is set up wrongly: a builder without a store, an unreadable key file,
+    /// a key provider that holds another key under a name the store knows. Fix the setup;
+    /// retrying does not help. Frontends answer 500.
+    Configuration,
     /// `TOOMANYREQUESTS`: a rate limit was hit.
     TooManyRequests,
     /// `PAGINATION_NUMBER_INVALID`: a listing's page size (`n`) is not a count.
@@ -91,6 +100,8 @@ impl ErrorKind {
             Self::Unauthorized => "UNAUTHORIZED",
             Self::Denied => "DENIED",
             Self::Unsupported => "UNSUPPORTED",
+            Self::InvalidArgument => "INVALID_ARGUMENT",
+            Self::Configuration => "CONFIGURATION",
             Self::TooManyRequests => "TOOMANYREQUESTS",
             Self::PaginationInvalid => "PAGINATION_NUMBER_INVALID",
             Self::Conflict => "CONFLICT",
@@ -115,7 +126,7 @@ impl ErrorKind {
             | Self::ManifestReferenced
             | Self::TagImmutable
             | Self::ImageArchived => 409,
-            Self::CorruptData | Self::Storage => 500,
+            Self::CorruptData | Self::Storage | Self::Configuration => 500,
             Self::BlobUploadInvalid
             | Self::DigestInvalid
             | Self::ManifestBlobUnknown
@@ -123,6 +134,7 @@ impl ErrorKind {
             | Self::NameInvalid
             | Self::PolicyInvalid
             | Self::PaginationInvalid
+            | Self::InvalidArgument
             | Self::SizeInvalid
             | Self::TagInvalid => 400,
         }
@@ -258,6 +270,14 @@ mod tests {
         assert_eq!(ErrorKind::RangeInvalid.http_status(), 416);
         assert_eq!(ErrorKind::Denied.http_status(), 403);
         assert_eq!(ErrorKind::NameInvalid.code(), "NAME_INVALID");
+        // Three kinds that once were one: a bad argument, a bad setup, a missing capability.
+        assert_eq!(ErrorKind::InvalidArgument.http_status(), 400);
+        assert_eq!(ErrorKind::Configuration.http_status(), 500);
+        assert_eq!(ErrorKind::Unsupported.http_status(), 405);
+        assert_eq!(
+            ErrorKind::PaginationInvalid.code(),
+            "PAGINATION_NUMBER_INVALID"
+        );
     }
 
     #[test]

@@ -139,7 +139,7 @@ pub trait MetaStore: Send + Sync + fmt::Debug + 'static {
 pub(crate) fn check_key(key: &str) -> Result<()> {
     if key.is_empty() || key.len() > MAX_KEY_LEN {
         return Err(Error::new(
-            ErrorKind::Unsupported,
+            ErrorKind::InvalidArgument,
             format!(
                 "metadata key must be 1 to {MAX_KEY_LEN} bytes, found {}",
                 key.len()

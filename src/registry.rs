@@ -308,7 +308,7 @@ impl RegistryBuilder {
     pub fn build(self) -> Result<Registry> {
         let missing = |what: &str| {
             Error::new(
-                ErrorKind::Unsupported,
+                ErrorKind::Configuration,
                 format!("registry needs a {what}: set it on the builder"),
             )
         };
@@ -326,7 +326,7 @@ impl RegistryBuilder {
         };
         if at_rest.encryption.is_some() && self.key_provider.is_none() && self.blobs.is_none() {
             return Err(Error::new(
-                ErrorKind::Unsupported,
+                ErrorKind::Configuration,
                 "registry encrypts blobs by its at-rest setting but has no key provider: set one on the builder",
             ));
         }

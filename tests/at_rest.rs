@@ -323,7 +323,7 @@ async fn missing_and_wrong_keys_are_refused() {
     );
     // It is refused at start, and before it writes anything the others cannot read.
     let err = wrong.check_keys(["default"]).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Denied, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Configuration, "{err}");
     for fragment in ["\"default\"", &ours_fp, &theirs_fp] {
         assert!(
             err.message().contains(fragment),
@@ -335,7 +335,7 @@ async fn missing_and_wrong_keys_are_refused() {
         .push_blob_bytes(&r, &sha256(&other), other.clone())
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Denied, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Configuration, "{err}");
     assert!(registry.stat_blob(&r, &sha256(&other)).await.is_err());
     // The replica with the right key passes the check and reads everything.
     registry.check_keys(["default"]).await.unwrap();

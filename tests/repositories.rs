@@ -137,6 +137,7 @@ async fn settings_are_stored_and_validated() {
     };
     let err = registry.update_repository(&r, bad).await.unwrap_err();
     assert!(err.message().contains("at most 5"), "{err}");
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
     let bad_policy = RepositorySettings {
         lifecycle_policy: Some(r#"{"rules": []}"#.into()),
         ..Default::default()

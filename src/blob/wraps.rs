@@ -65,7 +65,7 @@ pub(crate) fn check_kek_name(name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::new(
-            ErrorKind::Unsupported,
+            ErrorKind::InvalidArgument,
             format!(
                 "key-encryption key name {name:?} is not 1 to 128 letters, digits, '-', '_' or '.'"
             ),

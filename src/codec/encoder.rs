@@ -85,7 +85,7 @@ impl FrameEncoder {
         let log2 = frame_size.trailing_zeros();
         if !frame_size.is_power_of_two() || !FRAME_SIZE_RANGE.contains(&log2) {
             return Err(Error::new(
-                ErrorKind::Unsupported,
+                ErrorKind::InvalidArgument,
                 format!("frame size {frame_size} is not a power of two from 64 KiB to 64 MiB"),
             ));
         }

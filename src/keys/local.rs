@@ -60,7 +60,7 @@ struct KeyFile {
 
 fn key_error(path: &Path, why: impl std::fmt::Display) -> Error {
     Error::new(
-        ErrorKind::Unsupported,
+        ErrorKind::Configuration,
         format!("key file {}: {why}", path.display()),
     )
 }
@@ -134,7 +134,7 @@ impl LocalKeyProvider {
             };
             let key = parse_hex_key(&value).ok_or_else(|| {
                 Error::new(
-                    ErrorKind::Unsupported,
+                    ErrorKind::Configuration,
                     format!("environment variable {name} must be 64 hex digits"),
                 )
             })?;

@@ -27,14 +27,14 @@ impl Platform {
             [os, arch, variant] => (*os, *arch, Some((*variant).to_owned())),
             _ => {
                 return Err(Error::new(
-                    ErrorKind::Unsupported,
+                    ErrorKind::InvalidArgument,
                     format!("platform {text:?} must be os/architecture[/variant]"),
                 ));
             }
         };
         if os.is_empty() || architecture.is_empty() || variant.as_deref() == Some("") {
             return Err(Error::new(
-                ErrorKind::Unsupported,
+                ErrorKind::InvalidArgument,
                 format!("platform {text:?} has an empty part"),
             ));
         }

@@ -235,7 +235,7 @@ impl Registry {
         check_kek_name(to)?;
         if from == to {
             return Err(Error::new(
-                ErrorKind::Unsupported,
+                ErrorKind::InvalidArgument,
                 format!("rotating key-encryption key {from:?} to itself"),
             ));
         }

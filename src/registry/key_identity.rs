@@ -51,7 +51,7 @@ impl Registry {
     /// Checks that the key provider's KEKs named `keks` are the keys this store knows
     /// under those names, recording the ones it has not seen: call at start, with every
     /// KEK the provider holds. Another key under a recorded name is
-    /// [`ErrorKind::Denied`], naming the KEK and both fingerprints. KEKs the provider
+    /// [`ErrorKind::Configuration`], naming the KEK and both fingerprints. KEKs the provider
     /// does not have are skipped.
     pub async fn check_keys<'a>(&self, keks: impl IntoIterator<Item = &'a str>) -> Result<()> {
         for kek in keks {
@@ -100,7 +100,7 @@ impl Registry {
         };
         if recorded != fingerprint {
             return Err(Error::new(
-                ErrorKind::Denied,
+                ErrorKind::Configuration,
                 format!(
                     "key-encryption key {kek:?} of this key provider has fingerprint {fingerprint}, but this store's {kek:?} is the key with fingerprint {recorded}: it is another key under the same name (a replica with another key file?); give every replica the same keys"
                 ),

@@ -66,7 +66,7 @@ impl RepositorySettings {
     pub fn validate(&self) -> Result<()> {
         let invalid = |why: String| {
             Error::new(
-                ErrorKind::Unsupported,
+                ErrorKind::InvalidArgument,
                 format!("repository settings: {why}"),
             )
         };
