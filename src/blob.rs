@@ -125,12 +125,7 @@ impl EncodingState {
     ) -> Self {
         let (tail, tail_digest) = tail.unzip();
         Self {
-            header: snapshot
-                .header
-                .encode()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
+            header: crate::hex::encode(&snapshot.header.encode()),
             zstd_level: match snapshot.compression {
                 Compression::Off => None,
                 Compression::Zstd { level } => Some(level),
@@ -144,14 +139,7 @@ impl EncodingState {
     }
 
     pub(crate) fn snapshot(&self) -> Result<EncoderSnapshot> {
-        let bytes: Option<Vec<u8>> = (0..self.header.len())
-            .step_by(2)
-            .map(|i| {
-                self.header
-                    .get(i..i + 2)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-            })
-            .collect();
+        let bytes = crate::hex::decode(&self.header);
         let header = match bytes {
             Some(bytes) if bytes.len() == HEADER_LEN => Header::decode(&bytes)?,
             _ => {

@@ -93,37 +93,12 @@ impl Digest {
         let mut text = String::with_capacity(algorithm.as_str().len() + 1 + raw.len() * 2);
         text.push_str(algorithm.as_str());
         text.push(':');
-        push_hex(&mut text, raw);
+        crate::hex::push(&mut text, raw);
         Self {
             algorithm,
             text: text.into(),
         }
     }
-}
-
-fn push_hex(out: &mut String, raw: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for byte in raw {
-        out.push(HEX[usize::from(byte >> 4)] as char);
-        out.push(HEX[usize::from(byte & 0xf)] as char);
-    }
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        }
-    }
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    text.as_bytes()
-        .chunks_exact(2)
-        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
-        .collect()
 }
 
 impl FromStr for Digest {
@@ -255,13 +230,13 @@ mod hex_bytes {
 
     pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
         let mut text = String::with_capacity(bytes.len() * 2);
-        super::push_hex(&mut text, bytes);
+        crate::hex::push(&mut text, bytes);
         s.serialize_str(&text)
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let text = String::deserialize(d)?;
-        super::decode_hex(&text).ok_or_else(|| serde::de::Error::custom("invalid hex"))
+        crate::hex::decode(&text).ok_or_else(|| serde::de::Error::custom("invalid hex"))
     }
 }
 

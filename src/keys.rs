@@ -123,7 +123,7 @@ impl KekTable {
             .chain_update(FINGERPRINT_LABEL)
             .chain_update(key.as_slice())
             .finalize();
-        Ok(hash[..8].iter().map(|b| format!("{b:02x}")).collect())
+        Ok(crate::hex::encode(&hash[..8]))
     }
 }
 

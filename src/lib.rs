@@ -7,6 +7,7 @@ mod digest;
 mod error;
 mod events;
 mod gc;
+mod hex;
 pub mod keys;
 mod lifecycle;
 mod manifest;

@@ -22,7 +22,7 @@ use crate::reference::RepoName;
 pub(crate) fn random_id() -> String {
     let mut raw = [0u8; 16];
     getrandom::fill(&mut raw).expect("the operating system's random source is available");
-    raw.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&raw)
 }
 
 /// The opaque id of an upload session.

@@ -108,7 +108,7 @@ fn decode_wrap(raw: &[u8]) -> (Option<String>, &[u8]) {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(bytes)
 }
 
 impl Wraps {
@@ -423,14 +423,7 @@ impl Wraps {
 }
 
 fn parse_salt(hex: &str) -> Option<[u8; 16]> {
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut salt = [0u8; 16];
-    for (i, byte) in salt.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(salt)
+    crate::hex::decode_array(hex)
 }
 
 /// Deletes every object under `prefix`; what is already gone counts as deleted.

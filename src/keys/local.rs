@@ -65,20 +65,16 @@ fn key_error(path: &Path, why: impl std::fmt::Display) -> Error {
     )
 }
 
+/// A key as the key file and the environment hold it: 64 hex digits (either case).
 fn parse_hex_key(text: &str) -> Option<Zeroizing<[u8; 32]>> {
-    let text = text.trim();
-    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
+    let text = Zeroizing::new(text.trim().to_ascii_lowercase());
     let mut key = Zeroizing::new([0u8; 32]);
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
+    crate::hex::decode_into(&text, key.as_mut_slice())?;
     Some(key)
 }
 
 fn hex(key: &[u8; 32]) -> String {
-    key.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(key)
 }
 
 impl LocalKeyProvider {

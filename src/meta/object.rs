@@ -114,22 +114,11 @@ fn decode(key: &str, raw: Bytes) -> Result<Record> {
 }
 
 fn to_hex(key: &str) -> String {
-    let mut out = String::with_capacity(key.len() * 2);
-    for b in key.bytes() {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    crate::hex::encode(key.as_bytes())
 }
 
 fn from_hex(hex: &str) -> Option<String> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    let bytes = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect::<Option<Vec<u8>>>()?;
-    String::from_utf8(bytes).ok()
+    String::from_utf8(crate::hex::decode(hex)?).ok()
 }
 
 /// The largest hex name sorting before every name that starts with `hex_prefix`, so a
