@@ -50,6 +50,9 @@ impl fmt::Debug for WrappedKey {
 ///
 /// # Contract
 ///
+/// Checked point by point by `wharf::testing::key_provider::all` (feature `testing`),
+/// which every implementation runs.
+///
 /// 1. `unwrap(wrap(kek, key, context), context)` gives `key` back.
 /// 2. Unwrapping with another context, or a damaged wrap, is `CorruptData`.
 /// 3. Unwrapping under a KEK the provider does not have (never had, or removed) is

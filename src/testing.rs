@@ -2,7 +2,8 @@
 //!
 //! Every implementation of a wharf trait runs the suite for that trait:
 //! [`meta_store::all`] for a [`MetaStore`](crate::MetaStore), [`blob_store::all`] for a
-//! [`BlobStore`](crate::BlobStore). The suites check the points of the trait's
+//! [`BlobStore`](crate::BlobStore), [`key_provider::all`] for a
+//! [`KeyProvider`](crate::keys::KeyProvider). The suites check the points of the trait's
 //! `# Contract` section, panic with a message naming the point that failed, and keep
 //! their data under fresh random keys so they can run against a shared bucket.
 //!
@@ -12,6 +13,7 @@
 pub mod blob_store;
 mod faulty_store;
 pub mod fuzz;
+pub mod key_provider;
 pub mod meta_store;
 
 pub use self::faulty_store::{FaultMode, FaultyStore};

@@ -1,72 +1,18 @@
-//! Key providers: wrap and unwrap, context binding, missing KEKs, the key file's
-//! permissions and persistence, the environment, and the cache's bound.
+//! Key providers: every shipped provider runs the `testing::key_provider` conformance
+//! suite (wrap and unwrap, context binding, missing KEKs, no key material shown,
+//! fingerprints); fingerprints tell keys apart, not names; the key file's permissions and
+//! persistence, the environment, and the cache's bound.
 
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use wharf::ErrorKind;
 use wharf::codec::DataKey;
-use wharf::keys::{
-    CachingKeyProvider, KeyProvider, LocalKeyProvider, MemoryKeyProvider, WrappedKey,
-};
+use wharf::keys::{CachingKeyProvider, KeyProvider, LocalKeyProvider, MemoryKeyProvider};
 
-/// The contract every provider keeps, for `kek` which it has and `missing` which it lacks.
+/// The contract every provider keeps, for `kek` which it has.
 async fn contract(provider: &dyn KeyProvider, kek: &str) {
-    let key = DataKey::generate().unwrap();
-    let wrapped = provider.wrap(kek, &key, b"sha256:aaa").await.unwrap();
-    assert_eq!(wrapped.kek, kek);
-    let back = provider.unwrap(&wrapped, b"sha256:aaa").await.unwrap();
-    assert_eq!(back.expose(), key.expose());
-    // Bound to its blob.
-    let err = provider.unwrap(&wrapped, b"sha256:bbb").await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::CorruptData);
-    // Damaged.
-    let mut damaged = wrapped.clone();
-    damaged.bytes[20] ^= 1;
-    assert_eq!(
-        provider
-            .unwrap(&damaged, b"sha256:aaa")
-            .await
-            .unwrap_err()
-            .kind(),
-        ErrorKind::CorruptData
-    );
-    // Under a KEK it lacks.
-    let err = provider
-        .wrap("no-such-kek", &key, b"sha256:aaa")
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Denied);
-    assert!(err.message().contains("no-such-kek"));
-    let elsewhere = WrappedKey {
-        kek: "no-such-kek".into(),
-        bytes: wrapped.bytes.clone(),
-    };
-    assert_eq!(
-        provider
-            .unwrap(&elsewhere, b"sha256:aaa")
-            .await
-            .unwrap_err()
-            .kind(),
-        ErrorKind::Denied
-    );
-    // A fingerprint names the key material: stable, and Denied for a KEK it lacks.
-    let fingerprint = provider.fingerprint(kek).await.unwrap();
-    assert_eq!(provider.fingerprint(kek).await.unwrap(), fingerprint);
-    assert!(!fingerprint.is_empty() && fingerprint.bytes().all(|b| b.is_ascii_graphic()));
-    let err = provider.fingerprint("no-such-kek").await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Denied);
-    // No key material in Debug or errors.
-    let hex: String = key.expose().iter().map(|b| format!("{b:02x}")).collect();
-    for text in [
-        format!("{provider:?}"),
-        format!("{wrapped:?}"),
-        format!("{key:?}"),
-        err.to_string(),
-        fingerprint.clone(),
-    ] {
-        assert!(!text.contains(&hex[..16]), "{text}");
-    }
+    wharf::testing::key_provider::all(provider, kek).await;
 }
 
 #[tokio::test]
