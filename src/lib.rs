@@ -6,7 +6,6 @@ pub mod codec;
 mod digest;
 mod error;
 mod events;
-mod gc;
 mod hex;
 pub mod keys;
 mod lifecycle;
@@ -26,7 +25,6 @@ pub use crate::blob::{
 pub use crate::digest::{Algorithm, Digest, Digester, DigesterState};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::events::{DiscardEvents, Event, EventSink, MemoryEventSink};
-pub use crate::gc::{DEFAULT_GC_GRACE, GcCursor, GcOptions, GcReport};
 pub use crate::lifecycle::{
     CountType, Decision, LifecycleImage, LifecycleInventory, LifecyclePolicy,
     MAX_PATTERN_WILDCARDS, MAX_RULES, MIN_ARCHIVE_DAYS, Outcome, Plan, Reason, Rule, RuleAction,
@@ -47,6 +45,7 @@ pub use crate::registry::{
     RegistryBuilder, Repository, RepositorySettings, StorageStats, StoredManifest, TAG_HISTORY_LEN,
     TagMove, TagMutability,
 };
+pub use crate::registry::{DEFAULT_GC_GRACE, GcCursor, GcOptions, GcReport};
 pub use crate::upload::{ExpiryReport, UploadId, UploadStatus};
 
 /// Re-exported so embedders name the same `object_store` types wharf uses.

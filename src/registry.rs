@@ -28,7 +28,8 @@ use crate::upload::{OpenWriters, now_millis};
 
 mod archive;
 mod at_rest;
-pub(crate) mod blob_records;
+mod blob_records;
+mod gc;
 mod inventory;
 mod key_identity;
 mod lifecycle;
@@ -40,6 +41,7 @@ mod tags;
 mod uploads;
 
 pub use self::at_rest::StorageStats;
+pub use self::gc::{DEFAULT_GC_GRACE, GcCursor, GcOptions, GcReport};
 pub use self::inventory::ImageInfo;
 pub use self::lifecycle::LifecycleReport;
 pub use self::manifests::{ManifestInfo, PushedManifest, StoredManifest};
@@ -359,7 +361,7 @@ impl RegistryBuilder {
                     .unwrap_or(crate::manifest::DEFAULT_MAX_MANIFEST_SIZE),
                 events: self.events.unwrap_or_else(|| Arc::new(DiscardEvents)),
                 archive,
-                gc_grace: self.gc_grace.unwrap_or(crate::gc::DEFAULT_GC_GRACE),
+                gc_grace: self.gc_grace.unwrap_or(gc::DEFAULT_GC_GRACE),
                 at_rest,
                 kek_redirects: at_rest::KekRedirects::default(),
                 keys: self.key_provider,
