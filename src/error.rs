@@ -286,13 +286,4 @@ mod tests {
         assert_eq!(err.current_offset(), Some(10));
         assert_eq!(err.to_string(), "BLOB_UPLOAD_INVALID: upload u1 is at 10");
     }
-
-    #[test]
-    fn lost_races_are_retryable() {
-        let lost = crate::meta::conflict("k", crate::Expect::Absent, None);
-        assert_eq!(lost.kind(), ErrorKind::Conflict);
-        assert!(lost.is_retryable());
-        assert!(!Error::new(ErrorKind::Conflict, "already exists").is_retryable());
-        assert!(!Error::new(ErrorKind::DigestInvalid, "x").is_retryable());
-    }
 }

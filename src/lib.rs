@@ -1,6 +1,17 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+// Layers, top to bottom; a module uses only its own layer and those below it, with no
+// cycle inside a layer (`tests/layering.rs` checks it):
+//
+//   registry (the facade: repositories, uploads, manifests, tags, lifecycle apply, GC),
+//   testing (conformance suites)
+//   upload, lifecycle (the pure planner), events
+//   blob, meta, keys, manifest
+//   codec, reference, digest
+//   util, hex
+//   error
+
 pub mod blob;
 pub mod codec;
 mod digest;
@@ -14,6 +25,7 @@ pub mod meta;
 mod reference;
 mod registry;
 mod upload;
+mod util;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -173,3 +173,18 @@ pub(crate) fn expectation_holds(expect: Expect, current: Option<Version>) -> boo
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{Error, ErrorKind};
+
+    #[test]
+    fn lost_races_are_retryable() {
+        let lost = conflict("k", Expect::Absent, None);
+        assert_eq!(lost.kind(), ErrorKind::Conflict);
+        assert!(lost.is_retryable());
+        assert!(!Error::new(ErrorKind::Conflict, "already exists").is_retryable());
+        assert!(!Error::new(ErrorKind::DigestInvalid, "x").is_retryable());
+    }
+}

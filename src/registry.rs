@@ -17,6 +17,7 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use serde::{Deserialize, Serialize};
 
+use self::open_writers::OpenWriters;
 use crate::blob::{AtRest, BlobInfo, BlobRead, BlobStore, ByteStream, ObjectBlobStore};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
@@ -24,7 +25,7 @@ use crate::events::{DiscardEvents, EventSink};
 use crate::keys::{DEFAULT_KEK, KeyProvider, LocalKeyProvider, MemoryKeyProvider};
 use crate::meta::{Entry, Expect, MemoryMetaStore, MetaStore, RedbMetaStore};
 use crate::reference::RepoName;
-use crate::upload::{OpenWriters, now_millis};
+use crate::util::now_millis;
 
 mod archive;
 mod at_rest;
@@ -34,6 +35,7 @@ mod inventory;
 mod key_identity;
 mod lifecycle;
 mod manifests;
+mod open_writers;
 mod pulls;
 mod referrers;
 mod repositories;

@@ -544,7 +544,7 @@ impl BlobStore for ObjectBlobStore {
         algorithm: Algorithm,
         at_rest: &AtRest,
     ) -> Result<Box<dyn BlobWriter>> {
-        let staging_id = crate::upload::random_id();
+        let staging_id = crate::util::random_id();
         let encoding = if at_rest.is_plain() {
             None
         } else {

@@ -217,7 +217,7 @@ impl ObjectBlobWriter {
     async fn push_stored(&mut self, data: Bytes) -> Result<()> {
         let first = self.stored_len() == 0;
         if self.current.is_none() {
-            let name = format!("{:06}-{}", self.parts.len(), crate::upload::random_id());
+            let name = format!("{:06}-{}", self.parts.len(), crate::util::random_id());
             self.current = Some(
                 self.blobs
                     .part_writer(self.staging.clone().join(name.as_str())),
@@ -370,7 +370,7 @@ impl ObjectBlobWriter {
             let name = format!(
                 "tail-{:010}-{}",
                 snapshot.frame_lens.len(),
-                crate::upload::random_id()
+                crate::util::random_id()
             );
             let digest = Digest::of(crate::digest::Algorithm::Sha256, held);
             let stored = match &encoding.key {

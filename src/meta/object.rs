@@ -166,10 +166,7 @@ impl ObjectMetaStore {
                 ),
             )
         };
-        let path = self
-            .probes
-            .clone()
-            .join(crate::upload::random_id().as_str());
+        let path = self.probes.clone().join(crate::util::random_id().as_str());
         let create = PutOptions::from(PutMode::Create);
         let first = self
             .store

@@ -22,7 +22,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::events::Event;
 use crate::meta::Expect;
 use crate::reference::{RepoName, Tag};
-use crate::upload::{from_millis, now_millis};
+use crate::util::{from_millis, now_millis};
 
 impl Registry {
     fn archive(&self) -> Result<&std::sync::Arc<dyn BlobStore>> {

@@ -22,7 +22,7 @@ use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::Expect;
 use crate::reference::RepoName;
-use crate::upload::now_millis;
+use crate::util::now_millis;
 
 const REDIRECT_PREFIX: &str = "kek-redirect/";
 /// How long a process trusts its copy of the redirects before reading them again: the

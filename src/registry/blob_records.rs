@@ -30,7 +30,7 @@ use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::{Expect, Version};
 use crate::reference::RepoName;
-use crate::upload::now_millis;
+use crate::util::now_millis;
 
 /// Where a blob stands with the garbage collector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

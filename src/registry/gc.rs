@@ -80,7 +80,7 @@ use crate::error::{ErrorKind, Result};
 use crate::events::Event;
 use crate::meta::{Entry, Expect, Version};
 use crate::reference::RepoName;
-use crate::upload::now_millis;
+use crate::util::now_millis;
 
 /// Default grace period: how old a candidate blob, or a reference without its manifest,
 /// must be before a collection may remove it.

@@ -10,7 +10,7 @@ use super::{Registry, decode};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::reference::{RepoName, Tag};
-use crate::upload::from_millis;
+use crate::util::from_millis;
 
 /// One image (manifest) of a repository.
 #[derive(Debug, Clone, PartialEq, Eq)]

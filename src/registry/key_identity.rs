@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{Registry, decode, encode};
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::Expect;
-use crate::upload::now_millis;
+use crate::util::now_millis;
 
 /// The record of the key first used under a KEK name.
 pub(super) fn kek_key(name: &str) -> String {

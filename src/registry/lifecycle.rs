@@ -1,6 +1,6 @@
 //! Lifecycle policies on [`Registry`]: attach one to a repository, preview it, apply it.
 //!
-//! Preview and apply run the same pure planner ([`crate::plan`]) over the same
+//! Preview and apply run the same pure planner ([`crate::lifecycle::plan`]) over the same
 //! inventory, so for one state and one `now` they decide the same. Apply carries the
 //! plan out with guarded operations: an image is expired only while exactly the tags it
 //! was judged on point at it; if they changed, the repository is planned again from its

@@ -23,7 +23,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{Descriptor, Manifest, ManifestMediaType};
 use crate::meta::Expect;
 use crate::reference::{Reference, RepoName, Tag};
-use crate::upload::now_millis;
+use crate::util::now_millis;
 
 /// What wharf keeps about a manifest in a repository.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use crate::digest::Digest;
 use crate::error::Result;
 use crate::meta::Expect;
 use crate::reference::RepoName;
-use crate::upload::now_millis;
+use crate::util::now_millis;
 
 /// Default resolution of recorded pull times.
 pub const DEFAULT_PULL_TIME_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(300);

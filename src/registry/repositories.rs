@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::lifecycle::wildcard_match;
 use crate::meta::{Expect, Version};
 use crate::reference::{RepoName, Tag};
-use crate::upload::{from_millis, now_millis};
+use crate::util::{from_millis, now_millis};
 
 /// Most tag-mutability exclusion filters a repository may have (ECR's limit).
 pub const MAX_MUTABILITY_EXCLUSIONS: usize = 5;

@@ -18,7 +18,7 @@ use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::{Expect, Version};
 use crate::reference::{RepoName, Tag};
-use crate::upload::{from_millis, now_millis};
+use crate::util::{from_millis, now_millis};
 
 /// Moves kept in a tag's history; older ones are dropped.
 pub const TAG_HISTORY_LEN: usize = 50;

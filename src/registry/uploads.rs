@@ -1,7 +1,7 @@
 //! Upload sessions on [`Registry`]: start, append, status, finish, cancel, flush, expire.
 //!
 //! Durability is at checkpoints. An append streams into the session's writer, which
-//! stays open in this process ([`OpenWriters`](crate::upload::OpenWriters)) so the next
+//! stays open in this process (`OpenWriters`, in `open_writers.rs`) so the next
 //! chunk continues the same staged part; every `checkpoint_interval` bytes the writer is
 //! checkpointed and the session record moves forward by compare-and-swap. A process
 //! that did not receive the newest bytes (another replica, or this one after a crash)
@@ -16,16 +16,17 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
+use serde::{Deserialize, Serialize};
+
+use super::open_writers::{OpenWriter, Slot};
 use super::{Registry, decode, encode};
 use crate::blob::{BlobInfo, ByteStream, WriterState};
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::{Expect, Version};
 use crate::reference::RepoName;
-use crate::upload::{
-    ExpiryReport, OpenWriter, SessionRecord, Slot, UploadId, UploadStatus, from_millis, now_millis,
-    to_millis,
-};
+use crate::upload::{ExpiryReport, UploadId, UploadStatus};
+use crate::util::{from_millis, now_millis, to_millis};
 
 /// How long a call waits for a session busy with another call (a chunk still arriving)
 /// before answering that it is busy.
@@ -34,6 +35,27 @@ const BUSY_WAIT: Duration = Duration::from_secs(10);
 /// How often an open session's record is rewritten (its `updated_at`) even without a
 /// checkpoint, so expiry never takes a session that is receiving bytes.
 const TOUCH_INTERVAL_MS: u64 = 60_000;
+
+/// The persisted session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct SessionRecord {
+    pub(super) repo: RepoName,
+    pub(super) started_at_ms: u64,
+    pub(super) updated_at_ms: u64,
+    pub(super) writer: WriterState,
+}
+
+impl SessionRecord {
+    pub(super) fn status(&self, id: &UploadId) -> UploadStatus {
+        UploadStatus {
+            id: id.clone(),
+            repo: self.repo.clone(),
+            offset: self.writer.len(),
+            started_at: from_millis(self.started_at_ms),
+            updated_at: from_millis(self.updated_at_ms),
+        }
+    }
+}
 
 fn upload_key(id: &UploadId) -> String {
     format!("upload/{id}")

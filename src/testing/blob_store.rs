@@ -22,7 +22,7 @@ pub async fn all(store: &dyn BlobStore) {
 /// Random bytes unique to this run, so digests never collide with other runs.
 fn unique_bytes(len: usize) -> Bytes {
     let mut data = vec![0u8; len];
-    let seed = crate::upload::random_id();
+    let seed = crate::util::random_id();
     let mut state = u64::from_str_radix(&seed[..16], 16).unwrap_or(1) | 1;
     for chunk in data.chunks_mut(8) {
         // xorshift64: cheap, and enough to defeat accidental compression or dedup.

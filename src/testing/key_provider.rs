@@ -19,7 +19,7 @@ pub async fn all(provider: &dyn KeyProvider, kek: &str) {
 }
 
 fn context() -> Vec<u8> {
-    format!("sha256:{}", crate::upload::random_id()).into_bytes()
+    format!("sha256:{}", crate::util::random_id()).into_bytes()
 }
 
 /// Contract 1.

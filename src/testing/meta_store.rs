@@ -19,7 +19,7 @@ pub async fn all(store: &dyn MetaStore) {
 
 /// A prefix no other run uses, so the suite can share a bucket.
 fn scope(check: &str) -> String {
-    format!("conformance/{}/{check}/", crate::upload::random_id())
+    format!("conformance/{}/{check}/", crate::util::random_id())
 }
 
 /// Contract 1.
