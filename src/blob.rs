@@ -251,6 +251,19 @@ pub trait BlobWriter: Send + fmt::Debug {
 ///    blob as one written straight through; resuming never re-reads staged bytes.
 /// 7. `discard_staging` removes everything an unfinished write staged; `list_staging`
 ///    shows staging areas that still hold parts.
+/// 8. A blob written as an [`AtRest`] says (through `writer_with`, or `start_state` then
+///    `resume_writer`) reads back exactly through `read_with` with that setting; an
+///    encrypted one is [`ErrorKind::Denied`](crate::ErrorKind::Denied) to a reader whose
+///    KEKs have no wrap of its key, and so is a write under a KEK the store cannot use.
+/// 9. `grant` makes a stored blob readable through another KEK, and only then.
+/// 10. `footprint` tells the logical size (the committed one) and the stored bytes of a
+///     stored blob, and `None` for others; compressible data written compressed takes
+///     fewer stored bytes than logical ones.
+/// 11. `rotate_kek` leaves every blob wrapped under `from` readable through `to`,
+///     without rewriting it, and reports what it moved.
+///
+/// `wharf::testing::blob_store` checks points 1 to 7 on any store, and 8 to 11
+/// (`at_rest`) on one that encrypts.
 #[async_trait]
 pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     /// Starts a write hashed with `algorithm`.
@@ -277,16 +290,17 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     /// Removes a staging area and all its parts.
     async fn discard_staging(&self, staging_id: &str) -> Result<()>;
 
+    // The at-rest methods have no defaults: a wrapper (metrics, caching) that forgot
+    // one would silently store every repository's blobs with the store's own setting
+    // and drop their keys. Wrappers forward them; stores without an at-rest format say
+    // what they do in each.
+
     /// Starts a write stored as `at_rest` says (compression, the KEK to encrypt under).
-    /// Stores without an at-rest format ignore it.
     async fn writer_with(
         &self,
         algorithm: Algorithm,
         at_rest: &AtRest,
-    ) -> Result<Box<dyn BlobWriter>> {
-        let _ = at_rest;
-        self.writer(algorithm).await
-    }
+    ) -> Result<Box<dyn BlobWriter>>;
 
     /// The state of a write that has not received a byte, staging into `staging_id` and
     /// stored as `at_rest` says: what an upload session records before its first chunk,
@@ -296,10 +310,7 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
         staging_id: &str,
         algorithm: Algorithm,
         at_rest: &AtRest,
-    ) -> Result<WriterState> {
-        let _ = at_rest;
-        Ok(WriterState::new(staging_id, algorithm))
-    }
+    ) -> Result<WriterState>;
 
     /// Reads a blob, or a byte range of it, unwrapping its data key through
     /// `at_rest`'s KEKs only: a reader whose KEKs have no wrap of the blob's key is
@@ -309,26 +320,15 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
         digest: &Digest,
         range: Option<Range<u64>>,
         at_rest: &AtRest,
-    ) -> Result<BlobRead> {
-        let _ = at_rest;
-        self.read(digest, range).await
-    }
+    ) -> Result<BlobRead>;
 
     /// Makes a stored blob readable through `at_rest`'s KEK (a repository with its own
     /// key shares a blob another repository stored: the blob stays one copy, its data
     /// key wrapped once more).
-    async fn grant(&self, digest: &Digest, at_rest: &AtRest) -> Result<()> {
-        let _ = (digest, at_rest);
-        Ok(())
-    }
+    async fn grant(&self, digest: &Digest, at_rest: &AtRest) -> Result<()>;
 
     /// A stored blob's logical size and the bytes it takes in storage, or `None`.
-    async fn footprint(&self, digest: &Digest) -> Result<Option<Footprint>> {
-        Ok(self.stat(digest).await?.map(|info| Footprint {
-            logical: info.size,
-            stored: info.size,
-        }))
-    }
+    async fn footprint(&self, digest: &Digest) -> Result<Option<Footprint>>;
 
     /// Wraps again under `to` every data key wrapped under `from`, without rewriting any
     /// blob, reporting progress as it goes. Interrupted, it is finished by running it
@@ -338,10 +338,7 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
         from: &str,
         to: &str,
         progress: &(dyn Fn(RotationProgress) + Send + Sync),
-    ) -> Result<RotationProgress> {
-        let _ = (from, to, progress);
-        Ok(RotationProgress::default())
-    }
+    ) -> Result<RotationProgress>;
 }
 
 /// What a blob takes: its logical size and the bytes stored for it.

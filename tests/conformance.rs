@@ -1,4 +1,6 @@
-//! Every implementation runs its trait's conformance suite.
+//! Every implementation runs its trait's conformance suite: metadata stores in memory, in
+//! redb and over object stores; blob stores plain, compressed, and compressed and
+//! encrypted (with the at-rest points), in memory, on a local directory and on S3.
 
 mod common;
 
@@ -59,6 +61,43 @@ async fn blob_store_on_local_filesystem() {
         .unwrap()
         .with_automatic_cleanup(true);
     let store = ObjectBlobStore::new(Arc::new(local)).with_part_size(64 << 10);
+    blob_store::all(&store).await;
+}
+
+/// A store that compresses and encrypts by default, under a provider with two KEKs.
+fn encoding_store(store: Arc<dyn object_store::ObjectStore>) -> ObjectBlobStore {
+    let keys = wharf::keys::MemoryKeyProvider::default();
+    keys.generate("kek-a").unwrap();
+    keys.generate("kek-b").unwrap();
+    ObjectBlobStore::new(store)
+        .with_part_size(64 << 10)
+        .with_key_provider(Arc::new(keys))
+        .with_at_rest(wharf::AtRest::encrypted("kek-a"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_store_compressed_and_encrypted_in_memory() {
+    let store = encoding_store(Arc::new(InMemory::new()));
+    blob_store::all(&store).await;
+    blob_store::at_rest(&store, "kek-a", "kek-b").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_store_compressed_and_encrypted_on_local_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalFileSystem::new_with_prefix(dir.path())
+        .unwrap()
+        .with_automatic_cleanup(true);
+    let store = encoding_store(Arc::new(local));
+    blob_store::all(&store).await;
+    blob_store::at_rest(&store, "kek-a", "kek-b").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_store_compressed_in_memory() {
+    let store = ObjectBlobStore::new(Arc::new(InMemory::new()))
+        .with_part_size(64 << 10)
+        .with_at_rest(wharf::AtRest::default());
     blob_store::all(&store).await;
 }
 

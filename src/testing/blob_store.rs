@@ -1,11 +1,13 @@
 //! The [`BlobStore`] conformance suite: one check per point of the trait's contract.
+//! [`all`] checks points 1 to 7 on any store; [`at_rest`] checks 8 to 11 on a store that
+//! encrypts.
 
 use bytes::Bytes;
 use futures::TryStreamExt;
 
-use crate::blob::{BlobStore, BlobStoreExt};
+use crate::blob::{AtRest, BlobStore, BlobStoreExt};
 use crate::digest::{Algorithm, Digest};
-use crate::error::ErrorKind;
+use crate::error::{ErrorKind, Result};
 
 /// Runs every check against `store`.
 pub async fn all(store: &dyn BlobStore) {
@@ -346,4 +348,183 @@ pub async fn large_blobs_stream(store: &dyn BlobStore) {
         .await
         .unwrap();
     assert!(tail == data.slice(20 << 20..), "3: range in the last part");
+}
+
+/// A KEK name the store under the at-rest checks must not be able to use.
+pub const MISSING_KEK: &str = "conformance-no-such-kek";
+
+/// Runs the at-rest checks (contract 8 to 11) against `store`, whose key provider holds
+/// the KEKs `kek` and `other` and none named [`MISSING_KEK`]. Rotation moves every wrap
+/// under `kek` in the store to `other`: run it on a store of its own.
+pub async fn at_rest(store: &dyn BlobStore, kek: &str, other: &str) {
+    at_rest_writes_read_back(store, kek).await;
+    grants_open_blobs_to_another_kek(store, kek, other).await;
+    footprints_tell_both_sizes(store).await;
+    rotation_keeps_every_blob_readable(store, kek, other).await;
+}
+
+/// Writes `data` as `at_rest` says, straight through.
+async fn write_with(store: &dyn BlobStore, data: &Bytes, at_rest: &AtRest) -> Result<Digest> {
+    let digest = sha256(data);
+    let mut writer = store.writer_with(Algorithm::Sha256, at_rest).await?;
+    let half = data.len() / 2;
+    writer.write(data.slice(..half)).await?;
+    writer.write(data.slice(half..)).await?;
+    writer.commit(&digest, Some(data.len() as u64)).await?;
+    Ok(digest)
+}
+
+async fn read_all(store: &dyn BlobStore, digest: &Digest, at_rest: &AtRest) -> Result<Bytes> {
+    store.read_with(digest, None, at_rest).await?.bytes().await
+}
+
+/// Contract 8.
+pub async fn at_rest_writes_read_back(store: &dyn BlobStore, kek: &str) {
+    let compressed = AtRest {
+        encryption: None,
+        ..AtRest::default()
+    };
+    for (what, setting) in [
+        ("plain", AtRest::plain()),
+        ("compressed", compressed),
+        ("encrypted", AtRest::encrypted(kek)),
+    ] {
+        let data = unique_bytes(300_000);
+        let digest = write_with(store, &data, &setting).await.unwrap();
+        assert!(
+            read_all(store, &digest, &setting).await.unwrap() == data,
+            "8: a {what} blob reads back"
+        );
+        let slice = store
+            .read_with(&digest, Some(100_000..100_100), &setting)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert!(
+            slice == data.slice(100_000..100_100),
+            "8: a range of a {what} blob"
+        );
+    }
+    let data = unique_bytes(10_000);
+    let digest = write_with(store, &data, &AtRest::encrypted(kek))
+        .await
+        .unwrap();
+    let err = read_all(store, &digest, &AtRest::encrypted(MISSING_KEK))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Denied,
+        "8: a reader without a wrap of the key is denied: {err}"
+    );
+    let err = write_with(
+        store,
+        &unique_bytes(10_000),
+        &AtRest::encrypted(MISSING_KEK),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Denied,
+        "8: a write under a KEK the store cannot use is denied: {err}"
+    );
+    // An upload session's path: the state first, the bytes later.
+    let data = unique_bytes(50_000);
+    let digest = sha256(&data);
+    let staging = format!("conformance-{}", crate::util::random_id());
+    let state = store
+        .start_state(&staging, Algorithm::Sha256, &AtRest::encrypted(kek))
+        .await
+        .unwrap();
+    let mut writer = store.resume_writer(&state).await.unwrap();
+    writer.write(data.clone()).await.unwrap();
+    writer.commit(&digest, None).await.unwrap();
+    assert!(
+        read_all(store, &digest, &AtRest::encrypted(kek))
+            .await
+            .unwrap()
+            == data,
+        "8: a write started from start_state reads back"
+    );
+    let err = read_all(store, &digest, &AtRest::encrypted(MISSING_KEK))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Denied,
+        "8: and it was encrypted as its state said"
+    );
+}
+
+/// Contract 9.
+pub async fn grants_open_blobs_to_another_kek(store: &dyn BlobStore, kek: &str, other: &str) {
+    let data = unique_bytes(20_000);
+    let digest = write_with(store, &data, &AtRest::encrypted(kek))
+        .await
+        .unwrap();
+    let err = read_all(store, &digest, &AtRest::encrypted(other))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Denied, "9: not before the grant");
+    store
+        .grant(&digest, &AtRest::encrypted(other))
+        .await
+        .unwrap();
+    assert!(
+        read_all(store, &digest, &AtRest::encrypted(other))
+            .await
+            .unwrap()
+            == data,
+        "9: readable through the granted KEK"
+    );
+}
+
+/// Contract 10.
+pub async fn footprints_tell_both_sizes(store: &dyn BlobStore) {
+    let absent = sha256(&unique_bytes(100));
+    assert_eq!(
+        store.footprint(&absent).await.unwrap(),
+        None,
+        "10: no footprint for an absent blob"
+    );
+    let text = format!("{} a very compressible line\n", crate::util::random_id());
+    let data = Bytes::from(text.repeat(20_000));
+    let compressed = AtRest {
+        encryption: None,
+        ..AtRest::default()
+    };
+    let digest = write_with(store, &data, &compressed).await.unwrap();
+    let footprint = store
+        .footprint(&digest)
+        .await
+        .unwrap()
+        .expect("10: a footprint");
+    assert_eq!(footprint.logical, data.len() as u64, "10: the logical size");
+    assert!(
+        footprint.stored > 0 && footprint.stored < footprint.logical,
+        "10: compressible data takes fewer stored bytes: {footprint:?}"
+    );
+}
+
+/// Contract 11.
+pub async fn rotation_keeps_every_blob_readable(store: &dyn BlobStore, kek: &str, other: &str) {
+    let data = unique_bytes(30_000);
+    let digest = write_with(store, &data, &AtRest::encrypted(kek))
+        .await
+        .unwrap();
+    let moved = store.rotate_kek(kek, other, &|_| {}).await.unwrap();
+    assert!(
+        moved.total >= 1 && moved.rewrapped == moved.total,
+        "11: the rotation reports what it moved: {moved:?}"
+    );
+    assert!(
+        read_all(store, &digest, &AtRest::encrypted(other))
+            .await
+            .unwrap()
+            == data,
+        "11: readable through the new KEK"
+    );
 }
