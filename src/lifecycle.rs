@@ -10,6 +10,7 @@ mod inventory;
 mod plan;
 mod policy;
 pub(crate) mod rfc3339;
+mod rule;
 
 pub use self::rfc3339::{format as format_rfc3339, parse as parse_rfc3339};
 
