@@ -34,6 +34,7 @@ mod gc;
 mod inventory;
 mod key_identity;
 mod lifecycle;
+mod manifest_deletes;
 mod manifests;
 mod open_writers;
 mod pulls;

@@ -16,7 +16,6 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::referrers::referrer_prefix;
-use super::tags::tagged_prefix;
 use super::{Registry, decode, encode};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
@@ -112,7 +111,7 @@ pub(crate) fn manifest_key(repo: &RepoName, digest: &Digest) -> String {
 
 /// Reverse index: the indexes in `repo` that list `child`, written before the index's
 /// record.
-fn parent_prefix(repo: &RepoName, child: &Digest) -> String {
+pub(super) fn parent_prefix(repo: &RepoName, child: &Digest) -> String {
     format!("parent/{repo}@{child}/")
 }
 
@@ -192,7 +191,7 @@ impl Registry {
     /// written again unchanged, so a delete that read it before this push fails its
     /// compare-and-swap instead of removing what the push just tagged. The first push
     /// time stands.
-    async fn commit_manifest_record(
+    pub(super) async fn commit_manifest_record(
         &self,
         repo: &RepoName,
         digest: &Digest,
@@ -361,58 +360,12 @@ impl Registry {
             Reference::Digest(d) => d.clone(),
             Reference::Tag(_) => manifest.digest().clone(),
         };
-
         self.claim_blob(&digest, None).await?;
         self.put_bytes_in(repo, &digest, manifest.raw().clone())
             .await?;
-        let subject = manifest.subject().map(|s| s.digest.clone());
-        if let Some(subject) = &subject {
-            let entry = Descriptor {
-                media_type: manifest.media_type().as_str().to_owned(),
-                digest: digest.clone(),
-                size: manifest.raw().len() as u64,
-                artifact_type: manifest.referrer_artifact_type().map(str::to_owned),
-                annotations: manifest.annotations().clone(),
-                urls: Vec::new(),
-                platform: None,
-            };
-            let key = format!("{}{digest}", referrer_prefix(repo, subject));
-            self.inner
-                .meta
-                .put(&key, encode(&entry)?, Expect::Any)
-                .await?;
-        }
-        let children: Vec<Digest> = manifest
-            .children()
-            .iter()
-            .map(|c| c.digest.clone())
-            .collect();
-        for child in &children {
-            let key = format!("{}{digest}", parent_prefix(repo, child));
-            self.inner.meta.put(&key, Bytes::new(), Expect::Any).await?;
-        }
-        // Held before the record exists, so a collector either sees the holds or the
-        // push sees the collector (see `blob_records.rs`).
-        let blobs: Vec<Digest> = stored_blobs(&manifest).cloned().collect();
+        self.index_manifest(repo, &digest, &manifest).await?;
         let held_at = std::time::Instant::now();
-        for blob in &blobs {
-            self.hold_blob(repo, &digest, blob, true).await?;
-        }
-        self.hold_blob(repo, &digest, &digest, false).await?;
-        let record = ManifestRecord {
-            media_type: manifest.media_type().as_str().to_owned(),
-            size: manifest.raw().len() as u64,
-            pushed_at_ms: now_millis(),
-            blob_bytes: manifest.blobs().map(|b| b.size).sum(),
-            subject: subject.clone(),
-            artifact_type: manifest.artifact_type().map(str::to_owned),
-            children,
-            blobs,
-            archived_at_ms: None,
-            restored_at_ms: None,
-            held: true,
-            pending: false,
-        };
+        let record = self.hold_manifest_blobs(repo, &digest, &manifest).await?;
         self.check_push_deadline(repo, &digest, held_at)?;
         match reference {
             // The record is the commit point of a push by digest.
@@ -437,7 +390,73 @@ impl Registry {
         Ok(PushedManifest {
             digest,
             media_type: manifest.media_type(),
-            subject,
+            subject: record.subject,
+        })
+    }
+
+    /// Writes the entries that find a manifest before its record exists (readers check
+    /// them against the record): its referrers entry under its subject, and a parent
+    /// entry under each child it lists.
+    async fn index_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        manifest: &Manifest,
+    ) -> Result<()> {
+        if let Some(subject) = manifest.subject() {
+            let entry = Descriptor {
+                media_type: manifest.media_type().as_str().to_owned(),
+                digest: digest.clone(),
+                size: manifest.raw().len() as u64,
+                artifact_type: manifest.referrer_artifact_type().map(str::to_owned),
+                annotations: manifest.annotations().clone(),
+                urls: Vec::new(),
+                platform: None,
+            };
+            let key = format!("{}{digest}", referrer_prefix(repo, &subject.digest));
+            self.inner
+                .meta
+                .put(&key, encode(&entry)?, Expect::Any)
+                .await?;
+        }
+        for child in manifest.children() {
+            let key = format!("{}{digest}", parent_prefix(repo, &child.digest));
+            self.inner.meta.put(&key, Bytes::new(), Expect::Any).await?;
+        }
+        Ok(())
+    }
+
+    /// Holds every blob the manifest stores (and its own bytes) before its record exists,
+    /// so a collector either sees the holds or the push sees the collector (see
+    /// `blob_records.rs`); returns the record to commit.
+    async fn hold_manifest_blobs(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        manifest: &Manifest,
+    ) -> Result<ManifestRecord> {
+        let blobs: Vec<Digest> = stored_blobs(manifest).cloned().collect();
+        for blob in &blobs {
+            self.hold_blob(repo, digest, blob, true).await?;
+        }
+        self.hold_blob(repo, digest, digest, false).await?;
+        Ok(ManifestRecord {
+            media_type: manifest.media_type().as_str().to_owned(),
+            size: manifest.raw().len() as u64,
+            pushed_at_ms: now_millis(),
+            blob_bytes: manifest.blobs().map(|b| b.size).sum(),
+            subject: manifest.subject().map(|s| s.digest.clone()),
+            artifact_type: manifest.artifact_type().map(str::to_owned),
+            children: manifest
+                .children()
+                .iter()
+                .map(|c| c.digest.clone())
+                .collect(),
+            blobs,
+            archived_at_ms: None,
+            restored_at_ms: None,
+            held: true,
+            pending: false,
         })
     }
 
@@ -569,100 +588,5 @@ impl Registry {
                 ),
             )
         })
-    }
-
-    /// Deletes a manifest from `repo`, with its tags and its referrers entry. Refused with
-    /// [`ErrorKind::ManifestReferenced`] while an index in `repo` lists it. The bytes stay
-    /// for garbage collection.
-    pub async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
-        self.delete_manifest_guarded(repo, digest, None)
-            .await
-            .map(|_| ())
-    }
-
-    /// [`Registry::delete_manifest`], but only while exactly the tags `expected` point at
-    /// it (a lifecycle decision made on them): `Ok(false)` if a tag moved to or from it
-    /// first, or it was pushed again during the delete. The manifest then stays, though
-    /// the tags the decision was made on may already be gone.
-    pub(super) async fn delete_manifest_guarded(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        expected: Option<&[Tag]>,
-    ) -> Result<bool> {
-        let key = manifest_key(repo, digest);
-        let (record, version) = match self.raw_manifest_record(repo, digest).await? {
-            Some((record, version)) if self.is_visible(repo, digest, &record).await? => {
-                (record, version)
-            }
-            _ => return Err(Self::manifest_unknown(repo, digest)),
-        };
-        let tags_changed = |now: &[Tag]| expected.is_some_and(|expected| now != expected);
-        if tags_changed(&self.tags_pointing_at(repo, digest).await?) {
-            return Ok(false);
-        }
-        let parents = self.list_all_keys(&parent_prefix(repo, digest)).await?;
-        for parent_key in parents {
-            let parent: Digest = parent_key[parent_prefix(repo, digest).len()..].parse()?;
-            if self.manifest_record(repo, &parent).await?.is_some() {
-                return Err(Error::new(
-                    ErrorKind::ManifestReferenced,
-                    format!(
-                        "manifest {digest} in {repo} is listed by index {parent}: delete the index first"
-                    ),
-                ));
-            }
-            // Left by an index push that never finished or an index since deleted.
-            self.inner.meta.delete(&parent_key, Expect::Any).await?;
-        }
-        // Candidates ahead of the commit point, so a crash after it leaks nothing (the
-        // grace period keeps the collector from judging them before the delete is done).
-        let mut held = record.blobs.clone();
-        held.push(digest.clone());
-        self.release_blobs(&held).await?;
-        // Tags go first, so a crash never leaves a tag pointing at nothing; a crash after
-        // them leaves the manifest untagged, and deleting it again finishes the job.
-        // `move_tag` removes each reverse entry with its tag; entries left by tags that
-        // moved elsewhere are checked against the tag when read.
-        let tagged = tagged_prefix(repo, digest);
-        for reverse in self.list_all_keys(&tagged).await? {
-            let tag: Tag = reverse[tagged.len()..].parse()?;
-            // A guarded delete removes only the tags it was decided on.
-            if expected.is_some_and(|expected| !expected.contains(&tag)) {
-                continue;
-            }
-            self.move_tag(repo, &tag, None, |now| Ok(now == Some(digest)))
-                .await?;
-        }
-        // The commit point: from here the manifest is gone; the rest tidies up after it.
-        match self.inner.meta.delete(&key, Expect::Version(version)).await {
-            // Pushed again meanwhile: a guarded delete plans again; for a plain delete
-            // the push came after it, and the manifest is there again.
-            Err(e) if e.kind() == ErrorKind::Conflict => return Ok(expected.is_none()),
-            other => other?,
-        }
-        if expected.is_some() && !self.tags_pointing_at(repo, digest).await?.is_empty() {
-            // A tag moved to it just before the commit point: the decision was made on
-            // other tags, so the manifest comes back (a push racing it re-commits too).
-            self.commit_manifest_record(repo, digest, &record).await?;
-            return Ok(false);
-        }
-        if self.raw_manifest_record(repo, digest).await?.is_some() {
-            // A push re-committed it: its referrers and index entries are its own again.
-            return Ok(true);
-        }
-        self.forget_pulls(repo, digest).await?;
-        if let Some(subject) = &record.subject {
-            let entry = format!("{}{digest}", referrer_prefix(repo, subject));
-            self.inner.meta.delete(&entry, Expect::Any).await?;
-        }
-        for child in &record.children {
-            let entry = format!("{}{digest}", parent_prefix(repo, child));
-            self.inner.meta.delete(&entry, Expect::Any).await?;
-        }
-        // Again after the commit point: a collection that looked in between dropped the
-        // candidates while the manifest still held its blobs.
-        self.release_blobs(&held).await?;
-        Ok(true)
     }
 }

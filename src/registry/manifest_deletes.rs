@@ -1,0 +1,109 @@
+//! Deleting a manifest: refused while an index lists it; its tags go first, then the
+//! record by compare-and-swap (the commit point), then its referrer and index entries,
+//! with its blobs released to the collector before and after.
+
+use super::Registry;
+use super::manifests::{manifest_key, parent_prefix};
+use super::referrers::referrer_prefix;
+use super::tags::tagged_prefix;
+use crate::digest::Digest;
+use crate::error::{Error, ErrorKind, Result};
+use crate::meta::Expect;
+use crate::reference::{RepoName, Tag};
+
+impl Registry {
+    /// Deletes a manifest from `repo`, with its tags and its referrers entry. Refused with
+    /// [`ErrorKind::ManifestReferenced`] while an index in `repo` lists it. The bytes stay
+    /// for garbage collection.
+    pub async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        self.delete_manifest_guarded(repo, digest, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// [`Registry::delete_manifest`], but only while exactly the tags `expected` point at
+    /// it (a lifecycle decision made on them): `Ok(false)` if a tag moved to or from it
+    /// first, or it was pushed again during the delete. The manifest then stays, though
+    /// the tags the decision was made on may already be gone.
+    pub(super) async fn delete_manifest_guarded(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        expected: Option<&[Tag]>,
+    ) -> Result<bool> {
+        let key = manifest_key(repo, digest);
+        let (record, version) = match self.raw_manifest_record(repo, digest).await? {
+            Some((record, version)) if self.is_visible(repo, digest, &record).await? => {
+                (record, version)
+            }
+            _ => return Err(Self::manifest_unknown(repo, digest)),
+        };
+        let tags_changed = |now: &[Tag]| expected.is_some_and(|expected| now != expected);
+        if tags_changed(&self.tags_pointing_at(repo, digest).await?) {
+            return Ok(false);
+        }
+        let parents = self.list_all_keys(&parent_prefix(repo, digest)).await?;
+        for parent_key in parents {
+            let parent: Digest = parent_key[parent_prefix(repo, digest).len()..].parse()?;
+            if self.manifest_record(repo, &parent).await?.is_some() {
+                return Err(Error::new(
+                    ErrorKind::ManifestReferenced,
+                    format!(
+                        "manifest {digest} in {repo} is listed by index {parent}: delete the index first"
+                    ),
+                ));
+            }
+            // Left by an index push that never finished or an index since deleted.
+            self.inner.meta.delete(&parent_key, Expect::Any).await?;
+        }
+        // Candidates ahead of the commit point, so a crash after it leaks nothing (the
+        // grace period keeps the collector from judging them before the delete is done).
+        let mut held = record.blobs.clone();
+        held.push(digest.clone());
+        self.release_blobs(&held).await?;
+        // Tags go first, so a crash never leaves a tag pointing at nothing; a crash after
+        // them leaves the manifest untagged, and deleting it again finishes the job.
+        // `move_tag` removes each reverse entry with its tag; entries left by tags that
+        // moved elsewhere are checked against the tag when read.
+        let tagged = tagged_prefix(repo, digest);
+        for reverse in self.list_all_keys(&tagged).await? {
+            let tag: Tag = reverse[tagged.len()..].parse()?;
+            // A guarded delete removes only the tags it was decided on.
+            if expected.is_some_and(|expected| !expected.contains(&tag)) {
+                continue;
+            }
+            self.move_tag(repo, &tag, None, |now| Ok(now == Some(digest)))
+                .await?;
+        }
+        // The commit point: from here the manifest is gone; the rest tidies up after it.
+        match self.inner.meta.delete(&key, Expect::Version(version)).await {
+            // Pushed again meanwhile: a guarded delete plans again; for a plain delete
+            // the push came after it, and the manifest is there again.
+            Err(e) if e.kind() == ErrorKind::Conflict => return Ok(expected.is_none()),
+            other => other?,
+        }
+        if expected.is_some() && !self.tags_pointing_at(repo, digest).await?.is_empty() {
+            // A tag moved to it just before the commit point: the decision was made on
+            // other tags, so the manifest comes back (a push racing it re-commits too).
+            self.commit_manifest_record(repo, digest, &record).await?;
+            return Ok(false);
+        }
+        if self.raw_manifest_record(repo, digest).await?.is_some() {
+            // A push re-committed it: its referrers and index entries are its own again.
+            return Ok(true);
+        }
+        self.forget_pulls(repo, digest).await?;
+        if let Some(subject) = &record.subject {
+            let entry = format!("{}{digest}", referrer_prefix(repo, subject));
+            self.inner.meta.delete(&entry, Expect::Any).await?;
+        }
+        for child in &record.children {
+            let entry = format!("{}{digest}", parent_prefix(repo, child));
+            self.inner.meta.delete(&entry, Expect::Any).await?;
+        }
+        // Again after the commit point: a collection that looked in between dropped the
+        // candidates while the manifest still held its blobs.
+        self.release_blobs(&held).await?;
+        Ok(true)
+    }
+}
