@@ -15,6 +15,7 @@ mod hashing;
 mod object;
 mod part_writer;
 mod read_stream;
+mod reads;
 mod wraps;
 mod writer;
 

@@ -14,8 +14,9 @@ use object_store::{ObjectStoreExt, PutPayload};
 
 use super::encoded::logical_stream;
 use super::hashing::PipelinedDigester;
-use super::object::{Form, ObjectBlobStore, verify};
+use super::object::{Form, ObjectBlobStore};
 use super::part_writer::PartWriter;
+use super::reads::verify;
 use super::{BlobInfo, BlobStore, BlobWriter, EncodingState, StagedPart, WriterState};
 use crate::codec::{
     DEFAULT_FRAME_SIZE, DataKey, EncoderSnapshot, FrameEncoder, Header, Layout, SealedFrames,
