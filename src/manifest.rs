@@ -90,6 +90,22 @@ impl Manifest {
         content_type: Option<&str>,
         max_size: usize,
     ) -> Result<Self> {
+        Self::parse_checked(raw, content_type, max_size, true)
+    }
+
+    /// Reads a manifest already stored under `media_type`: the structure is checked as
+    /// on a push, the descriptor format checks added since are not, so a manifest
+    /// accepted before them stays readable (by the collector, by platform resolution).
+    pub(crate) fn parse_stored(raw: Bytes, media_type: &str) -> Result<Self> {
+        Self::parse_checked(raw, Some(media_type), usize::MAX, false)
+    }
+
+    fn parse_checked(
+        raw: Bytes,
+        content_type: Option<&str>,
+        max_size: usize,
+        strict: bool,
+    ) -> Result<Self> {
         if raw.len() > max_size {
             return Err(Error::new(
                 ErrorKind::ManifestInvalid,
@@ -115,9 +131,10 @@ impl Manifest {
                 format!("manifest is not valid JSON: {e}"),
             )
         })?;
-        let fields = Fields::of("", &json).map_err(|_| {
+        let mut fields = Fields::of("", &json).map_err(|_| {
             Error::new(ErrorKind::ManifestInvalid, "manifest must be a JSON object")
         })?;
+        fields.strict = strict;
 
         match fields.get("schemaVersion") {
             Some(v) if v.as_u64() == Some(2) => {}
@@ -178,7 +195,7 @@ impl Manifest {
             }
         };
         let artifact_type = fields.string("artifactType")?;
-        if let Some(artifact_type) = &artifact_type {
+        if let Some(artifact_type) = artifact_type.as_deref().filter(|_| strict) {
             descriptor::check_media_type("artifactType", artifact_type)?;
         }
         if let ManifestContent::Image { config, .. } = &content
@@ -288,4 +305,25 @@ fn schema1() -> Error {
         "Docker schema 1 manifests are not supported: push schema 2 or OCI (docker and \
          skopeo convert on push)",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_manifests_are_read_without_the_push_format_checks() {
+        let layer = Digest::of(Algorithm::Sha256, b"layer");
+        let config = Digest::of(Algorithm::Sha256, b"{}");
+        // Accepted before the RFC 6838 and RFC 3986 checks: a parameter, a space.
+        let raw = Bytes::from(format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_IMAGE_MANIFEST}",
+            "config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},
+            "layers":[{{"mediaType":"application/x-tar; v=1","digest":"{layer}","size":5,"urls":["http://a b"]}}]}}"#
+        ));
+        let err = Manifest::parse(raw.clone(), None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ManifestInvalid);
+        let stored = Manifest::parse_stored(raw, OCI_IMAGE_MANIFEST).unwrap();
+        assert_eq!(stored.blobs().count(), 2);
+    }
 }

@@ -343,6 +343,49 @@ async fn when_every_connection_is_busy_the_next_gets_503_and_the_busy_ones_finis
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_its_response_gives_its_connection_up() {
+    // One connection allowed; a client takes it with a large GET and never reads.
+    let (server, api) = serve(&["--max-connections", "1", "--body-timeout", "2s"]);
+    let data = noise(32 << 20, common::seed_for("unread response"));
+    api.push_blob("hostile/unread", &data).await;
+    drop(api);
+    let mut stuck = connect(&server, "the reader that stops").await;
+    let head = format!(
+        "GET /v2/hostile/unread/blobs/{} HTTP/1.1\r\nHost: {}\r\n\r\n",
+        digest_of(&data),
+        server.host()
+    );
+    stuck.write_all(head.as_bytes()).await.unwrap();
+    // Others are refused while it holds the only slot, then served once the server
+    // gives the stuck response up.
+    let api = api_with_fresh_connections(&server);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut refused = 0;
+    loop {
+        let reply = api.get("/v2/").await;
+        if reply.status == 200 {
+            break;
+        }
+        assert_eq!(reply.status, 503, "{}", reply.request);
+        refused += 1;
+        assert!(
+            Instant::now() < deadline,
+            "the stuck response still holds the only connection after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        refused > 0,
+        "the stuck reader held the slot for a while first"
+    );
+    assert!(
+        server.logs().iter().any(|l| l.contains("response stalled")),
+        "the server says why it closed the connection"
+    );
+    drop(stuck);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_connection_that_never_finishes_its_headers_is_closed() {
     let server = start_local(&["--idle-timeout", "2s"]);
     let cases: [(&str, &[u8]); 2] = [

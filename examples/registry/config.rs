@@ -40,8 +40,10 @@ Connections:
   --idle-timeout DUR     close a connection that takes this long to send a request's
                          headers, idle keep-alive ones too (default 60s)
                                                                      [WHARF_REGISTRY_IDLE_TIMEOUT]
-  --body-timeout DUR     end a request whose body sends nothing this long; an upload
-                         keeps what arrived (default 60s)            [WHARF_REGISTRY_BODY_TIMEOUT]
+  --body-timeout DUR     end a request whose body sends nothing this long (an upload
+                         keeps what arrived), and close a connection whose client
+                         stops reading its response as long (default 60s)
+                                                                     [WHARF_REGISTRY_BODY_TIMEOUT]
 
 Blobs in S3 or an S3-compatible store instead of DIR (builds with --features s3):
   --s3-bucket NAME       the bucket                                  [WHARF_REGISTRY_S3_BUCKET]

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
@@ -24,7 +24,8 @@ pub(crate) struct Limits {
     /// How long a connection may take to send a request's headers, counted from when it
     /// starts waiting for them: also how long an idle keep-alive connection stays open.
     pub(crate) idle_timeout: Duration,
-    /// How long a request body may send nothing before the request ends.
+    /// How long a request body may send nothing before the request ends, and a
+    /// response may wait for its client to read before the connection is closed.
     pub(crate) body_timeout: Duration,
 }
 
@@ -35,6 +36,8 @@ struct Tracked {
     busy: usize,
     /// When the last request started or finished, or the connection opened.
     last_active: Instant,
+    /// While a response is being sent: when it last made progress (a frame taken).
+    sending: Option<Instant>,
     /// Asks the connection to close once it has nothing in flight.
     close: Arc<Notify>,
 }
@@ -71,6 +74,7 @@ impl Connections {
             Tracked {
                 busy: 0,
                 last_active: Instant::now(),
+                sending: None,
                 close: close.clone(),
             },
         );
@@ -143,6 +147,42 @@ impl Ticket {
         self.close.notified().await
     }
 
+    /// A response starts going out: from now its sending must make progress.
+    pub(crate) fn sending(&self) {
+        self.connections
+            .update(self.id, |t| t.sending = Some(Instant::now()));
+    }
+
+    /// The response being sent made progress (the client took a frame).
+    pub(crate) fn progress(&self) {
+        self.connections.update(self.id, |t| {
+            if t.sending.is_some() {
+                t.sending = Some(Instant::now());
+            }
+        });
+    }
+
+    /// Resolves once a response has been stuck for `limit`: the client stopped reading
+    /// it. (Waiting on the handler, or on the request body, is not a stall here: the
+    /// body has a timeout of its own.)
+    pub(crate) async fn stalled(&self, limit: Duration) {
+        let every = (limit / 4).max(Duration::from_millis(250));
+        loop {
+            tokio::time::sleep(every).await;
+            let stuck = self
+                .connections
+                .open
+                .lock()
+                .expect("connection table")
+                .get(&self.id)
+                .and_then(|t| t.sending)
+                .is_some_and(|at| at.elapsed() >= limit);
+            if stuck {
+                return;
+            }
+        }
+    }
+
     /// Marks a request in flight until the returned guard drops.
     pub(crate) fn request(&self) -> InFlight {
         self.connections.update(self.id, |t| {
@@ -178,13 +218,26 @@ impl Drop for InFlight {
         self.connections.update(self.id, |t| {
             t.busy = t.busy.saturating_sub(1);
             t.last_active = Instant::now();
+            t.sending = None;
         });
     }
 }
 
 /// Answers a connection over the cap with 503 and closes it, without waiting on it
-/// for long.
+/// for long. The request's head is read first (clients take an answer that comes before
+/// their request as a broken connection, not as a 503).
 pub(crate) async fn refuse(mut stream: TcpStream) {
+    let mut head = Vec::new();
+    let mut piece = [0u8; 2048];
+    let read_head = async {
+        while head.len() < 16 << 10 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut piece).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&piece[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), read_head).await;
     const BODY: &str = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"too many open connections: try again","detail":null}]}"#;
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-type: application/json\r\n\

@@ -154,13 +154,17 @@ async fn serve_connection(
     let service = service_fn(move |req: Request<Incoming>| {
         let registry = registry.clone();
         let in_flight = requests.request();
+        let ticket = requests.clone();
         async move {
             let req = req.map(|body| http::TimedBody::new(body, limits.body_timeout));
             let response = serve(&registry, req, peer).await;
-            // The request counts as in flight until its response body is sent.
+            // The request counts as in flight until its response body is sent, and the
+            // sending must keep moving.
+            ticket.sending();
             Ok::<_, std::convert::Infallible>(response.map(|body| {
                 body.map_frame(move |frame| {
                     let _ = &in_flight;
+                    ticket.progress();
                     frame
                 })
                 .boxed_unsync()
@@ -179,7 +183,14 @@ async fn serve_connection(
         _ = conn.as_mut() => {}
         () = ticket.closing() => {
             conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = ticket.stalled(limits.body_timeout) => {}
+            }
+        }
+        // A client that stops reading its response gives its connection up.
+        () = ticket.stalled(limits.body_timeout) => {
+            eprintln!("{peer}: response stalled for {:?}: connection closed", limits.body_timeout);
         }
     }
 }

@@ -156,7 +156,10 @@ fn chunk_range(value: &str) -> Result<std::ops::Range<u64>, Error> {
     if end < start {
         return Err(invalid("ends before it starts"));
     }
-    Ok(start..end + 1)
+    let end = end
+        .checked_add(1)
+        .ok_or_else(|| invalid("ends past the largest offset"))?;
+    Ok(start..end)
 }
 
 /// The request body, held to the length its `Content-Range` declares: a `Content-Length`

@@ -83,7 +83,7 @@ const WRAP_MAGIC: &[u8; 4] = b"WKW1";
 
 /// A wrap object: the fingerprint of its KEK, then the provider's bytes.
 fn encode_wrap(fingerprint: &str, wrapped: &[u8]) -> Vec<u8> {
-    let fingerprint = &fingerprint.as_bytes()[..fingerprint.len().min(255)];
+    let fingerprint = fingerprint.as_bytes();
     [
         WRAP_MAGIC.as_slice(),
         &[fingerprint.len() as u8],
@@ -146,6 +146,18 @@ impl Wraps {
         let provider = self.provider()?;
         let wrapped = provider.wrap(kek, key, &context(digest, salt)).await?;
         let fingerprint = provider.fingerprint(kek).await?;
+        // A wrap whose fingerprint could not be read back would make the blob unreadable.
+        if fingerprint.is_empty()
+            || fingerprint.len() > 255
+            || !fingerprint.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(Error::new(
+                ErrorKind::Configuration,
+                format!(
+                    "the key provider's fingerprint of {kek:?} is not 1 to 255 printable characters"
+                ),
+            ));
+        }
         let path = Self::path(digest, salt, kek);
         self.store
             .put(

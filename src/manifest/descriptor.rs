@@ -70,6 +70,10 @@ pub(crate) fn invalid(path: &str, why: impl std::fmt::Display) -> Error {
 pub(crate) struct Fields<'a> {
     pub(crate) path: String,
     pub(crate) map: &'a Map<String, Value>,
+    /// Whether descriptors get the format checks a push gets (media type grammar, URIs,
+    /// embedded data). Manifests already stored are read without them: one accepted
+    /// before the checks existed must stay readable.
+    pub(crate) strict: bool,
 }
 
 impl<'a> Fields<'a> {
@@ -78,6 +82,7 @@ impl<'a> Fields<'a> {
             Value::Object(map) => Ok(Self {
                 path: path.to_owned(),
                 map,
+                strict: true,
             }),
             _ => Err(invalid(path, "must be an object")),
         }
@@ -149,7 +154,7 @@ impl<'a> Fields<'a> {
     pub(crate) fn descriptor(&self, name: &str) -> Result<Option<Descriptor>> {
         self.map
             .get(name)
-            .map(|v| descriptor(&self.child(name), v))
+            .map(|v| descriptor(&self.child(name), v, self.strict))
             .transpose()
     }
 
@@ -159,7 +164,7 @@ impl<'a> Fields<'a> {
             Some(Value::Array(items)) => items
                 .iter()
                 .enumerate()
-                .map(|(i, v)| descriptor(&format!("{}[{i}]", self.child(name)), v))
+                .map(|(i, v)| descriptor(&format!("{}[{i}]", self.child(name)), v, self.strict))
                 .collect::<Result<Vec<_>>>()
                 .map(Some),
             Some(_) => Err(invalid(
@@ -171,7 +176,7 @@ impl<'a> Fields<'a> {
 }
 
 /// Validates one descriptor.
-pub(crate) fn descriptor(path: &str, value: &Value) -> Result<Descriptor> {
+pub(crate) fn descriptor(path: &str, value: &Value, strict: bool) -> Result<Descriptor> {
     let fields = Fields::of(path, value)?;
     let media_type = fields.required_string("mediaType")?;
     let digest_text = fields.required_string("digest")?;
@@ -201,22 +206,17 @@ pub(crate) fn descriptor(path: &str, value: &Value) -> Result<Descriptor> {
         None => None,
         Some(v) => Some(platform(&fields.child("platform"), v)?),
     };
-    check_media_type(&fields.child("mediaType"), &media_type)?;
     let artifact_type = fields.string("artifactType")?;
-    if let Some(artifact_type) = &artifact_type {
-        check_media_type(&fields.child("artifactType"), artifact_type)?;
-    }
     let urls = fields.strings("urls")?;
-    for (i, url) in urls.iter().enumerate() {
-        if !is_uri(url) {
-            return Err(invalid(
-                &format!("{}[{i}]", fields.child("urls")),
-                format!("{url:?} is not a URI (RFC 3986)"),
-            ));
-        }
-    }
-    if let Some(data) = fields.get("data") {
-        check_data(&fields.child("data"), data, &digest, size)?;
+    if strict {
+        check_format(
+            &fields,
+            &media_type,
+            artifact_type.as_deref(),
+            &urls,
+            &digest,
+            size,
+        )?;
     }
     Ok(Descriptor {
         media_type,
@@ -227,6 +227,34 @@ pub(crate) fn descriptor(path: &str, value: &Value) -> Result<Descriptor> {
         urls,
         platform,
     })
+}
+
+/// The format checks of a pushed descriptor: media types by RFC 6838, URIs by RFC 3986,
+/// and embedded data that matches its size and digest.
+fn check_format(
+    fields: &Fields<'_>,
+    media_type: &str,
+    artifact_type: Option<&str>,
+    urls: &[String],
+    digest: &Digest,
+    size: u64,
+) -> Result<()> {
+    check_media_type(&fields.child("mediaType"), media_type)?;
+    if let Some(artifact_type) = artifact_type {
+        check_media_type(&fields.child("artifactType"), artifact_type)?;
+    }
+    for (i, url) in urls.iter().enumerate() {
+        if !is_uri(url) {
+            return Err(invalid(
+                &format!("{}[{i}]", fields.child("urls")),
+                format!("{url:?} is not a URI (RFC 3986)"),
+            ));
+        }
+    }
+    if let Some(data) = fields.get("data") {
+        check_data(&fields.child("data"), data, digest, size)?;
+    }
+    Ok(())
 }
 
 /// A media type as RFC 6838 names them: `type "/" subtype`, each a restricted-name

@@ -367,8 +367,7 @@ impl Registry {
             return Ok(());
         }
         let raw = self.get_bytes_in(&repo, &digest).await?;
-        let manifest =
-            crate::manifest::Manifest::parse_with_limit(raw, Some(&record.media_type), usize::MAX)?;
+        let manifest = crate::manifest::Manifest::parse_stored(raw, &record.media_type)?;
         record.blobs = super::manifests::stored_blobs(&manifest).cloned().collect();
         for blob in &record.blobs {
             self.hold_blob(&repo, &digest, blob, false).await?;

@@ -559,8 +559,7 @@ impl Registry {
         platform: &crate::manifest::Platform,
     ) -> Result<Descriptor> {
         let stored = self.get_manifest(repo, reference).await?;
-        let manifest =
-            Manifest::parse_with_limit(stored.raw, Some(&stored.media_type), usize::MAX)?;
+        let manifest = Manifest::parse_stored(stored.raw, &stored.media_type)?;
         if !manifest.media_type().is_index() {
             return Err(Error::new(
                 ErrorKind::ManifestUnknown,

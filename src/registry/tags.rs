@@ -252,7 +252,9 @@ impl Registry {
                 .meta
                 .list(&prefix, after.as_deref(), want)
                 .await?;
-            let ended = entries.len() < want;
+            // Only an empty page ends the listing: a store may return fewer entries
+            // than asked when keys go while it lists (a tag deleted meanwhile).
+            let ended = entries.is_empty();
             for entry in &entries {
                 // Stores from before `tag-history/` kept deleted tags here with no
                 // target: skipped, and the page goes on past them so it comes back full.

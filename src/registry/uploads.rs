@@ -366,12 +366,20 @@ impl Registry {
             if !ours {
                 continue;
             }
-            // A session busy with a chunk moves on under us: try again.
+            // A session busy with a chunk moves on under us: try again, then leave it to
+            // expiry (the repository is already gone; its delete must not fail for it).
             for attempt in 1.. {
                 match self.cancel_upload(repo, &id).await {
                     Err(e) if e.kind() == ErrorKind::Conflict && attempt < 5 => continue,
-                    // Finished or cancelled meanwhile.
-                    Err(e) if e.kind() == ErrorKind::BlobUploadUnknown => break,
+                    // Finished or cancelled meanwhile, or still busy.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            ErrorKind::BlobUploadUnknown | ErrorKind::Conflict
+                        ) =>
+                    {
+                        break;
+                    }
                     other => {
                         other?;
                         break;
