@@ -386,6 +386,37 @@ async fn a_client_that_stops_reading_its_response_gives_its_connection_up() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_refused_chunk_leaves_its_connection_open_for_the_next_request() {
+    let (server, api) = serve(&[]);
+    let location = api.start_upload("hostile/refused").await;
+    let mut stream = connect(&server, "keep-alive after a 416").await;
+    let host = server.host().to_owned();
+    // At the wrong offset, with a body the server never needs to look at.
+    let patch = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: 20\r\nContent-Range: 22-41\r\n\r\n01234567890123456789"
+    );
+    stream.write_all(patch.as_bytes()).await.unwrap();
+    let refused = within(
+        SOCKET_LIMIT,
+        "the refused PATCH",
+        read_response(&mut stream, "416"),
+    )
+    .await;
+    assert_eq!(refused.status, 416, "{refused:?}");
+    // The same connection serves the next request.
+    let get = format!("GET /v2/ HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    stream.write_all(get.as_bytes()).await.unwrap();
+    let next = within(
+        SOCKET_LIMIT,
+        "the next request",
+        read_response(&mut stream, "after 416"),
+    )
+    .await;
+    assert_eq!(next.status, 200, "{next:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_connection_that_never_finishes_its_headers_is_closed() {
     let server = start_local(&["--idle-timeout", "2s"]);
     let cases: [(&str, &[u8]); 2] = [

@@ -1,6 +1,7 @@
 //! Bodies in both directions, small header helpers, and the spec's error responses.
 
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -133,9 +134,64 @@ pub(crate) fn streamed(stream: ByteStream) -> Body {
 
 /// The request body as a stream of chunks, read only as fast as storage takes them.
 pub(crate) fn request_stream(req: Req) -> ByteStream {
-    BodyStream::new(req.into_body())
+    body_stream(req.into_body())
+}
+
+/// A request body as a stream of chunks.
+pub(crate) fn body_stream(body: TimedBody) -> ByteStream {
+    BodyStream::new(body)
         .try_filter_map(|frame| async move { Ok(frame.into_data().ok()) })
         .boxed()
+}
+
+/// Request bodies a handler left unread are drained up to this many bytes: beyond, the
+/// connection is closed instead.
+const DRAIN_LIMIT: u64 = 4 << 20;
+
+/// A request body shared between a library call, which may refuse it unread (a chunk at
+/// the wrong offset), and the handler, which then drains the rest: hyper closes a
+/// connection whose request body was not read to its end, and a client that reuses it
+/// (most do) meets a closed connection on its next request.
+#[derive(Clone)]
+pub(crate) struct SharedBody(Arc<Mutex<ByteStream>>);
+
+impl SharedBody {
+    pub(crate) fn new(body: TimedBody) -> Self {
+        Self(Arc::new(Mutex::new(body_stream(body))))
+    }
+
+    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Error>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .poll_next_unpin(cx)
+    }
+
+    /// The body as a stream, for a library call.
+    pub(crate) fn stream(&self) -> ByteStream {
+        let body = self.clone();
+        futures::stream::poll_fn(move |cx| body.poll_next(cx)).boxed()
+    }
+
+    /// Reads what is left of the body (bounded by [`DRAIN_LIMIT`], and by the body's own
+    /// stall timeout), so the connection can serve the client's next request.
+    pub(crate) async fn drain(&self) {
+        let mut left = DRAIN_LIMIT;
+        while let Some(Ok(chunk)) = futures::future::poll_fn(|cx| self.poll_next(cx)).await {
+            match left.checked_sub(chunk.len() as u64) {
+                Some(rest) => left = rest,
+                None => return,
+            }
+        }
+    }
+}
+
+/// One query parameter of `uri`, percent-decoded.
+pub(crate) fn query_in(uri: &hyper::Uri, name: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then(|| percent_decode(value))
+    })
 }
 
 /// The request body in memory, refusing more than `limit` bytes with 413.
@@ -162,11 +218,6 @@ pub(crate) async fn request_bytes(req: Req, limit: usize) -> Result<Bytes, Failu
     Ok(Bytes::from(body))
 }
 
-/// Whether the request says it has no body at all.
-pub(crate) fn has_no_body(req: &Req) -> bool {
-    hyper::body::Body::size_hint(req.body()).exact() == Some(0)
-}
-
 pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
@@ -178,10 +229,7 @@ pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 
 /// One query parameter, percent-decoded.
 pub(crate) fn query_param(req: &Req, name: &str) -> Option<String> {
-    req.uri().query()?.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (key == name).then(|| percent_decode(value))
-    })
+    query_in(req.uri(), name)
 }
 
 /// Every value of a repeated query parameter, percent-decoded, in order.

@@ -7,9 +7,9 @@ use hyper::{Method, StatusCode};
 use wharf::{ByteStream, Digest, Error, ErrorKind, Registry, RepoName, UploadId, UploadStatus};
 
 use crate::http::{
-    DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, Failure, Handled, Req, Response, content_length,
-    empty, finish, has_no_body, header, method_not_allowed, query_param, request_stream, response,
-    upload_range,
+    DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, Failure, Handled, Req, Response, SharedBody,
+    content_length, empty, finish, header, method_not_allowed, query_in, query_param,
+    request_stream, response, upload_range,
 };
 use crate::routes::{blob_path, upload_path};
 
@@ -46,55 +46,17 @@ pub(crate) async fn handle(
     req: Req,
 ) -> Handled {
     match *req.method() {
-        Method::PATCH => {
-            let declared = match header(req.headers(), "content-range").map(chunk_range) {
-                Some(Ok(range)) => Some(range),
-                Some(Err(e)) => return Err(refused(e, registry, repo, id).await),
-                None => None,
-            };
-            let offset = match &declared {
-                Some(range) => range.start,
-                // Streamed without a range: the chunk continues where the upload is.
-                None => registry.upload_status(repo, id).await?.offset,
-            };
-            let body = match checked_body(req, declared) {
-                Ok(body) => body,
-                Err(e) => return Err(refused(e, registry, repo, id).await),
-            };
-            let status = registry
-                .append_upload_stream(repo, id, offset, body)
-                .await
-                .map_err(|e| with_location(e, repo, id))?;
-            Ok(session(StatusCode::ACCEPTED, &status))
-        }
-        Method::PUT => {
-            let digest: Digest = query_param(&req, "digest")
-                .ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::DigestInvalid,
-                        "closing an upload needs ?digest=<digest>",
-                    )
-                })?
-                .parse()?;
-            let declared = match header(req.headers(), "content-range").map(chunk_range) {
-                Some(Ok(range)) => Some(range),
-                Some(Err(e)) => return Err(refused(e, registry, repo, id).await),
-                None => None,
-            };
-            let offset = declared.as_ref().map(|r| r.start);
-            let last_chunk = if has_no_body(&req) && declared.is_none() {
-                None
-            } else {
-                match checked_body(req, declared) {
-                    Ok(body) => Some(body),
-                    Err(e) => return Err(refused(e, registry, repo, id).await),
-                }
-            };
-            registry
-                .finish_upload_stream_at(repo, id, &digest, offset, last_chunk)
-                .await
-                .map_err(|e| with_location(e, repo, id))?;
-            Ok(created(repo, &digest))
+        Method::PATCH | Method::PUT => {
+            let (parts, body) = req.into_parts();
+            let empty = hyper::body::Body::size_hint(&body).exact() == Some(0);
+            let body = SharedBody::new(body);
+            let answered = chunk(registry, repo, id, &parts, empty, &body).await;
+            // Refused unread (at the wrong offset, say): read the rest, so the client's
+            // next request on this connection finds it open.
+            if answered.is_err() {
+                body.drain().await;
+            }
+            answered
         }
         Method::GET => {
             let status = registry.upload_status(repo, id).await?;
@@ -109,6 +71,60 @@ pub(crate) async fn handle(
         }
         _ => Err(method_not_allowed(req.method(), "GET, PATCH, PUT, DELETE")),
     }
+}
+
+/// A chunk (`PATCH`) or the closing `PUT`, with its body in `body`.
+async fn chunk(
+    registry: &Registry,
+    repo: &RepoName,
+    id: &UploadId,
+    parts: &hyper::http::request::Parts,
+    empty: bool,
+    body: &SharedBody,
+) -> Handled {
+    let declared = match header(&parts.headers, "content-range").map(chunk_range) {
+        Some(Ok(range)) => Some(range),
+        Some(Err(e)) => return Err(refused(e, registry, repo, id).await),
+        None => None,
+    };
+    if parts.method == Method::PATCH {
+        let offset = match &declared {
+            Some(range) => range.start,
+            // Streamed without a range: the chunk continues where the upload is.
+            None => registry.upload_status(repo, id).await?.offset,
+        };
+        let body = match checked_body(&parts.headers, body.stream(), declared) {
+            Ok(body) => body,
+            Err(e) => return Err(refused(e, registry, repo, id).await),
+        };
+        let status = registry
+            .append_upload_stream(repo, id, offset, body)
+            .await
+            .map_err(|e| with_location(e, repo, id))?;
+        return Ok(session(StatusCode::ACCEPTED, &status));
+    }
+    let digest: Digest = query_in(&parts.uri, "digest")
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::DigestInvalid,
+                "closing an upload needs ?digest=<digest>",
+            )
+        })?
+        .parse()?;
+    let offset = declared.as_ref().map(|r| r.start);
+    let last_chunk = if empty && declared.is_none() {
+        None
+    } else {
+        match checked_body(&parts.headers, body.stream(), declared) {
+            Ok(body) => Some(body),
+            Err(e) => return Err(refused(e, registry, repo, id).await),
+        }
+    };
+    registry
+        .finish_upload_stream_at(repo, id, &digest, offset, last_chunk)
+        .await
+        .map_err(|e| with_location(e, repo, id))?;
+    Ok(created(repo, &digest))
 }
 
 /// Where a session is: its `Location` and the bytes received.
@@ -165,12 +181,16 @@ fn chunk_range(value: &str) -> Result<std::ops::Range<u64>, Error> {
 /// The request body, held to the length its `Content-Range` declares: a `Content-Length`
 /// that disagrees is refused before anything is written; a streamed body that turns out
 /// longer or shorter fails at that point, keeping the bytes received within the range.
-fn checked_body(req: Req, declared: Option<std::ops::Range<u64>>) -> Result<ByteStream, Error> {
+fn checked_body(
+    headers: &hyper::HeaderMap,
+    body: ByteStream,
+    declared: Option<std::ops::Range<u64>>,
+) -> Result<ByteStream, Error> {
     let Some(range) = declared else {
-        return Ok(request_stream(req));
+        return Ok(body);
     };
     let expected = range.end - range.start;
-    if let Some(length) = content_length(req.headers())
+    if let Some(length) = content_length(headers)
         && length != expected
     {
         return Err(Error::new(
@@ -183,7 +203,7 @@ fn checked_body(req: Req, declared: Option<std::ops::Range<u64>>) -> Result<Byte
         ));
     }
     let limited = Limited {
-        body: request_stream(req),
+        body,
         left: expected,
         expected,
         failure: None,
