@@ -99,8 +99,11 @@ async fn run(config: Config) -> Result<(), String> {
                 let (stream, peer) = match accepted {
                     Ok(conn) => conn,
                     Err(e) => {
-                        // Out of descriptors: an idle connection gives one back.
-                        connections.shed_one();
+                        // Out of descriptors (EMFILE, ENFILE): an idle connection gives
+                        // one back. Other failures (a client that gave up) only wait.
+                        if matches!(e.raw_os_error(), Some(23 | 24)) {
+                            connections.shed_one();
+                        }
                         backoff.failed(&e).await;
                         continue;
                     }
