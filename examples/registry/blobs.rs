@@ -9,8 +9,8 @@ use hyper::{Method, StatusCode};
 use wharf::{Digest, Error, ErrorKind, Registry, RepoName};
 
 use crate::http::{
-    DOCKER_CONTENT_DIGEST, Failure, Handled, Req, empty, finish, header, method_not_allowed,
-    response, streamed,
+    DOCKER_CONTENT_DIGEST, Failure, Handled, Req, decimal, empty, finish, header,
+    method_not_allowed, response, streamed,
 };
 
 pub(crate) async fn handle(
@@ -119,18 +119,13 @@ fn parse_range(value: &str) -> Option<Wanted> {
         return None;
     }
     let (first, last) = set.trim().split_once('-')?;
-    let number = |s: &str| {
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse::<u64>().ok())
-            .flatten()
-    };
     match (first.trim(), last.trim()) {
-        ("", suffix) => number(suffix).map(Wanted::Suffix),
-        (first, "") => number(first).map(|first| Wanted::From { first, last: None }),
+        ("", suffix) => decimal(suffix).map(Wanted::Suffix),
+        (first, "") => decimal(first).map(|first| Wanted::From { first, last: None }),
         // `last` before `first` is well formed but invalid: unsatisfiable (416).
         (first, last) => Some(Wanted::From {
-            first: number(first)?,
-            last: Some(number(last)?),
+            first: decimal(first)?,
+            last: Some(decimal(last)?),
         }),
     }
 }

@@ -188,10 +188,26 @@ impl SharedBody {
 
 /// One query parameter of `uri`, percent-decoded.
 pub(crate) fn query_in(uri: &hyper::Uri, name: &str) -> Option<String> {
-    uri.query()?.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (key == name).then(|| percent_decode(value))
-    })
+    values_of(uri, name).next()
+}
+
+/// Every value of the query parameter `name` in `uri`, percent-decoded, in order.
+fn values_of<'a>(uri: &'a hyper::Uri, name: &'a str) -> impl Iterator<Item = String> + 'a {
+    uri.query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(move |pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key == name).then(|| percent_decode(value))
+        })
+}
+
+/// A decimal count as the HTTP range grammars write it: digits only (no sign, no
+/// spaces), within `u64`.
+pub(crate) fn decimal(text: &str) -> Option<u64> {
+    (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| text.parse().ok())
+        .flatten()
 }
 
 /// The request body in memory, refusing more than `limit` bytes with 413.
@@ -234,16 +250,7 @@ pub(crate) fn query_param(req: &Req, name: &str) -> Option<String> {
 
 /// Every value of a repeated query parameter, percent-decoded, in order.
 pub(crate) fn query_params(req: &Req, name: &str) -> Vec<String> {
-    let Some(query) = req.uri().query() else {
-        return Vec::new();
-    };
-    query
-        .split('&')
-        .filter_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (key == name).then(|| percent_decode(value))
-        })
-        .collect()
+    values_of(req.uri(), name).collect()
 }
 
 fn percent_decode(text: &str) -> String {

@@ -8,7 +8,7 @@ use wharf::{ByteStream, Digest, Error, ErrorKind, Registry, RepoName, UploadId, 
 
 use crate::http::{
     DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, Failure, Handled, Req, Response, SharedBody,
-    content_length, empty, finish, header, method_not_allowed, query_in, query_param,
+    content_length, decimal, empty, finish, header, method_not_allowed, query_in, query_param,
     request_stream, response, upload_range,
 };
 use crate::routes::{blob_path, upload_path};
@@ -160,14 +160,9 @@ fn chunk_range(value: &str) -> Result<std::ops::Range<u64>, Error> {
             format!("Content-Range {value:?} {why}"),
         )
     };
-    let number = |s: &str| {
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse::<u64>().ok())
-            .flatten()
-    };
     let (start, end) = value
         .split_once('-')
-        .and_then(|(a, b)| Some((number(a)?, number(b)?)))
+        .and_then(|(a, b)| Some((decimal(a)?, decimal(b)?)))
         .ok_or_else(|| invalid("is not <start>-<end> in decimal"))?;
     if end < start {
         return Err(invalid("ends before it starts"));
