@@ -17,12 +17,13 @@ use object_store::memory::InMemory;
 use serde::{Deserialize, Serialize};
 
 use self::open_writers::OpenWriters;
+use self::schema::{InRepo, LINKS, Prefix};
 use crate::blob::{AtRest, BlobInfo, BlobRead, BlobStore, ByteStream};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::EventSink;
 use crate::keys::{DEFAULT_KEK, KeyProvider, LocalKeyProvider, MemoryKeyProvider};
-use crate::meta::{Entry, Expect, MemoryMetaStore, MetaStore, RedbMetaStore};
+use crate::meta::{Expect, MemoryMetaStore, MetaStore, RedbMetaStore};
 use crate::reference::RepoName;
 use crate::util::now_millis;
 
@@ -40,6 +41,7 @@ mod open_writers;
 mod pulls;
 mod referrers;
 mod repositories;
+mod schema;
 mod tags;
 mod uploads;
 
@@ -91,16 +93,6 @@ impl MountPolicy for DenyMountByDigest {
 pub(crate) struct LinkRecord {
     size: u64,
     linked_at_ms: u64,
-}
-
-pub(crate) fn link_key(repo: &RepoName, digest: &Digest) -> String {
-    // '@' cannot occur in a repository name, so one repository's prefix never matches
-    // another's ("a@" vs "a/b@").
-    format!("link/{repo}@{digest}")
-}
-
-fn link_prefix(repo: &RepoName) -> String {
-    format!("link/{repo}@")
 }
 
 /// An OCI registry's storage: repositories of linked blobs over one content-addressed
@@ -223,6 +215,11 @@ impl Registry {
         &self.inner.meta
     }
 
+    /// The metadata store, for the tables of [`schema`].
+    pub(crate) fn meta(&self) -> &dyn MetaStore {
+        &*self.inner.meta
+    }
+
     pub(crate) fn inner_gc_grace(&self) -> Duration {
         self.inner.gc_grace
     }
@@ -242,13 +239,8 @@ impl Registry {
             size: info.size,
             linked_at_ms: now_millis(),
         };
-        let key = link_key(repo, &info.digest);
-        match self
-            .inner
-            .meta
-            .put(&key, encode(&record)?, Expect::Absent)
-            .await
-        {
+        let key = InRepo::new(repo, &info.digest);
+        match LINKS.create(self.meta(), &key, &record).await {
             // Already linked: the link is the same fact.
             Ok(_) => Ok(()),
             Err(e) if e.kind() == ErrorKind::Conflict => Ok(()),
@@ -257,10 +249,8 @@ impl Registry {
     }
 
     async fn linked(&self, repo: &RepoName, digest: &Digest) -> Result<Option<LinkRecord>> {
-        match self.inner.meta.get(&link_key(repo, digest)).await? {
-            Some(v) => decode(&v.value, &link_key(repo, digest)).map(Some),
-            None => Ok(None),
-        }
+        let link = LINKS.get(self.meta(), &InRepo::new(repo, digest)).await?;
+        Ok(link.map(|(record, _)| record))
     }
 
     fn blob_unknown(repo: &RepoName, digest: &Digest) -> Error {
@@ -400,8 +390,8 @@ impl Registry {
     /// ([`ErrorKind::Unsupported`], naming the manifest): unlinking it would leave that
     /// image unpullable. Delete the manifest first.
     pub async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
-        let key = link_key(repo, digest);
-        let Some(link) = self.inner.meta.get(&key).await? else {
+        let key = InRepo::new(repo, digest);
+        let Some((_, version)) = LINKS.get(self.meta(), &key).await? else {
             return Err(Self::blob_unknown(repo, digest));
         };
         if let Some(manifest) = self.manifest_holding(repo, digest).await? {
@@ -413,10 +403,8 @@ impl Registry {
             ));
         }
         // Compare-and-swap: a push that linked it again meanwhile keeps its link.
-        match self
-            .inner
-            .meta
-            .delete(&key, Expect::Version(link.version))
+        match LINKS
+            .delete(self.meta(), &key, Expect::Version(version))
             .await
         {
             Err(e) if e.kind() == ErrorKind::Conflict => Ok(()),
@@ -431,73 +419,10 @@ impl Registry {
         start_after: Option<&Digest>,
         limit: usize,
     ) -> Result<Vec<Digest>> {
-        let prefix = link_prefix(repo);
-        let after = start_after.map(|d| link_key(repo, d));
-        let keys = self
-            .inner
-            .meta
-            .list_keys(&prefix, after.as_deref(), limit)
+        let after = start_after.map(|d| InRepo::new(repo, d));
+        let keys = LINKS
+            .list_keys(self.meta(), &Prefix::in_repo(repo), after.as_ref(), limit)
             .await?;
-        keys.iter().map(|k| k[prefix.len()..].parse()).collect()
+        Ok(keys.into_iter().map(|k| k.item).collect())
     }
-}
-
-impl Registry {
-    /// Every entry under `prefix`, page by page.
-    pub(crate) async fn list_all(&self, prefix: &str) -> Result<Vec<Entry>> {
-        let mut all: Vec<Entry> = Vec::new();
-        let mut after = None;
-        while let Some(page) = self.next_page(prefix, &mut after).await? {
-            all.extend(page);
-        }
-        Ok(all)
-    }
-
-    /// The next page of entries under `prefix` after `after`, moving `after` on; `None`
-    /// at the end. For walks too long to hold in memory at once.
-    pub(crate) async fn next_page(
-        &self,
-        prefix: &str,
-        after: &mut Option<String>,
-    ) -> Result<Option<Vec<Entry>>> {
-        let page = self.inner.meta.list(prefix, after.as_deref(), 1000).await?;
-        match page.last() {
-            Some(last) => {
-                *after = Some(last.key.clone());
-                Ok(Some(page))
-            }
-            None => Ok(None),
-        }
-    }
-
-    /// Every key under `prefix`, page by page.
-    pub(crate) async fn list_all_keys(&self, prefix: &str) -> Result<Vec<String>> {
-        let mut keys: Vec<String> = Vec::new();
-        loop {
-            let page = self
-                .inner
-                .meta
-                .list_keys(prefix, keys.last().map(String::as_str), 1000)
-                .await?;
-            if page.is_empty() {
-                return Ok(keys);
-            }
-            keys.extend(page);
-        }
-    }
-}
-
-pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Bytes> {
-    serde_json::to_vec(value)
-        .map(Bytes::from)
-        .map_err(|e| Error::new(ErrorKind::Storage, format!("encoding metadata: {e}")))
-}
-
-pub(crate) fn decode<T: for<'de> Deserialize<'de>>(raw: &[u8], key: &str) -> Result<T> {
-    serde_json::from_slice(raw).map_err(|e| {
-        Error::new(
-            ErrorKind::CorruptData,
-            format!("metadata record {key:?} is unreadable: {e}"),
-        )
-    })
 }

@@ -891,3 +891,88 @@ async fn a_tag_set_again_continues_its_history_and_deleted_tags_leave_the_listin
     );
     assert_eq!(registry.resolve_tag(&r, &latest).await.unwrap(), b);
 }
+
+/// The longest valid repository name: slash-separated components, 255 bytes.
+fn longest_repo_name() -> RepoName {
+    let mut name = String::new();
+    while name.len() + 10 <= wharf::MAX_REPO_NAME_LEN {
+        if !name.is_empty() {
+            name.push('/');
+        }
+        name.push_str("component");
+    }
+    while name.len() < wharf::MAX_REPO_NAME_LEN {
+        name.push('z');
+    }
+    name.parse().unwrap()
+}
+
+/// Every metadata key fits the store's limit at the longest names: push, tag, refer,
+/// index, pull, list and delete in a repository of the longest valid name, with sha512
+/// digests and the longest tag, on every metadata store that enforces the limit.
+#[tokio::test]
+async fn every_operation_works_at_the_longest_names_with_sha512() {
+    use common::images::{Image, index};
+    let dir = tempfile::tempdir().unwrap();
+    for registry in [
+        Registry::in_memory(),
+        Registry::open_local(dir.path()).unwrap(),
+    ] {
+        let r = longest_repo_name();
+        assert_eq!(r.as_str().len(), wharf::MAX_REPO_NAME_LEN);
+        let long_tag: Tag = "t".repeat(wharf::MAX_TAG_LEN).parse().unwrap();
+        let image = Image::seeded("long").with_algorithm(Algorithm::Sha512);
+        let by_sha512 = Reference::Digest(image.digest(&image.manifest()));
+        let subject = image.push(&registry, &r, &by_sha512).await.unwrap();
+        registry
+            .tag_manifest(&r, &long_tag, &subject)
+            .await
+            .unwrap();
+        let signature = Image::seeded("signature")
+            .with_algorithm(Algorithm::Sha512)
+            .referring_to(&subject, image.manifest().len(), "application/example");
+        let referrer = signature
+            .push(
+                &registry,
+                &r,
+                &Reference::Digest(signature.digest(&signature.manifest())),
+            )
+            .await
+            .unwrap();
+        let list = index(&[(subject.clone(), image.manifest().len())]);
+        let list_digest = Digest::of(Algorithm::Sha512, &list);
+        registry
+            .push_manifest(&r, &Reference::Digest(list_digest.clone()), list, None)
+            .await
+            .unwrap();
+
+        let got = registry
+            .get_manifest(&r, &Reference::Tag(long_tag.clone()))
+            .await
+            .unwrap();
+        assert_eq!(got.digest, subject);
+        assert_eq!(
+            registry.list_tags(&r, 10, None).await.unwrap(),
+            vec![long_tag.clone()]
+        );
+        let referrers = registry.referrers(&r, &subject, None).await.unwrap();
+        assert!(
+            String::from_utf8_lossy(&referrers.index).contains(referrer.as_str()),
+            "the referrer is listed"
+        );
+        // The index holds the image: deleting it first is refused.
+        let err = registry.delete_manifest(&r, &subject).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ManifestReferenced);
+        registry.delete_manifest(&r, &list_digest).await.unwrap();
+        registry.delete_manifest(&r, &referrer).await.unwrap();
+        let referrers = registry.referrers(&r, &subject, None).await.unwrap();
+        assert!(!String::from_utf8_lossy(&referrers.index).contains(referrer.as_str()));
+        registry.delete_manifest(&r, &subject).await.unwrap();
+        assert!(registry.list_tags(&r, 10, None).await.unwrap().is_empty());
+        registry.delete_repository(&r, true).await.unwrap();
+        assert_eq!(
+            registry.repository(&r).await.unwrap_err().kind(),
+            ErrorKind::NameUnknown
+        );
+    }
+}

@@ -14,8 +14,9 @@
 
 use futures::StreamExt;
 
-use super::manifests::manifest_key;
-use super::{Registry, encode};
+use super::Registry;
+use super::manifests::ManifestRecord;
+use super::schema::{Change, InRepo, MANIFESTS};
 use crate::blob::{AtRest, BlobStore};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
@@ -106,20 +107,15 @@ impl Registry {
         for blob in &record.blobs {
             Self::copy_blob(self.inner.blobs.as_ref(), archive.as_ref(), blob, &at_rest).await?;
         }
-        let archived = super::manifests::ManifestRecord {
+        let archived = ManifestRecord {
             archived_at_ms: Some(now_millis()),
             pending: false,
             ..record.clone()
         };
         // The commit point; a record changed since it was read means a new decision.
-        let archived_version = match self
-            .inner
-            .meta
-            .put(
-                &manifest_key(repo, digest),
-                encode(&archived)?,
-                Expect::Version(version),
-            )
+        let key = InRepo::new(repo, digest);
+        let archived_version = match MANIFESTS
+            .put(self.meta(), &key, &archived, Expect::Version(version))
             .await
         {
             Ok(v) => v,
@@ -131,15 +127,15 @@ impl Registry {
         {
             // Tagged again while its blobs were copied: the decision is stale, so the
             // image stays standard (the copies are left for the archive).
-            let standard = super::manifests::ManifestRecord {
+            let standard = ManifestRecord {
                 archived_at_ms: None,
                 ..archived
             };
-            self.inner
-                .meta
+            MANIFESTS
                 .put(
-                    &manifest_key(repo, digest),
-                    encode(&standard)?,
+                    self.meta(),
+                    &key,
+                    &standard,
                     Expect::Version(archived_version),
                 )
                 .await?;
@@ -156,32 +152,23 @@ impl Registry {
 
     /// Clears the archive mark of a manifest whose blobs a push just held again.
     pub(super) async fn reactivate(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
-        loop {
-            let Some((record, version)) = self.raw_manifest_record(repo, digest).await? else {
-                return Ok(());
-            };
-            if record.archived_at_ms.is_none() {
-                return Ok(());
-            }
-            let restored = super::manifests::ManifestRecord {
-                archived_at_ms: None,
-                restored_at_ms: Some(now_millis()),
-                ..record
-            };
-            match self
-                .inner
-                .meta
-                .put(
-                    &manifest_key(repo, digest),
-                    encode(&restored)?,
-                    Expect::Version(version),
-                )
-                .await
-            {
-                Ok(_) => break,
-                Err(e) if e.kind() == ErrorKind::Conflict => continue,
-                Err(e) => return Err(e),
-            }
+        let mut restored = false;
+        MANIFESTS
+            .update(self.meta(), &InRepo::new(repo, digest), |record| {
+                restored = false;
+                let Some(record) = record.filter(|r| r.archived_at_ms.is_some()) else {
+                    return Ok(Change::Keep);
+                };
+                restored = true;
+                Ok(Change::Put(ManifestRecord {
+                    archived_at_ms: None,
+                    restored_at_ms: Some(now_millis()),
+                    ..record
+                }))
+            })
+            .await?;
+        if !restored {
+            return Ok(());
         }
         self.emit(Event::ImageRestored {
             repo: repo.clone(),

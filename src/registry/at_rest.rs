@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{Registry, decode, encode, link_prefix};
+use super::Registry;
+use super::schema::{KEK_REDIRECTS, KekName, LINKS, Prefix};
 use crate::blob::{AtRest, RotationProgress, check_kek_name};
 use crate::codec::Compression;
 use crate::digest::Digest;
@@ -24,7 +25,6 @@ use crate::meta::Expect;
 use crate::reference::RepoName;
 use crate::util::now_millis;
 
-const REDIRECT_PREFIX: &str = "kek-redirect/";
 /// How long a process trusts its copy of the redirects before reading them again: the
 /// longest another process may go on wrapping new blobs under a KEK being rotated away
 /// (a rotation's last pass picks those up when it runs again).
@@ -34,7 +34,7 @@ const MAX_REDIRECTS: usize = 16;
 
 /// A rotation's record: the KEK now used instead of the one named in the key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct RedirectRecord {
+pub(super) struct RedirectRecord {
     to: String,
     started_at_ms: u64,
     #[serde(default)]
@@ -175,10 +175,8 @@ impl Registry {
 
     async fn reload_kek_redirects(&self) -> Result<BTreeMap<String, String>> {
         let mut redirects = BTreeMap::new();
-        for entry in self.list_all(REDIRECT_PREFIX).await? {
-            let record: RedirectRecord = decode(&entry.value, &entry.key)?;
-            let from = entry.key[REDIRECT_PREFIX.len()..].to_owned();
-            redirects.insert(from, record.to);
+        for row in KEK_REDIRECTS.list_all(self.meta(), &Prefix::all()).await? {
+            redirects.insert(row.key.0, row.value.to);
         }
         *self
             .inner
@@ -245,11 +243,10 @@ impl Registry {
                 format!("key-encryption key {to:?} was itself rotated away"),
             ));
         }
-        let key = format!("{REDIRECT_PREFIX}{from}");
-        let existing = self.inner.meta.get(&key).await?;
-        let started_at_ms = match &existing {
-            Some(entry) => {
-                let record: RedirectRecord = decode(&entry.value, &key)?;
+        let key = KekName(from.to_owned());
+        let existing = KEK_REDIRECTS.get(self.meta(), &key).await?;
+        let started_at_ms = match existing {
+            Some((record, _)) => {
                 if record.to != to {
                     return Err(Error::new(
                         ErrorKind::Conflict,
@@ -268,9 +265,8 @@ impl Registry {
             started_at_ms,
             finished_at_ms: None,
         };
-        self.inner
-            .meta
-            .put(&key, encode(&record)?, Expect::Any)
+        KEK_REDIRECTS
+            .put(self.meta(), &key, &record, Expect::Any)
             .await?;
         self.reload_kek_redirects().await?;
         let done = self.inner.blobs.rotate_kek(from, to, progress).await?;
@@ -278,9 +274,8 @@ impl Registry {
             finished_at_ms: Some(now_millis()),
             ..record
         };
-        self.inner
-            .meta
-            .put(&key, encode(&record)?, Expect::Any)
+        KEK_REDIRECTS
+            .put(self.meta(), &key, &record, Expect::Any)
             .await?;
         Ok(done)
     }
@@ -288,22 +283,16 @@ impl Registry {
     /// The storage `repo`'s blobs take (shared blobs count in full in each repository
     /// that links them), or, without a repository, the whole registry's (each blob once).
     pub async fn storage_stats(&self, repo: Option<&RepoName>) -> Result<StorageStats> {
-        let prefix = match repo {
-            Some(repo) => link_prefix(repo),
-            None => "link/".to_owned(),
+        let within = match repo {
+            Some(repo) => Prefix::in_repo(repo),
+            None => Prefix::all(),
         };
         let mut seen: HashSet<Digest> = HashSet::new();
         let mut stats = StorageStats::default();
         let mut after = None;
-        while let Some(page) = self.next_page(&prefix, &mut after).await? {
-            for entry in page {
-                let Some(digest) = entry
-                    .key
-                    .rsplit_once('@')
-                    .and_then(|(_, d)| d.parse::<Digest>().ok())
-                else {
-                    continue;
-                };
+        while let Some(page) = LINKS.next_page(self.meta(), &within, &mut after).await? {
+            for row in page {
+                let digest = row.key.item;
                 if !seen.insert(digest.clone()) {
                     continue;
                 }

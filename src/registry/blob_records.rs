@@ -25,8 +25,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Registry, decode, encode, link_key};
-use crate::digest::{Algorithm, Digest};
+use super::Registry;
+use super::manifests::ManifestRecord;
+use super::schema::{
+    BLOBS, GC_CANDIDATES, GC_LAYOUT, InRepo, LINKS, MANIFESTS, Prefix, REFS, RefKey, Retry, Row,
+    Singleton,
+};
+use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::{Expect, Version};
 use crate::reference::RepoName;
@@ -76,28 +81,6 @@ pub(crate) struct CandidateRecord {
     pub(crate) since_ms: u64,
 }
 
-pub(crate) const BLOB_RECORD_PREFIX: &str = "blob/";
-pub(crate) const CANDIDATE_PREFIX: &str = "gc/candidate/";
-
-pub(crate) fn blob_record_key(digest: &Digest) -> String {
-    format!("{BLOB_RECORD_PREFIX}{digest}")
-}
-
-pub(crate) fn candidate_key(digest: &Digest) -> String {
-    format!("{CANDIDATE_PREFIX}{digest}")
-}
-
-pub(crate) fn ref_prefix(blob: &Digest) -> String {
-    format!("ref/{blob}/")
-}
-
-/// The reference key of `manifest` in `repo` on `blob`. The pair is hashed so the key
-/// stays short whatever the repository name and digest algorithms.
-fn ref_key(blob: &Digest, repo: &RepoName, manifest: &Digest) -> String {
-    let holder = Digest::of(Algorithm::Sha256, format!("{repo}@{manifest}").as_bytes());
-    format!("{}{}", ref_prefix(blob), holder.hex())
-}
-
 /// How long a claim waits for a collector that is removing the same blob.
 const DELETION_WAIT: Duration = Duration::from_millis(20);
 
@@ -112,11 +95,7 @@ impl Registry {
         &self,
         digest: &Digest,
     ) -> Result<Option<(BlobRecord, Version)>> {
-        let key = blob_record_key(digest);
-        match self.inner.meta.get(&key).await? {
-            Some(v) => Ok(Some((decode(&v.value, &key)?, v.version))),
-            None => Ok(None),
-        }
+        BLOBS.get(self.meta(), digest).await
     }
 
     /// Marks `digest` as possibly garbage from now on.
@@ -124,9 +103,8 @@ impl Registry {
         let record = CandidateRecord {
             since_ms: now_millis(),
         };
-        self.inner
-            .meta
-            .put(&candidate_key(digest), encode(&record)?, Expect::Any)
+        GC_CANDIDATES
+            .put(self.meta(), digest, &record, Expect::Any)
             .await
             .map(|_| ())
     }
@@ -140,7 +118,8 @@ impl Registry {
         digest: &Digest,
         repo: Option<&RepoName>,
     ) -> Result<bool> {
-        let key = blob_record_key(digest);
+        let key = BLOBS.key(digest);
+        let mut retry = Retry::new(&key);
         loop {
             let (next, expect, created) = match self.blob_record(digest).await? {
                 None => {
@@ -173,9 +152,9 @@ impl Registry {
                     (record, Expect::Version(version), false)
                 }
             };
-            match self.inner.meta.put(&key, encode(&next)?, expect).await {
+            match BLOBS.put(self.meta(), digest, &next, expect).await {
                 Ok(_) => return Ok(created),
-                Err(e) if e.kind() == ErrorKind::Conflict => continue,
+                Err(e) if e.kind() == ErrorKind::Conflict => retry.again(e).await?,
                 Err(e) => return Err(e),
             }
         }
@@ -193,9 +172,8 @@ impl Registry {
     ) -> Result<()> {
         for repo in &record.repos {
             if let Ok(repo) = repo.parse::<RepoName>() {
-                self.inner
-                    .meta
-                    .delete(&link_key(&repo, digest), Expect::Any)
+                LINKS
+                    .delete(self.meta(), &InRepo::new(&repo, digest), Expect::Any)
                     .await?;
             }
         }
@@ -203,14 +181,8 @@ impl Registry {
             touched_at_ms: now_millis(),
             ..record.clone()
         };
-        let version = match self
-            .inner
-            .meta
-            .put(
-                &blob_record_key(digest),
-                encode(&renewed)?,
-                Expect::Version(version),
-            )
+        let version = match BLOBS
+            .put(self.meta(), digest, &renewed, Expect::Version(version))
             .await
         {
             Ok(version) => version,
@@ -219,10 +191,8 @@ impl Registry {
             Err(e) => return Err(e),
         };
         self.inner.blobs.delete(digest).await?;
-        match self
-            .inner
-            .meta
-            .delete(&blob_record_key(digest), Expect::Version(version))
+        match BLOBS
+            .delete(self.meta(), digest, Expect::Version(version))
             .await
         {
             Err(e) if e.kind() == ErrorKind::Conflict => Ok(()),
@@ -236,11 +206,11 @@ impl Registry {
         repo: &RepoName,
         blob: &Digest,
     ) -> Result<Option<Digest>> {
-        let prefix = ref_prefix(blob);
+        let within = Prefix::holds_on(blob);
         let mut after = None;
-        while let Some(page) = self.next_page(&prefix, &mut after).await? {
-            for entry in page {
-                let holder: RefRecord = decode(&entry.value, &entry.key)?;
+        while let Some(page) = REFS.next_page(self.meta(), &within, &mut after).await? {
+            for row in page {
+                let holder = row.value;
                 if holder.repo != repo.as_str() {
                     continue;
                 }
@@ -272,14 +242,13 @@ impl Registry {
             manifest: manifest.clone(),
             at_ms: now_millis(),
         };
-        self.inner
-            .meta
-            .put(
-                &ref_key(blob, repo, manifest),
-                encode(&holder)?,
-                Expect::Any,
-            )
-            .await?;
+        REFS.put(
+            self.meta(),
+            &RefKey::new(blob, repo, manifest),
+            &holder,
+            Expect::Any,
+        )
+        .await?;
         let gone = || {
             Error::new(
                 ErrorKind::ManifestBlobUnknown,
@@ -288,21 +257,20 @@ impl Registry {
                 ),
             )
         };
-        let key = blob_record_key(blob);
+        let key = BLOBS.key(blob);
+        let mut retry = Retry::new(&key);
         loop {
             match self.blob_record(blob).await? {
                 Some((record, _)) if record.state == BlobState::Live => break,
                 Some((mut record, version)) if record.state == BlobState::Condemned => {
                     record.state = BlobState::Live;
                     record.touched_at_ms = now_millis();
-                    match self
-                        .inner
-                        .meta
-                        .put(&key, encode(&record)?, Expect::Version(version))
+                    match BLOBS
+                        .put(self.meta(), blob, &record, Expect::Version(version))
                         .await
                     {
                         Ok(_) => break,
-                        Err(e) if e.kind() == ErrorKind::Conflict => continue,
+                        Err(e) if e.kind() == ErrorKind::Conflict => retry.again(e).await?,
                         Err(e) => return Err(e),
                     }
                 }
@@ -318,14 +286,9 @@ impl Registry {
                         touched_at_ms: now_millis(),
                         repos: Vec::new(),
                     };
-                    match self
-                        .inner
-                        .meta
-                        .put(&key, encode(&record)?, Expect::Absent)
-                        .await
-                    {
+                    match BLOBS.create(self.meta(), blob, &record).await {
                         Ok(_) => break,
-                        Err(e) if e.kind() == ErrorKind::Conflict => continue,
+                        Err(e) if e.kind() == ErrorKind::Conflict => retry.again(e).await?,
                         Err(e) => return Err(e),
                     }
                 }
@@ -350,34 +313,34 @@ impl Registry {
     }
 }
 
-/// The metadata key saying the store's holds are all recorded.
-const LAYOUT_KEY: &str = "gc/layout";
+/// The record saying every link and manifest of the store has its holds recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LayoutRecord {
+    holds: u32,
+}
 
 impl Registry {
     /// Records the holds of one manifest record written before garbage collection.
-    async fn record_holds_of(&self, entry: &crate::meta::Entry) -> Result<()> {
-        let Some((repo, digest)) = entry.key["manifest/".len()..].rsplit_once('@') else {
-            return Ok(());
-        };
-        let (Ok(repo), Ok(digest)) = (repo.parse::<RepoName>(), digest.parse::<Digest>()) else {
-            return Ok(());
-        };
-        let mut record: super::manifests::ManifestRecord = decode(&entry.value, &entry.key)?;
+    async fn record_holds_of(&self, row: Row<InRepo<Digest>, ManifestRecord>) -> Result<()> {
+        let Row {
+            key,
+            value: mut record,
+            version,
+        } = row;
+        let (repo, digest) = (&key.repo, &key.item);
         if record.held {
             return Ok(());
         }
-        let raw = self.get_bytes_in(&repo, &digest).await?;
+        let raw = self.get_bytes_in(repo, digest).await?;
         let manifest = crate::manifest::Manifest::parse_stored(raw, &record.media_type)?;
         record.blobs = super::manifests::stored_blobs(&manifest).cloned().collect();
         for blob in &record.blobs {
-            self.hold_blob(&repo, &digest, blob, false).await?;
+            self.hold_blob(repo, digest, blob, false).await?;
         }
-        self.hold_blob(&repo, &digest, &digest, false).await?;
+        self.hold_blob(repo, digest, digest, false).await?;
         record.held = true;
-        match self
-            .inner
-            .meta
-            .put(&entry.key, encode(&record)?, Expect::Version(entry.version))
+        match MANIFESTS
+            .put(self.meta(), &key, &record, Expect::Version(version))
             .await
         {
             // Changed since it was listed: a push or delete that records its own holds.
@@ -391,37 +354,40 @@ impl Registry {
     /// did not know them would take their blobs for garbage. Walks all links and
     /// manifests the first time; afterwards it is one read.
     pub(crate) async fn ensure_holds_recorded(&self) -> Result<()> {
-        if self.inner.meta.get(LAYOUT_KEY).await?.is_some() {
+        if GC_LAYOUT.get(self.meta(), &Singleton).await?.is_some() {
             return Ok(());
         }
-        let mut after: Option<String> = None;
+        let mut after = None;
         // Page by page: a store may hold millions of links.
-        while let Some(page) = self.next_page("link/", &mut after).await? {
-            for entry in page {
-                let Some((repo, digest)) = entry.key["link/".len()..].rsplit_once('@') else {
-                    continue;
-                };
-                if let (Ok(repo), Ok(digest)) = (repo.parse::<RepoName>(), digest.parse::<Digest>())
-                    && !self
-                        .blob_record(&digest)
-                        .await?
-                        .is_some_and(|(record, _)| record.repos.contains(&repo.to_string()))
+        while let Some(page) = LINKS
+            .next_page(self.meta(), &Prefix::all(), &mut after)
+            .await?
+        {
+            for row in page {
+                let InRepo { repo, item: digest } = row.key;
+                if !self
+                    .blob_record(&digest)
+                    .await?
+                    .is_some_and(|(record, _)| record.repos.contains(&repo.to_string()))
                 {
                     self.claim_blob(&digest, Some(&repo)).await?;
                 }
             }
         }
-        let mut after: Option<String> = None;
-        while let Some(page) = self.next_page("manifest/", &mut after).await? {
-            for entry in page {
-                self.record_holds_of(&entry).await?;
+        let mut after = None;
+        while let Some(page) = MANIFESTS
+            .next_page(self.meta(), &Prefix::all(), &mut after)
+            .await?
+        {
+            for row in page {
+                self.record_holds_of(row).await?;
             }
         }
-        self.inner
-            .meta
+        GC_LAYOUT
             .put(
-                LAYOUT_KEY,
-                bytes::Bytes::from_static(b"{\"holds\":1}"),
+                self.meta(),
+                &Singleton,
+                &LayoutRecord { holds: 1 },
                 Expect::Any,
             )
             .await

@@ -69,16 +69,14 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 
-use super::blob_records::{
-    BlobRecord, BlobState, CANDIDATE_PREFIX, CandidateRecord, RefRecord, STALLED_DELETION,
-    blob_record_key, candidate_key, ref_prefix,
-};
-use super::{Registry, decode, encode};
+use super::Registry;
+use super::blob_records::{BlobRecord, BlobState, CandidateRecord, STALLED_DELETION};
+use super::schema::{BLOBS, GC_CANDIDATES, Prefix, REFS, ScannedRow};
 use crate::blob::Footprint;
 use crate::digest::Digest;
 use crate::error::{ErrorKind, Result};
 use crate::events::Event;
-use crate::meta::{Entry, Expect, Version};
+use crate::meta::{Expect, Version};
 use crate::reference::RepoName;
 use crate::util::now_millis;
 
@@ -212,20 +210,20 @@ impl Registry {
         if after.is_none() {
             self.ensure_holds_recorded().await?;
         }
-        let page = self
-            .meta_store()
-            .list(
-                CANDIDATE_PREFIX,
+        let page = GC_CANDIDATES
+            .scan_page(
+                self.meta(),
+                &Prefix::all(),
                 after.map(|c| c.0.as_str()),
                 options.batch.max(1),
             )
             .await?;
-        let next = page.last().map(|e| GcCursor(e.key.clone()));
+        let next = page.last().map(|e| GcCursor(e.store_key.clone()));
         let mut report = GcReport {
             dry_run: options.dry_run,
             ..GcReport::default()
         };
-        let candidates = page.into_iter().filter_map(|entry| candidate_of(&entry));
+        let candidates = page.into_iter().filter_map(candidate_of);
         let results: Vec<GcReport> = futures::stream::iter(candidates)
             .map(|candidate| self.examine(candidate, options))
             .buffer_unordered(options.concurrency.max(1))
@@ -395,13 +393,8 @@ impl Registry {
             touched_at_ms: now_millis(),
             ..record.clone()
         };
-        match self
-            .meta_store()
-            .put(
-                &blob_record_key(digest),
-                encode(&next)?,
-                Expect::Version(version),
-            )
+        match BLOBS
+            .put(self.meta(), digest, &next, Expect::Version(version))
             .await
         {
             Ok(v) => Ok(Some(v)),
@@ -414,10 +407,8 @@ impl Registry {
         let Some((version, _)) = candidate.record else {
             return Ok(());
         };
-        let key = candidate_key(&candidate.digest);
-        match self
-            .meta_store()
-            .delete(&key, Expect::Version(version))
+        match GC_CANDIDATES
+            .delete(self.meta(), &candidate.digest, Expect::Version(version))
             .await
         {
             // Marked again since it was read: the next pass looks again.
@@ -434,14 +425,13 @@ impl Registry {
         now: u64,
         report: &mut GcReport,
     ) -> Result<Holders> {
-        let prefix = ref_prefix(blob);
+        let within = Prefix::holds_on(blob);
         let grace = self.gc_grace(options).as_millis() as u64;
         let mut after: Option<String> = None;
         let mut in_flight = false;
         loop {
-            let page = self
-                .meta_store()
-                .list(&prefix, after.as_deref(), 100)
+            let page = REFS
+                .scan_page(self.meta(), &within, after.as_deref(), 100)
                 .await?;
             let Some(last) = page.last() else {
                 return Ok(if in_flight {
@@ -450,10 +440,10 @@ impl Registry {
                     Holders::None
                 });
             };
-            after = Some(last.key.clone());
+            after = Some(last.store_key.clone());
             for entry in page {
                 // An unreadable reference holds nothing; it must not stop every collection.
-                let Ok(holder) = decode::<RefRecord>(&entry.value, &entry.key) else {
+                let Ok(holder) = &entry.value else {
                     continue;
                 };
                 let Ok(repo) = holder.repo.parse::<RepoName>() else {
@@ -479,11 +469,7 @@ impl Registry {
                     _ if now.saturating_sub(holder.at_ms) < grace => in_flight = true,
                     _ => {
                         if !options.dry_run {
-                            match self
-                                .meta_store()
-                                .delete(&entry.key, Expect::Version(entry.version))
-                                .await
-                            {
+                            match REFS.delete_scanned(self.meta(), &entry).await {
                                 // Re-written by a push since: it holds again.
                                 Err(e) if e.kind() == ErrorKind::Conflict => in_flight = true,
                                 Err(e) => return Err(e),
@@ -506,10 +492,9 @@ enum Holders {
     None,
 }
 
-fn candidate_of(entry: &Entry) -> Option<Candidate> {
-    let digest = entry.key[CANDIDATE_PREFIX.len()..].parse().ok()?;
-    let since =
-        decode::<CandidateRecord>(&entry.value, &entry.key).map_or(0, |record| record.since_ms);
+fn candidate_of(entry: ScannedRow<Digest, CandidateRecord>) -> Option<Candidate> {
+    let digest = entry.key.ok()?;
+    let since = entry.value.map_or(0, |record| record.since_ms);
     Some(Candidate {
         digest,
         record: Some((entry.version, since)),

@@ -3,10 +3,8 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use super::manifests::{ManifestRecord, manifest_prefix};
-use super::pulls::pulled_prefix;
-use super::tags::{TagRecord, tag_prefix};
-use super::{Registry, decode};
+use super::Registry;
+use super::schema::{MANIFESTS, PULLS, Prefix, TAGS};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::reference::{RepoName, Tag};
@@ -45,28 +43,19 @@ impl Registry {
     pub async fn inventory(&self, repo: &RepoName) -> Result<Vec<ImageInfo>> {
         self.repository(repo).await?;
         let mut tags: HashMap<Digest, Vec<Tag>> = HashMap::new();
-        let tag_keys = tag_prefix(repo);
-        for entry in self.list_all(&tag_keys).await? {
-            let record: TagRecord = decode(&entry.value, &entry.key)?;
-            if let Some(digest) = record.digest {
-                tags.entry(digest)
-                    .or_default()
-                    .push(entry.key[tag_keys.len()..].parse()?);
+        let in_repo = Prefix::in_repo(repo);
+        for entry in TAGS.list_all(self.meta(), &in_repo).await? {
+            if let Some(digest) = entry.value.digest {
+                tags.entry(digest).or_default().push(entry.key.item);
             }
         }
         let mut pulls: HashMap<Digest, u64> = HashMap::new();
-        let pulled_keys = pulled_prefix(repo);
-        for entry in self.list_all(&pulled_keys).await? {
-            pulls.insert(
-                entry.key[pulled_keys.len()..].parse()?,
-                decode(&entry.value, &entry.key)?,
-            );
+        for entry in PULLS.list_all(self.meta(), &in_repo).await? {
+            pulls.insert(entry.key.item, entry.value);
         }
-        let manifest_keys = manifest_prefix(repo);
         let mut images = Vec::new();
-        for entry in self.list_all(&manifest_keys).await? {
-            let digest: Digest = entry.key[manifest_keys.len()..].parse()?;
-            let record: ManifestRecord = decode(&entry.value, &entry.key)?;
+        for entry in MANIFESTS.list_all(self.meta(), &in_repo).await? {
+            let (digest, record) = (entry.key.item, entry.value);
             if !self.is_visible(repo, &digest, &record).await? {
                 continue;
             }

@@ -11,18 +11,14 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Registry, decode, encode};
+use super::Registry;
+use super::schema::{Change, KEKS, KekName};
 use crate::error::{Error, ErrorKind, Result};
-use crate::meta::Expect;
 use crate::util::now_millis;
 
 /// The record of the key first used under a KEK name.
-pub(super) fn kek_key(name: &str) -> String {
-    format!("kek/{name}")
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct KekRecord {
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct KekRecord {
     fingerprint: String,
     recorded_at_ms: u64,
 }
@@ -74,30 +70,21 @@ impl Registry {
             Err(e) if e.kind() == ErrorKind::Denied => return Ok(()),
             Err(e) => return Err(e),
         };
-        let key = kek_key(kek);
-        let recorded = match self.inner.meta.get(&key).await? {
-            Some(stored) => decode::<KekRecord>(&stored.value, &key)?.fingerprint,
-            None => {
-                let record = KekRecord {
-                    fingerprint: fingerprint.clone(),
-                    recorded_at_ms: now_millis(),
-                };
-                match self
-                    .inner
-                    .meta
-                    .put(&key, encode(&record)?, Expect::Absent)
-                    .await
-                {
-                    Ok(_) => fingerprint.clone(),
-                    // Another process recorded it first: compare with theirs.
-                    Err(e) if e.kind() == ErrorKind::Conflict => {
-                        let stored = self.inner.meta.get(&key).await?.ok_or(e)?;
-                        decode::<KekRecord>(&stored.value, &key)?.fingerprint
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
+        let record = KekRecord {
+            fingerprint: fingerprint.clone(),
+            recorded_at_ms: now_millis(),
         };
+        // The first process to use the name records its key; the others compare.
+        let recorded = KEKS
+            .update(self.meta(), &KekName(kek.to_owned()), |stored| {
+                Ok(match stored {
+                    Some(_) => Change::Keep,
+                    None => Change::Put(record.clone()),
+                })
+            })
+            .await?
+            .map(|stored| stored.fingerprint)
+            .unwrap_or_default();
         if recorded != fingerprint {
             return Err(Error::new(
                 ErrorKind::Configuration,

@@ -3,9 +3,7 @@
 //! with its blobs released to the collector before and after.
 
 use super::Registry;
-use super::manifests::{manifest_key, parent_prefix};
-use super::referrers::referrer_prefix;
-use super::tags::tagged_prefix;
+use super::schema::{InRepo, MANIFESTS, Nested, PARENTS, Prefix, REFERRERS, TAGGED};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::Expect;
@@ -31,7 +29,7 @@ impl Registry {
         digest: &Digest,
         expected: Option<&[Tag]>,
     ) -> Result<bool> {
-        let key = manifest_key(repo, digest);
+        let key = InRepo::new(repo, digest);
         let (record, version) = match self.raw_manifest_record(repo, digest).await? {
             Some((record, version)) if self.is_visible(repo, digest, &record).await? => {
                 (record, version)
@@ -42,10 +40,12 @@ impl Registry {
         if tags_changed(&self.tags_pointing_at(repo, digest).await?) {
             return Ok(false);
         }
-        let parents = self.list_all_keys(&parent_prefix(repo, digest)).await?;
-        for parent_key in parents {
-            let parent: Digest = parent_key[parent_prefix(repo, digest).len()..].parse()?;
-            if self.manifest_record(repo, &parent).await?.is_some() {
+        let parents = PARENTS
+            .list_all(self.meta(), &Prefix::of_subject(repo, digest))
+            .await?;
+        for entry in parents {
+            let parent = &entry.key.item;
+            if self.manifest_record(repo, parent).await?.is_some() {
                 return Err(Error::new(
                     ErrorKind::ManifestReferenced,
                     format!(
@@ -54,7 +54,7 @@ impl Registry {
                 ));
             }
             // Left by an index push that never finished or an index since deleted.
-            self.inner.meta.delete(&parent_key, Expect::Any).await?;
+            PARENTS.delete(self.meta(), &entry.key, Expect::Any).await?;
         }
         // Candidates ahead of the commit point, so a crash after it leaks nothing (the
         // grace period keeps the collector from judging them before the delete is done).
@@ -65,9 +65,9 @@ impl Registry {
         // them leaves the manifest untagged, and deleting it again finishes the job.
         // `move_tag` removes each reverse entry with its tag; entries left by tags that
         // moved elsewhere are checked against the tag when read.
-        let tagged = tagged_prefix(repo, digest);
-        for reverse in self.list_all_keys(&tagged).await? {
-            let tag: Tag = reverse[tagged.len()..].parse()?;
+        let tagged = Prefix::of_subject(repo, digest);
+        for reverse in TAGGED.list_all(self.meta(), &tagged).await? {
+            let tag = reverse.key.item;
             // A guarded delete removes only the tags it was decided on.
             if expected.is_some_and(|expected| !expected.contains(&tag)) {
                 continue;
@@ -76,7 +76,10 @@ impl Registry {
                 .await?;
         }
         // The commit point: from here the manifest is gone; the rest tidies up after it.
-        match self.inner.meta.delete(&key, Expect::Version(version)).await {
+        match MANIFESTS
+            .delete(self.meta(), &key, Expect::Version(version))
+            .await
+        {
             // Pushed again meanwhile: a guarded delete plans again; for a plain delete
             // the push came after it, and the manifest is there again.
             Err(e) if e.kind() == ErrorKind::Conflict => return Ok(expected.is_none()),
@@ -94,12 +97,12 @@ impl Registry {
         }
         self.forget_pulls(repo, digest).await?;
         if let Some(subject) = &record.subject {
-            let entry = format!("{}{digest}", referrer_prefix(repo, subject));
-            self.inner.meta.delete(&entry, Expect::Any).await?;
+            let entry = Nested::new(repo, subject, digest);
+            REFERRERS.delete(self.meta(), &entry, Expect::Any).await?;
         }
         for child in &record.children {
-            let entry = format!("{}{digest}", parent_prefix(repo, child));
-            self.inner.meta.delete(&entry, Expect::Any).await?;
+            let entry = Nested::new(repo, child, digest);
+            PARENTS.delete(self.meta(), &entry, Expect::Any).await?;
         }
         // Again after the commit point: a collection that looked in between dropped the
         // candidates while the manifest still held its blobs.

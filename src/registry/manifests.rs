@@ -15,8 +15,8 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::referrers::referrer_prefix;
-use super::{Registry, decode, encode};
+use super::Registry;
+use super::schema::{Change, InRepo, MANIFESTS, Marker, Nested, PARENTS, REFERRERS};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{Descriptor, Manifest, ManifestMediaType};
@@ -101,20 +101,6 @@ pub(crate) fn stored_blobs(manifest: &Manifest) -> impl Iterator<Item = &Digest>
         .map(|d| &d.digest)
 }
 
-pub(crate) fn manifest_prefix(repo: &RepoName) -> String {
-    format!("manifest/{repo}@")
-}
-
-pub(crate) fn manifest_key(repo: &RepoName, digest: &Digest) -> String {
-    format!("manifest/{repo}@{digest}")
-}
-
-/// Reverse index: the indexes in `repo` that list `child`, written before the index's
-/// record.
-pub(super) fn parent_prefix(repo: &RepoName, child: &Digest) -> String {
-    format!("parent/{repo}@{child}/")
-}
-
 impl Registry {
     pub(super) fn manifest_unknown(repo: &RepoName, reference: &dyn std::fmt::Display) -> Error {
         Error::new(
@@ -129,11 +115,7 @@ impl Registry {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<(ManifestRecord, crate::meta::Version)>> {
-        let key = manifest_key(repo, digest);
-        match self.inner.meta.get(&key).await? {
-            Some(v) => Ok(Some((decode(&v.value, &key)?, v.version))),
-            None => Ok(None),
-        }
+        MANIFESTS.get(self.meta(), &InRepo::new(repo, digest)).await
     }
 
     /// A manifest's record if the manifest is visible in `repo`.
@@ -171,14 +153,8 @@ impl Registry {
             pending: true,
             ..record.clone()
         };
-        match self
-            .inner
-            .meta
-            .put(
-                &manifest_key(repo, digest),
-                encode(&staged)?,
-                Expect::Absent,
-            )
+        match MANIFESTS
+            .create(self.meta(), &InRepo::new(repo, digest), &staged)
             .await
         {
             Err(e) if e.kind() != ErrorKind::Conflict => Err(e),
@@ -197,32 +173,15 @@ impl Registry {
         digest: &Digest,
         record: &ManifestRecord,
     ) -> Result<()> {
-        loop {
-            let (next, expect) = match self.raw_manifest_record(repo, digest).await? {
-                None => (record.clone(), Expect::Absent),
-                Some((existing, version)) => (
-                    ManifestRecord {
-                        pending: false,
-                        ..existing
-                    },
-                    Expect::Version(version),
-                ),
-            };
-            let next = ManifestRecord {
-                pending: false,
-                ..next
-            };
-            match self
-                .inner
-                .meta
-                .put(&manifest_key(repo, digest), encode(&next)?, expect)
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(e) if e.kind() == ErrorKind::Conflict => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        MANIFESTS
+            .update(self.meta(), &InRepo::new(repo, digest), |existing| {
+                Ok(Change::Put(ManifestRecord {
+                    pending: false,
+                    ..existing.unwrap_or_else(|| record.clone())
+                }))
+            })
+            .await
+            .map(|_| ())
     }
 
     /// Commits a staged record that a tag about to move away makes visible, so the
@@ -413,15 +372,14 @@ impl Registry {
                 urls: Vec::new(),
                 platform: None,
             };
-            let key = format!("{}{digest}", referrer_prefix(repo, &subject.digest));
-            self.inner
-                .meta
-                .put(&key, encode(&entry)?, Expect::Any)
+            let key = Nested::new(repo, &subject.digest, digest);
+            REFERRERS
+                .put(self.meta(), &key, &entry, Expect::Any)
                 .await?;
         }
         for child in manifest.children() {
-            let key = format!("{}{digest}", parent_prefix(repo, &child.digest));
-            self.inner.meta.put(&key, Bytes::new(), Expect::Any).await?;
+            let key = Nested::new(repo, &child.digest, digest);
+            PARENTS.put(self.meta(), &key, &Marker, Expect::Any).await?;
         }
         Ok(())
     }

@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{Registry, encode};
+use super::Registry;
+use super::schema::{InRepo, PULLS};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::meta::Expect;
@@ -22,14 +23,6 @@ const REMEMBERED: usize = 100_000;
 #[derive(Debug, Default)]
 pub(crate) struct PullRecorder {
     written: Mutex<HashMap<(RepoName, Digest), u64>>,
-}
-
-pub(super) fn pulled_prefix(repo: &RepoName) -> String {
-    format!("pulled/{repo}@")
-}
-
-fn pulled_key(repo: &RepoName, digest: &Digest) -> String {
-    format!("{}{digest}", pulled_prefix(repo))
 }
 
 impl PullRecorder {
@@ -64,18 +57,16 @@ impl Registry {
         if !self.inner.pulls.claim(repo, digest, now, window) {
             return Ok(());
         }
-        self.inner
-            .meta
-            .put(&pulled_key(repo, digest), encode(&now)?, Expect::Any)
+        PULLS
+            .put(self.meta(), &InRepo::new(repo, digest), &now, Expect::Any)
             .await
             .map(drop)
     }
 
     pub(super) async fn forget_pulls(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         self.inner.pulls.forget(repo, digest);
-        self.inner
-            .meta
-            .delete(&pulled_key(repo, digest), Expect::Any)
+        PULLS
+            .delete(self.meta(), &InRepo::new(repo, digest), Expect::Any)
             .await
     }
 }

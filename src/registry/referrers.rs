@@ -8,7 +8,8 @@
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::{Registry, decode};
+use super::Registry;
+use super::schema::{Prefix, REFERRERS};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{Descriptor, OCI_IMAGE_INDEX};
@@ -23,10 +24,6 @@ pub struct Referrers {
     pub filtered: bool,
 }
 
-pub(super) fn referrer_prefix(repo: &RepoName, subject: &Digest) -> String {
-    format!("referrer/{repo}@{subject}/")
-}
-
 impl Registry {
     /// The referrers of `subject` in `repo`, as an OCI image index, optionally only those
     /// of `artifact_type`.
@@ -36,10 +33,10 @@ impl Registry {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Referrers> {
-        let prefix = referrer_prefix(repo, subject);
+        let within = Prefix::of_subject(repo, subject);
         let mut descriptors = Vec::new();
-        for entry in self.list_all(&prefix).await? {
-            let descriptor: Descriptor = decode(&entry.value, &entry.key)?;
+        for entry in REFERRERS.list_all(self.meta(), &within).await? {
+            let descriptor = entry.value;
             if artifact_type.is_some_and(|t| descriptor.artifact_type.as_deref() != Some(t)) {
                 continue;
             }

@@ -8,7 +8,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Registry, decode, encode};
+use super::Registry;
+use super::schema::{
+    Change, LINKS, MANIFESTS, PARENTS, PULLS, Prefix, REFERRERS, REPOSITORIES, TAG_HISTORY, TAGGED,
+    TAGS,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::lifecycle::wildcard_match;
 use crate::meta::{Expect, Version};
@@ -145,7 +149,7 @@ pub struct Repository {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct RepositoryRecord {
+pub(super) struct RepositoryRecord {
     created_at_ms: u64,
     settings: RepositorySettings,
 }
@@ -160,25 +164,19 @@ impl RepositoryRecord {
     }
 }
 
-const REPO_PREFIX: &str = "repo/";
-
-fn repo_key(name: &RepoName) -> String {
-    format!("{REPO_PREFIX}{name}")
-}
-
-/// Prefixes of everything a repository owns in the metadata store.
+/// Keys of everything a repository owns in the metadata store start with one of these.
 fn owned_prefixes(name: &RepoName) -> [String; 8] {
     [
-        "link",
-        "manifest",
-        "tag",
-        "tag-history",
-        "tagged",
-        "parent",
-        "referrer",
-        "pulled",
+        LINKS.prefix(),
+        MANIFESTS.prefix(),
+        TAGS.prefix(),
+        TAG_HISTORY.prefix(),
+        TAGGED.prefix(),
+        PARENTS.prefix(),
+        REFERRERS.prefix(),
+        PULLS.prefix(),
     ]
-    .map(|kind| format!("{kind}/{name}@"))
+    .map(|table| format!("{table}{}", Prefix::in_repo(name).text))
 }
 
 impl Registry {
@@ -193,12 +191,7 @@ impl Registry {
             created_at_ms: now_millis(),
             settings,
         };
-        match self
-            .inner
-            .meta
-            .put(&repo_key(name), encode(&record)?, Expect::Absent)
-            .await
-        {
+        match REPOSITORIES.create(self.meta(), name, &record).await {
             Ok(_) => Ok(record.into_repository(name)),
             Err(e) if e.kind() == ErrorKind::Conflict => Err(Error::new(
                 ErrorKind::Conflict,
@@ -208,16 +201,19 @@ impl Registry {
         }
     }
 
+    fn name_unknown(name: &RepoName) -> Error {
+        Error::new(
+            ErrorKind::NameUnknown,
+            format!("repository {name} does not exist"),
+        )
+    }
+
     /// A repository's record with its version; [`ErrorKind::NameUnknown`] if there is none.
     async fn repository_record(&self, name: &RepoName) -> Result<(RepositoryRecord, Version)> {
-        let key = repo_key(name);
-        let stored = self.inner.meta.get(&key).await?.ok_or_else(|| {
-            Error::new(
-                ErrorKind::NameUnknown,
-                format!("repository {name} does not exist"),
-            )
-        })?;
-        Ok((decode(&stored.value, &key)?, stored.version))
+        REPOSITORIES
+            .get(self.meta(), name)
+            .await?
+            .ok_or_else(|| Self::name_unknown(name))
     }
 
     /// A repository; [`ErrorKind::NameUnknown`] if there is none.
@@ -250,21 +246,17 @@ impl Registry {
         settings: RepositorySettings,
     ) -> Result<Repository> {
         settings.validate()?;
-        let key = repo_key(name);
-        loop {
-            let (mut record, version) = self.repository_record(name).await?;
-            record.settings = settings.clone();
-            match self
-                .inner
-                .meta
-                .put(&key, encode(&record)?, Expect::Version(version))
-                .await
-            {
-                Ok(_) => return Ok(record.into_repository(name)),
-                Err(e) if e.kind() == ErrorKind::Conflict => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        let updated = REPOSITORIES
+            .update(self.meta(), name, |record| match record {
+                Some(record) => Ok(Change::Put(RepositoryRecord {
+                    settings: settings.clone(),
+                    ..record
+                })),
+                None => Err(Self::name_unknown(name)),
+            })
+            .await?
+            .ok_or_else(|| Self::name_unknown(name))?;
+        Ok(updated.into_repository(name))
     }
 
     /// Repository names in lexical order, after `last`, at most `n` (the `_catalog` API).
@@ -273,15 +265,9 @@ impl Registry {
         n: usize,
         last: Option<&RepoName>,
     ) -> Result<Vec<RepoName>> {
-        let after = last.map(repo_key);
-        let keys = self
-            .inner
-            .meta
-            .list_keys(REPO_PREFIX, after.as_deref(), n)
-            .await?;
-        keys.iter()
-            .map(|k| k[REPO_PREFIX.len()..].parse())
-            .collect()
+        REPOSITORIES
+            .list_keys(self.meta(), &Prefix::all(), last, n)
+            .await
     }
 
     /// Deletes a repository with its tags, manifests, links and referrers. Without
@@ -289,12 +275,10 @@ impl Registry {
     /// bytes stay for garbage collection.
     pub async fn delete_repository(&self, name: &RepoName, force: bool) -> Result<()> {
         self.repository(name).await?;
-        let [_, manifests, ..] = owned_prefixes(name);
+        let images = Prefix::in_repo(name);
         if !force
-            && !self
-                .inner
-                .meta
-                .list_keys(&manifests, None, 1)
+            && !MANIFESTS
+                .list_keys(self.meta(), &images, None, 1)
                 .await?
                 .is_empty()
         {
@@ -307,14 +291,13 @@ impl Registry {
         }
         // Everything its manifests held may become garbage: candidates first, so a crash
         // after the commit point leaks nothing.
-        for entry in self.list_all(&manifests).await? {
-            let record: super::manifests::ManifestRecord = decode(&entry.value, &entry.key)?;
-            let mut held = record.blobs;
-            held.push(entry.key[manifests.len()..].parse()?);
+        for entry in MANIFESTS.list_all(self.meta(), &images).await? {
+            let mut held = entry.value.blobs;
+            held.push(entry.key.item);
             self.release_blobs(&held).await?;
         }
         // The commit point: from here the repository does not exist.
-        self.inner.meta.delete(&repo_key(name), Expect::Any).await?;
+        REPOSITORIES.delete(self.meta(), name, Expect::Any).await?;
         for prefix in owned_prefixes(name) {
             loop {
                 let page = self.inner.meta.list_keys(&prefix, None, 1000).await?;

@@ -10,21 +10,18 @@
 //! `tagged/<repo>@<digest>/<tag>` is written before a tag moves to a digest and removed
 //! after it moves away; readers check its entries against the tags themselves.
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{Registry, decode, encode};
+use super::Registry;
+use super::schema::{InRepo, Marker, Nested, Prefix, Retry, TAG_HISTORY, TAGGED, TAGS};
 use crate::digest::Digest;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{ErrorKind, Result};
 use crate::meta::{Expect, Version};
 use crate::reference::{RepoName, Tag};
 use crate::util::{from_millis, now_millis};
 
 /// Moves kept in a tag's history; older ones are dropped.
 pub const TAG_HISTORY_LEN: usize = 50;
-
-/// Attempts at moving a tag under contention before giving up.
-const TAG_MOVE_ATTEMPTS: usize = 64;
 
 /// A tag's target and history.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -51,26 +48,6 @@ impl TagMove {
     }
 }
 
-pub(super) fn tag_prefix(repo: &RepoName) -> String {
-    format!("tag/{repo}@")
-}
-
-pub(super) fn tag_key(repo: &RepoName, tag: &Tag) -> String {
-    format!("{}{tag}", tag_prefix(repo))
-}
-
-/// The history of a deleted tag, kept apart from the live tags.
-fn history_key(repo: &RepoName, tag: &Tag) -> String {
-    format!("tag-history/{repo}@{tag}")
-}
-
-/// Reverse index: the tags that (may) point at `digest`. Entries are written before a tag
-/// moves to the digest and removed after it moves away, so a crash leaves only extra
-/// entries, which readers check against the tag itself.
-pub(super) fn tagged_prefix(repo: &RepoName, digest: &Digest) -> String {
-    format!("tagged/{repo}@{digest}/")
-}
-
 impl Registry {
     /// The tags that point at `digest` now: reverse-index entries checked against the tags.
     pub(super) async fn tags_pointing_at(
@@ -78,10 +55,10 @@ impl Registry {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Vec<Tag>> {
-        let prefix = tagged_prefix(repo, digest);
+        let within = Prefix::of_subject(repo, digest);
         let mut tags = Vec::new();
-        for key in self.list_all_keys(&prefix).await? {
-            let tag: Tag = key[prefix.len()..].parse()?;
+        for entry in TAGGED.list_all(self.meta(), &within).await? {
+            let tag = entry.key.item;
             if self.tag_target(repo, &tag).await?.as_ref() == Some(digest) {
                 tags.push(tag);
             }
@@ -91,14 +68,16 @@ impl Registry {
 
     /// A live tag's record with its version.
     async fn tag_record(&self, repo: &RepoName, tag: &Tag) -> Result<Option<(TagRecord, Version)>> {
-        self.record_at(&tag_key(repo, tag)).await
+        TAGS.get(self.meta(), &InRepo::new(repo, tag)).await
     }
 
-    async fn record_at(&self, key: &str) -> Result<Option<(TagRecord, Version)>> {
-        match self.inner.meta.get(key).await? {
-            Some(v) => Ok(Some((decode(&v.value, key)?, v.version))),
-            None => Ok(None),
-        }
+    /// A deleted tag's history with its version.
+    async fn deleted_tag_record(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+    ) -> Result<Option<(TagRecord, Version)>> {
+        TAG_HISTORY.get(self.meta(), &InRepo::new(repo, tag)).await
     }
 
     /// Where a tag points, if anywhere.
@@ -119,18 +98,19 @@ impl Registry {
         when: impl Fn(Option<&Digest>) -> Result<bool>,
     ) -> Result<()> {
         if let Some(to) = to {
-            let reverse = format!("{}{tag}", tagged_prefix(repo, to));
-            self.inner
-                .meta
-                .put(&reverse, Bytes::new(), Expect::Any)
+            let reverse = Nested::new(repo, to, tag);
+            TAGGED
+                .put(self.meta(), &reverse, &Marker, Expect::Any)
                 .await?;
         }
-        for _ in 0..TAG_MOVE_ATTEMPTS {
+        let key = TAGS.key(&InRepo::new(repo, tag));
+        let mut retry = Retry::new(&key);
+        loop {
             let live = self.tag_record(repo, tag).await?;
             // A tag set again continues the history it had when it was deleted.
             let deleted = match live {
                 Some(_) => None,
-                None => self.record_at(&history_key(repo, tag)).await?,
+                None => self.deleted_tag_record(repo, tag).await?,
             };
             let (mut record, expect) = match (&live, &deleted) {
                 (Some((record, version)), _) => (record.clone(), Expect::Version(*version)),
@@ -164,21 +144,15 @@ impl Registry {
             match moved {
                 Ok(()) => {
                     if let Some(from) = from {
-                        let reverse = format!("{}{tag}", tagged_prefix(repo, &from));
-                        self.inner.meta.delete(&reverse, Expect::Any).await?;
+                        let reverse = Nested::new(repo, &from, tag);
+                        TAGGED.delete(self.meta(), &reverse, Expect::Any).await?;
                     }
                     return Ok(());
                 }
-                Err(e) if e.kind() == ErrorKind::Conflict => continue,
+                Err(e) if e.kind() == ErrorKind::Conflict => retry.again(e).await?,
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::new(
-            ErrorKind::Conflict,
-            format!(
-                "tag {tag} in {repo}: too many concurrent moves, gave up after {TAG_MOVE_ATTEMPTS} attempts"
-            ),
-        ))
     }
 
     /// Writes a live tag (the commit point); a deleted tag's history record it took its
@@ -191,15 +165,11 @@ impl Registry {
         expect: Expect,
         deleted: Option<(TagRecord, Version)>,
     ) -> Result<()> {
-        self.inner
-            .meta
-            .put(&tag_key(repo, tag), encode(record)?, expect)
-            .await?;
+        let key = InRepo::new(repo, tag);
+        TAGS.put(self.meta(), &key, record, expect).await?;
         if let Some((_, version)) = deleted {
-            match self
-                .inner
-                .meta
-                .delete(&history_key(repo, tag), Expect::Version(version))
+            match TAG_HISTORY
+                .delete(self.meta(), &key, Expect::Version(version))
                 .await
             {
                 Err(e) if e.kind() != ErrorKind::Conflict => return Err(e),
@@ -219,11 +189,11 @@ impl Registry {
         record: &TagRecord,
         expect: Expect,
     ) -> Result<()> {
-        self.inner
-            .meta
-            .put(&history_key(repo, tag), encode(record)?, Expect::Any)
+        let key = InRepo::new(repo, tag);
+        TAG_HISTORY
+            .put(self.meta(), &key, record, Expect::Any)
             .await?;
-        self.inner.meta.delete(&tag_key(repo, tag), expect).await
+        TAGS.delete(self.meta(), &key, expect).await
     }
 
     /// The digest `tag` points at; [`ErrorKind::ManifestUnknown`] if there is none.
@@ -242,15 +212,13 @@ impl Registry {
         last: Option<&Tag>,
     ) -> Result<Vec<Tag>> {
         self.repository(repo).await?;
-        let prefix = tag_prefix(repo);
-        let mut after = last.map(|t| tag_key(repo, t));
+        let within = Prefix::in_repo(repo);
+        let mut after = last.map(|t| InRepo::new(repo, t));
         let mut tags = Vec::with_capacity(n.min(1024));
         while tags.len() < n {
             let want = n - tags.len();
-            let entries = self
-                .inner
-                .meta
-                .list(&prefix, after.as_deref(), want)
+            let entries = TAGS
+                .list(self.meta(), &within, after.as_ref(), want)
                 .await?;
             // Only an empty page ends the listing: a store may return fewer entries
             // than asked when keys go while it lists (a tag deleted meanwhile).
@@ -258,9 +226,8 @@ impl Registry {
             for entry in &entries {
                 // Stores from before `tag-history/` kept deleted tags here with no
                 // target: skipped, and the page goes on past them so it comes back full.
-                let record: TagRecord = decode(&entry.value, &entry.key)?;
-                if record.digest.is_some() {
-                    tags.push(entry.key[prefix.len()..].parse()?);
+                if entry.value.digest.is_some() {
+                    tags.push(entry.key.item.clone());
                 }
             }
             after = entries.last().map(|e| e.key.clone());
@@ -276,7 +243,7 @@ impl Registry {
     pub async fn tag_history(&self, repo: &RepoName, tag: &Tag) -> Result<Vec<TagMove>> {
         let record = match self.tag_record(repo, tag).await? {
             Some(live) => Some(live),
-            None => self.record_at(&history_key(repo, tag)).await?,
+            None => self.deleted_tag_record(repo, tag).await?,
         };
         Ok(record.map(|(r, _)| r.history).unwrap_or_default())
     }

@@ -18,8 +18,9 @@ use futures::{StreamExt, TryStreamExt};
 
 use serde::{Deserialize, Serialize};
 
+use super::Registry;
 use super::open_writers::{OpenWriter, Slot};
-use super::{Registry, decode, encode};
+use super::schema::UPLOADS;
 use crate::blob::{BlobInfo, ByteStream, WriterState};
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, ErrorKind, Result};
@@ -57,12 +58,6 @@ impl SessionRecord {
     }
 }
 
-fn upload_key(id: &UploadId) -> String {
-    format!("upload/{id}")
-}
-
-const UPLOAD_PREFIX: &str = "upload/";
-
 fn one_chunk(chunk: Bytes) -> ByteStream {
     futures::stream::once(async { Ok(chunk) }).boxed()
 }
@@ -86,10 +81,7 @@ impl Registry {
             updated_at_ms: now,
             writer,
         };
-        self.inner
-            .meta
-            .put(&upload_key(&id), encode(&record)?, Expect::Absent)
-            .await?;
+        UPLOADS.create(self.meta(), &id, &record).await?;
         Ok(record.status(&id))
     }
 
@@ -100,17 +92,11 @@ impl Registry {
                 format!("upload {id} is not open in repository {repo}"),
             )
         };
-        let stored = self
-            .inner
-            .meta
-            .get(&upload_key(id))
-            .await?
-            .ok_or_else(unknown)?;
-        let record: SessionRecord = decode(&stored.value, &upload_key(id))?;
+        let (record, version) = UPLOADS.get(self.meta(), id).await?.ok_or_else(unknown)?;
         if &record.repo != repo {
             return Err(unknown());
         }
-        Ok((record, stored.version))
+        Ok((record, version))
     }
 
     /// Reads the session under its slot's lock; forgets the slot if the session is gone.
@@ -125,7 +111,7 @@ impl Registry {
         if found
             .as_ref()
             .is_err_and(|e| e.kind() == ErrorKind::BlobUploadUnknown)
-            && self.inner.meta.get(&upload_key(id)).await?.is_none()
+            && self.meta().get(&UPLOADS.key(id)).await?.is_none()
         {
             slot.open = None;
             self.inner.open_writers.remove(id);
@@ -335,7 +321,7 @@ impl Registry {
             self.link(repo, info).await?;
         }
         // The session is over whether the digest matched or not.
-        self.inner.meta.delete(&upload_key(id), Expect::Any).await?;
+        UPLOADS.delete(self.meta(), id, Expect::Any).await?;
         self.inner.open_writers.remove(id);
         committed
     }
@@ -344,9 +330,8 @@ impl Registry {
     pub async fn cancel_upload(&self, repo: &RepoName, id: &UploadId) -> Result<()> {
         let mut slot = self.inner.open_writers.lock_within(id, BUSY_WAIT).await?;
         let (_, version) = self.locked_session(repo, id, &mut slot).await?;
-        self.inner
-            .meta
-            .delete(&upload_key(id), Expect::Version(version))
+        UPLOADS
+            .delete(self.meta(), id, Expect::Version(version))
             .await?;
         if let Some(open) = slot.open.take() {
             open.writer.abort().await?;
@@ -357,12 +342,11 @@ impl Registry {
 
     /// Cancels every upload session into `repo` (the repository is being deleted).
     pub(super) async fn cancel_uploads_into(&self, repo: &RepoName) -> Result<()> {
-        for entry in self.list_all(UPLOAD_PREFIX).await? {
-            let Ok(id) = entry.key[UPLOAD_PREFIX.len()..].parse::<UploadId>() else {
+        for entry in UPLOADS.scan_all(self.meta()).await? {
+            let Ok(id) = entry.key else {
                 continue;
             };
-            let ours = decode::<SessionRecord>(&entry.value, &entry.key)
-                .is_ok_and(|record| &record.repo == repo);
+            let ours = entry.value.is_ok_and(|record| &record.repo == repo);
             if !ours {
                 continue;
             }
@@ -409,13 +393,12 @@ impl Registry {
         if open.writer.len() == open.durable {
             return Ok(());
         }
-        let Some(stored) = self.inner.meta.get(&upload_key(id)).await? else {
+        let Some((record, version)) = UPLOADS.get(self.meta(), id).await? else {
             return Ok(());
         };
-        if stored.version != open.version {
+        if version != open.version {
             return Ok(());
         }
-        let record: SessionRecord = decode(&stored.value, &upload_key(id))?;
         let writer = open.writer.checkpoint().await?;
         match self.advance_record(id, record, writer, open.version).await {
             Err(e) if e.kind() != ErrorKind::Conflict => Err(e),
@@ -438,10 +421,8 @@ impl Registry {
             writer,
             ..record
         };
-        let new_version = self
-            .inner
-            .meta
-            .put(&upload_key(id), encode(&updated)?, Expect::Version(version))
+        let new_version = UPLOADS
+            .put(self.meta(), id, &updated, Expect::Version(version))
             .await?;
         Ok((new_version, updated.updated_at_ms))
     }
@@ -488,26 +469,23 @@ impl Registry {
         );
         let mut report = ExpiryReport::default();
         let mut live = std::collections::HashSet::new();
-        for entry in self.list_all(UPLOAD_PREFIX).await? {
-            let id = &entry.key[UPLOAD_PREFIX.len()..];
+        for entry in UPLOADS.scan_all(self.meta()).await? {
+            let id = &entry.store_key[UPLOADS.prefix().len()..];
             // A damaged record cannot be resumed: it counts as idle.
-            let idle = decode::<SessionRecord>(&entry.value, &entry.key)
+            let idle = entry
+                .value
+                .as_ref()
                 .map_or(true, |r| r.updated_at_ms <= cutoff);
             if !idle {
                 live.insert(id.to_owned());
                 continue;
             }
-            match self
-                .inner
-                .meta
-                .delete(&entry.key, Expect::Version(entry.version))
-                .await
-            {
+            match UPLOADS.delete_scanned(self.meta(), &entry).await {
                 Ok(()) => {
-                    if let Ok(upload) = id.parse::<UploadId>() {
-                        let mut slot = self.inner.open_writers.lock(&upload).await;
+                    if let Ok(upload) = &entry.key {
+                        let mut slot = self.inner.open_writers.lock(upload).await;
                         slot.open = None;
-                        self.inner.open_writers.remove(&upload);
+                        self.inner.open_writers.remove(upload);
                     }
                     self.inner.blobs.discard_staging(id).await?;
                     report.sessions += 1;
@@ -526,7 +504,7 @@ impl Registry {
             }
             // Re-check: a session may have started since the listing above.
             if let Ok(id) = area.staging_id.parse::<UploadId>()
-                && self.inner.meta.get(&upload_key(&id)).await?.is_some()
+                && UPLOADS.get(self.meta(), &id).await?.is_some()
             {
                 continue;
             }

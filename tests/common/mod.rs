@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod http;
+pub(crate) mod images;
 pub(crate) mod server;
 
 #[cfg(feature = "s3")]

@@ -47,13 +47,8 @@ async fn set_state(registry: &Registry, digest: &Digest, state: BlobState, touch
         touched_at_ms: touched,
         ..record
     };
-    registry
-        .meta_store()
-        .put(
-            &blob_record_key(digest),
-            encode(&next).unwrap(),
-            Expect::Version(version),
-        )
+    BLOBS
+        .put(registry.meta(), digest, &next, Expect::Version(version))
         .await
         .unwrap();
 }
