@@ -9,10 +9,11 @@
 //   upload, lifecycle (the pure planner), events
 //   blob, meta, keys, manifest
 //   codec, reference, digest
-//   util, hex
+//   util, hex, clock
 //   error
 
 pub mod blob;
+mod clock;
 pub mod codec;
 mod digest;
 mod error;
@@ -34,6 +35,7 @@ pub use crate::blob::{
     AtRest, BlobInfo, BlobRead, BlobStore, BlobStoreExt, BlobWriter, ByteStream, EncodingState,
     Footprint, ObjectBlobStore, RotationProgress, StagedPart, StagingInfo, WriterState,
 };
+pub use crate::clock::{Clock, SystemClock};
 pub use crate::digest::{Algorithm, Digest, Digester, DigesterState};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::events::{DiscardEvents, Event, EventSink, MemoryEventSink};

@@ -19,13 +19,13 @@ use serde::{Deserialize, Serialize};
 use self::open_writers::OpenWriters;
 use self::schema::{InRepo, LINKS, Prefix};
 use crate::blob::{AtRest, BlobInfo, BlobRead, BlobStore, ByteStream};
+use crate::clock::Clock;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::EventSink;
 use crate::keys::{DEFAULT_KEK, KeyProvider, LocalKeyProvider, MemoryKeyProvider};
 use crate::meta::{Expect, MemoryMetaStore, MetaStore, RedbMetaStore};
 use crate::reference::RepoName;
-use crate::util::now_millis;
 
 mod archive;
 mod at_rest;
@@ -147,6 +147,7 @@ struct Inner {
     /// The provider whose KEK identities are checked against the store's.
     keys: Option<Arc<dyn KeyProvider>>,
     checked_keks: key_identity::CheckedKeks,
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for Registry {
@@ -215,6 +216,16 @@ impl Registry {
         &self.inner.meta
     }
 
+    /// The time now by the registry's clock, in milliseconds since the Unix epoch.
+    pub(crate) fn now_millis(&self) -> u64 {
+        self.inner.clock.now_millis()
+    }
+
+    /// The time now by the registry's clock.
+    pub(crate) fn now(&self) -> std::time::SystemTime {
+        self.inner.clock.now()
+    }
+
     /// The metadata store, for the tables of [`schema`].
     pub(crate) fn meta(&self) -> &dyn MetaStore {
         &*self.inner.meta
@@ -237,7 +248,7 @@ impl Registry {
         self.inner.blobs.grant(&info.digest, &at_rest).await?;
         let record = LinkRecord {
             size: info.size,
-            linked_at_ms: now_millis(),
+            linked_at_ms: self.now_millis(),
         };
         let key = InRepo::new(repo, &info.digest);
         match LINKS.create(self.meta(), &key, &record).await {

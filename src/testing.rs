@@ -7,13 +7,17 @@
 //! `# Contract` section, panic with a message naming the point that failed, and keep
 //! their data under fresh random keys so they can run against a shared bucket.
 //!
+//! [`ManualClock`] is a [`Clock`](crate::Clock) that moves only when told to.
+//!
 //! [`FaultyStore`] wraps an `ObjectStore` and fails one operation, or every operation
 //! from one on ("a crash"), to prove that no failure leaves a partial blob visible.
 
 pub mod blob_store;
+mod clock;
 mod faulty_store;
 pub mod fuzz;
 pub mod key_provider;
 pub mod meta_store;
 
+pub use self::clock::ManualClock;
 pub use self::faulty_store::{FaultMode, FaultyStore};

@@ -1,5 +1,6 @@
-//! Small helpers every layer uses: random ids and times in milliseconds since the Unix
-//! epoch (the unit metadata records store).
+//! Small helpers every layer uses: random ids and conversions of times to and from
+//! milliseconds since the Unix epoch (the unit metadata records store; the time itself
+//! comes from the registry's [`Clock`](crate::Clock)).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -8,10 +9,6 @@ pub(crate) fn random_id() -> String {
     let mut raw = [0u8; 16];
     getrandom::fill(&mut raw).expect("the operating system's random source is available");
     crate::hex::encode(&raw)
-}
-
-pub(crate) fn now_millis() -> u64 {
-    to_millis(SystemTime::now())
 }
 
 pub(crate) fn to_millis(t: SystemTime) -> u64 {

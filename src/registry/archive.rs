@@ -23,7 +23,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::events::Event;
 use crate::meta::Expect;
 use crate::reference::{RepoName, Tag};
-use crate::util::{from_millis, now_millis};
+use crate::util::from_millis;
 
 impl Registry {
     fn archive(&self) -> Result<&std::sync::Arc<dyn BlobStore>> {
@@ -108,7 +108,7 @@ impl Registry {
             Self::copy_blob(self.inner.blobs.as_ref(), archive.as_ref(), blob, &at_rest).await?;
         }
         let archived = ManifestRecord {
-            archived_at_ms: Some(now_millis()),
+            archived_at_ms: Some(self.now_millis()),
             pending: false,
             ..record.clone()
         };
@@ -162,7 +162,7 @@ impl Registry {
                 restored = true;
                 Ok(Change::Put(ManifestRecord {
                     archived_at_ms: None,
-                    restored_at_ms: Some(now_millis()),
+                    restored_at_ms: Some(self.now_millis()),
                     ..record
                 }))
             })

@@ -23,7 +23,6 @@ use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::Expect;
 use crate::reference::RepoName;
-use crate::util::now_millis;
 
 /// How long a process trusts its copy of the redirects before reading them again: the
 /// longest another process may go on wrapping new blobs under a KEK being rotated away
@@ -258,7 +257,7 @@ impl Registry {
                 }
                 record.started_at_ms
             }
-            None => now_millis(),
+            None => self.now_millis(),
         };
         let record = RedirectRecord {
             to: to.to_owned(),
@@ -271,7 +270,7 @@ impl Registry {
         self.reload_kek_redirects().await?;
         let done = self.inner.blobs.rotate_kek(from, to, progress).await?;
         let record = RedirectRecord {
-            finished_at_ms: Some(now_millis()),
+            finished_at_ms: Some(self.now_millis()),
             ..record
         };
         KEK_REDIRECTS

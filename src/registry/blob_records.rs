@@ -35,7 +35,6 @@ use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::{Expect, Version};
 use crate::reference::RepoName;
-use crate::util::now_millis;
 
 /// Where a blob stands with the garbage collector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,9 +60,9 @@ pub(crate) struct BlobRecord {
 }
 
 impl BlobRecord {
-    /// Whether the record has sat in its state for `after` or longer.
-    pub(crate) fn stalled(&self, after: Duration) -> bool {
-        now_millis().saturating_sub(self.touched_at_ms) >= after.as_millis() as u64
+    /// Whether the record has sat in its state for `after` or longer at `now_ms`.
+    pub(crate) fn stalled(&self, now_ms: u64, after: Duration) -> bool {
+        now_ms.saturating_sub(self.touched_at_ms) >= after.as_millis() as u64
     }
 }
 
@@ -101,7 +100,7 @@ impl Registry {
     /// Marks `digest` as possibly garbage from now on.
     pub(crate) async fn add_candidate(&self, digest: &Digest) -> Result<()> {
         let record = CandidateRecord {
-            since_ms: now_millis(),
+            since_ms: self.now_millis(),
         };
         GC_CANDIDATES
             .put(self.meta(), digest, &record, Expect::Any)
@@ -127,13 +126,13 @@ impl Registry {
                     self.add_candidate(digest).await?;
                     let record = BlobRecord {
                         state: BlobState::Live,
-                        touched_at_ms: now_millis(),
+                        touched_at_ms: self.now_millis(),
                         repos: repo.map(|r| vec![r.to_string()]).unwrap_or_default(),
                     };
                     (record, Expect::Absent, true)
                 }
                 Some((record, version)) if record.state == BlobState::Deleting => {
-                    if record.stalled(STALLED_DELETION) {
+                    if record.stalled(self.now_millis(), STALLED_DELETION) {
                         self.finish_deletion(digest, &record, version).await?;
                     } else {
                         tokio::time::sleep(DELETION_WAIT).await;
@@ -142,7 +141,7 @@ impl Registry {
                 }
                 Some((mut record, version)) => {
                     record.state = BlobState::Live;
-                    record.touched_at_ms = now_millis();
+                    record.touched_at_ms = self.now_millis();
                     if let Some(repo) = repo {
                         let name = repo.to_string();
                         if let Err(at) = record.repos.binary_search(&name) {
@@ -178,7 +177,7 @@ impl Registry {
             }
         }
         let renewed = BlobRecord {
-            touched_at_ms: now_millis(),
+            touched_at_ms: self.now_millis(),
             ..record.clone()
         };
         let version = match BLOBS
@@ -240,7 +239,7 @@ impl Registry {
         let holder = RefRecord {
             repo: repo.to_string(),
             manifest: manifest.clone(),
-            at_ms: now_millis(),
+            at_ms: self.now_millis(),
         };
         REFS.put(
             self.meta(),
@@ -264,7 +263,7 @@ impl Registry {
                 Some((record, _)) if record.state == BlobState::Live => break,
                 Some((mut record, version)) if record.state == BlobState::Condemned => {
                     record.state = BlobState::Live;
-                    record.touched_at_ms = now_millis();
+                    record.touched_at_ms = self.now_millis();
                     match BLOBS
                         .put(self.meta(), blob, &record, Expect::Version(version))
                         .await
@@ -283,7 +282,7 @@ impl Registry {
                     }
                     let record = BlobRecord {
                         state: BlobState::Live,
-                        touched_at_ms: now_millis(),
+                        touched_at_ms: self.now_millis(),
                         repos: Vec::new(),
                     };
                     match BLOBS.create(self.meta(), blob, &record).await {

@@ -14,6 +14,7 @@ use super::{
     key_identity, pulls,
 };
 use crate::blob::{AtRest, BlobStore, ObjectBlobStore};
+use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{DiscardEvents, EventSink};
 use crate::keys::{DEFAULT_KEK, KeyProvider};
@@ -37,6 +38,7 @@ pub struct RegistryBuilder {
     max_manifest_size: Option<usize>,
     events: Option<Arc<dyn EventSink>>,
     gc_grace: Option<Duration>,
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl fmt::Debug for RegistryBuilder {
@@ -162,6 +164,14 @@ impl RegistryBuilder {
         self
     }
 
+    /// Reads the time of day from `clock` (default: [`SystemClock`]): every push, pull,
+    /// link and tag-move time, upload expiry, garbage-collection grace and archive time.
+    /// Tests move a [`ManualClock`](crate::testing::ManualClock) instead of sleeping.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
     /// Builds the registry; both stores must be set.
     pub fn build(self) -> Result<Registry> {
         let missing = |what: &str| {
@@ -222,6 +232,7 @@ impl RegistryBuilder {
                 kek_redirects: at_rest::KekRedirects::default(),
                 keys: self.key_provider,
                 checked_keks: key_identity::CheckedKeks::default(),
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             }),
         })
     }

@@ -78,7 +78,6 @@ use crate::error::{ErrorKind, Result};
 use crate::events::Event;
 use crate::meta::{Expect, Version};
 use crate::reference::RepoName;
-use crate::util::now_millis;
 
 /// Default grace period: how old a candidate blob, or a reference without its manifest,
 /// must be before a collection may remove it.
@@ -259,7 +258,7 @@ impl Registry {
             ..GcReport::default()
         };
         let digest = &candidate.digest;
-        let now = now_millis();
+        let now = self.now_millis();
         let grace = self.gc_grace(options).as_millis() as u64;
         let (record, version) = match self.blob_record(digest).await? {
             Some(found) => found,
@@ -278,7 +277,7 @@ impl Registry {
             }
         };
         match record.state {
-            BlobState::Deleting if record.stalled(options.take_over_after) => {
+            BlobState::Deleting if record.stalled(now, options.take_over_after) => {
                 if !options.dry_run {
                     let size = self.footprint(digest).await?;
                     self.finish_deletion(digest, &record, version).await?;
@@ -287,7 +286,7 @@ impl Registry {
                 }
                 return Ok(report);
             }
-            BlobState::Condemned if record.stalled(options.take_over_after) => {}
+            BlobState::Condemned if record.stalled(now, options.take_over_after) => {}
             BlobState::Live => {}
             // Another collector is on it.
             _ => {
@@ -390,7 +389,7 @@ impl Registry {
     ) -> Result<Option<Version>> {
         let next = BlobRecord {
             state,
-            touched_at_ms: now_millis(),
+            touched_at_ms: self.now_millis(),
             ..record.clone()
         };
         match BLOBS

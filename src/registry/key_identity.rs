@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use super::Registry;
 use super::schema::{Change, KEKS, KekName};
 use crate::error::{Error, ErrorKind, Result};
-use crate::util::now_millis;
 
 /// The record of the key first used under a KEK name.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,7 +71,7 @@ impl Registry {
         };
         let record = KekRecord {
             fingerprint: fingerprint.clone(),
-            recorded_at_ms: now_millis(),
+            recorded_at_ms: self.now_millis(),
         };
         // The first process to use the name records its key; the others compare.
         let recorded = KEKS

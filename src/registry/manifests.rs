@@ -22,7 +22,6 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{Descriptor, Manifest, ManifestMediaType};
 use crate::meta::Expect;
 use crate::reference::{Reference, RepoName, Tag};
-use crate::util::now_millis;
 
 /// What wharf keeps about a manifest in a repository.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -401,7 +400,7 @@ impl Registry {
         Ok(ManifestRecord {
             media_type: manifest.media_type().as_str().to_owned(),
             size: manifest.raw().len() as u64,
-            pushed_at_ms: now_millis(),
+            pushed_at_ms: self.now_millis(),
             blob_bytes: manifest.blobs().map(|b| b.size).sum(),
             subject: manifest.subject().map(|s| s.digest.clone()),
             artifact_type: manifest.artifact_type().map(str::to_owned),

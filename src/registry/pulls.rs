@@ -11,7 +11,6 @@ use crate::digest::Digest;
 use crate::error::Result;
 use crate::meta::Expect;
 use crate::reference::RepoName;
-use crate::util::now_millis;
 
 /// Default resolution of recorded pull times.
 pub const DEFAULT_PULL_TIME_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(300);
@@ -52,7 +51,7 @@ impl PullRecorder {
 impl Registry {
     /// Notes a pull of `digest` in `repo`, writing it at most once per resolution window.
     pub(super) async fn record_pull(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
-        let now = now_millis();
+        let now = self.now_millis();
         let window = self.inner.pull_time_resolution.as_millis() as u64;
         if !self.inner.pulls.claim(repo, digest, now, window) {
             return Ok(());

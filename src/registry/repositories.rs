@@ -17,7 +17,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::lifecycle::wildcard_match;
 use crate::meta::{Expect, Version};
 use crate::reference::{RepoName, Tag};
-use crate::util::{from_millis, now_millis};
+use crate::util::from_millis;
 
 /// Most tag-mutability exclusion filters a repository may have (ECR's limit).
 pub const MAX_MUTABILITY_EXCLUSIONS: usize = 5;
@@ -188,7 +188,7 @@ impl Registry {
     ) -> Result<Repository> {
         settings.validate()?;
         let record = RepositoryRecord {
-            created_at_ms: now_millis(),
+            created_at_ms: self.now_millis(),
             settings,
         };
         match REPOSITORIES.create(self.meta(), name, &record).await {

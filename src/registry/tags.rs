@@ -18,7 +18,7 @@ use crate::digest::Digest;
 use crate::error::{ErrorKind, Result};
 use crate::meta::{Expect, Version};
 use crate::reference::{RepoName, Tag};
-use crate::util::{from_millis, now_millis};
+use crate::util::from_millis;
 
 /// Moves kept in a tag's history; older ones are dropped.
 pub const TAG_HISTORY_LEN: usize = 50;
@@ -131,7 +131,7 @@ impl Registry {
             record.history.push(TagMove {
                 from: record.digest.take(),
                 to: to.cloned(),
-                at_ms: now_millis(),
+                at_ms: self.now_millis(),
             });
             let overflow = record.history.len().saturating_sub(TAG_HISTORY_LEN);
             record.history.drain(..overflow);

@@ -27,7 +27,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::meta::{Expect, Version};
 use crate::reference::RepoName;
 use crate::upload::{ExpiryReport, UploadId, UploadStatus};
-use crate::util::{from_millis, now_millis, to_millis};
+use crate::util::{from_millis, to_millis};
 
 /// How long a call waits for a session busy with another call (a chunk still arriving)
 /// before answering that it is busy.
@@ -74,7 +74,7 @@ impl Registry {
             .blobs
             .start_state(id.as_str(), Algorithm::Sha256, &at_rest)
             .await?;
-        let now = now_millis();
+        let now = self.now_millis();
         let record = SessionRecord {
             repo: repo.clone(),
             started_at_ms: now,
@@ -208,7 +208,7 @@ impl Registry {
         let mut status = record.status(id);
         let checkpoint =
             force_checkpoint || open.writer.len() - open.durable >= self.inner.checkpoint_interval;
-        let touch = now_millis().saturating_sub(record.updated_at_ms) >= TOUCH_INTERVAL_MS;
+        let touch = self.now_millis().saturating_sub(record.updated_at_ms) >= TOUCH_INTERVAL_MS;
         if checkpoint || touch {
             let writer = if checkpoint {
                 open.writer.checkpoint().await?
@@ -417,7 +417,7 @@ impl Registry {
         version: Version,
     ) -> Result<(Version, u64)> {
         let updated = SessionRecord {
-            updated_at_ms: now_millis(),
+            updated_at_ms: self.now_millis(),
             writer,
             ..record
         };
@@ -463,7 +463,7 @@ impl Registry {
     /// [`Registry::expire_uploads`] with an explicit age.
     pub async fn expire_uploads_older_than(&self, age: Duration) -> Result<ExpiryReport> {
         let cutoff = to_millis(
-            SystemTime::now()
+            self.now()
                 .checked_sub(age)
                 .unwrap_or(SystemTime::UNIX_EPOCH),
         );

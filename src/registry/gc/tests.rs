@@ -57,7 +57,13 @@ async fn set_state(registry: &Registry, digest: &Digest, state: BlobState, touch
 async fn a_push_rescues_a_condemned_blob_and_the_collector_backs_off() {
     let (registry, repo, config, manifest) = setup().await;
     // A collector condemned it and is about to look for references again.
-    set_state(&registry, &config, BlobState::Condemned, now_millis()).await;
+    set_state(
+        &registry,
+        &config,
+        BlobState::Condemned,
+        registry.now_millis(),
+    )
+    .await;
     let (_, condemned) = registry.blob_record(&config).await.unwrap().unwrap();
     let tag = Reference::Tag("v1".parse().unwrap());
     registry
@@ -87,7 +93,13 @@ async fn a_push_rescues_a_condemned_blob_and_the_collector_backs_off() {
 #[tokio::test]
 async fn a_push_over_a_blob_being_removed_is_refused_and_stays_invisible() {
     let (registry, repo, config, manifest) = setup().await;
-    set_state(&registry, &config, BlobState::Deleting, now_millis()).await;
+    set_state(
+        &registry,
+        &config,
+        BlobState::Deleting,
+        registry.now_millis(),
+    )
+    .await;
     let tag = Reference::Tag("v1".parse().unwrap());
     let err = registry
         .push_manifest(&repo, &tag, manifest, None)

@@ -1,7 +1,7 @@
 //! Online garbage collection: what it reclaims and keeps, and that it never removes a
 //! blob a surviving image needs while pushes, deletes and collections race.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -307,11 +307,13 @@ async fn a_full_scan_finds_blobs_stored_behind_the_registrys_back() {
 
 #[tokio::test]
 async fn abandoned_uploads_are_expired() {
+    let clock = Arc::new(wharf::testing::ManualClock::starting_now());
     let registry = Registry::builder()
         .object_store(Arc::new(object_store::memory::InMemory::new()))
         .meta_store(Arc::new(MemoryMetaStore::new()))
         .upload_expiry(Duration::ZERO)
         .gc_grace(Duration::ZERO)
+        .clock(clock.clone())
         .build()
         .unwrap();
     let r = repo("app");
@@ -321,7 +323,7 @@ async fn abandoned_uploads_are_expired() {
         .await
         .unwrap();
     registry.flush_uploads().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    clock.advance(Duration::from_millis(5));
     let report = registry.collect_garbage(&now_options()).await.unwrap();
     assert_eq!(report.expired_uploads, 1);
     assert_eq!(

@@ -5,7 +5,7 @@
 //! `Link` exactly when more follow; `?tag=` on a push by digest; and a blob an image still
 //! uses refused deletion until the image is gone.
 
-mod common;
+use crate::common;
 
 use reqwest::Method;
 use serde_json::{Value, json};

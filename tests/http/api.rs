@@ -8,7 +8,7 @@
 //! filtered; the spec's error bodies; repository names of several components; and the
 //! request log.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -8,7 +8,7 @@
 //! Every client operation runs under a generous timeout, so a server that hangs fails a
 //! test with a message instead of stalling the suite.
 
-mod common;
+use crate::common;
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;

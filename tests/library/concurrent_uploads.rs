@@ -3,7 +3,7 @@
 //! parked a blocking thread while it waited for its next chunk: as many open uploads as
 //! the pool had threads, and no chunk could be written again.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

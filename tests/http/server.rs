@@ -6,7 +6,7 @@
 //! encrypted at rest, streams in through one PATCH and back out while the server's memory
 //! stays bounded.
 
-mod common;
+use crate::common;
 
 use std::pin::pin;
 use std::process::Stdio;

@@ -2,7 +2,7 @@
 //! never leaves a tag pointing at nothing, a listed referrer that cannot be read, or a
 //! manifest whose bytes are missing; pushing again afterwards completes it.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

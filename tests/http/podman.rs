@@ -8,7 +8,7 @@
 //! as an OCI layout of real tar layers, pulled into that storage, tagged once per
 //! destination and pushed to all of them in parallel.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,10 +1,12 @@
 //! Lifecycle policies on a registry: attach, preview, apply; preview and apply agree;
 //! concurrent tag changes are re-evaluated; archive and restore; events.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use wharf::testing::ManualClock;
 
 use bytes::Bytes;
 use common::{repo, sha256, tag};
@@ -17,16 +19,24 @@ use wharf::{
 const DAY: Duration = Duration::from_secs(86_400);
 
 fn registry_with_events() -> (Registry, Arc<MemoryEventSink>) {
+    let (registry, events, _) = registry_with_clock();
+    (registry, events)
+}
+
+/// [`registry_with_events`] on a clock that moves only when the test says so.
+fn registry_with_clock() -> (Registry, Arc<MemoryEventSink>, Arc<ManualClock>) {
     let events = Arc::new(MemoryEventSink::default());
+    let clock = Arc::new(ManualClock::starting_now());
     let registry = Registry::builder()
         .object_store(Arc::new(object_store::memory::InMemory::new()))
         .meta_store(Arc::new(MemoryMetaStore::new()))
         .archive_store(Arc::new(object_store::memory::InMemory::new()))
         .event_sink(events.clone())
         .gc_grace(Duration::ZERO)
+        .clock(clock.clone())
         .build()
         .unwrap();
-    (registry, events)
+    (registry, events, clock)
 }
 
 /// Pushes a one-layer image whose contents derive from `seed`; returns its digest.
@@ -126,12 +136,12 @@ async fn an_invalid_policy_cannot_be_attached() {
 
 #[tokio::test]
 async fn preview_and_apply_agree_and_apply_emits_events() {
-    let (registry, events) = registry_with_events();
+    let (registry, events, clock) = registry_with_clock();
     let r = repo("app");
     let mut releases = Vec::new();
     for i in 0..4 {
         releases.push(push(&registry, &r, &format!("release-{i}"), &format!("r{i}")).await);
-        tokio::time::sleep(Duration::from_millis(3)).await;
+        clock.advance(Duration::from_secs(1));
     }
     let untagged = push(&registry, &r, "", "loose").await;
     // Tagged so no rule selects it: it goes only because its subject does.
@@ -300,11 +310,11 @@ async fn index_children_stay_while_their_index_does() {
 
 #[tokio::test]
 async fn archived_images_are_listed_but_not_pulled_until_restored() {
-    let (registry, events) = registry_with_events();
+    let (registry, events, clock) = registry_with_clock();
     let r = repo("app");
     let old = push(&registry, &r, "v1", "old").await;
     // Push times are kept to the millisecond: make "newer" unambiguous.
-    tokio::time::sleep(Duration::from_millis(3)).await;
+    clock.advance(Duration::from_secs(1));
     let new = push(&registry, &r, "v2", "new").await;
     let policy = r#"{"rules": [{"rulePriority": 1,
         "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1},

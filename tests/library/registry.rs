@@ -1,6 +1,6 @@
 //! Repositories, links, mounts and upload sessions through the `Registry` facade.
 
-mod common;
+use crate::common;
 
 use common::{repo, sha256};
 use std::sync::Arc;
@@ -560,7 +560,13 @@ async fn a_failing_body_keeps_what_arrived() {
 
 #[tokio::test]
 async fn idle_sessions_and_orphaned_staging_expire() {
-    let registry = Registry::in_memory();
+    let clock = Arc::new(wharf::testing::ManualClock::starting_now());
+    let registry = Registry::builder()
+        .object_store(Arc::new(object_store::memory::InMemory::new()))
+        .meta_store(Arc::new(wharf::MemoryMetaStore::new()))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     let r = repo("app");
     let idle = registry.start_upload(&r).await.unwrap();
     registry
@@ -586,7 +592,9 @@ async fn idle_sessions_and_orphaned_staging_expire() {
         "fresh state is kept"
     );
 
+    // Staging areas are judged by their storage time, sessions by the registry's clock.
     tokio::time::sleep(Duration::from_millis(400)).await;
+    clock.advance(Duration::from_millis(400));
     let active = registry.start_upload(&r).await.unwrap();
     let report = registry
         .expire_uploads_older_than(Duration::from_millis(200))

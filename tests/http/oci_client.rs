@@ -4,7 +4,7 @@
 //! listed whole and page by page (`n`, `last`); and artifacts found through the referrers
 //! API, with the `OCI-Subject` and `OCI-Filters-Applied` headers checked over plain HTTP.
 
-mod common;
+use crate::common;
 
 use oci_client::client::{
     ClientConfig, ClientProtocol, Config, ImageData, ImageLayer, linux_amd64_resolver,

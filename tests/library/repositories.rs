@@ -1,7 +1,7 @@
 //! Repositories: creation on push or explicitly, settings, tag mutability, the catalog,
 //! and deletion.
 
-mod common;
+use crate::common;
 
 use common::{repo, sha256, tag};
 use std::sync::Arc;

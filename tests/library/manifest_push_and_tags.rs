@@ -1,6 +1,6 @@
 //! Manifests, tags and referrers through the `Registry` facade.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::{repo, sha256, tag};

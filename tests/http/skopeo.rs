@@ -9,7 +9,7 @@
 //! `--preserve-digests`: without it skopeo gzips them on the way to a registry or a layout
 //! and every digest changes.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["upload", "lifecycle", "events"],
     &["blob", "meta", "keys", "manifest"],
     &["codec", "reference", "digest"],
-    &["util", "hex"],
+    &["util", "hex", "clock"],
     &["error"],
 ];
 

@@ -2,7 +2,7 @@
 //! over one copy, per-repository switches, KEK rotation (interrupted at every storage
 //! operation), range reads that fetch only the frames they need, and storage figures.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! or a transient failure): afterwards every image still listed pulls in full, running
 //! again finishes the job, and nothing is left behind.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -1,0 +1,12 @@
+//! Fault injection: uploads, manifest pushes, garbage collection and lifecycle apply
+//! interrupted at every storage operation, then the invariants.
+
+#[path = "common/mod.rs"]
+mod common;
+
+#[path = "faults/gc_and_lifecycle.rs"]
+mod gc_and_lifecycle;
+#[path = "faults/manifests.rs"]
+mod manifests;
+#[path = "faults/uploads.rs"]
+mod uploads;

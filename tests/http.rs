@@ -1,0 +1,20 @@
+//! The registry example (`examples/registry`) as a process, driven by plain HTTP and by
+//! real clients (oci-client, skopeo, podman): protocol, limits, hostile clients.
+
+#[path = "common/mod.rs"]
+mod common;
+
+#[path = "http/api.rs"]
+mod api;
+#[path = "http/limits.rs"]
+mod limits;
+#[path = "http/oci_client.rs"]
+mod oci_client;
+#[path = "http/podman.rs"]
+mod podman;
+#[path = "http/protocol.rs"]
+mod protocol;
+#[path = "http/server.rs"]
+mod server;
+#[path = "http/skopeo.rs"]
+mod skopeo;

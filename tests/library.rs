@@ -1,0 +1,46 @@
+//! The library through its public API: the registry facade, repositories, manifests and
+//! tags, lifecycle, garbage collection, blobs at rest, the codec, and every plug-in's
+//! conformance suite. One test binary (each former file is a module), so the suite links
+//! once.
+
+#[path = "common/mod.rs"]
+mod common;
+
+#[path = "library/at_rest.rs"]
+mod at_rest;
+#[path = "library/codec.rs"]
+mod codec;
+#[path = "library/codec_vectors.rs"]
+mod codec_vectors;
+#[path = "library/concurrent_uploads.rs"]
+mod concurrent_uploads;
+#[path = "library/conformance.rs"]
+mod conformance;
+#[path = "library/fuzz_corpus.rs"]
+mod fuzz_corpus;
+#[path = "library/gc.rs"]
+mod gc;
+#[path = "library/inventory.rs"]
+mod inventory;
+#[path = "library/keys.rs"]
+mod keys;
+#[path = "library/layering.rs"]
+mod layering;
+#[path = "library/lifecycle.rs"]
+mod lifecycle;
+#[path = "library/lifecycle_plan.rs"]
+mod lifecycle_plan;
+#[path = "library/lifecycle_policy.rs"]
+mod lifecycle_policy;
+#[path = "library/manifest_parsing.rs"]
+mod manifest_parsing;
+#[path = "library/manifest_push_and_tags.rs"]
+mod manifest_push_and_tags;
+#[path = "library/meta_model.rs"]
+mod meta_model;
+#[path = "library/registry.rs"]
+mod registry;
+#[path = "library/repositories.rs"]
+mod repositories;
+#[path = "library/tamper.rs"]
+mod tamper;
