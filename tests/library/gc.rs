@@ -2,6 +2,7 @@
 //! blob a surviving image needs while pushes, deletes and collections race.
 
 use crate::common;
+use crate::common::images::Image;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,7 +11,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{registry_without_grace, repo, sha256, tag};
 use futures::TryStreamExt;
-use serde_json::json;
 use wharf::{
     Digest, ErrorKind, Event, GcOptions, GcReport, Manifest, MemoryEventSink, MemoryMetaStore,
     Reference, Registry, RepoName,
@@ -25,20 +25,7 @@ fn now_options() -> GcOptions {
 
 /// An image manifest over `config` and `layers`.
 fn image(config: &Bytes, layers: &[&Bytes]) -> Bytes {
-    let descriptor = |media: &str, b: &Bytes| json!({"mediaType": media, "digest": sha256(b).to_string(), "size": b.len()});
-    let layers: Vec<_> = layers
-        .iter()
-        .map(|l| descriptor("application/vnd.oci.image.layer.v1.tar", l))
-        .collect();
-    Bytes::from(
-        serde_json::to_vec(&json!({
-            "schemaVersion": 2,
-            "mediaType": wharf::OCI_IMAGE_MANIFEST,
-            "config": descriptor("application/vnd.oci.image.config.v1+json", config),
-            "layers": layers,
-        }))
-        .unwrap(),
-    )
+    Image::of(config, layers).manifest()
 }
 
 /// Uploads the blobs an image needs (skipping those the repository already has, as
@@ -50,17 +37,7 @@ async fn push_image(
     config: &Bytes,
     layers: &[&Bytes],
 ) -> wharf::Result<Digest> {
-    for blob in layers.iter().copied().chain([config]) {
-        if registry.stat_blob(r, &sha256(blob)).await.is_err() {
-            registry
-                .push_blob_bytes(r, &sha256(blob), blob.clone())
-                .await?;
-        }
-    }
-    let pushed = registry
-        .push_manifest(r, reference, image(config, layers), None)
-        .await?;
-    Ok(pushed.digest)
+    Image::of(config, layers).push(registry, r, reference).await
 }
 
 async fn stored_blobs(registry: &Registry) -> Vec<Digest> {

@@ -2,6 +2,7 @@
 //! concurrent tag changes are re-evaluated; archive and restore; events.
 
 use crate::common;
+use crate::common::images::Image;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -43,35 +44,13 @@ fn registry_with_clock() -> (Registry, Arc<MemoryEventSink>, Arc<ManualClock>) {
 async fn push(registry: &Registry, r: &RepoName, reference: &str, seed: &str) -> Digest {
     let config = Bytes::from(format!("{{\"seed\":\"{seed}\"}}"));
     let layer = Bytes::from(format!("layer of {seed}").repeat(100));
-    for blob in [&config, &layer] {
-        registry
-            .push_blob_bytes(r, &sha256(blob), blob.clone())
-            .await
-            .unwrap();
-    }
-    let manifest = json!({
-        "schemaVersion": 2, "mediaType": wharf::OCI_IMAGE_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": sha256(&config).to_string(), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": sha256(&layer).to_string(), "size": layer.len()}]
-    });
+    let image = Image::of(&config, &[&layer]);
     let reference = if reference.is_empty() {
-        let raw = serde_json::to_vec(&manifest).unwrap();
-        Reference::Digest(sha256(&raw))
+        Reference::Digest(sha256(&image.manifest()))
     } else {
         tag(reference)
     };
-    registry
-        .push_manifest(
-            r,
-            &reference,
-            Bytes::from(serde_json::to_vec(&manifest).unwrap()),
-            None,
-        )
-        .await
-        .unwrap()
-        .digest
+    image.push(registry, r, &reference).await.unwrap()
 }
 
 /// Pushes a signature referring to `subject`, tagged `tag_name`.
