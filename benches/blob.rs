@@ -250,10 +250,7 @@ fn chunked_upload(c: &mut Criterion) {
     let one_shot = |registry: Registry| {
         let (data, digest, repo) = (data.clone(), digest.clone(), repo.clone());
         async move {
-            registry
-                .push_blob_bytes(&repo, &digest, data)
-                .await
-                .unwrap();
+            registry.push_blob(&repo, &digest, data).await.unwrap();
         }
     };
     let memory_registry = || {

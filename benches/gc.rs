@@ -58,7 +58,7 @@ fn main() {
                 async move {
                     let data = blob(i);
                     let digest = Digest::of(Algorithm::Sha256, &data);
-                    registry.push_blob_bytes(&repo, &digest, data).await
+                    registry.push_blob(&repo, &digest, data).await
                 }
             })
             .buffer_unordered(64)
@@ -68,7 +68,7 @@ fn main() {
         let config = Bytes::from_static(b"{}");
         let config_digest = Digest::of(Algorithm::Sha256, &config);
         registry
-            .push_blob_bytes(&repo, &config_digest, config.clone())
+            .push_blob(&repo, &config_digest, config.clone())
             .await
             .unwrap();
         let images = total / 100;

@@ -6,7 +6,8 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use wharf::{LifecycleImage, LifecycleInventory, LifecyclePolicy, plan};
+use wharf::lifecycle::plan;
+use wharf::{LifecycleImage, LifecycleInventory, LifecyclePolicy};
 
 const DAY: Duration = Duration::from_secs(86_400);
 

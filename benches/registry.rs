@@ -54,7 +54,7 @@ fn local_registry(dir: &std::path::Path) -> (Registry, Arc<dyn MetaStore>) {
 async fn prepare(registry: &Registry, r: &RepoName) -> serde_json::Value {
     let config = Bytes::from_static(b"{\"architecture\":\"amd64\",\"os\":\"linux\"}");
     registry
-        .push_blob_bytes(r, &sha256(&config), config.clone())
+        .push_blob(r, &sha256(&config), config.clone())
         .await
         .unwrap();
     json!({"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config).to_string(), "size": config.len()})

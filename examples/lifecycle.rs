@@ -91,10 +91,12 @@ fn run(args: Vec<String>) -> Result<String, Failure> {
             let inventory = LifecycleInventory::from_json(&read(inventory_path)?)
                 .map_err(|e| Failure(1, format!("{inventory_path}: {}", e.message())))?;
             let now = match pairs.iter().find(|(n, _)| n == "now") {
-                Some((_, text)) => wharf::parse_rfc3339(text).map_err(|e| Failure(2, e))?,
+                Some((_, text)) => {
+                    wharf::lifecycle::parse_rfc3339(text).map_err(|e| Failure(2, e))?
+                }
                 None => SystemTime::now(),
             };
-            let plan = wharf::plan(&policy, &inventory, now);
+            let plan = wharf::lifecycle::plan(&policy, &inventory, now);
             Ok(serde_json::to_string_pretty(&plan.to_json()).expect("JSON values serialize"))
         }
         "validate" => {

@@ -29,9 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .into();
     let digest = Digest::of(Algorithm::Sha256, &layer);
 
-    let info = registry
-        .push_blob_bytes(&repo, &digest, layer.clone())
-        .await?;
+    let info = registry.push_blob(&repo, &digest, layer.clone()).await?;
     println!("pushed {} ({} bytes) into {repo}", info.digest, info.size);
 
     // The same bytes by chunked upload into a second repository: stored once.
@@ -72,7 +70,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Bytes::from_static(br#"{"architecture":"amd64","os":"linux"}"#);
     let config_digest = Digest::of(Algorithm::Sha256, &config);
     registry
-        .push_blob_bytes(&repo, &config_digest, config.clone())
+        .push_blob(&repo, &config_digest, config.clone())
         .await?;
     let manifest = format!(
         r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{digest}","size":{}}}]}}"#,

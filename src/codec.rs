@@ -38,7 +38,8 @@ mod layout;
 
 pub use self::cipher::DataKey;
 pub(crate) use self::cipher::{open_with_random_nonce, seal_with_random_nonce};
-pub use self::encoder::{Compression, EncoderSnapshot, FrameEncoder, SealJob, SealedFrames};
+pub(crate) use self::encoder::SealedFrames;
+pub use self::encoder::{Compression, EncoderSnapshot, FrameEncoder};
 pub use self::layout::{Layout, decode, open_frame};
 
 /// Magic bytes at the start of every stored object.

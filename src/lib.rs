@@ -11,6 +11,19 @@
 //   codec, reference, digest
 //   util, hex, clock
 //   error
+//
+// The public surface follows one rule. The crate root holds what an embedder of
+// `Registry` names: the registry and its builder, errors, repository names, tags and
+// digests, the plug-in traits (`BlobStore`, `MetaStore`, `KeyProvider`, `EventSink`,
+// `MountPolicy`, `Clock`) with their shipped implementations, and the value types the
+// registry's methods take and return. A subsystem with vocabulary of its own is a public
+// module: `blob`, `meta`, `keys`, `codec` (the at-rest format, for tools and fuzzers),
+// `lifecycle` (the policy language, RFC 3339 times and the pure planner, for offline
+// tools) and `testing` (feature). Machinery stays crate-private: the metadata schema, the
+// codec's sealing jobs, the key builders.
+//
+// Naming: a method that takes bytes in memory has the plain name (`push_blob`,
+// `append_upload`, `finish_upload`); the form that takes a stream adds `_stream`.
 
 pub mod blob;
 mod clock;
@@ -20,7 +33,7 @@ mod error;
 mod events;
 mod hex;
 pub mod keys;
-mod lifecycle;
+pub mod lifecycle;
 mod manifest;
 pub mod meta;
 mod reference;
@@ -42,7 +55,7 @@ pub use crate::events::{DiscardEvents, Event, EventSink, MemoryEventSink};
 pub use crate::lifecycle::{
     CountType, Decision, LifecycleImage, LifecycleInventory, LifecyclePolicy,
     MAX_PATTERN_WILDCARDS, MAX_RULES, MIN_ARCHIVE_DAYS, Outcome, Plan, Reason, Rule, RuleAction,
-    StorageClass, TagStatus, format_rfc3339, parse_rfc3339, plan,
+    StorageClass, TagStatus,
 };
 pub use crate::manifest::{
     DEFAULT_MAX_MANIFEST_SIZE, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, Descriptor, Manifest,

@@ -307,8 +307,9 @@ impl Registry {
             })
     }
 
-    /// Pushes a whole blob in one call (a monolithic upload), verified against `digest`.
-    pub async fn push_blob(
+    /// Pushes a whole blob in one call (a monolithic upload) from a stream, verified
+    /// against `digest`.
+    pub async fn push_blob_stream(
         &self,
         repo: &RepoName,
         digest: &Digest,
@@ -336,14 +337,15 @@ impl Registry {
         Ok(info)
     }
 
-    /// [`Registry::push_blob`] for bytes in memory.
-    pub async fn push_blob_bytes(
+    /// Pushes a whole blob held in memory (a monolithic upload), verified against
+    /// `digest`; [`Registry::push_blob_stream`] takes a stream.
+    pub async fn push_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
         data: Bytes,
     ) -> Result<BlobInfo> {
-        self.push_blob(
+        self.push_blob_stream(
             repo,
             digest,
             futures::stream::once(async { Ok(data) }).boxed(),

@@ -55,7 +55,7 @@ async fn registry_on_s3() {
         .unwrap();
     let config = bytes::Bytes::from_static(b"{}");
     registry
-        .push_blob_bytes(&r, &common::sha256(&config), config.clone())
+        .push_blob(&r, &common::sha256(&config), config.clone())
         .await
         .unwrap();
     let manifest = serde_json::to_vec(&serde_json::json!({

@@ -30,7 +30,7 @@ pub(crate) async fn start(registry: &Registry, repo: &RepoName, req: Req) -> Han
     } else if let Some(digest) = query_param(&req, "digest") {
         let digest: Digest = digest.parse()?;
         registry
-            .push_blob(repo, &digest, request_stream(req))
+            .push_blob_stream(repo, &digest, request_stream(req))
             .await?;
         return Ok(created(repo, &digest));
     }

@@ -172,7 +172,7 @@ impl FrameEncoder {
     /// The waiting full frames, to seal on any thread ([`SealJob::run`]) and hand back
     /// to [`FrameEncoder::accept`] in the order taken: once two per worker wait, or, with
     /// `all`, whatever waits.
-    pub fn take_job(&mut self, all: bool) -> Option<SealJob> {
+    pub(crate) fn take_job(&mut self, all: bool) -> Option<SealJob> {
         let ready = if all {
             !self.batch.is_empty()
         } else {
@@ -199,7 +199,7 @@ impl FrameEncoder {
     /// # Panics
     ///
     /// If jobs come back out of the order they were taken in.
-    pub fn accept(&mut self, sealed: SealedFrames) -> Vec<Vec<u8>> {
+    pub(crate) fn accept(&mut self, sealed: SealedFrames) -> Vec<Vec<u8>> {
         assert_eq!(
             sealed.first,
             self.frame_lens.len() as u64,
@@ -365,7 +365,7 @@ pub struct EncoderSnapshot {
 
 /// Full frames detached from a [`FrameEncoder`] to be sealed on any thread.
 #[derive(Debug)]
-pub struct SealJob {
+pub(crate) struct SealJob {
     sealer: Sealer,
     level: Option<i32>,
     first: u64,
@@ -376,7 +376,7 @@ pub struct SealJob {
 
 /// What a [`SealJob`] produced, for [`FrameEncoder::accept`].
 #[derive(Debug)]
-pub struct SealedFrames {
+pub(crate) struct SealedFrames {
     first: u64,
     frames: Vec<Vec<u8>>,
 }
@@ -384,7 +384,7 @@ pub struct SealedFrames {
 impl SealJob {
     /// Compresses where it helps and seals every frame, on up to the encoder's worker
     /// count of threads.
-    pub fn run(self) -> SealedFrames {
+    pub(crate) fn run(self) -> SealedFrames {
         let Self {
             sealer,
             level,

@@ -210,7 +210,8 @@ impl Plan {
 ///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
-/// use wharf::{LifecycleImage, LifecycleInventory, LifecyclePolicy, plan};
+/// use wharf::lifecycle::plan;
+/// use wharf::{LifecycleImage, LifecycleInventory, LifecyclePolicy};
 ///
 /// let policy = LifecyclePolicy::parse(r#"{"rules": [{"rulePriority": 1,
 ///     "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed",

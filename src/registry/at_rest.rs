@@ -213,7 +213,7 @@ impl Registry {
     /// let repo = "app".parse()?;
     /// let layer = bytes::Bytes::from_static(b"layer");
     /// let digest = Digest::of(Algorithm::Sha256, &layer);
-    /// registry.push_blob_bytes(&repo, &digest, layer.clone()).await?;
+    /// registry.push_blob(&repo, &digest, layer.clone()).await?;
     ///
     /// keys.generate("2026-11")?;
     /// let done = registry.rotate_kek("default", "2026-11").await?;

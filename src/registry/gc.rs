@@ -55,7 +55,7 @@
 //!     .build()?;
 //! let repo = "app".parse()?;
 //! let layer = bytes::Bytes::from_static(b"never referenced");
-//! registry.push_blob_bytes(&repo, &Digest::of(Algorithm::Sha256, &layer), layer).await?;
+//! registry.push_blob(&repo, &Digest::of(Algorithm::Sha256, &layer), layer).await?;
 //!
 //! let now = GcOptions { grace: Duration::ZERO, ..GcOptions::default() };
 //! let preview = registry.collect_garbage(&GcOptions { dry_run: true, ..now.clone() }).await?;

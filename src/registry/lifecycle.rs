@@ -287,7 +287,7 @@ mod tests {
         let config = Bytes::from_static(b"{}");
         let config_digest = Digest::of(Algorithm::Sha256, &config);
         registry
-            .push_blob_bytes(&repo, &config_digest, config.clone())
+            .push_blob(&repo, &config_digest, config.clone())
             .await
             .unwrap();
         let manifest = Bytes::from(

@@ -91,9 +91,7 @@ impl Image {
         for blob in self.layers.iter().chain([&self.config]) {
             let digest = self.digest(blob);
             if registry.stat_blob(repo, &digest).await.is_err() {
-                registry
-                    .push_blob_bytes(repo, &digest, blob.clone())
-                    .await?;
+                registry.push_blob(repo, &digest, blob.clone()).await?;
             }
         }
         let pushed = registry

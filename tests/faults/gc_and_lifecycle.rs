@@ -40,7 +40,7 @@ async fn push(registry: &Registry, r: &RepoName, name: &str, layers: &[&[u8]]) -
     for layer in layers {
         let layer = Bytes::copy_from_slice(layer);
         registry
-            .push_blob_bytes(r, &sha256(&layer), layer.clone())
+            .push_blob(r, &sha256(&layer), layer.clone())
             .await
             .unwrap();
         descriptors.push(
@@ -49,7 +49,7 @@ async fn push(registry: &Registry, r: &RepoName, name: &str, layers: &[&[u8]]) -
         );
     }
     registry
-        .push_blob_bytes(r, &sha256(&config), config.clone())
+        .push_blob(r, &sha256(&config), config.clone())
         .await
         .unwrap();
     let manifest = json!({"schemaVersion": 2, "mediaType": wharf::OCI_IMAGE_MANIFEST,
@@ -131,7 +131,7 @@ where
         registry.delete_manifest(&r, &gone).await.unwrap();
         let orphan = Bytes::from_static(b"never referenced");
         registry
-            .push_blob_bytes(&r, &sha256(&orphan), orphan)
+            .push_blob(&r, &sha256(&orphan), orphan)
             .await
             .unwrap();
 

@@ -51,7 +51,7 @@ fn push_content() -> Push {
 
 async fn push(registry: &Registry, r: &RepoName, p: &Push) -> wharf::Result<()> {
     registry
-        .push_blob_bytes(r, &sha256(&p.config), p.config.clone())
+        .push_blob(r, &sha256(&p.config), p.config.clone())
         .await?;
     registry
         .push_manifest(

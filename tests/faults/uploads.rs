@@ -185,7 +185,7 @@ async fn transient_storage_failures_say_they_are_retryable() {
     let data = Bytes::from_static(b"some bytes");
     let digest = Digest::of(Algorithm::Sha256, &data);
     registry
-        .push_blob_bytes(&repo, &digest, data.clone())
+        .push_blob(&repo, &digest, data.clone())
         .await
         .unwrap();
     faulty.arm(0, FaultMode::FailOnce);

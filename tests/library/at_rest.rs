@@ -96,7 +96,7 @@ async fn the_embedded_default_encrypts_and_compresses() {
     {
         let registry = Registry::open_local(dir.path()).unwrap();
         registry
-            .push_blob_bytes(&r, &sha256(&text), text.clone())
+            .push_blob(&r, &sha256(&text), text.clone())
             .await
             .unwrap();
         // A chunked upload, checkpointed after each chunk.
@@ -180,11 +180,11 @@ async fn tenants_share_one_copy_and_lose_only_their_own_access() {
     let layer = random(300_000, 3);
     let digest = sha256(&layer);
     registry
-        .push_blob_bytes(&repo("a/app"), &digest, layer.clone())
+        .push_blob(&repo("a/app"), &digest, layer.clone())
         .await
         .unwrap();
     registry
-        .push_blob_bytes(&repo("b/app"), &digest, layer.clone())
+        .push_blob(&repo("b/app"), &digest, layer.clone())
         .await
         .unwrap();
     registry
@@ -246,7 +246,7 @@ async fn switches_per_repository_and_older_blobs_stay_readable() {
     registry.create_repository(&r, plain).await.unwrap();
     let first = compressible(200_000, 4);
     registry
-        .push_blob_bytes(&r, &sha256(&first), first.clone())
+        .push_blob(&r, &sha256(&first), first.clone())
         .await
         .unwrap();
     let hex = sha256(&first).hex().to_owned();
@@ -268,7 +268,7 @@ async fn switches_per_repository_and_older_blobs_stay_readable() {
         .unwrap();
     let second = compressible(200_000, 5);
     registry
-        .push_blob_bytes(&r, &sha256(&second), second.clone())
+        .push_blob(&r, &sha256(&second), second.clone())
         .await
         .unwrap();
     let hex = sha256(&second).hex().to_owned();
@@ -292,7 +292,7 @@ async fn missing_and_wrong_keys_are_refused() {
     let layer = random(100_000, 6);
     let digest = sha256(&layer);
     registry
-        .push_blob_bytes(&r, &digest, layer.clone())
+        .push_blob(&r, &digest, layer.clone())
         .await
         .unwrap();
 
@@ -332,7 +332,7 @@ async fn missing_and_wrong_keys_are_refused() {
     }
     let other = random(5_000, 7);
     let err = wrong
-        .push_blob_bytes(&r, &sha256(&other), other.clone())
+        .push_blob(&r, &sha256(&other), other.clone())
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Configuration, "{err}");
@@ -440,7 +440,7 @@ async fn populate(registry: &Registry) -> Vec<(RepoName, Bytes)> {
         };
         let data = random(70_000 + i as usize * 1000, 10 + i);
         registry
-            .push_blob_bytes(&name, &sha256(&data), data.clone())
+            .push_blob(&name, &sha256(&data), data.clone())
             .await
             .unwrap();
         pushed.push((name, data));
@@ -496,7 +496,7 @@ async fn rotation_interrupted_at_every_operation_finishes_when_run_again() {
             // New blobs go under the new KEK.
             let data = random(1000, 99);
             registry
-                .push_blob_bytes(&repo("app"), &sha256(&data), data.clone())
+                .push_blob(&repo("app"), &sha256(&data), data.clone())
                 .await
                 .unwrap();
             assert_all_readable(&registry, &[(repo("app"), data)], "after rotation").await;
@@ -700,7 +700,7 @@ async fn sharing_works_across_settings_revocations_and_rotations() {
     let digest = sha256(&layer);
     for name in ["a/app", "b/app", "plain/app"] {
         registry
-            .push_blob_bytes(&repo(name), &digest, layer.clone())
+            .push_blob(&repo(name), &digest, layer.clone())
             .await
             .unwrap();
     }

@@ -106,7 +106,7 @@ async fn unreferenced_blobs_go_and_referenced_ones_stay() {
         .await
         .unwrap();
     registry
-        .push_blob_bytes(&r, &sha256(&orphan), orphan.clone())
+        .push_blob(&r, &sha256(&orphan), orphan.clone())
         .await
         .unwrap();
 
@@ -166,7 +166,7 @@ async fn unreferenced_blobs_go_and_referenced_ones_stay() {
 
     // A reclaimed blob can be pushed again.
     registry
-        .push_blob_bytes(&r, &sha256(&orphan), orphan.clone())
+        .push_blob(&r, &sha256(&orphan), orphan.clone())
         .await
         .unwrap();
     assert_eq!(
@@ -235,10 +235,7 @@ async fn steps_are_bounded_and_resume_where_they_stopped() {
     let r = repo("app");
     for i in 0..25u32 {
         let blob = Bytes::from(i.to_le_bytes().to_vec());
-        registry
-            .push_blob_bytes(&r, &sha256(&blob), blob)
-            .await
-            .unwrap();
+        registry.push_blob(&r, &sha256(&blob), blob).await.unwrap();
     }
     let options = GcOptions {
         batch: 10,

@@ -73,7 +73,7 @@ async fn image(
     let layer = format!("layer {seed} with some bytes");
     for data in [&config, &layer] {
         registry
-            .push_blob_bytes(r, &sha256(data.as_bytes()), Bytes::from(data.clone()))
+            .push_blob(r, &sha256(data.as_bytes()), Bytes::from(data.clone()))
             .await
             .unwrap();
     }

@@ -57,7 +57,7 @@ async fn push(registry: &Registry, r: &RepoName, reference: &str, seed: &str) ->
 async fn sign(registry: &Registry, r: &RepoName, subject: &Digest, tag_name: &str) -> Digest {
     let config = Bytes::from_static(b"{}");
     registry
-        .push_blob_bytes(r, &sha256(&config), config.clone())
+        .push_blob(r, &sha256(&config), config.clone())
         .await
         .unwrap();
     let stat = registry
@@ -536,7 +536,7 @@ async fn an_exported_inventory_previews_the_same_offline() {
     let exported = registry.lifecycle_inventory(&r).await.unwrap().to_json();
     let offline_inventory = wharf::LifecycleInventory::from_json(&exported).unwrap();
     let policy = wharf::LifecyclePolicy::parse(KEEP_TWO_RELEASES).unwrap();
-    let offline = wharf::plan(&policy, &offline_inventory, now);
+    let offline = wharf::lifecycle::plan(&policy, &offline_inventory, now);
     assert_eq!(offline, live);
     assert_eq!(offline.expired().len(), 3);
     // The pull of release-0 is in the export.

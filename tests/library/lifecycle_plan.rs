@@ -5,9 +5,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use wharf::lifecycle::plan;
 use wharf::{
     LifecycleImage, LifecycleInventory, LifecyclePolicy, Outcome, Plan, StorageClass, TagStatus,
-    plan,
 };
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -434,7 +434,7 @@ proptest! {
         // Deterministic, whatever the order of the inventory.
         let mut reversed = inventory.clone();
         reversed.images.reverse();
-        prop_assert_eq!(wharf::plan(&policy, &reversed, now()), plan);
+        prop_assert_eq!(wharf::lifecycle::plan(&policy, &reversed, now()), plan);
     }
 }
 

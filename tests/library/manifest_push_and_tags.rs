@@ -16,7 +16,7 @@ async fn blob(
 ) -> serde_json::Value {
     let digest = sha256(data);
     registry
-        .push_blob_bytes(r, &digest, Bytes::copy_from_slice(data))
+        .push_blob(r, &digest, Bytes::copy_from_slice(data))
         .await
         .unwrap();
     json!({"mediaType": media_type, "digest": digest.to_string(), "size": data.len()})
@@ -94,11 +94,11 @@ async fn manifests_need_their_blobs_and_keep_their_bytes() {
     );
 
     registry
-        .push_blob_bytes(&r, &sha256(config_data), Bytes::from_static(config_data))
+        .push_blob(&r, &sha256(config_data), Bytes::from_static(config_data))
         .await
         .unwrap();
     registry
-        .push_blob_bytes(&r, &sha256(layer_data), Bytes::from_static(layer_data))
+        .push_blob(&r, &sha256(layer_data), Bytes::from_static(layer_data))
         .await
         .unwrap();
     let pushed = registry

@@ -41,10 +41,7 @@ async fn blobs_are_visible_only_where_linked() {
     let (a, b) = (repo("team/a"), repo("team/b"));
     let data = Bytes::from_static(b"config");
     let digest = sha256(&data);
-    registry
-        .push_blob_bytes(&a, &digest, data.clone())
-        .await
-        .unwrap();
+    registry.push_blob(&a, &digest, data.clone()).await.unwrap();
 
     assert_eq!(
         registry
@@ -88,7 +85,7 @@ async fn pushes_with_a_wrong_digest_leave_nothing() {
     let r = repo("app");
     let claimed = sha256(b"what the client claimed");
     let err = registry
-        .push_blob_bytes(&r, &claimed, Bytes::from_static(b"what it sent"))
+        .push_blob(&r, &claimed, Bytes::from_static(b"what it sent"))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DigestInvalid);
@@ -115,7 +112,7 @@ async fn mounts_need_a_readable_source_or_a_policy() {
     let data = Bytes::from_static(b"shared layer");
     let digest = sha256(&data);
     registry
-        .push_blob_bytes(&src, &digest, data.clone())
+        .push_blob(&src, &digest, data.clone())
         .await
         .unwrap();
 
@@ -163,7 +160,7 @@ async fn mounts_need_a_readable_source_or_a_policy() {
         .mount_policy(Arc::new(AllowAll))
         .build()
         .unwrap();
-    open.push_blob_bytes(&src, &digest, data).await.unwrap();
+    open.push_blob(&src, &digest, data).await.unwrap();
     open.mount_blob(&dst, &digest, None)
         .await
         .expect("policy allows mounting by digest");
@@ -253,10 +250,7 @@ async fn zero_length_blobs_upload() {
         .finish_upload(&r, &upload.id, &empty, Some(Bytes::new()))
         .await
         .unwrap();
-    registry
-        .push_blob_bytes(&r, &empty, Bytes::new())
-        .await
-        .unwrap();
+    registry.push_blob(&r, &empty, Bytes::new()).await.unwrap();
 }
 
 #[tokio::test]

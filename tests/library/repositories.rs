@@ -16,7 +16,7 @@ async fn image(registry: &Registry, r: &RepoName, seed: &str) -> Bytes {
     let config = format!("config {seed}");
     let digest = sha256(config.as_bytes());
     registry
-        .push_blob_bytes(r, &digest, Bytes::from(config.clone()))
+        .push_blob(r, &digest, Bytes::from(config.clone()))
         .await
         .unwrap();
     serde_json::to_vec(&json!({
@@ -35,7 +35,7 @@ async fn pushes_create_repositories_and_the_catalog_pages_lexically() {
     let names = ["b", "a/b", "a-b", "a", "team/web", "team/api"];
     for name in names {
         registry
-            .push_blob_bytes(&repo(name), &sha256(b"x"), Bytes::from_static(b"x"))
+            .push_blob(&repo(name), &sha256(b"x"), Bytes::from_static(b"x"))
             .await
             .unwrap();
     }
@@ -64,7 +64,7 @@ async fn explicit_creation_like_ecr() {
         .unwrap();
     let r = repo("app");
     let err = registry
-        .push_blob_bytes(&r, &sha256(b"x"), Bytes::from_static(b"x"))
+        .push_blob(&r, &sha256(b"x"), Bytes::from_static(b"x"))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NameUnknown);
@@ -92,7 +92,7 @@ async fn explicit_creation_like_ecr() {
         "an existing repository is not a race to retry"
     );
     registry
-        .push_blob_bytes(&r, &sha256(b"x"), Bytes::from_static(b"x"))
+        .push_blob(&r, &sha256(b"x"), Bytes::from_static(b"x"))
         .await
         .unwrap();
     registry.start_upload(&r).await.unwrap();

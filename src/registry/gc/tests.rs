@@ -22,7 +22,7 @@ async fn setup() -> (Registry, RepoName, Digest, Bytes) {
     let config = Bytes::from_static(b"{}");
     let digest = sha256(&config);
     registry
-        .push_blob_bytes(&repo, &digest, config.clone())
+        .push_blob(&repo, &digest, config.clone())
         .await
         .unwrap();
     let manifest = serde_json::json!({
@@ -123,7 +123,7 @@ async fn a_removal_left_by_a_stopped_collector_is_finished_by_the_next_upload() 
     set_state(&registry, &config, BlobState::Deleting, 0).await;
     // Uploading the same bytes again finishes the removal, then stores them anew.
     registry
-        .push_blob_bytes(&repo, &config, Bytes::from_static(b"{}"))
+        .push_blob(&repo, &config, Bytes::from_static(b"{}"))
         .await
         .unwrap();
     let (record, _) = registry.blob_record(&config).await.unwrap().unwrap();
