@@ -11,8 +11,10 @@
 
 mod at_rest;
 mod encoded;
+mod encoding;
 mod hashing;
 mod object;
+mod objects;
 mod part_writer;
 mod read_stream;
 mod reads;

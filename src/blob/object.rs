@@ -32,15 +32,14 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::encoded;
-use super::hashing::PipelinedDigester;
-use super::part_writer::PartWriter;
-use super::wraps::{RotationProgress, Wraps, check_kek_name, delete_prefix};
-use super::writer::{Encoding, ObjectBlobWriter, staging_context};
+use super::encoding::Encoding;
+use super::objects::{BLOBS, ENCODED_SUFFIX, Form, Objects, UPLOADS, is_safe_id};
+use super::wraps::{RotationProgress, Wraps};
+use super::writer::ObjectBlobWriter;
 use super::{
-    AtRest, BlobInfo, BlobRead, BlobStore, BlobWriter, Footprint, StagedPart, StagingInfo,
-    WriterState,
+    AtRest, BlobInfo, BlobRead, BlobStore, BlobWriter, Footprint, StagingInfo, WriterState,
 };
-use crate::codec::{DEFAULT_FRAME_SIZE, DataKey, FrameEncoder, HEADER_LEN, Header};
+use crate::codec::DEFAULT_FRAME_SIZE;
 use crate::digest::{Algorithm, Digest, Digester};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::KeyProvider;
@@ -50,20 +49,6 @@ use crate::keys::KeyProvider;
 pub const DEFAULT_PART_SIZE: usize = 8 << 20;
 /// Default number of parts uploaded concurrently by one writer.
 pub const DEFAULT_PARTS_IN_FLIGHT: usize = 3;
-
-const BLOBS: &str = "blobs";
-const UPLOADS: &str = "uploads";
-/// Name suffix of blobs in the at-rest format.
-const ENCODED_SUFFIX: &str = ".whrf";
-
-/// The two forms a published blob can have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Form {
-    /// Stored as received.
-    Raw,
-    /// In the at-rest format.
-    Encoded,
-}
 
 /// A content-addressed [`BlobStore`] kept in an `ObjectStore`: local filesystem, memory,
 /// S3 or any other backend `object_store` supports.
@@ -93,36 +78,34 @@ pub(super) enum Form {
 /// ```
 #[derive(Debug, Clone)]
 pub struct ObjectBlobStore {
-    pub(super) store: Arc<dyn ObjectStore>,
-    part_size: usize,
-    parts_in_flight: usize,
-    pub(super) at_rest: AtRest,
-    frame_size: usize,
-    pub(super) wraps: Wraps,
+    objects: Objects,
+    at_rest: AtRest,
 }
 
 impl ObjectBlobStore {
     /// A blob store at the root of `store`.
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
         Self {
-            wraps: Wraps::new(store.clone(), None),
-            store,
-            part_size: DEFAULT_PART_SIZE,
-            parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
+            objects: Objects {
+                wraps: Wraps::new(store.clone(), None),
+                store,
+                part_size: DEFAULT_PART_SIZE,
+                parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
+                frame_size: DEFAULT_FRAME_SIZE,
+            },
             at_rest: AtRest::default(),
-            frame_size: DEFAULT_FRAME_SIZE,
         }
     }
 
     /// Sets the multipart part size (at least 5 MiB for S3; smaller only for tests).
     pub fn with_part_size(mut self, part_size: usize) -> Self {
-        self.part_size = part_size.max(1);
+        self.objects.part_size = part_size.max(1);
         self
     }
 
     /// Sets how many parts one writer uploads at once.
     pub fn with_parts_in_flight(mut self, parts: usize) -> Self {
-        self.parts_in_flight = parts.max(1);
+        self.objects.parts_in_flight = parts.max(1);
         self
     }
 
@@ -135,14 +118,14 @@ impl ObjectBlobStore {
 
     /// Sets the provider that wraps and unwraps data keys.
     pub fn with_key_provider(mut self, provider: Arc<dyn KeyProvider>) -> Self {
-        self.wraps = Wraps::new(self.store.clone(), Some(provider));
+        self.objects.wraps = Wraps::new(self.objects.store.clone(), Some(provider));
         self
     }
 
     /// Sets the logical bytes per frame of new encoded blobs (a power of two from
     /// 64 KiB to 64 MiB; default [`DEFAULT_FRAME_SIZE`]).
     pub fn with_frame_size(mut self, frame_size: usize) -> Self {
-        self.frame_size = frame_size;
+        self.objects.frame_size = frame_size;
         self
     }
 
@@ -153,68 +136,7 @@ impl ObjectBlobStore {
 
     /// The underlying object store.
     pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
-    }
-
-    pub(super) fn wraps(&self) -> &Wraps {
-        &self.wraps
-    }
-
-    pub(super) fn object_path(&self, digest: &Digest, form: Form) -> Path {
-        let hex = digest.hex();
-        let name = match form {
-            Form::Raw => hex.to_owned(),
-            Form::Encoded => format!("{hex}{ENCODED_SUFFIX}"),
-        };
-        Path::from_iter([BLOBS, digest.algorithm().as_str(), &hex[..2], &name])
-    }
-
-    fn staging_path(&self, staging_id: &str) -> Path {
-        Path::from_iter([UPLOADS, staging_id])
-    }
-
-    pub(super) fn part_writer(&self, path: Path) -> PartWriter {
-        PartWriter::new(
-            self.store.clone(),
-            path,
-            self.part_size,
-            self.parts_in_flight,
-        )
-    }
-
-    fn new_writer(
-        &self,
-        staging_id: String,
-        hasher: Digester,
-        parts: Vec<StagedPart>,
-        encoding: Option<(Encoding, Header, Option<String>)>,
-        staged: bool,
-    ) -> ObjectBlobWriter {
-        let (encoding, header, kek) = match encoding {
-            Some((encoding, header, kek)) => (Some(encoding), Some(header), kek),
-            None => (None, None, None),
-        };
-        ObjectBlobWriter {
-            blobs: self.clone(),
-            staging: self.staging_path(&staging_id),
-            staging_id,
-            hasher: PipelinedDigester::new(hasher),
-            parts,
-            current: None,
-            encoding,
-            header,
-            kek,
-            staged,
-        }
-    }
-
-    /// The stored size of the blob in `form`, or `None`.
-    pub(super) async fn head(&self, digest: &Digest, form: Form) -> Result<Option<u64>> {
-        match self.store.head(&self.object_path(digest, form)).await {
-            Ok(meta) => Ok(Some(meta.size)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(Error::storage(format!("looking up blob {digest}"), e)),
-        }
+        &self.objects.store
     }
 
     /// The forms to look for a blob in, most likely first for a reader of `at_rest`.
@@ -225,140 +147,6 @@ impl ObjectBlobStore {
             [Form::Encoded, Form::Raw]
         }
     }
-
-    /// If `digest` is stored, makes it readable through `kek` (when it is encrypted) and
-    /// returns true.
-    pub(super) async fn grant_existing(&self, digest: &Digest, kek: Option<&str>) -> Result<bool> {
-        if self.head(digest, Form::Encoded).await?.is_some() {
-            if let Some(kek) = kek {
-                self.grant_encoded(digest, kek).await?;
-            }
-            return Ok(true);
-        }
-        Ok(self.head(digest, Form::Raw).await?.is_some())
-    }
-
-    /// The salt of `digest`'s encoded object when it is encrypted; `None` when there is
-    /// no such object or it is not encrypted.
-    async fn encrypted_salt(&self, digest: &Digest) -> Result<Option<[u8; 16]>> {
-        let path = self.object_path(digest, Form::Encoded);
-        match self.store.get_range(&path, 0..HEADER_LEN as u64).await {
-            Ok(bytes) => Ok(Some(Header::decode(&bytes)?)
-                .filter(|header| header.encrypted)
-                .map(|header| header.salt)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(Error::storage(format!("reading blob {digest}"), e)),
-        }
-    }
-
-    /// After publishing an encrypted `digest`: the object that won gets a wrap under
-    /// every KEK a concurrent writer of the same blob wrapped under.
-    pub(super) async fn reconcile_published(&self, digest: &Digest) -> Result<()> {
-        match self.encrypted_salt(digest).await? {
-            Some(salt) => self.wraps.reconcile(digest, &salt).await,
-            None => Ok(()),
-        }
-    }
-
-    async fn grant_encoded(&self, digest: &Digest, kek: &str) -> Result<()> {
-        match self.encrypted_salt(digest).await? {
-            Some(salt) => self.wraps.grant(digest, &salt, kek).await,
-            None => Ok(()),
-        }
-    }
-
-    async fn start_encoding(
-        &self,
-        staging_id: &str,
-        at_rest: &AtRest,
-    ) -> Result<(Encoding, Header, Option<String>)> {
-        let (key, wrapped) = match &at_rest.encryption {
-            Some(kek) => {
-                check_kek_name(kek)?;
-                let key = DataKey::generate()?;
-                let wrapped = self
-                    .wraps
-                    .provider()?
-                    .wrap(kek, &key, &staging_context(staging_id))
-                    .await?;
-                (Some(key), Some(wrapped))
-            }
-            None => (None, None),
-        };
-        let mut salt = [0u8; 16];
-        getrandom::fill(&mut salt).map_err(|e| {
-            Error::new(ErrorKind::Storage, format!("no randomness for a salt: {e}"))
-        })?;
-        let encoder = FrameEncoder::new(self.frame_size, at_rest.compression, key.as_ref(), salt)?;
-        let header = Header::decode(&encoder.header())?;
-        let encoding = Encoding {
-            encoder: Some(encoder),
-            lost: false,
-            resume_from: None,
-            key,
-            wrapped,
-            tail: None,
-            sealing: None,
-        };
-        Ok((encoding, header, at_rest.encryption.clone()))
-    }
-
-    /// The encoding side of a write resumed from `state`.
-    async fn resume_encoding(
-        &self,
-        state: &WriterState,
-        encoding: &super::EncodingState,
-    ) -> Result<(Encoding, Header, Option<String>)> {
-        let snapshot = encoding.snapshot()?;
-        let header = snapshot.header;
-        let key = match (header.encrypted, encoding.wrapped_key()) {
-            (false, _) => None,
-            (true, Some(wrapped)) => Some(
-                self.wraps
-                    .provider()?
-                    .unwrap(wrapped, &staging_context(&state.staging_id))
-                    .await?,
-            ),
-            (true, None) => return Err(inconsistent(state, "no wrapped data key")),
-        };
-        let held_len = encoding.tail().map_or(0, |(t, _)| t.len);
-        let frames: u64 = snapshot.frame_lens.iter().map(|&l| u64::from(l)).sum();
-        let stored = if snapshot.frame_lens.is_empty() {
-            0
-        } else {
-            HEADER_LEN as u64 + frames
-        };
-        let staged: u64 = state.parts.iter().map(|p| p.len).sum();
-        let logical = (snapshot.frame_lens.len() as u64)
-            .checked_mul(header.frame_size())
-            .and_then(|framed| framed.checked_add(held_len));
-        if staged != stored || logical != Some(state.len()) || held_len > header.frame_size() {
-            return Err(inconsistent(state, "its frames do not add up"));
-        }
-        let kek = encoding.wrapped_key().map(|w| w.kek.clone());
-        // The encoder is rebuilt when bytes come: a commit of a blob stored meanwhile
-        // needs neither it nor the held bytes.
-        let encoding = Encoding {
-            encoder: None,
-            lost: false,
-            resume_from: Some(snapshot),
-            key,
-            wrapped: encoding.wrapped_key().cloned(),
-            tail: encoding.tail().map(|(t, d)| (t.clone(), d.clone())),
-            sealing: None,
-        };
-        Ok((encoding, header, kek))
-    }
-}
-
-fn inconsistent(state: &WriterState, why: &str) -> Error {
-    Error::new(
-        ErrorKind::CorruptData,
-        format!(
-            "writer state for staging area {:?} is inconsistent: {why}",
-            state.staging_id
-        ),
-    )
 }
 
 #[async_trait]
@@ -376,9 +164,10 @@ impl BlobStore for ObjectBlobStore {
         let encoding = if at_rest.is_plain() {
             None
         } else {
-            Some(self.start_encoding(&staging_id, at_rest).await?)
+            Some(Encoding::start(&self.objects, &staging_id, at_rest).await?)
         };
-        Ok(Box::new(self.new_writer(
+        Ok(Box::new(ObjectBlobWriter::new(
+            &self.objects,
             staging_id,
             Digester::new(algorithm),
             Vec::new(),
@@ -395,19 +184,11 @@ impl BlobStore for ObjectBlobStore {
     ) -> Result<WriterState> {
         let mut state = WriterState::new(staging_id, algorithm);
         if !is_safe_id(staging_id) {
-            return Err(inconsistent(&state, "its id is not one wharf makes"));
+            return Err(unknown_staging(staging_id));
         }
         if !at_rest.is_plain() {
-            let (encoding, _, _) = self.start_encoding(staging_id, at_rest).await?;
-            let encoder = encoding
-                .encoder
-                .as_ref()
-                .expect("a new encoding has its encoder");
-            state.encoding = Some(super::EncodingState::new(
-                &encoder.snapshot(),
-                encoding.wrapped.clone(),
-                None,
-            ));
+            let encoding = Encoding::start(&self.objects, staging_id, at_rest).await?;
+            state.encoding = Some(encoding.initial_state()?);
         }
         Ok(state)
     }
@@ -415,20 +196,25 @@ impl BlobStore for ObjectBlobStore {
     async fn resume_writer(&self, state: &WriterState) -> Result<Box<dyn BlobWriter>> {
         let staged: u64 = state.parts.iter().map(|p| p.len).sum();
         if !is_safe_id(&state.staging_id) {
-            return Err(inconsistent(state, "its id is not one wharf makes"));
+            return Err(unknown_staging(&state.staging_id));
         }
         let encoding = match &state.encoding {
-            Some(encoding) => Some(self.resume_encoding(state, encoding).await?),
+            Some(encoding) => Some(Encoding::resume(&self.objects, state, encoding).await?),
             None if staged != state.len() => {
-                return Err(inconsistent(
-                    state,
-                    &format!("parts hold {staged} bytes, hash covers {}", state.len()),
+                return Err(Error::new(
+                    ErrorKind::CorruptData,
+                    format!(
+                        "writer state for staging area {:?} is inconsistent: parts hold {staged} bytes, hash covers {}",
+                        state.staging_id,
+                        state.len()
+                    ),
                 ));
             }
             None => None,
         };
         let hasher = Digester::resume(&state.hash)?;
-        Ok(Box::new(self.new_writer(
+        Ok(Box::new(ObjectBlobWriter::new(
+            &self.objects,
             state.staging_id.clone(),
             hasher,
             state.parts.clone(),
@@ -447,13 +233,17 @@ impl BlobStore for ObjectBlobStore {
     async fn footprint(&self, digest: &Digest) -> Result<Option<Footprint>> {
         for form in Self::forms(&self.at_rest) {
             let found = match form {
-                Form::Raw => self.head(digest, Form::Raw).await?.map(|size| Footprint {
-                    logical: size,
-                    stored: size,
-                }),
+                Form::Raw => self
+                    .objects
+                    .head(digest, Form::Raw)
+                    .await?
+                    .map(|size| Footprint {
+                        logical: size,
+                        stored: size,
+                    }),
                 Form::Encoded => {
-                    let path = self.object_path(digest, Form::Encoded);
-                    encoded::sizes(&self.store, &path, digest)
+                    let path = self.objects.object_path(digest, Form::Encoded);
+                    encoded::sizes(&self.objects.store, &path, digest)
                         .await?
                         .map(|(logical, stored)| Footprint { logical, stored })
                 }
@@ -477,20 +267,24 @@ impl BlobStore for ObjectBlobStore {
     ) -> Result<BlobRead> {
         for form in Self::forms(at_rest) {
             let read = match form {
-                Form::Raw => self.read_raw(digest, range.clone()).await?,
-                Form::Encoded => self.read_encoded(digest, range.clone(), at_rest).await?,
+                Form::Raw => self.objects.read_raw(digest, range.clone()).await?,
+                Form::Encoded => {
+                    self.objects
+                        .read_encoded(digest, range.clone(), at_rest)
+                        .await?
+                }
             };
             if let Some(read) = read {
                 return Ok(read);
             }
         }
-        Err(Self::unknown(digest))
+        Err(Objects::unknown(digest))
     }
 
     async fn grant(&self, digest: &Digest, at_rest: &AtRest) -> Result<()> {
         // A repository that writes unencrypted still reads through its KEK.
         match at_rest.read_keks().next() {
-            Some(kek) => self.grant_encoded(digest, kek).await,
+            Some(kek) => self.objects.grant_encoded(digest, kek).await,
             None => Ok(()),
         }
     }
@@ -501,23 +295,29 @@ impl BlobStore for ObjectBlobStore {
         to: &str,
         progress: &(dyn Fn(RotationProgress) + Send + Sync),
     ) -> Result<RotationProgress> {
-        self.wraps.rotate(from, to, progress).await
+        self.objects.wraps.rotate(from, to, progress).await
     }
 
     async fn delete(&self, digest: &Digest) -> Result<()> {
         for form in [Form::Encoded, Form::Raw] {
-            match self.store.delete(&self.object_path(digest, form)).await {
+            match self
+                .objects
+                .store
+                .delete(&self.objects.object_path(digest, form))
+                .await
+            {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(Error::storage(format!("deleting blob {digest}"), e)),
             }
         }
         // After the data: a wrap without its blob is harmless, a blob without its wrap is not.
-        self.wraps.remove_all(digest).await
+        self.objects.wraps.remove_all(digest).await
     }
 
     fn list(&self) -> BoxStream<'static, Result<BlobInfo>> {
-        let store = self.store.clone();
-        self.store
+        let store = self.objects.store.clone();
+        self.objects
+            .store
             .list(Some(&Path::from(BLOBS)))
             .map_err(|e| Error::storage("listing blobs", e))
             .map_ok(move |meta| {
@@ -555,7 +355,7 @@ impl BlobStore for ObjectBlobStore {
             .boxed()
     }
     fn list_staging(&self) -> BoxStream<'static, Result<StagingInfo>> {
-        let listing = self.store.list(Some(&Path::from(UPLOADS)));
+        let listing = self.objects.store.list(Some(&Path::from(UPLOADS)));
         stream::once(async move {
             let mut areas: std::collections::BTreeMap<String, std::time::SystemTime> =
                 Default::default();
@@ -584,19 +384,16 @@ impl BlobStore for ObjectBlobStore {
     }
 
     async fn discard_staging(&self, staging_id: &str) -> Result<()> {
-        if !is_safe_id(staging_id) {
-            return Err(Error::new(
-                ErrorKind::BlobUploadInvalid,
-                format!("staging id {staging_id:?} is not a valid id"),
-            ));
-        }
-        delete_prefix(&self.store, &self.staging_path(staging_id))
-            .await
-            .map_err(|e| Error::storage(format!("discarding staging area {staging_id}"), e))
+        self.objects.discard_staging(staging_id).await
     }
 }
 
-/// Ids are generated by wharf (hex); anything else must not reach a storage path.
-fn is_safe_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+/// A staging id wharf did not make: it must not reach a storage path.
+fn unknown_staging(staging_id: &str) -> Error {
+    Error::new(
+        ErrorKind::CorruptData,
+        format!(
+            "writer state for staging area {staging_id:?} is inconsistent: its id is not one wharf makes"
+        ),
+    )
 }

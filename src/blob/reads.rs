@@ -1,4 +1,4 @@
-//! Reading blobs from an [`ObjectBlobStore`]: raw blobs streamed as stored, encoded
+//! Reading blobs from an [`ObjectBlobStore`](super::ObjectBlobStore): raw blobs streamed as stored, encoded
 //! ones through their header and frame index (only the frames a range needs), staged
 //! parts for joins, and the digest check that ends every full read.
 
@@ -9,13 +9,13 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStoreExt};
 
 use super::encoded::{self, logical_stream};
-use super::object::{Form, ObjectBlobStore};
+use super::objects::{Form, Objects};
 use super::read_stream::byte_stream;
 use super::{AtRest, BlobInfo, BlobRead, StagedPart};
 use crate::digest::{Digest, Digester};
 use crate::error::{Error, ErrorKind, Result};
 
-impl ObjectBlobStore {
+impl Objects {
     /// The bytes of one staged part, read in large chunks like any blob read.
     pub(super) async fn read_part(
         &self,
