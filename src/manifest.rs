@@ -115,16 +115,7 @@ impl Manifest {
                 ),
             ));
         }
-        let declared = match content_type {
-            None => None,
-            Some(t) if ManifestMediaType::is_schema1(t) => return Err(schema1()),
-            Some(t) => Some(ManifestMediaType::from_media_type(t).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::ManifestInvalid,
-                    format!("content type {t:?} is not a manifest media type wharf stores"),
-                )
-            })?),
-        };
+        let declared = declared_media_type(content_type)?;
         let json = strict_json::parse(&raw).map_err(|e| {
             Error::new(
                 ErrorKind::ManifestInvalid,
@@ -135,79 +126,10 @@ impl Manifest {
             Error::new(ErrorKind::ManifestInvalid, "manifest must be a JSON object")
         })?;
         fields.strict = strict;
-
-        match fields.get("schemaVersion") {
-            Some(v) if v.as_u64() == Some(2) => {}
-            Some(v) if v.as_u64() == Some(1) => return Err(schema1()),
-            Some(v) => return Err(invalid("schemaVersion", format!("must be 2, found {v}"))),
-            None => return Err(invalid("schemaVersion", "is required")),
-        }
-        let in_body = match fields.string("mediaType")? {
-            None => None,
-            Some(t) if ManifestMediaType::is_schema1(&t) => return Err(schema1()),
-            Some(t) => Some(ManifestMediaType::from_media_type(&t).ok_or_else(|| {
-                invalid("mediaType", format!("{t:?} is not a manifest media type"))
-            })?),
-        };
-        let media_type = match (declared, in_body) {
-            (Some(d), Some(b)) if d != b => {
-                return Err(invalid(
-                    "mediaType",
-                    format!("{b} contradicts the content type {d}"),
-                ));
-            }
-            (_, Some(t)) | (Some(t), None) => t,
-            // OCI makes mediaType optional: tell the two OCI kinds apart by their shape.
-            (None, None) => match (fields.get("manifests"), fields.get("config")) {
-                (Some(_), None) => ManifestMediaType::OciIndex,
-                (None, Some(_)) => ManifestMediaType::OciManifest,
-                _ => {
-                    return Err(invalid(
-                        "mediaType",
-                        "is required when the kind cannot be told from the fields",
-                    ));
-                }
-            },
-        };
-        let docker = matches!(
-            media_type,
-            ManifestMediaType::DockerManifest | ManifestMediaType::DockerManifestList
-        );
-        if docker && in_body.is_none() {
-            return Err(invalid("mediaType", "is required in Docker manifests"));
-        }
-
-        let content = if media_type.is_index() {
-            let manifests = fields
-                .descriptors("manifests")?
-                .ok_or_else(|| invalid("manifests", "is required"))?;
-            ManifestContent::Index { manifests }
-        } else {
-            let config = fields
-                .descriptor("config")?
-                .ok_or_else(|| invalid("config", "is required"))?;
-            let layers = fields
-                .descriptors("layers")?
-                .ok_or_else(|| invalid("layers", "is required"))?;
-            ManifestContent::Image {
-                config: Box::new(config),
-                layers,
-            }
-        };
-        let artifact_type = fields.string("artifactType")?;
-        if let Some(artifact_type) = artifact_type.as_deref().filter(|_| strict) {
-            descriptor::check_media_type("artifactType", artifact_type)?;
-        }
-        if let ManifestContent::Image { config, .. } = &content
-            && media_type == ManifestMediaType::OciManifest
-            && config.media_type == OCI_EMPTY
-            && artifact_type.is_none()
-        {
-            return Err(invalid(
-                "artifactType",
-                format!("is required when config.mediaType is {OCI_EMPTY}"),
-            ));
-        }
+        check_schema_version(&fields)?;
+        let media_type = media_type_of(&fields, declared)?;
+        let content = content_of(&fields, media_type)?;
+        let artifact_type = artifact_type_of(&fields, &content, media_type)?;
         let subject = fields.descriptor("subject")?;
         let annotations = fields.annotations()?;
         Ok(Self {
@@ -305,6 +227,118 @@ fn schema1() -> Error {
         "Docker schema 1 manifests are not supported: push schema 2 or OCI (docker and \
          skopeo convert on push)",
     )
+}
+
+/// The manifest kind a request's content type declares, if it declares one.
+fn declared_media_type(content_type: Option<&str>) -> Result<Option<ManifestMediaType>> {
+    match content_type {
+        None => Ok(None),
+        Some(t) if ManifestMediaType::is_schema1(t) => Err(schema1()),
+        Some(t) => ManifestMediaType::from_media_type(t)
+            .map(Some)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::ManifestInvalid,
+                    format!("content type {t:?} is not a manifest media type wharf stores"),
+                )
+            }),
+    }
+}
+
+fn check_schema_version(fields: &Fields<'_>) -> Result<()> {
+    match fields.get("schemaVersion") {
+        Some(v) if v.as_u64() == Some(2) => Ok(()),
+        Some(v) if v.as_u64() == Some(1) => Err(schema1()),
+        Some(v) => Err(invalid("schemaVersion", format!("must be 2, found {v}"))),
+        None => Err(invalid("schemaVersion", "is required")),
+    }
+}
+
+/// The manifest's kind: its `mediaType` (which must agree with the declared one), else
+/// the declared one, else told from its shape (OCI makes `mediaType` optional).
+fn media_type_of(
+    fields: &Fields<'_>,
+    declared: Option<ManifestMediaType>,
+) -> Result<ManifestMediaType> {
+    let in_body =
+        match fields.string("mediaType")? {
+            None => None,
+            Some(t) if ManifestMediaType::is_schema1(&t) => return Err(schema1()),
+            Some(t) => Some(ManifestMediaType::from_media_type(&t).ok_or_else(|| {
+                invalid("mediaType", format!("{t:?} is not a manifest media type"))
+            })?),
+        };
+    let media_type = match (declared, in_body) {
+        (Some(d), Some(b)) if d != b => {
+            return Err(invalid(
+                "mediaType",
+                format!("{b} contradicts the content type {d}"),
+            ));
+        }
+        (_, Some(t)) | (Some(t), None) => t,
+        (None, None) => match (fields.get("manifests"), fields.get("config")) {
+            (Some(_), None) => ManifestMediaType::OciIndex,
+            (None, Some(_)) => ManifestMediaType::OciManifest,
+            _ => {
+                return Err(invalid(
+                    "mediaType",
+                    "is required when the kind cannot be told from the fields",
+                ));
+            }
+        },
+    };
+    let docker = matches!(
+        media_type,
+        ManifestMediaType::DockerManifest | ManifestMediaType::DockerManifestList
+    );
+    if docker && in_body.is_none() {
+        return Err(invalid("mediaType", "is required in Docker manifests"));
+    }
+    Ok(media_type)
+}
+
+/// What an index lists, or an image's config and layers.
+fn content_of(fields: &Fields<'_>, media_type: ManifestMediaType) -> Result<ManifestContent> {
+    if media_type.is_index() {
+        let manifests = fields
+            .descriptors("manifests")?
+            .ok_or_else(|| invalid("manifests", "is required"))?;
+        return Ok(ManifestContent::Index { manifests });
+    }
+    let config = fields
+        .descriptor("config")?
+        .ok_or_else(|| invalid("config", "is required"))?;
+    let layers = fields
+        .descriptors("layers")?
+        .ok_or_else(|| invalid("layers", "is required"))?;
+    Ok(ManifestContent::Image {
+        config: Box::new(config),
+        layers,
+    })
+}
+
+/// `artifactType`: well-formed when pushed, and required on an OCI image whose config
+/// is the empty descriptor.
+fn artifact_type_of(
+    fields: &Fields<'_>,
+    content: &ManifestContent,
+    media_type: ManifestMediaType,
+) -> Result<Option<String>> {
+    let artifact_type = fields.string("artifactType")?;
+    if let Some(artifact_type) = artifact_type.as_deref().filter(|_| fields.strict) {
+        descriptor::check_media_type("artifactType", artifact_type)?;
+    }
+    if let ManifestContent::Image { config, .. } = content
+        && media_type == ManifestMediaType::OciManifest
+        && config.media_type == OCI_EMPTY
+        && artifact_type.is_none()
+    {
+        return Err(invalid(
+            "artifactType",
+            format!("is required when config.mediaType is {OCI_EMPTY}"),
+        ));
+    }
+    Ok(artifact_type)
 }
 
 #[cfg(test)]

@@ -229,11 +229,37 @@ impl Plan {
 /// ```
 pub fn plan(policy: &LifecyclePolicy, inventory: &LifecycleInventory, now: SystemTime) -> Plan {
     let images = Images::new(inventory);
+    let ruled = run_rules(policy, &images, now);
+    let settled = settle(&images, &ruled);
+    let decisions = (0..images.by_id.len())
+        .map(|at| decide(at, &images, &ruled, &settled))
+        .collect();
+    Plan { decisions }
+}
+
+/// What the rules decided, per image (by position in `Images::by_id`).
+struct Ruled<'p> {
+    /// The first rule that selected the image.
+    shield: Vec<Option<u32>>,
+    /// The rule that acted on it, with the reason.
+    acted: Vec<Option<(&'p Rule, Why)>>,
+}
+
+impl Ruled<'_> {
+    fn acted_with(&self, at: usize, action: impl Fn(RuleAction) -> bool) -> bool {
+        self.acted[at].is_some_and(|(rule, _)| action(rule.action))
+    }
+}
+
+/// Runs the rules by priority: each selects by storage class and tags, acts on what its
+/// count criterion picks among images no earlier rule selected, and shields what it
+/// selected from later rules.
+fn run_rules<'p>(policy: &'p LifecyclePolicy, images: &Images<'_>, now: SystemTime) -> Ruled<'p> {
     let n = images.by_id.len();
-    // Per image (by position in `by_id`): the first rule that selected it, and the rule
-    // that acted on it with the reason.
-    let mut shield: Vec<Option<u32>> = vec![None; n];
-    let mut acted: Vec<Option<(&Rule, Why)>> = vec![None; n];
+    let mut ruled = Ruled {
+        shield: vec![None; n],
+        acted: vec![None; n],
+    };
     // One pass over the images (each image's tags read once, while in cache): which
     // rules' tag requirements select it.
     let rules = policy.rules();
@@ -260,33 +286,44 @@ pub fn plan(policy: &LifecyclePolicy, inventory: &LifecycleInventory, now: Syste
         );
         let total = selected.len();
         for (rank, &at) in selected.iter().enumerate() {
-            if shield[at].is_none()
-                && acted[at].is_none()
+            if ruled.shield[at].is_none()
+                && ruled.acted[at].is_none()
                 && let Some(why) = hit(rule, images.get(at), rank, total, now)
             {
-                acted[at] = Some((rule, why));
+                ruled.acted[at] = Some((rule, why));
             }
         }
         for &at in &selected {
-            shield[at].get_or_insert(rule.priority);
+            ruled.shield[at].get_or_insert(rule.priority);
         }
     }
+    ruled
+}
 
-    let expired_by_rule: Vec<bool> = acted
-        .iter()
-        .map(|a| a.is_some_and(|(rule, _)| rule.action == RuleAction::Expire))
+/// The rules' decisions after indexes and referrers have their say.
+struct Settled {
+    /// Kept because an index that stays still lists it (with that index).
+    pinned: Vec<Option<usize>>,
+    /// Expired by a rule and not pinned.
+    expired: Vec<bool>,
+    /// Expiring with its subject (the subject).
+    cascaded: Vec<Option<usize>>,
+}
+
+/// Pins images that an index which stays still lists, growing the pinned set until the
+/// expired set (rule decisions plus cascades, minus pinned) agrees with it.
+fn settle(images: &Images<'_>, ruled: &Ruled<'_>) -> Settled {
+    let n = images.by_id.len();
+    let expired_by_rule: Vec<bool> = (0..n)
+        .map(|at| ruled.acted_with(at, |action| action == RuleAction::Expire))
         .collect();
-    let transitioned_by_rule: Vec<bool> = acted
-        .iter()
-        .map(|a| a.is_some_and(|(rule, _)| matches!(rule.action, RuleAction::Transition(_))))
+    let transitioned_by_rule: Vec<bool> = (0..n)
+        .map(|at| ruled.acted_with(at, |action| matches!(action, RuleAction::Transition(_))))
         .collect();
     let parents = images.parents();
     let referrers = images.referrers();
-
-    // Pinned: an image that an index which stays still lists (with that index). Grows
-    // until the expired set (rule decisions plus cascades, minus pinned) agrees with it.
     let mut pinned: Vec<Option<usize>> = vec![None; n];
-    let (expired, cascaded) = loop {
+    loop {
         let expired: Vec<bool> = (0..n)
             .map(|at| expired_by_rule[at] && pinned[at].is_none())
             .collect();
@@ -314,53 +351,55 @@ pub fn plan(policy: &LifecyclePolicy, inventory: &LifecycleInventory, now: Syste
             }
         }
         if newly.is_empty() {
-            break (expired, cascaded);
+            return Settled {
+                pinned,
+                expired,
+                cascaded,
+            };
         }
         for (at, parent) in newly {
             pinned[at] = Some(parent);
         }
-    };
+    }
+}
 
-    let decisions = (0..n)
-        .map(|at| {
-            let id = images.get(at).id.clone();
-            let (outcome, rule, reason) = if let Some(parent) = pinned[at] {
-                let index = images.get(parent).id.clone();
-                let rule = acted[at].map(|(r, _)| r.priority);
-                (Outcome::Keep, rule, Reason::ListedBy { index })
-            } else if expired[at] {
-                let (rule, why) = acted[at].expect("expired by a rule");
-                (Outcome::Expire, Some(rule.priority), why.reason(rule))
-            } else if let Some(subject) = cascaded[at] {
-                let subject = images.get(subject).id.clone();
-                (
-                    Outcome::CascadeExpire,
-                    None,
-                    Reason::SubjectExpires { subject },
-                )
-            } else if let Some((rule, why)) = acted[at] {
-                let RuleAction::Transition(class) = rule.action else {
-                    unreachable!("expiries are handled above")
-                };
-                (
-                    Outcome::Transition(class),
-                    Some(rule.priority),
-                    why.reason(rule),
-                )
-            } else if let Some(rule) = shield[at] {
-                (Outcome::Keep, Some(rule), Reason::Shielded { rule })
-            } else {
-                (Outcome::Keep, None, Reason::NoRule)
-            };
-            Decision {
-                id,
-                outcome,
-                rule,
-                reason,
-            }
-        })
-        .collect();
-    Plan { decisions }
+/// The decision on the image at `at`, with the rule and the reason.
+fn decide(at: usize, images: &Images<'_>, ruled: &Ruled<'_>, settled: &Settled) -> Decision {
+    let id = images.get(at).id.clone();
+    let (outcome, rule, reason) = if let Some(parent) = settled.pinned[at] {
+        let index = images.get(parent).id.clone();
+        let rule = ruled.acted[at].map(|(r, _)| r.priority);
+        (Outcome::Keep, rule, Reason::ListedBy { index })
+    } else if settled.expired[at] {
+        let (rule, why) = ruled.acted[at].expect("expired by a rule");
+        (Outcome::Expire, Some(rule.priority), why.reason(rule))
+    } else if let Some(subject) = settled.cascaded[at] {
+        let subject = images.get(subject).id.clone();
+        (
+            Outcome::CascadeExpire,
+            None,
+            Reason::SubjectExpires { subject },
+        )
+    } else if let Some((rule, why)) = ruled.acted[at] {
+        let RuleAction::Transition(class) = rule.action else {
+            unreachable!("expiries are handled above")
+        };
+        (
+            Outcome::Transition(class),
+            Some(rule.priority),
+            why.reason(rule),
+        )
+    } else if let Some(rule) = ruled.shield[at] {
+        (Outcome::Keep, Some(rule), Reason::Shielded { rule })
+    } else {
+        (Outcome::Keep, None, Reason::NoRule)
+    };
+    Decision {
+        id,
+        outcome,
+        rule,
+        reason,
+    }
 }
 
 /// Why a rule acts on an image, kept small until the reason is written out.

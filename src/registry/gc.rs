@@ -259,22 +259,10 @@ impl Registry {
         };
         let digest = &candidate.digest;
         let now = self.now_millis();
-        let grace = self.gc_grace(options).as_millis() as u64;
-        let (record, version) = match self.blob_record(digest).await? {
-            Some(found) => found,
-            None => {
-                if self.blob_store().stat(digest).await?.is_some() {
-                    // Stored without a record (another tool, an older version): track it
-                    // from now on and judge it after the grace period.
-                    if !options.dry_run {
-                        self.claim_blob(digest, None).await?;
-                    }
-                    report.deferred = 1;
-                } else if !options.dry_run {
-                    self.drop_candidate(&candidate).await?;
-                }
-                return Ok(report);
-            }
+        let Some((record, version)) = self.blob_record(digest).await? else {
+            self.examine_untracked(&candidate, options, &mut report)
+                .await?;
+            return Ok(report);
         };
         match record.state {
             BlobState::Deleting if record.stalled(now, options.take_over_after) => {
@@ -294,55 +282,112 @@ impl Registry {
                 return Ok(report);
             }
         }
-        let since = candidate.record.map_or(0, |(_, since)| since);
-        if now.saturating_sub(since.max(record.touched_at_ms)) < grace {
-            report.deferred = 1;
+        if !self
+            .judged_garbage(&candidate, &record, options, now, &mut report)
+            .await?
+        {
             return Ok(report);
-        }
-        match self.holders(digest, options, now, &mut report).await? {
-            Holders::Some => {
-                report.still_referenced = 1;
-                if !options.dry_run {
-                    self.drop_candidate(&candidate).await?;
-                }
-                return Ok(report);
-            }
-            Holders::InFlight => {
-                report.deferred = 1;
-                return Ok(report);
-            }
-            Holders::None => {}
         }
         if options.dry_run {
             let size = self.footprint(digest).await?;
             self.reclaimed(&mut report, digest, size);
             return Ok(report);
         }
-        // Condemn, look again, then commit to the removal: each step a compare-and-swap
-        // that a push rescuing the blob makes fail.
+        self.condemn_and_remove(&candidate, record, version, options, now, &mut report)
+            .await?;
+        Ok(report)
+    }
+
+    /// A candidate with no blob record: stored without one (another tool, an older
+    /// version) is tracked from now on and judged after the grace period; not stored at
+    /// all, its candidate entry goes.
+    async fn examine_untracked(
+        &self,
+        candidate: &Candidate,
+        options: &GcOptions,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        if self.blob_store().stat(&candidate.digest).await?.is_some() {
+            if !options.dry_run {
+                self.claim_blob(&candidate.digest, None).await?;
+            }
+            report.deferred = 1;
+        } else if !options.dry_run {
+            self.drop_candidate(candidate).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether a blob is garbage now: past the grace period, and no manifest holds it
+    /// (one that does drops the candidate; a push in flight defers it).
+    async fn judged_garbage(
+        &self,
+        candidate: &Candidate,
+        record: &BlobRecord,
+        options: &GcOptions,
+        now: u64,
+        report: &mut GcReport,
+    ) -> Result<bool> {
+        let grace = self.gc_grace(options).as_millis() as u64;
+        let since = candidate.record.map_or(0, |(_, since)| since);
+        if now.saturating_sub(since.max(record.touched_at_ms)) < grace {
+            report.deferred = 1;
+            return Ok(false);
+        }
+        match self
+            .holders(&candidate.digest, options, now, report)
+            .await?
+        {
+            Holders::Some => {
+                report.still_referenced = 1;
+                if !options.dry_run {
+                    self.drop_candidate(candidate).await?;
+                }
+                Ok(false)
+            }
+            Holders::InFlight => {
+                report.deferred = 1;
+                Ok(false)
+            }
+            Holders::None => Ok(true),
+        }
+    }
+
+    /// Condemns a blob judged garbage, looks for holders again, then commits to the
+    /// removal: each step a compare-and-swap that a push rescuing the blob makes fail.
+    async fn condemn_and_remove(
+        &self,
+        candidate: &Candidate,
+        record: BlobRecord,
+        version: Version,
+        options: &GcOptions,
+        now: u64,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let digest = &candidate.digest;
         let Some(condemned) = self
             .swap_state(digest, &record, version, BlobState::Condemned)
             .await?
         else {
             report.deferred = 1;
-            return Ok(report);
+            return Ok(());
         };
         if !matches!(
-            self.holders(digest, options, now, &mut report).await?,
+            self.holders(digest, options, now, report).await?,
             Holders::None
         ) {
             let _ = self
                 .swap_state(digest, &record, condemned, BlobState::Live)
                 .await?;
             report.deferred = 1;
-            return Ok(report);
+            return Ok(());
         }
         let Some(deleting) = self
             .swap_state(digest, &record, condemned, BlobState::Deleting)
             .await?
         else {
             report.deferred = 1;
-            return Ok(report);
+            return Ok(());
         };
         let size = self.footprint(digest).await?;
         let record = BlobRecord {
@@ -350,9 +395,9 @@ impl Registry {
             ..record
         };
         self.finish_deletion(digest, &record, deleting).await?;
-        self.drop_candidate(&candidate).await?;
-        self.reclaimed(&mut report, digest, size);
-        Ok(report)
+        self.drop_candidate(candidate).await?;
+        self.reclaimed(report, digest, size);
+        Ok(())
     }
 
     /// The grace period a collection uses: the option, but never below the registry's.
