@@ -1,6 +1,7 @@
 //! Manifests, tags and referrers through the `Registry` facade.
 
 use crate::common;
+use crate::common::images::Image;
 
 use bytes::Bytes;
 use common::{repo, sha256, tag};
@@ -34,29 +35,13 @@ fn image(config: &serde_json::Value, layers: &[serde_json::Value]) -> Bytes {
 }
 
 async fn pushed_image(registry: &Registry, r: &RepoName, seed: &str) -> (Digest, Bytes) {
-    let config = blob(
-        registry,
-        r,
-        format!("config {seed}").as_bytes(),
-        "application/vnd.oci.image.config.v1+json",
-    )
-    .await;
-    let layer = blob(
-        registry,
-        r,
-        format!("layer {seed}").as_bytes(),
-        "application/vnd.oci.image.layer.v1.tar",
-    )
-    .await;
-    let raw = image(&config, &[layer]);
-    let digest = sha256(&raw);
-    registry
-        .push_manifest(
-            r,
-            &Reference::Digest(digest.clone()),
-            raw.clone(),
-            Some(wharf::OCI_IMAGE_MANIFEST),
-        )
+    let image = Image::of(
+        &Bytes::from(format!("config {seed}")),
+        &[&Bytes::from(format!("layer {seed}"))],
+    );
+    let raw = image.manifest();
+    let digest = image
+        .push(registry, r, &Reference::Digest(sha256(&raw)))
         .await
         .unwrap();
     (digest, raw)
@@ -912,7 +897,7 @@ fn longest_repo_name() -> RepoName {
 /// digests and the longest tag, on every metadata store that enforces the limit.
 #[tokio::test]
 async fn every_operation_works_at_the_longest_names_with_sha512() {
-    use common::images::{Image, index};
+    use crate::common::images::index;
     let dir = tempfile::tempdir().unwrap();
     for registry in [
         Registry::in_memory(),
