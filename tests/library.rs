@@ -8,6 +8,8 @@ mod common;
 
 #[path = "library/at_rest.rs"]
 mod at_rest;
+#[path = "library/at_rest_rotation.rs"]
+mod at_rest_rotation;
 #[path = "library/codec.rs"]
 mod codec;
 #[path = "library/codec_vectors.rs"]
@@ -32,15 +34,19 @@ mod lifecycle;
 mod lifecycle_plan;
 #[path = "library/lifecycle_policy.rs"]
 mod lifecycle_policy;
+#[path = "library/manifest_descriptors.rs"]
+mod manifest_descriptors;
 #[path = "library/manifest_parsing.rs"]
 mod manifest_parsing;
-#[path = "library/manifest_push_and_tags.rs"]
-mod manifest_push_and_tags;
+#[path = "library/manifest_push.rs"]
+mod manifest_push;
 #[path = "library/meta_model.rs"]
 mod meta_model;
 #[path = "library/registry.rs"]
 mod registry;
 #[path = "library/repositories.rs"]
 mod repositories;
+#[path = "library/tags_and_referrers.rs"]
+mod tags_and_referrers;
 #[path = "library/tamper.rs"]
 mod tamper;
