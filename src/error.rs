@@ -32,8 +32,8 @@ pub enum ErrorKind {
     ManifestReferenced,
     /// An immutable tag cannot move to another manifest (ECR tag immutability).
     TagImmutable,
-    /// A lifecycle policy is malformed or breaks one of ECR's rules; the message names
-    /// the rule and the field.
+    /// A policy (lifecycle, repository or identity) is malformed or breaks one of ECR's
+    /// or IAM's rules; the message names the rule or statement and the field.
     PolicyInvalid,
     /// The image was transitioned to the archive storage class: it is listed but cannot
     /// be pulled until it is restored.

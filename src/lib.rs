@@ -6,10 +6,10 @@
 //
 //   registry (the facade: repositories, uploads, manifests, tags, lifecycle apply, GC),
 //   testing (conformance suites)
-//   upload, lifecycle (the pure planner), events
+//   upload, lifecycle (the pure planner), events, access (the pure policy evaluator)
 //   blob, meta, keys, manifest
 //   codec, reference, digest
-//   util, hex, clock
+//   util, hex, clock, strict_json
 //   error
 //
 // The public surface follows one rule. The crate root holds what an embedder of
@@ -19,12 +19,13 @@
 // registry's methods take and return. A subsystem with vocabulary of its own is a public
 // module: `blob`, `meta`, `keys`, `codec` (the at-rest format, for tools and fuzzers),
 // `lifecycle` (the policy language, RFC 3339 times and the pure planner, for offline
-// tools) and `testing` (feature). Machinery stays crate-private: the metadata schema, the
+// tools), `access` (IAM policies and their evaluation) and `testing` (feature). Machinery stays crate-private: the metadata schema, the
 // codec's sealing jobs, the key builders.
 //
 // Naming: a method that takes bytes in memory has the plain name (`push_blob`,
 // `append_upload`, `finish_upload`); the form that takes a stream adds `_stream`.
 
+pub mod access;
 pub mod blob;
 mod clock;
 pub mod codec;
@@ -38,6 +39,7 @@ mod manifest;
 pub mod meta;
 mod reference;
 mod registry;
+mod strict_json;
 mod upload;
 mod util;
 

@@ -11,7 +11,6 @@
 mod descriptor;
 mod media_type;
 mod platform_match;
-pub(crate) mod strict_json;
 
 pub use self::descriptor::{Descriptor, Platform};
 pub use self::media_type::{
@@ -116,7 +115,7 @@ impl Manifest {
             ));
         }
         let declared = declared_media_type(content_type)?;
-        let json = strict_json::parse(&raw).map_err(|e| {
+        let json = crate::strict_json::parse(&raw).map_err(|e| {
             Error::new(
                 ErrorKind::ManifestInvalid,
                 format!("manifest is not valid JSON: {e}"),

@@ -6,6 +6,10 @@
 #[path = "common/mod.rs"]
 mod common;
 
+#[path = "library/access_evaluation.rs"]
+mod access_evaluation;
+#[path = "library/access_policy.rs"]
+mod access_policy;
 #[path = "library/at_rest.rs"]
 mod at_rest;
 #[path = "library/at_rest_rotation.rs"]

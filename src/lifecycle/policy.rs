@@ -179,7 +179,7 @@ impl LifecyclePolicy {
     /// Parses and validates a policy document; [`ErrorKind::PolicyInvalid`] names the rule
     /// (its position and priority) and the field at fault.
     pub fn parse(text: &str) -> Result<Self> {
-        let document: Value = crate::manifest::strict_json::parse(text.as_bytes())
+        let document: Value = crate::strict_json::parse(text.as_bytes())
             .map_err(|e| invalid(format!("not a JSON document: {e}")))?;
         let document = document
             .as_object()

@@ -135,3 +135,45 @@ pub fn decode_object(data: &[u8]) {
         assert_eq!(decode(&again, key).expect("re-encoded"), content);
     }
 }
+
+/// IAM policy parsing and evaluation: never panics; an accepted document parses the
+/// same again, and evaluating it for any caller and action gives one answer.
+pub fn parse_policy(data: &[u8]) {
+    use crate::access::{Action, Arn, Context, Identity, Policy, PolicyKind, Principal, Request};
+    let Some((&pick, body)) = data.split_first() else {
+        return;
+    };
+    let kind = if pick % 2 == 0 {
+        PolicyKind::Repository
+    } else {
+        PolicyKind::Identity
+    };
+    let Ok(text) = std::str::from_utf8(body) else {
+        return;
+    };
+    let Ok(policy) = Policy::parse(text, kind) else {
+        return;
+    };
+    assert_eq!(Policy::parse(text, kind).unwrap(), policy);
+    let mut context = Context::at(std::time::SystemTime::UNIX_EPOCH);
+    context.source_ip(std::net::IpAddr::from([10, 0, 0, 1]));
+    let resource = Arn::repository("us-east-1", "123456789012", "team/app");
+    let identity = Identity::user("123456789012", "alice");
+    let identity = match kind {
+        PolicyKind::Identity => identity.with_policy(policy.clone()),
+        PolicyKind::Repository => identity,
+    };
+    let repository = (kind == PolicyKind::Repository).then_some(&policy);
+    for principal in [Principal::Anonymous, Principal::Identity(identity)] {
+        for &action in Action::ALL {
+            let request = Request {
+                principal: &principal,
+                action,
+                resource: &resource,
+                context: &context,
+            };
+            let first = crate::access::evaluate(&request, repository);
+            assert_eq!(crate::access::evaluate(&request, repository), first);
+        }
+    }
+}

@@ -36,3 +36,8 @@ fn parse_manifest_corpus() {
 fn decode_object_corpus() {
     replay("decode_object", wharf::testing::fuzz::decode_object);
 }
+
+#[test]
+fn parse_policy_corpus() {
+    replay("parse_policy", wharf::testing::fuzz::parse_policy);
+}

@@ -10,10 +10,10 @@ use std::path::Path;
 /// beside the facade.
 const LAYERS: &[&[&str]] = &[
     &["registry", "testing"],
-    &["upload", "lifecycle", "events"],
+    &["upload", "lifecycle", "events", "access"],
     &["blob", "meta", "keys", "manifest"],
     &["codec", "reference", "digest"],
-    &["util", "hex", "clock"],
+    &["util", "hex", "clock", "strict_json"],
     &["error"],
 ];
 
