@@ -1,5 +1,6 @@
 //! [`Event`] and [`EventSink`]: what the registry tells an embedder it did on its own
-//! initiative (lifecycle actions, garbage collection), for audit logs and metrics.
+//! initiative (lifecycle actions, garbage collection) and what it decided about callers
+//! (access), for audit logs and metrics.
 
 use std::fmt;
 use std::sync::Mutex;
@@ -43,6 +44,21 @@ pub enum Event {
         digest: Digest,
         /// Its size in bytes.
         size: u64,
+    },
+    /// An authorization decision worth an audit line: every refusal, and every allowed
+    /// change (a push, a delete, a policy set).
+    Access {
+        /// The caller's ARN, or `anonymous`.
+        principal: String,
+        /// The ECR action, such as `ecr:PutImage`.
+        action: &'static str,
+        /// The repository's ARN.
+        resource: String,
+        /// Whether it was allowed.
+        allowed: bool,
+        /// The deciding statement (`repository policy statement 2 (Sid "Pull")`), if
+        /// one decided.
+        statement: Option<String>,
     },
 }
 

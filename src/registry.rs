@@ -27,10 +27,12 @@ use crate::keys::{DEFAULT_KEK, KeyProvider, LocalKeyProvider, MemoryKeyProvider}
 use crate::meta::{Expect, MemoryMetaStore, MetaStore, RedbMetaStore};
 use crate::reference::RepoName;
 
+mod access;
 mod archive;
 mod at_rest;
 mod blob_records;
 mod builder;
+mod caller;
 mod gc;
 mod inventory;
 mod key_identity;
@@ -45,6 +47,7 @@ mod schema;
 mod tags;
 mod uploads;
 
+pub use self::access::{CallerRegistry, ResourceAccount};
 pub use self::at_rest::StorageStats;
 pub use self::builder::RegistryBuilder;
 pub use self::gc::{DEFAULT_GC_GRACE, GcCursor, GcOptions, GcReport};
@@ -148,6 +151,8 @@ struct Inner {
     keys: Option<Arc<dyn KeyProvider>>,
     checked_keks: key_identity::CheckedKeks,
     clock: Arc<dyn Clock>,
+    authorizer: Arc<dyn crate::access::Authorizer>,
+    resource_account: ResourceAccount,
 }
 
 impl fmt::Debug for Registry {

@@ -10,6 +10,8 @@ mod common;
 mod access_evaluation;
 #[path = "library/access_policy.rs"]
 mod access_policy;
+#[path = "library/access_registry.rs"]
+mod access_registry;
 #[path = "library/at_rest.rs"]
 mod at_rest;
 #[path = "library/at_rest_rotation.rs"]

@@ -59,6 +59,26 @@ actions! {
     UploadLayerPart => "UploadLayerPart": "Send part of a layer upload.",
 }
 
+impl Action {
+    /// Whether the action changes something (an audit record is kept of every allowed
+    /// one); reads (`Get*`, `List*`, `Describe*`, `Batch{Check,Get}*`) do not.
+    pub fn is_change(self) -> bool {
+        let name = &self.name()["ecr:".len()..];
+        !["Get", "List", "Describe", "BatchCheck", "BatchGet"]
+            .iter()
+            .any(|read| name.starts_with(read))
+    }
+
+    /// The actions a public repository allows anyone: pulling images and layers and
+    /// listing tags.
+    pub const PULL: &'static [Action] = &[
+        Action::BatchCheckLayerAvailability,
+        Action::BatchGetImage,
+        Action::GetDownloadUrlForLayer,
+        Action::ListImages,
+    ];
+}
+
 impl FromStr for Action {
     type Err = Error;
 

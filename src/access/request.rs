@@ -135,9 +135,12 @@ impl Context {
 
     /// The values of `key`, if the request has it.
     pub fn get(&self, key: &str) -> Option<&[String]> {
-        self.values
-            .get(&key.to_ascii_lowercase())
-            .map(Vec::as_slice)
+        let found = if key.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.values.get(&key.to_ascii_lowercase())
+        } else {
+            self.values.get(key)
+        };
+        found.map(Vec::as_slice)
     }
 
     /// This context with the keys that describe `principal` added: `aws:PrincipalArn`,

@@ -6,11 +6,49 @@
 /// Linear in the text for each `*` (the classic two-pointer walk with one backtrack
 /// point), so a hostile pattern cannot make a check take long.
 pub(crate) fn matches(pattern: &str, text: &str, ignore_case: bool) -> bool {
+    if !pattern.contains(['*', '?']) {
+        return if ignore_case {
+            pattern.eq_ignore_ascii_case(text)
+        } else {
+            pattern == text
+        };
+    }
+    if pattern.is_ascii() && text.is_ascii() {
+        return walk(pattern.as_bytes(), text.as_bytes(), ignore_case);
+    }
     let pattern: Vec<char> = pattern.chars().collect();
     let text: Vec<char> = text.chars().collect();
-    let same = |a: char, b: char| {
+    walk(&pattern, &text, ignore_case)
+}
+
+/// A character of a pattern or text: bytes for ASCII (no allocation), else `char`s.
+trait Unit: Copy + PartialEq {
+    fn is(self, c: u8) -> bool;
+    fn same_ignoring_case(self, other: Self) -> bool;
+}
+
+impl Unit for u8 {
+    fn is(self, c: u8) -> bool {
+        self == c
+    }
+    fn same_ignoring_case(self, other: Self) -> bool {
+        self.eq_ignore_ascii_case(&other)
+    }
+}
+
+impl Unit for char {
+    fn is(self, c: u8) -> bool {
+        self == char::from(c)
+    }
+    fn same_ignoring_case(self, other: Self) -> bool {
+        self.eq_ignore_ascii_case(&other)
+    }
+}
+
+fn walk<T: Unit>(pattern: &[T], text: &[T], ignore_case: bool) -> bool {
+    let same = |a: T, b: T| {
         if ignore_case {
-            a.eq_ignore_ascii_case(&b)
+            a.same_ignoring_case(b)
         } else {
             a == b
         }
@@ -21,11 +59,11 @@ pub(crate) fn matches(pattern: &str, text: &str, ignore_case: bool) -> bool {
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
         if p < pattern.len()
-            && (pattern[p] == '?' || (pattern[p] != '*' && same(pattern[p], text[t])))
+            && (pattern[p].is(b'?') || (!pattern[p].is(b'*') && same(pattern[p], text[t])))
         {
             p += 1;
             t += 1;
-        } else if p < pattern.len() && pattern[p] == '*' {
+        } else if p < pattern.len() && pattern[p].is(b'*') {
             star = Some((p, t));
             p += 1;
         } else if let Some((star_p, star_t)) = star {
@@ -36,7 +74,7 @@ pub(crate) fn matches(pattern: &str, text: &str, ignore_case: bool) -> bool {
             return false;
         }
     }
-    pattern[p..].iter().all(|&c| c == '*')
+    pattern[p..].iter().all(|&c| c.is(b'*'))
 }
 
 #[cfg(test)]

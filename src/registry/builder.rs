@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use object_store::ObjectStore;
 
+use super::ResourceAccount;
 use super::open_writers::OpenWriters;
 use super::{
     DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_MAX_OPEN_UPLOADS, DEFAULT_PULL_TIME_RESOLUTION,
     DEFAULT_UPLOAD_EXPIRY, DenyMountByDigest, Inner, MountPolicy, Registry, at_rest, gc,
     key_identity, pulls,
 };
+use crate::access::{Authorizer, IamAuthorizer};
 use crate::blob::{AtRest, BlobStore, ObjectBlobStore};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, ErrorKind, Result};
@@ -39,6 +41,8 @@ pub struct RegistryBuilder {
     events: Option<Arc<dyn EventSink>>,
     gc_grace: Option<Duration>,
     clock: Option<Arc<dyn Clock>>,
+    authorizer: Option<Arc<dyn Authorizer>>,
+    resource_account: Option<ResourceAccount>,
 }
 
 impl fmt::Debug for RegistryBuilder {
@@ -172,6 +176,20 @@ impl RegistryBuilder {
         self
     }
 
+    /// Decides requests made through [`Registry::as_caller`] with `authorizer` (default:
+    /// [`IamAuthorizer`], IAM's rules).
+    pub fn authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
+        self.authorizer = Some(authorizer);
+        self
+    }
+
+    /// The region and account in the registry's repository ARNs (default `us-east-1`,
+    /// `000000000000`), which policies name.
+    pub fn resource_account(mut self, account: ResourceAccount) -> Self {
+        self.resource_account = Some(account);
+        self
+    }
+
     /// Builds the registry; both stores must be set.
     pub fn build(self) -> Result<Registry> {
         let missing = |what: &str| {
@@ -233,6 +251,8 @@ impl RegistryBuilder {
                 keys: self.key_provider,
                 checked_keks: key_identity::CheckedKeks::default(),
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                authorizer: self.authorizer.unwrap_or_else(|| Arc::new(IamAuthorizer)),
+                resource_account: self.resource_account.unwrap_or_default(),
             }),
         })
     }

@@ -63,6 +63,9 @@ pub struct RepositorySettings {
     pub lifecycle_policy: Option<String>,
     /// Free-form labels.
     pub labels: BTreeMap<String, String>,
+    /// Anyone may pull, anonymous callers too: the same as a repository policy
+    /// statement allowing `*` the pull actions (see [`crate::access`]).
+    pub public: bool,
 }
 
 impl RepositorySettings {
@@ -309,6 +312,7 @@ impl Registry {
                 }
             }
         }
+        self.forget_repository_policy(name).await?;
         self.cancel_uploads_into(name).await
     }
 }

@@ -41,6 +41,7 @@ use crate::reference::{MAX_REPO_NAME_LEN, MAX_TAG_LEN, RepoName, Tag};
 use crate::upload::UploadId;
 
 use super::LinkRecord;
+use super::access::PolicyRecord;
 use super::at_rest::RedirectRecord;
 use super::blob_records::{BlobRecord, CandidateRecord, LayoutRecord, RefRecord};
 use super::key_identity::KekRecord;
@@ -51,6 +52,8 @@ use super::uploads::SessionRecord;
 
 /// `repo/<repo>`: the repository exists, with its settings.
 pub(crate) const REPOSITORIES: Table<RepoName, RepositoryRecord> = Table::new("repo/");
+/// `repo-policy/<repo>`: the repository's IAM policy.
+pub(crate) const REPOSITORY_POLICIES: Table<RepoName, PolicyRecord> = Table::new("repo-policy/");
 /// `link/<repo>@<digest>`: the blob is readable in the repository.
 pub(crate) const LINKS: Table<InRepo<Digest>, LinkRecord> = Table::new("link/");
 /// `manifest/<repo>@<digest>`: the manifest is in the repository.
@@ -86,6 +89,7 @@ pub(crate) const GC_LAYOUT: Table<Singleton, LayoutRecord> = Table::new("gc/layo
 // `MetaStore`): checked when the crate compiles.
 const _: () = {
     assert!(REPOSITORIES.max_key_len() <= MAX_KEY_LEN);
+    assert!(REPOSITORY_POLICIES.max_key_len() <= MAX_KEY_LEN);
     assert!(LINKS.max_key_len() <= MAX_KEY_LEN);
     assert!(MANIFESTS.max_key_len() <= MAX_KEY_LEN);
     assert!(TAGS.max_key_len() <= MAX_KEY_LEN);
@@ -108,6 +112,7 @@ const _: () = {
 pub(crate) fn tables() -> Vec<(&'static str, usize)> {
     vec![
         REPOSITORIES.describe(),
+        REPOSITORY_POLICIES.describe(),
         LINKS.describe(),
         MANIFESTS.describe(),
         TAGS.describe(),
@@ -409,6 +414,7 @@ impl<T: Json> Value for T {
 }
 
 impl Json for RepositoryRecord {}
+impl Json for PolicyRecord {}
 impl Json for LinkRecord {}
 impl Json for ManifestRecord {}
 impl Json for TagRecord {}

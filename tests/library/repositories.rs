@@ -114,6 +114,7 @@ async fn settings_are_stored_and_validated() {
                 .into(),
         ),
         labels: [("team".to_owned(), "web".to_owned())].into(),
+        public: true,
     };
     registry
         .create_repository(&r, settings.clone())
