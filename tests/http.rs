@@ -6,6 +6,8 @@ mod common;
 
 #[path = "http/api.rs"]
 mod api;
+#[path = "http/api_manifests.rs"]
+mod api_manifests;
 #[path = "http/limits.rs"]
 mod limits;
 #[path = "http/oci_client.rs"]
