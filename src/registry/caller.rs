@@ -130,6 +130,25 @@ impl CallerRegistry {
         self.registry.finish_upload(repo, id, digest, last).await
     }
 
+    /// [`Registry::finish_upload_stream_at`](super::Registry::finish_upload_stream_at)
+    /// (`ecr:CompleteLayerUpload`, and `ecr:UploadLayerPart` for a last chunk).
+    pub async fn finish_upload_stream_at(
+        &self,
+        repo: &RepoName,
+        id: &UploadId,
+        digest: &Digest,
+        offset: Option<u64>,
+        last_chunk: Option<ByteStream>,
+    ) -> Result<BlobInfo> {
+        if last_chunk.is_some() {
+            self.authorize(Action::UploadLayerPart, repo).await?;
+        }
+        self.authorize(Action::CompleteLayerUpload, repo).await?;
+        self.registry
+            .finish_upload_stream_at(repo, id, digest, offset, last_chunk)
+            .await
+    }
+
     /// [`Registry::cancel_upload`](super::Registry::cancel_upload) (`ecr:UploadLayerPart`).
     pub async fn cancel_upload(&self, repo: &RepoName, id: &UploadId) -> Result<()> {
         self.authorize(Action::UploadLayerPart, repo).await?;
@@ -206,6 +225,25 @@ impl CallerRegistry {
     pub async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         self.authorize(Action::BatchDeleteImage, repo).await?;
         self.registry.delete_manifest(repo, digest).await
+    }
+
+    /// [`Registry::unlink_blob`](super::Registry::unlink_blob) (`ecr:BatchDeleteImage`:
+    /// ECR has no blob delete of its own).
+    pub async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        self.authorize(Action::BatchDeleteImage, repo).await?;
+        self.registry.unlink_blob(repo, digest).await
+    }
+
+    /// [`Registry::tag_history`](super::Registry::tag_history) (`ecr:DescribeImages`).
+    pub async fn tag_history(&self, repo: &RepoName, tag: &Tag) -> Result<Vec<super::TagMove>> {
+        self.authorize(Action::DescribeImages, repo).await?;
+        self.registry.tag_history(repo, tag).await
+    }
+
+    /// [`Registry::inventory`](super::Registry::inventory) (`ecr:DescribeImages`).
+    pub async fn inventory(&self, repo: &RepoName) -> Result<Vec<super::ImageInfo>> {
+        self.authorize(Action::DescribeImages, repo).await?;
+        self.registry.inventory(repo).await
     }
 
     /// [`Registry::delete_tag`](super::Registry::delete_tag) (`ecr:BatchDeleteImage`).
@@ -320,6 +358,16 @@ impl CallerRegistry {
     ) -> Result<()> {
         self.authorize(Action::DeleteRepositoryPolicy, repo).await?;
         self.registry.delete_repository_policy(repo, expected).await
+    }
+
+    /// [`Registry::lifecycle_policy`](super::Registry::lifecycle_policy)
+    /// (`ecr:GetLifecyclePolicy`).
+    pub async fn lifecycle_policy(
+        &self,
+        repo: &RepoName,
+    ) -> Result<Option<crate::lifecycle::LifecyclePolicy>> {
+        self.authorize(Action::GetLifecyclePolicy, repo).await?;
+        self.registry.lifecycle_policy(repo).await
     }
 
     /// [`Registry::set_lifecycle_policy`](super::Registry::set_lifecycle_policy)

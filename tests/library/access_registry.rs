@@ -402,3 +402,74 @@ async fn repository_policies_are_validated_and_changed_by_compare_and_swap() {
         .unwrap();
     assert!(registry.repository_policy(&r).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn every_remaining_operation_is_checked_too() {
+    let (registry, _) = registry();
+    let r = repo("team/app");
+    let image = Image::seeded("z");
+    let tag: wharf::Tag = "v1".parse().unwrap();
+    image
+        .push(&registry, &r, &Reference::Tag(tag.clone()))
+        .await
+        .unwrap();
+    let nobody = registry.as_caller(
+        user(
+            "eve",
+            r#"{"Effect": "Deny", "Action": "*", "Resource": "*"}"#,
+        ),
+        context(),
+    );
+    let denied = |result: wharf::Result<()>| {
+        assert_eq!(result.unwrap_err().kind(), ErrorKind::Denied);
+    };
+    denied(nobody.unlink_blob(&r, &sha256(&image.config)).await);
+    denied(nobody.tag_history(&r, &tag).await.map(drop));
+    denied(nobody.inventory(&r).await.map(drop));
+    denied(nobody.lifecycle_policy(&r).await.map(drop));
+    denied(nobody.set_lifecycle_policy(&r, None).await);
+    denied(
+        nobody
+            .stat_manifest(&r, &Reference::Tag(tag.clone()))
+            .await
+            .map(drop),
+    );
+    denied(
+        nobody
+            .referrers(&r, &sha256(&image.manifest()), None)
+            .await
+            .map(drop),
+    );
+    denied(nobody.delete_repository(&r, true).await);
+    denied(
+        nobody
+            .create_repository(&repo("team/new"), Default::default())
+            .await
+            .map(drop),
+    );
+    let upload = registry.start_upload(&r).await.unwrap();
+    denied(nobody.upload_status(&r, &upload.id).await.map(drop));
+    denied(
+        nobody
+            .append_upload(&r, &upload.id, 0, Bytes::from_static(b"x"))
+            .await
+            .map(drop),
+    );
+    denied(
+        nobody
+            .finish_upload_stream_at(&r, &upload.id, &sha256(b""), None, None)
+            .await
+            .map(drop),
+    );
+    denied(nobody.cancel_upload(&r, &upload.id).await);
+    // Nothing moved.
+    assert_eq!(
+        registry.upload_status(&r, &upload.id).await.unwrap().offset,
+        0
+    );
+    assert!(registry.stat_blob(&r, &sha256(&image.config)).await.is_ok());
+    assert_eq!(
+        registry.resolve_tag(&r, &tag).await.unwrap(),
+        sha256(&image.manifest())
+    );
+}
