@@ -6,7 +6,7 @@ use hyper::header::{
     ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_RANGE, RANGE,
 };
 use hyper::{Method, StatusCode};
-use wharf::{Digest, Error, ErrorKind, Registry, RepoName};
+use wharf::{CallerRegistry, Digest, Error, ErrorKind, RepoName};
 
 use crate::http::{
     DOCKER_CONTENT_DIGEST, Failure, Handled, Req, decimal, empty, finish, header,
@@ -14,7 +14,7 @@ use crate::http::{
 };
 
 pub(crate) async fn handle(
-    registry: &Registry,
+    registry: &CallerRegistry,
     repo: &RepoName,
     digest: &Digest,
     req: Req,

@@ -4,7 +4,7 @@
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, LINK};
 use hyper::{Method, StatusCode};
 use serde_json::json;
-use wharf::{Digest, Error, ErrorKind, OCI_IMAGE_INDEX, Registry, RepoName, Tag};
+use wharf::{CallerRegistry, Digest, Error, ErrorKind, OCI_IMAGE_INDEX, RepoName, Tag};
 
 use crate::http::{
     Failure, Handled, OCI_FILTERS_APPLIED, Req, finish, full, method_not_allowed, percent_encode,
@@ -86,7 +86,7 @@ impl Page {
 }
 
 /// `GET /v2/<name>/tags/list`.
-pub(crate) async fn tags(registry: &Registry, repo: &RepoName, req: &Req) -> Handled {
+pub(crate) async fn tags(registry: &CallerRegistry, repo: &RepoName, req: &Req) -> Handled {
     let page = Page::of(req)?;
     let last: Option<Tag> = page.last.as_deref().map(str::parse).transpose()?;
     let (tags, more) = page
@@ -100,7 +100,7 @@ pub(crate) async fn tags(registry: &Registry, repo: &RepoName, req: &Req) -> Han
 }
 
 /// `GET /v2/_catalog`.
-pub(crate) async fn catalog(registry: &Registry, req: &Req) -> Handled {
+pub(crate) async fn catalog(registry: &CallerRegistry, req: &Req) -> Handled {
     let page = Page::of(req)?;
     let last: Option<RepoName> = page.last.as_deref().map(str::parse).transpose()?;
     let (names, more) = page
@@ -119,7 +119,7 @@ pub(crate) async fn catalog(registry: &Registry, req: &Req) -> Handled {
 
 /// `GET /v2/<name>/referrers/<digest>`, optionally `?artifactType=`.
 pub(crate) async fn referrers(
-    registry: &Registry,
+    registry: &CallerRegistry,
     repo: &RepoName,
     subject: &Digest,
     req: &Req,

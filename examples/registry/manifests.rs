@@ -2,7 +2,9 @@
 
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use hyper::{Method, StatusCode};
-use wharf::{DEFAULT_MAX_MANIFEST_SIZE, Error, ErrorKind, Reference, Registry, RepoName, Tag};
+use wharf::{
+    CallerRegistry, DEFAULT_MAX_MANIFEST_SIZE, Error, ErrorKind, Reference, RepoName, Tag,
+};
 
 use crate::http::{
     DOCKER_CONTENT_DIGEST, Handled, OCI_SUBJECT, OCI_TAG, Req, empty, finish, full, header,
@@ -11,7 +13,7 @@ use crate::http::{
 use crate::routes::manifest_path;
 
 pub(crate) async fn handle(
-    registry: &Registry,
+    registry: &CallerRegistry,
     repo: &RepoName,
     reference: &str,
     req: Req,

@@ -4,7 +4,9 @@
 use futures::StreamExt;
 use hyper::header::{CONTENT_LENGTH, LOCATION, RANGE};
 use hyper::{Method, StatusCode};
-use wharf::{ByteStream, Digest, Error, ErrorKind, Registry, RepoName, UploadId, UploadStatus};
+use wharf::{
+    ByteStream, CallerRegistry, Digest, Error, ErrorKind, RepoName, UploadId, UploadStatus,
+};
 
 use crate::http::{
     DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, Failure, Handled, Req, Response, SharedBody,
@@ -14,7 +16,7 @@ use crate::http::{
 use crate::routes::{blob_path, upload_path};
 
 /// `POST /v2/<name>/blobs/uploads/`.
-pub(crate) async fn start(registry: &Registry, repo: &RepoName, req: Req) -> Handled {
+pub(crate) async fn start(registry: &CallerRegistry, repo: &RepoName, req: Req) -> Handled {
     if req.method() != Method::POST {
         return Err(method_not_allowed(req.method(), "POST"));
     }
@@ -40,7 +42,7 @@ pub(crate) async fn start(registry: &Registry, repo: &RepoName, req: Req) -> Han
 
 /// `PATCH`, `PUT`, `GET` and `DELETE /v2/<name>/blobs/uploads/<id>`.
 pub(crate) async fn handle(
-    registry: &Registry,
+    registry: &CallerRegistry,
     repo: &RepoName,
     id: &UploadId,
     req: Req,
@@ -75,7 +77,7 @@ pub(crate) async fn handle(
 
 /// A chunk (`PATCH`) or the closing `PUT`, with its body in `body`.
 async fn chunk(
-    registry: &Registry,
+    registry: &CallerRegistry,
     repo: &RepoName,
     id: &UploadId,
     parts: &hyper::http::request::Parts,
@@ -253,7 +255,12 @@ struct Limited {
 
 /// A chunk refused before any byte was written: 416 with where the upload stands (or
 /// the session's own error, if it is gone).
-async fn refused(error: Error, registry: &Registry, repo: &RepoName, id: &UploadId) -> Failure {
+async fn refused(
+    error: Error,
+    registry: &CallerRegistry,
+    repo: &RepoName,
+    id: &UploadId,
+) -> Failure {
     let error = match registry.upload_status(repo, id).await {
         Ok(status) => error.with_offset(status.offset),
         Err(gone) => gone,

@@ -124,8 +124,17 @@ impl Registry {
     pub fn as_caller(&self, principal: Principal, context: Context) -> CallerRegistry {
         CallerRegistry {
             registry: self.clone(),
-            principal: Arc::new(principal),
-            context: Arc::new(context),
+            caller: Some(Arc::new((principal, context))),
+        }
+    }
+
+    /// The same view with no checks, for a frontend that serves a single trusted user
+    /// (the example server without `--auth`): every method acts as the registry's
+    /// method of the same name, and nothing is audited. Say so where it is used.
+    pub fn as_trusted(&self) -> CallerRegistry {
+        CallerRegistry {
+            registry: self.clone(),
+            caller: None,
         }
     }
 }
@@ -136,8 +145,8 @@ impl Registry {
 #[derive(Debug, Clone)]
 pub struct CallerRegistry {
     pub(super) registry: Registry,
-    principal: Arc<Principal>,
-    context: Arc<Context>,
+    /// Who asks and with what context; `None` for [`Registry::as_trusted`].
+    caller: Option<Arc<(Principal, Context)>>,
 }
 
 impl CallerRegistry {
@@ -147,13 +156,39 @@ impl CallerRegistry {
         &self.registry
     }
 
-    /// The caller.
-    pub fn principal(&self) -> &Principal {
-        &self.principal
+    /// The caller; `None` for a trusted view.
+    pub fn principal(&self) -> Option<&Principal> {
+        self.caller.as_deref().map(|(principal, _)| principal)
     }
 
-    /// Decides `action` on `repo`, without acting or recording anything.
-    pub async fn decide(&self, action: Action, repo: &RepoName) -> Result<Decision> {
+    /// Decides `action` on `repo`, without acting or recording anything; `None` for a
+    /// trusted view, which decides nothing.
+    async fn decide_checked(&self, action: Action, repo: &RepoName) -> Result<Option<Decision>> {
+        match &self.caller {
+            Some(caller) => self
+                .decide_for(&caller.0, &caller.1, action, repo)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the caller may do `action` on `repo`, without acting or recording
+    /// anything (a trusted view may do everything).
+    pub async fn may(&self, action: Action, repo: &RepoName) -> Result<bool> {
+        Ok(self
+            .decide_checked(action, repo)
+            .await?
+            .is_none_or(|decision| decision.allowed()))
+    }
+
+    async fn decide_for(
+        &self,
+        principal: &Principal,
+        context: &Context,
+        action: Action,
+        repo: &RepoName,
+    ) -> Result<Decision> {
         let registry = &self.registry;
         let resource = registry.repository_arn(repo);
         let (policy, public) = match registry.repository(repo).await {
@@ -165,10 +200,10 @@ impl CallerRegistry {
             Err(e) => return Err(e),
         };
         let request = Request {
-            principal: &self.principal,
+            principal,
             action,
             resource: &resource,
-            context: &self.context,
+            context,
         };
         let authorizer = &registry.inner.authorizer;
         let decision = authorizer.authorize(&request, policy.as_ref());
@@ -184,16 +219,20 @@ impl CallerRegistry {
     /// Authorizes `action` on `repo` and records it for audit: an error naming the
     /// action when refused.
     pub(super) async fn authorize(&self, action: Action, repo: &RepoName) -> Result<()> {
-        let decision = self.decide(action, repo).await?;
-        self.audit(action, repo, &decision);
+        let Some(caller) = &self.caller else {
+            return Ok(());
+        };
+        let principal = &caller.0;
+        let decision = self.decide_for(principal, &caller.1, action, repo).await?;
+        self.audit(principal, action, repo, &decision);
         if decision.allowed() {
             return Ok(());
         }
-        let kind = match *self.principal {
+        let kind = match principal {
             Principal::Anonymous => ErrorKind::Unauthorized,
             Principal::Identity(_) => ErrorKind::Denied,
         };
-        let who = match &*self.principal {
+        let who = match principal {
             Principal::Anonymous => "an anonymous caller".to_owned(),
             Principal::Identity(identity) => identity.arn.to_string(),
         };
@@ -203,7 +242,7 @@ impl CallerRegistry {
         ))
     }
 
-    fn audit(&self, action: Action, repo: &RepoName, decision: &Decision) {
+    fn audit(&self, principal: &Principal, action: Action, repo: &RepoName, decision: &Decision) {
         if decision.allowed() && !action.is_change() {
             return;
         }
@@ -221,7 +260,7 @@ impl CallerRegistry {
             Basis::NoAllow => None,
         };
         self.registry.emit(Event::Access {
-            principal: match &*self.principal {
+            principal: match principal {
                 Principal::Anonymous => "anonymous".to_owned(),
                 Principal::Identity(identity) => identity.arn.to_string(),
             },

@@ -167,10 +167,7 @@ impl CallerRegistry {
         self.authorize_push(Action::InitiateLayerUpload, target)
             .await?;
         if let Some(source) = from
-            && !self
-                .decide(Action::GetDownloadUrlForLayer, source)
-                .await?
-                .allowed()
+            && !self.may(Action::GetDownloadUrlForLayer, source).await?
         {
             return Err(Error::new(
                 ErrorKind::BlobUnknown,
@@ -293,12 +290,7 @@ impl CallerRegistry {
                 break;
             };
             for name in page {
-                if visible.len() < n
-                    && self
-                        .decide(Action::DescribeRepositories, &name)
-                        .await?
-                        .allowed()
-                {
+                if visible.len() < n && self.may(Action::DescribeRepositories, &name).await? {
                     visible.push(name);
                 }
             }
