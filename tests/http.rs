@@ -8,6 +8,8 @@ mod common;
 mod api;
 #[path = "http/api_manifests.rs"]
 mod api_manifests;
+#[path = "http/auth.rs"]
+mod auth;
 #[path = "http/limits.rs"]
 mod limits;
 #[path = "http/oci_client.rs"]

@@ -9,8 +9,9 @@ use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use wharf::codec::Compression;
 use wharf::keys::{DEFAULT_KEK, LocalKeyProvider};
-use wharf::{AtRest, MetaStore, ObjectBlobStore, RedbMetaStore, Registry};
+use wharf::{AtRest, MetaStore, ObjectBlobStore, RedbMetaStore, Registry, ResourceAccount};
 
+use crate::auth::Auth;
 use crate::connections::Limits;
 
 pub(crate) const USAGE: &str = "\
@@ -32,6 +33,10 @@ usage: registry [FLAGS]
                          (default 24h)                               [WHARF_REGISTRY_UPLOAD_EXPIRY]
   --blocking-threads N   threads for hashing, sealing and disk I/O (default 8)
                                                                      [WHARF_REGISTRY_BLOCKING_THREADS]
+  --auth FILE            users (bcrypt passwords, groups, IAM identity policies) and
+                         repositories to seed (public, policy); every request is then
+                         authorized (Basic credentials, or anonymous). Without it
+                         whoever reaches the server may do anything.  [WHARF_REGISTRY_AUTH]
 
 Connections:
   --max-connections N    open connections at most; at the cap a new one closes the
@@ -104,6 +109,7 @@ pub(crate) struct Config {
     pub(crate) limits: Limits,
     pub(crate) s3: Option<S3Config>,
     pub(crate) metadata: Metadata,
+    pub(crate) auth: Option<PathBuf>,
 }
 
 /// One setting's raw text: the flag's value if given, else the environment variable's.
@@ -161,6 +167,7 @@ const VALUE_FLAGS: &[&str] = &[
     "--s3-endpoint",
     "--s3-region",
     "--metadata",
+    "--auth",
 ];
 
 impl Config {
@@ -277,7 +284,9 @@ impl Config {
                 return Err("--metadata s3 needs --s3-bucket".into());
             }
         }
+        let auth = get("--auth", "WHARF_REGISTRY_AUTH").map(|(_, v)| PathBuf::from(v));
         Ok(Some(Self {
+            auth,
             root,
             listen,
             compression,
@@ -312,7 +321,11 @@ impl Config {
     }
 
     /// Opens the stores and builds the registry; errors name what is wrong.
-    pub(crate) async fn open(&self) -> Result<Registry, String> {
+    pub(crate) async fn open(&self) -> Result<(Registry, Option<Arc<Auth>>), String> {
+        let auth = match &self.auth {
+            Some(path) => Some(Arc::new(Auth::load(path)?)),
+            None => None,
+        };
         std::fs::create_dir_all(&self.root)
             .map_err(|e| format!("cannot create --root {}: {e}", self.root.display()))?;
         let blobs: Arc<dyn ObjectStore> = match &self.s3 {
@@ -368,6 +381,13 @@ impl Config {
             .key_provider(keys)
             .at_rest(at_rest)
             .upload_expiry(self.upload_expiry)
+            .resource_account(ResourceAccount {
+                region: "us-east-1".into(),
+                account: auth
+                    .as_ref()
+                    .map_or(crate::auth::DEFAULT_ACCOUNT, |a| a.account.as_str())
+                    .to_owned(),
+            })
             .build()
             .map_err(|e| e.to_string())?;
         // Replicas on one store must hold the same keys under the same names.
@@ -375,7 +395,10 @@ impl Config {
             .check_keys(names.iter().map(String::as_str))
             .await
             .map_err(|e| format!("{}: {e}", self.root.join("keys.json").display()))?;
-        Ok(registry)
+        if let Some(auth) = &auth {
+            auth.seed(&registry).await?;
+        }
+        Ok((registry, auth))
     }
 }
 

@@ -312,6 +312,15 @@ pub(crate) fn finish(builder: hyper::http::response::Builder, body: Body) -> Res
 }
 
 /// 200 with a JSON body.
+/// `response` (a 401) with the challenge that tells clients to send Basic credentials.
+pub(crate) fn challenge(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"wharf\""),
+    );
+    response
+}
+
 pub(crate) fn json_ok(body: impl Into<Bytes>) -> Response {
     let body = body.into();
     finish(

@@ -14,6 +14,7 @@
 //! - `http.rs`: bodies, headers and the spec's error responses;
 //! - `blobs.rs`, `uploads.rs`, `manifests.rs`, `listings.rs`: the endpoints.
 
+mod auth;
 mod blobs;
 mod config;
 mod connections;
@@ -34,7 +35,11 @@ use hyper::service::service_fn;
 use hyper::{Method, Request};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use wharf::{CallerRegistry, Registry};
+use wharf::access::{Context, Principal};
+use wharf::{CallerRegistry, Error, ErrorKind, Registry};
+
+use crate::auth::Auth;
+use crate::http::Failure;
 
 use crate::config::Config;
 use crate::connections::{AcceptBackoff, Admission, Connections, Limits, Ticket};
@@ -80,7 +85,14 @@ fn main() {
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    let registry = config.open().await?;
+    let (registry, auth) = config.open().await?;
+    if auth.is_none() && !config.listen.ip().is_loopback() {
+        eprintln!(
+            "wharf registry: warning: listening on {} without --auth: anyone who reaches it may push and delete",
+            config.listen
+        );
+    }
+    let app = App { registry, auth };
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -88,7 +100,7 @@ async fn run(config: Config) -> Result<(), String> {
     eprintln!("{}", config.describe());
     eprintln!("wharf registry listening on http://{addr}");
 
-    let expiry = tokio::spawn(expire_uploads(registry.clone(), config.upload_expiry));
+    let expiry = tokio::spawn(expire_uploads(app.registry.clone(), config.upload_expiry));
     let limits = config.limits;
     let connections = Arc::new(Connections::default());
     let mut backoff = AcceptBackoff::new();
@@ -111,7 +123,7 @@ async fn run(config: Config) -> Result<(), String> {
                 backoff.reset();
                 match connections.admit(limits.max_connections) {
                     Admission::Serve(ticket) => {
-                        tokio::spawn(serve_connection(registry.clone(), stream, peer, ticket, limits));
+                        tokio::spawn(serve_connection(app.clone(), stream, peer, ticket, limits));
                     }
                     Admission::Refuse => {
                         tokio::spawn(connections::refuse(stream));
@@ -134,7 +146,7 @@ async fn run(config: Config) -> Result<(), String> {
         eprintln!("requests still running after {SHUTDOWN_GRACE:?}: stopping anyway");
     }
     // Open upload sessions checkpoint, so clients resume them after a restart.
-    registry
+    app.registry
         .flush_uploads()
         .await
         .map_err(|e| format!("checkpointing open uploads: {e}"))?;
@@ -142,10 +154,36 @@ async fn run(config: Config) -> Result<(), String> {
     Ok(())
 }
 
+/// The registry and, with `--auth`, who may use it.
+#[derive(Clone)]
+struct App {
+    registry: Registry,
+    auth: Option<Arc<Auth>>,
+}
+
+impl App {
+    /// The registry as the request's caller sees it: trusted without `--auth`;
+    /// otherwise the user its credentials name, or anonymous.
+    async fn caller(&self, req: &http::Req, peer: SocketAddr) -> Result<CallerRegistry, Failure> {
+        let Some(auth) = &self.auth else {
+            return Ok(self.registry.as_trusted());
+        };
+        let authorization = http::header(req.headers(), "authorization");
+        let principal = auth
+            .principal(authorization, peer.ip())
+            .await
+            .map_err(|refusal| Failure::from(refusal.error()))?;
+        let mut context = Context::at(std::time::SystemTime::now());
+        context.source_ip(peer.ip());
+        context.secure_transport(false);
+        Ok(self.registry.as_caller(principal, context))
+    }
+}
+
 /// Serves one connection until the client hangs up, a timeout ends it, or it is asked
 /// to close (at the connection cap, or at shutdown) after what it has in flight.
 async fn serve_connection(
-    registry: Registry,
+    app: App,
     stream: TcpStream,
     peer: SocketAddr,
     ticket: Ticket,
@@ -155,12 +193,12 @@ async fn serve_connection(
     let ticket = Arc::new(ticket);
     let requests = ticket.clone();
     let service = service_fn(move |req: Request<Incoming>| {
-        let registry = registry.clone();
+        let app = app.clone();
         let in_flight = requests.request();
         let ticket = requests.clone();
         async move {
             let req = req.map(|body| http::TimedBody::new(body, limits.body_timeout));
-            let response = serve(&registry, req, peer).await;
+            let response = serve(&app, req, peer).await;
             // The request counts as in flight until its response body is sent, and the
             // sending must keep moving.
             ticket.sending();
@@ -199,15 +237,19 @@ async fn serve_connection(
 }
 
 /// Answers one request and logs it.
-async fn serve(registry: &Registry, req: http::Req, peer: SocketAddr) -> Response {
+async fn serve(app: &App, req: http::Req, peer: SocketAddr) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let uri = req.uri().clone();
-    // Without --auth the server has one trusted user: whoever reaches it.
-    let caller = registry.as_trusted();
-    let response = match Route::parse(uri.path()) {
-        Ok(route) => dispatch(&caller, route, req).await,
-        Err(failure) => *failure.0,
+    let response = match (Route::parse(uri.path()), app.caller(&req, peer).await) {
+        (Ok(route), Ok(caller)) => dispatch(&caller, route, req).await,
+        (Err(failure), _) | (_, Err(failure)) => *failure.0,
+    };
+    let response = match &app.auth {
+        Some(_) if response.status() == hyper::StatusCode::UNAUTHORIZED => {
+            http::challenge(response)
+        }
+        _ => response,
     };
     let response = if method == Method::HEAD {
         http::without_body(response)
@@ -224,6 +266,14 @@ async fn serve(registry: &Registry, req: http::Req, peer: SocketAddr) -> Respons
 
 async fn dispatch(registry: &CallerRegistry, route: Route, req: http::Req) -> Response {
     let result = match route {
+        // With --auth, an anonymous caller is asked for credentials here: clients
+        // probe `/v2/` to learn how to log in.
+        Route::Base if matches!(registry.principal(), Some(Principal::Anonymous)) => {
+            Err(Failure::from(Error::new(
+                ErrorKind::Unauthorized,
+                "log in to use this registry",
+            )))
+        }
         Route::Base => match *req.method() {
             Method::GET | Method::HEAD => Ok(http::json_ok(b"{}".as_slice())),
             _ => Err(http::method_not_allowed(req.method(), "GET, HEAD")),

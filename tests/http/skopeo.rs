@@ -332,3 +332,56 @@ fn skopeo_round_trip_with_compression_and_encryption_off() {
         round_trip(&layout, &server, "skopeo/plain");
     }
 }
+
+/// With `--auth`: skopeo logs in with `--dest-creds` / `--src-creds` (Basic, after the
+/// server's challenge); a user whose policies allow only pulls cannot push, nor can an
+/// anonymous client; the image comes back byte for byte through the reader.
+#[test]
+fn skopeo_logs_in_with_credentials_and_is_held_to_its_policies() {
+    use super::auth::{ALICE, BOB, start};
+    if !have_skopeo() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let layout = Layout::write();
+    let source = layout.reference();
+    let image = format!("docker://{}/team/app:v1", server.host());
+    let push = |creds: Option<String>| {
+        let mut args = vec![
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+        ];
+        let creds = creds.unwrap_or_default();
+        if !creds.is_empty() {
+            args.extend(["--dest-creds", creds.as_str()]);
+        }
+        args.extend([source.as_str(), image.as_str()]);
+        let output = run_skopeo(&args);
+        (output.status.success(), describe(&args, &output))
+    };
+    let (pushed, said) = push(None);
+    assert!(!pushed, "an anonymous push is refused: {said}");
+    let (pushed, said) = push(Some(format!("{}:{}", BOB.0, BOB.1)));
+    assert!(!pushed, "a reader's push is refused: {said}");
+    assert!(said.contains("denied") || said.contains("DENIED"), "{said}");
+    let (pushed, said) = push(Some(format!("{}:{}", ALICE.0, ALICE.1)));
+    assert!(pushed, "{said}");
+
+    let pulled = tempfile::tempdir().unwrap();
+    let target = format!("oci:{}:v1", pulled.path().display());
+    let bob = format!("{}:{}", BOB.0, BOB.1);
+    skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &bob,
+        &image,
+        &target,
+    ]);
+    layout.assert_copied_to(pulled.path());
+}

@@ -1,0 +1,316 @@
+//! `--auth FILE`: who may do what.
+//!
+//! The file names users (a bcrypt password hash as `htpasswd -B` writes it, groups, and
+//! IAM identity policies), groups (policies every member gets) and repositories to
+//! seed at start (`public`, and a repository policy). Every request is made as the user
+//! its Basic credentials name, or anonymously without credentials; wharf's access
+//! control decides each operation. Wrong credentials are 401 with nothing said about
+//! which part was wrong, and an address that keeps failing is throttled (429).
+//!
+//! ```json
+//! {"users": [{"name": "ci", "password": "$2y$05$...", "groups": ["pushers"]}],
+//!  "groups": [{"name": "pushers", "policies": [{"Version": "2012-10-17", "Statement":
+//!     {"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}}]}],
+//!  "repositories": [{"name": "public/tools", "public": true}]}
+//! ```
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use wharf::access::{Identity, Policy, Principal};
+use wharf::{Error, ErrorKind, Registry, RepoName, RepositorySettings};
+
+/// The account of the users' and repositories' ARNs unless the file names one.
+pub(crate) const DEFAULT_ACCOUNT: &str = "000000000000";
+
+/// How long a checked password is trusted without running bcrypt again.
+const VERIFIED_FOR: Duration = Duration::from_secs(300);
+/// Failed logins from one address within [`FAILURE_WINDOW`] before it is throttled.
+const MAX_FAILURES: u32 = 10;
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Remembered checks and failing addresses, each, before the oldest are dropped.
+const REMEMBERED: usize = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    account: Option<String>,
+    users: Vec<UserEntry>,
+    #[serde(default)]
+    groups: Vec<GroupEntry>,
+    #[serde(default)]
+    repositories: Vec<RepositoryEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserEntry {
+    name: String,
+    password: String,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    policies: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupEntry {
+    name: String,
+    #[serde(default)]
+    policies: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepositoryEntry {
+    name: String,
+    #[serde(default)]
+    public: bool,
+    #[serde(default)]
+    policy: Option<Value>,
+}
+
+struct User {
+    hash: String,
+    identity: Identity,
+}
+
+/// The users, and what the server remembers of recent logins.
+pub(crate) struct Auth {
+    pub(crate) account: String,
+    users: HashMap<String, User>,
+    repositories: Vec<RepositoryEntry>,
+    /// `(user, sha256 of the password)` checked by bcrypt, and when.
+    verified: Mutex<HashMap<(String, [u8; 32]), Instant>>,
+    /// Failed logins per address: the first in the window, and how many.
+    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("users", &self.users.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a request gets no caller.
+pub(crate) enum Refusal {
+    /// Bad or unusable credentials: 401.
+    Unauthorized,
+    /// Too many failures from the address: 429.
+    Throttled,
+}
+
+impl Refusal {
+    pub(crate) fn error(&self) -> Error {
+        match self {
+            Refusal::Unauthorized => Error::new(
+                ErrorKind::Unauthorized,
+                "authentication failed: check the user name and password",
+            ),
+            Refusal::Throttled => Error::new(
+                ErrorKind::TooManyRequests,
+                "too many failed logins from this address: wait a minute",
+            ),
+        }
+    }
+}
+
+impl Auth {
+    /// Reads and checks the users file: every hash bcrypt, every policy valid, every
+    /// group a user names defined.
+    pub(crate) fn load(path: &Path) -> Result<Self, String> {
+        let context = |why: String| format!("--auth {}: {why}", path.display());
+        let text = std::fs::read_to_string(path).map_err(|e| context(e.to_string()))?;
+        let file: File = serde_json::from_str(&text).map_err(|e| context(e.to_string()))?;
+        let account = file.account.unwrap_or_else(|| DEFAULT_ACCOUNT.to_owned());
+        if account.len() != 12 || !account.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(context(format!("account {account:?} is not 12 digits")));
+        }
+        let policy = |value: &Value, whose: &str| {
+            Policy::identity(&value.to_string())
+                .map(Arc::new)
+                .map_err(|e| context(format!("{whose}: {e}")))
+        };
+        let mut groups: HashMap<String, Vec<Arc<Policy>>> = HashMap::new();
+        for group in &file.groups {
+            let policies = group
+                .policies
+                .iter()
+                .map(|p| policy(p, &format!("group {}", group.name)))
+                .collect::<Result<Vec<_>, _>>()?;
+            groups.insert(group.name.clone(), policies);
+        }
+        let mut users = HashMap::new();
+        for entry in file.users {
+            let whose = format!("user {}", entry.name);
+            if !entry.password.starts_with("$2") {
+                return Err(context(format!(
+                    "{whose}: password must be a bcrypt hash ($2b$ or $2y$, as htpasswd -B writes)"
+                )));
+            }
+            let mut identity = Identity::user(&account, &entry.name);
+            for p in &entry.policies {
+                identity.policies.push(policy(p, &whose)?);
+            }
+            for group in &entry.groups {
+                let policies = groups
+                    .get(group)
+                    .ok_or_else(|| context(format!("{whose}: no group {group:?}")))?;
+                identity.policies.extend(policies.iter().cloned());
+            }
+            identity.groups = entry.groups;
+            users.insert(
+                entry.name,
+                User {
+                    hash: entry.password,
+                    identity,
+                },
+            );
+        }
+        for repository in &file.repositories {
+            repository
+                .name
+                .parse::<RepoName>()
+                .map_err(|e| context(e.to_string()))?;
+            if let Some(p) = &repository.policy {
+                Policy::repository(&p.to_string())
+                    .map_err(|e| context(format!("repository {}: {e}", repository.name)))?;
+            }
+        }
+        Ok(Self {
+            account,
+            users,
+            repositories: file.repositories,
+            verified: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Creates the file's repositories (or sets their `public` switch) and their policies.
+    pub(crate) async fn seed(&self, registry: &Registry) -> Result<(), String> {
+        for entry in &self.repositories {
+            let name: RepoName = entry.name.parse().map_err(|e: Error| e.to_string())?;
+            let settings = match registry.repository(&name).await {
+                Ok(repository) => repository.settings,
+                Err(e) if e.kind() == ErrorKind::NameUnknown => RepositorySettings::default(),
+                Err(e) => return Err(e.to_string()),
+            };
+            let settings = RepositorySettings {
+                public: entry.public,
+                ..settings
+            };
+            match registry.create_repository(&name, settings.clone()).await {
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    registry
+                        .update_repository(&name, settings)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                other => {
+                    other.map_err(|e| e.to_string())?;
+                }
+            }
+            if let Some(policy) = &entry.policy {
+                registry
+                    .set_repository_policy(&name, &policy.to_string(), None)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The caller a request's `Authorization` header names: anonymous without one.
+    pub(crate) async fn principal(
+        &self,
+        authorization: Option<&str>,
+        peer: IpAddr,
+    ) -> Result<Principal, Refusal> {
+        let Some(authorization) = authorization else {
+            return Ok(Principal::Anonymous);
+        };
+        if self.throttled(peer) {
+            return Err(Refusal::Throttled);
+        }
+        match self.check(authorization).await {
+            Some(identity) => Ok(Principal::Identity(identity)),
+            None => {
+                self.failed(peer);
+                Err(Refusal::Unauthorized)
+            }
+        }
+    }
+
+    /// The identity of good Basic credentials.
+    async fn check(&self, authorization: &str) -> Option<Identity> {
+        let (scheme, encoded) = authorization.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (name, password) = decoded.split_once(':')?;
+        let user = self.users.get(name)?;
+        let key = (name.to_owned(), Sha256::digest(password.as_bytes()).into());
+        let fresh = |at: &Instant| at.elapsed() < VERIFIED_FOR;
+        if self.lock_verified().get(&key).is_some_and(fresh) {
+            return Some(user.identity.clone());
+        }
+        let (hash, password) = (user.hash.clone(), password.to_owned());
+        // bcrypt is slow on purpose: off the request threads.
+        let good = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
+            .await
+            .ok()?
+            .ok()?;
+        if !good {
+            return None;
+        }
+        let mut verified = self.lock_verified();
+        if verified.len() >= REMEMBERED {
+            verified.retain(|_, at| fresh(at));
+        }
+        verified.insert(key, Instant::now());
+        Some(user.identity.clone())
+    }
+
+    fn lock_verified(&self) -> std::sync::MutexGuard<'_, HashMap<(String, [u8; 32]), Instant>> {
+        self.verified.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_failures(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (Instant, u32)>> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn throttled(&self, peer: IpAddr) -> bool {
+        self.lock_failures()
+            .get(&peer)
+            .is_some_and(|(since, count)| {
+                since.elapsed() < FAILURE_WINDOW && *count >= MAX_FAILURES
+            })
+    }
+
+    fn failed(&self, peer: IpAddr) {
+        let mut failures = self.lock_failures();
+        if failures.len() >= REMEMBERED {
+            failures.retain(|_, (since, _)| since.elapsed() < FAILURE_WINDOW);
+        }
+        let entry = failures.entry(peer).or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= FAILURE_WINDOW {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 += 1;
+    }
+}
