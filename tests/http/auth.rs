@@ -181,3 +181,45 @@ async fn a_users_file_with_a_bad_policy_or_hash_stops_the_server() {
         assert!(err.contains("--auth"), "{label}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_credentials_are_refused_and_many_users_are_served_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let digest = as_user(&server, ALICE.0, ALICE.1)
+        .push_blob("team/app", b"shared layer")
+        .await;
+    let blob = format!("/v2/team/app/blobs/{digest}");
+    let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let long = format!(
+        "Basic {}",
+        encode(&format!("{}:{}", ALICE.0, "x".repeat(64 << 10)))
+    );
+    for header in [
+        "Basic".to_owned(),
+        "Basic !!!not base64!!!".to_owned(),
+        format!("Basic {}", encode("no colon here")),
+        format!("Basic {}", encode(":")),
+        format!("Bearer {}", encode("alice:token")),
+        format!("Digest {}", encode(&format!("{}:{}", ALICE.0, ALICE.1))),
+        long,
+    ] {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_str(&header).unwrap());
+        let api = Api::with_client(&server, reqwest::Client::builder().default_headers(headers))
+            .labelled("malformed");
+        api.get(&blob).await.error(401, "UNAUTHORIZED");
+    }
+    // More clients at once than the server has blocking threads for bcrypt; each
+    // logs in once and reads.
+    let readers: Vec<_> = (0..24)
+        .map(|i| {
+            let api = as_user(&server, BOB.0, BOB.1).labelled(format!("reader {i}"));
+            let blob = blob.clone();
+            tokio::spawn(async move { api.get(&blob).await.check(200).body.len() })
+        })
+        .collect();
+    for reader in readers {
+        assert_eq!(reader.await.unwrap(), b"shared layer".len());
+    }
+}
