@@ -42,6 +42,14 @@ static PUBLIC_PULL: LazyLock<Policy> = LazyLock::new(|| {
     .expect("the public statement is valid")
 });
 
+/// What the decisions on one repository depend on.
+struct Target {
+    resource: Arn,
+    exists: bool,
+    public: bool,
+    policy: Option<Policy>,
+}
+
 /// Where the registry's resources live, for their ARNs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceAccount {
@@ -95,6 +103,11 @@ impl Registry {
     /// `repo`'s policy with its version, if it has one.
     pub async fn repository_policy(&self, repo: &RepoName) -> Result<Option<(Policy, Version)>> {
         self.repository(repo).await?;
+        self.stored_repository_policy(repo).await
+    }
+
+    /// The policy record of `repo`, parsed, without checking that the repository exists.
+    async fn stored_repository_policy(&self, repo: &RepoName) -> Result<Option<(Policy, Version)>> {
         match REPOSITORY_POLICIES.get(self.meta(), repo).await? {
             // Validated when set; one that no longer parses is reported, not ignored.
             Some((record, version)) => Ok(Some((Policy::repository(&record.text)?, version))),
@@ -161,88 +174,108 @@ impl CallerRegistry {
         self.caller.as_deref().map(|(principal, _)| principal)
     }
 
-    /// Decides `action` on `repo`, without acting or recording anything; `None` for a
-    /// trusted view, which decides nothing.
-    async fn decide_checked(&self, action: Action, repo: &RepoName) -> Result<Option<Decision>> {
-        match &self.caller {
-            Some(caller) => self
-                .decide_for(&caller.0, &caller.1, action, repo)
-                .await
-                .map(Some),
-            None => Ok(None),
-        }
-    }
-
     /// Whether the caller may do `action` on `repo`, without acting or recording
     /// anything (a trusted view may do everything).
     pub async fn may(&self, action: Action, repo: &RepoName) -> Result<bool> {
-        Ok(self
-            .decide_checked(action, repo)
-            .await?
-            .is_none_or(|decision| decision.allowed()))
+        let Some(caller) = &self.caller else {
+            return Ok(true);
+        };
+        let target = self.target(repo).await?;
+        Ok(self.judge(caller, &target, action).allowed())
     }
 
-    async fn decide_for(
-        &self,
-        principal: &Principal,
-        context: &Context,
-        action: Action,
-        repo: &RepoName,
-    ) -> Result<Decision> {
+    /// What decisions on `repo` depend on, read once for all the actions of a request.
+    async fn target(&self, repo: &RepoName) -> Result<Target> {
         let registry = &self.registry;
-        let resource = registry.repository_arn(repo);
-        let (policy, public) = match registry.repository(repo).await {
+        let (exists, public, policy) = match registry.repository(repo).await {
             Ok(repository) => (
-                registry.repository_policy(repo).await?.map(|(p, _)| p),
+                true,
                 repository.settings.public,
+                registry
+                    .stored_repository_policy(repo)
+                    .await?
+                    .map(|(p, _)| p),
             ),
-            Err(e) if e.kind() == ErrorKind::NameUnknown => (None, false),
+            Err(e) if e.kind() == ErrorKind::NameUnknown => (false, false, None),
             Err(e) => return Err(e),
         };
+        Ok(Target {
+            resource: registry.repository_arn(repo),
+            exists,
+            public,
+            policy,
+        })
+    }
+
+    /// The authorizer's decision on `action` for `target`; a public repository also
+    /// allows the pull actions when nothing else decided.
+    fn judge(&self, caller: &(Principal, Context), target: &Target, action: Action) -> Decision {
         let request = Request {
-            principal,
+            principal: &caller.0,
             action,
-            resource: &resource,
-            context,
+            resource: &target.resource,
+            context: &caller.1,
         };
-        let authorizer = &registry.inner.authorizer;
-        let decision = authorizer.authorize(&request, policy.as_ref());
-        if public && decision.basis == Basis::NoAllow {
+        let authorizer = &self.registry.inner.authorizer;
+        let decision = authorizer.authorize(&request, target.policy.as_ref());
+        if target.public && decision.basis == Basis::NoAllow {
             let public = authorizer.authorize(&request, Some(&PUBLIC_PULL));
             if public.allowed() {
-                return Ok(public);
+                return public;
             }
         }
-        Ok(decision)
+        decision
     }
 
     /// Authorizes `action` on `repo` and records it for audit: an error naming the
     /// action when refused.
     pub(super) async fn authorize(&self, action: Action, repo: &RepoName) -> Result<()> {
+        self.authorize_all(&[action], repo, false).await
+    }
+
+    /// Authorizes each of `actions` on `repo` in order, reading the repository once,
+    /// and records each for audit; the first refusal is the error. With `push`, a
+    /// repository that does not exist yet also needs `ecr:CreateRepository`, first (a
+    /// push creates it).
+    async fn authorize_all(&self, actions: &[Action], repo: &RepoName, push: bool) -> Result<()> {
         let Some(caller) = &self.caller else {
             return Ok(());
         };
-        let principal = &caller.0;
-        let decision = self.decide_for(principal, &caller.1, action, repo).await?;
-        self.audit(principal, action, repo, &decision);
-        if decision.allowed() {
-            return Ok(());
+        let target = self.target(repo).await?;
+        let create = (push && !target.exists).then_some(Action::CreateRepository);
+        for &action in create.iter().chain(actions) {
+            let decision = self.judge(caller, &target, action);
+            self.audit(&caller.0, action, &target.resource, &decision);
+            if !decision.allowed() {
+                let kind = match caller.0 {
+                    Principal::Anonymous => ErrorKind::Unauthorized,
+                    Principal::Identity(_) => ErrorKind::Denied,
+                };
+                let who = match &caller.0 {
+                    Principal::Anonymous => "an anonymous caller".to_owned(),
+                    Principal::Identity(identity) => identity.arn.to_string(),
+                };
+                return Err(Error::new(
+                    kind,
+                    format!("{who} may not {} on repository {repo}", action.name()),
+                ));
+            }
         }
-        let kind = match principal {
-            Principal::Anonymous => ErrorKind::Unauthorized,
-            Principal::Identity(_) => ErrorKind::Denied,
-        };
-        let who = match principal {
-            Principal::Anonymous => "an anonymous caller".to_owned(),
-            Principal::Identity(identity) => identity.arn.to_string(),
-        };
-        Err(Error::new(
-            kind,
-            format!("{who} may not {} on repository {repo}", action.name()),
-        ))
+        Ok(())
     }
 
-    fn audit(&self, principal: &Principal, action: Action, repo: &RepoName, decision: &Decision) {
+    /// Authorizes a push into `repo`: `actions`, and `ecr:CreateRepository` first when
+    /// the repository does not exist yet.
+    pub(super) async fn authorize_push(&self, actions: &[Action], repo: &RepoName) -> Result<()> {
+        self.authorize_all(actions, repo, true).await
+    }
+
+    /// Authorizes several `actions` on `repo`, in order, reading the repository once.
+    pub(super) async fn authorize_each(&self, actions: &[Action], repo: &RepoName) -> Result<()> {
+        self.authorize_all(actions, repo, false).await
+    }
+
+    fn audit(&self, principal: &Principal, action: Action, resource: &Arn, decision: &Decision) {
         if decision.allowed() && !action.is_change() {
             return;
         }
@@ -265,22 +298,9 @@ impl CallerRegistry {
                 Principal::Identity(identity) => identity.arn.to_string(),
             },
             action: action.name(),
-            resource: self.registry.repository_arn(repo).to_string(),
+            resource: resource.to_string(),
             allowed: decision.allowed(),
             statement,
         });
-    }
-
-    /// Authorizes a push into `repo`: `action`, and `ecr:CreateRepository` first when the
-    /// repository does not exist yet (a push creates it).
-    pub(super) async fn authorize_push(&self, action: Action, repo: &RepoName) -> Result<()> {
-        match self.registry.repository(repo).await {
-            Err(e) if e.kind() == ErrorKind::NameUnknown => {
-                self.authorize(Action::CreateRepository, repo).await?;
-            }
-            Err(e) => return Err(e),
-            Ok(_) => {}
-        }
-        self.authorize(action, repo).await
     }
 }

@@ -24,6 +24,16 @@ use crate::meta::Version;
 use crate::reference::{Reference, RepoName, Tag};
 use crate::upload::{UploadId, UploadStatus};
 
+/// The actions that finish an upload: `ecr:UploadLayerPart` first when a last chunk
+/// comes with it.
+fn finish_actions(last_chunk: bool) -> &'static [Action] {
+    if last_chunk {
+        &[Action::UploadLayerPart, Action::CompleteLayerUpload]
+    } else {
+        &[Action::CompleteLayerUpload]
+    }
+}
+
 impl CallerRegistry {
     /// [`Registry::stat_blob`](super::Registry::stat_blob) (`ecr:BatchCheckLayerAvailability`).
     pub async fn stat_blob(&self, repo: &RepoName, digest: &Digest) -> Result<BlobInfo> {
@@ -45,10 +55,12 @@ impl CallerRegistry {
 
     /// Authorizes the three steps of an upload at once (a monolithic upload).
     async fn authorize_upload(&self, repo: &RepoName) -> Result<()> {
-        self.authorize_push(Action::InitiateLayerUpload, repo)
-            .await?;
-        self.authorize(Action::UploadLayerPart, repo).await?;
-        self.authorize(Action::CompleteLayerUpload, repo).await
+        let steps = [
+            Action::InitiateLayerUpload,
+            Action::UploadLayerPart,
+            Action::CompleteLayerUpload,
+        ];
+        self.authorize_push(&steps, repo).await
     }
 
     /// [`Registry::push_blob`](super::Registry::push_blob) (the three upload actions).
@@ -76,7 +88,7 @@ impl CallerRegistry {
 
     /// [`Registry::start_upload`](super::Registry::start_upload) (`ecr:InitiateLayerUpload`).
     pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadStatus> {
-        self.authorize_push(Action::InitiateLayerUpload, repo)
+        self.authorize_push(&[Action::InitiateLayerUpload], repo)
             .await?;
         self.registry.start_upload(repo).await
     }
@@ -123,10 +135,8 @@ impl CallerRegistry {
         digest: &Digest,
         last: Option<Bytes>,
     ) -> Result<BlobInfo> {
-        if last.as_ref().is_some_and(|b| !b.is_empty()) {
-            self.authorize(Action::UploadLayerPart, repo).await?;
-        }
-        self.authorize(Action::CompleteLayerUpload, repo).await?;
+        let chunk = last.as_ref().is_some_and(|b| !b.is_empty());
+        self.authorize_each(finish_actions(chunk), repo).await?;
         self.registry.finish_upload(repo, id, digest, last).await
     }
 
@@ -140,10 +150,8 @@ impl CallerRegistry {
         offset: Option<u64>,
         last_chunk: Option<ByteStream>,
     ) -> Result<BlobInfo> {
-        if last_chunk.is_some() {
-            self.authorize(Action::UploadLayerPart, repo).await?;
-        }
-        self.authorize(Action::CompleteLayerUpload, repo).await?;
+        self.authorize_each(finish_actions(last_chunk.is_some()), repo)
+            .await?;
         self.registry
             .finish_upload_stream_at(repo, id, digest, offset, last_chunk)
             .await
@@ -164,7 +172,7 @@ impl CallerRegistry {
         digest: &Digest,
         from: Option<&RepoName>,
     ) -> Result<BlobInfo> {
-        self.authorize_push(Action::InitiateLayerUpload, target)
+        self.authorize_push(&[Action::InitiateLayerUpload], target)
             .await?;
         if let Some(source) = from
             && !self.may(Action::GetDownloadUrlForLayer, source).await?
@@ -185,7 +193,7 @@ impl CallerRegistry {
         raw: Bytes,
         content_type: Option<&str>,
     ) -> Result<PushedManifest> {
-        self.authorize_push(Action::PutImage, repo).await?;
+        self.authorize_push(&[Action::PutImage], repo).await?;
         self.registry
             .push_manifest(repo, reference, raw, content_type)
             .await
