@@ -85,51 +85,36 @@ pub(crate) const GC_CANDIDATES: Table<Digest, CandidateRecord> = Table::new("gc/
 /// `gc/layout`: every link and manifest of the store has its garbage-collection records.
 pub(crate) const GC_LAYOUT: Table<Singleton, LayoutRecord> = Table::new("gc/layout");
 
+/// Every table's prefix with its longest key: the one list the layout checks read.
+pub(crate) const TABLES: [(&str, usize); 17] = [
+    REPOSITORIES.describe(),
+    REPOSITORY_POLICIES.describe(),
+    LINKS.describe(),
+    MANIFESTS.describe(),
+    TAGS.describe(),
+    TAG_HISTORY.describe(),
+    TAGGED.describe(),
+    PARENTS.describe(),
+    REFERRERS.describe(),
+    PULLS.describe(),
+    UPLOADS.describe(),
+    KEKS.describe(),
+    KEK_REDIRECTS.describe(),
+    BLOBS.describe(),
+    REFS.describe(),
+    GC_CANDIDATES.describe(),
+    GC_LAYOUT.describe(),
+];
+
 // Every key fits the store's limit at the longest names and digests (contract point 7 of
 // `MetaStore`): checked when the crate compiles.
 const _: () = {
-    assert!(REPOSITORIES.max_key_len() <= MAX_KEY_LEN);
-    assert!(REPOSITORY_POLICIES.max_key_len() <= MAX_KEY_LEN);
-    assert!(LINKS.max_key_len() <= MAX_KEY_LEN);
-    assert!(MANIFESTS.max_key_len() <= MAX_KEY_LEN);
-    assert!(TAGS.max_key_len() <= MAX_KEY_LEN);
-    assert!(TAG_HISTORY.max_key_len() <= MAX_KEY_LEN);
-    assert!(TAGGED.max_key_len() <= MAX_KEY_LEN);
-    assert!(PARENTS.max_key_len() <= MAX_KEY_LEN);
-    assert!(REFERRERS.max_key_len() <= MAX_KEY_LEN);
-    assert!(PULLS.max_key_len() <= MAX_KEY_LEN);
-    assert!(UPLOADS.max_key_len() <= MAX_KEY_LEN);
-    assert!(KEKS.max_key_len() <= MAX_KEY_LEN);
-    assert!(KEK_REDIRECTS.max_key_len() <= MAX_KEY_LEN);
-    assert!(BLOBS.max_key_len() <= MAX_KEY_LEN);
-    assert!(REFS.max_key_len() <= MAX_KEY_LEN);
-    assert!(GC_CANDIDATES.max_key_len() <= MAX_KEY_LEN);
-    assert!(GC_LAYOUT.max_key_len() <= MAX_KEY_LEN);
+    let mut i = 0;
+    while i < TABLES.len() {
+        assert!(TABLES[i].1 <= MAX_KEY_LEN);
+        i += 1;
+    }
 };
-
-/// Every table's prefix with its longest key, for the layout checks.
-#[cfg(test)]
-pub(crate) fn tables() -> Vec<(&'static str, usize)> {
-    vec![
-        REPOSITORIES.describe(),
-        REPOSITORY_POLICIES.describe(),
-        LINKS.describe(),
-        MANIFESTS.describe(),
-        TAGS.describe(),
-        TAG_HISTORY.describe(),
-        TAGGED.describe(),
-        PARENTS.describe(),
-        REFERRERS.describe(),
-        PULLS.describe(),
-        UPLOADS.describe(),
-        KEKS.describe(),
-        KEK_REDIRECTS.describe(),
-        BLOBS.describe(),
-        REFS.describe(),
-        GC_CANDIDATES.describe(),
-        GC_LAYOUT.describe(),
-    ]
-}
 
 /// The longest digest text: `sha512:` and 128 hex digits.
 const MAX_DIGEST_LEN: usize = 7 + 128;

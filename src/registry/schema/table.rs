@@ -88,8 +88,7 @@ impl<K: Key, V: Value> Table<K, V> {
         self.prefix.len() + K::MAX_LEN
     }
 
-    #[cfg(test)]
-    pub(super) fn describe(&self) -> (&'static str, usize) {
+    pub(super) const fn describe(&self) -> (&'static str, usize) {
         (self.prefix, self.max_key_len())
     }
 

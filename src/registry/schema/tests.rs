@@ -26,7 +26,7 @@ fn sha512(text: &str) -> Digest {
 
 #[test]
 fn every_table_fits_the_key_limit_at_its_longest() {
-    for (prefix, longest) in tables() {
+    for (prefix, longest) in TABLES {
         assert!(
             longest <= MAX_KEY_LEN,
             "table {prefix} writes keys of up to {longest} bytes, over {MAX_KEY_LEN}"
@@ -93,7 +93,7 @@ fn keys_of_another_table_or_malformed_keys_are_corrupt_not_panics() {
 fn tables_do_not_list_each_other() {
     // A table's prefix must not be a prefix of another's, or listing one would return
     // the other's entries.
-    let prefixes: Vec<&str> = tables().into_iter().map(|(p, _)| p).collect();
+    let prefixes: Vec<&str> = TABLES.iter().map(|(p, _)| *p).collect();
     for a in &prefixes {
         for b in &prefixes {
             assert!(a == b || !b.starts_with(a), "{b} lists under {a}");
@@ -120,7 +120,7 @@ fn documented_prefixes() -> Vec<String> {
 #[test]
 fn the_layout_document_names_every_table_and_no_other() {
     let documented = documented_prefixes();
-    let tables: Vec<&str> = tables().into_iter().map(|(p, _)| p).collect();
+    let tables: Vec<&str> = TABLES.iter().map(|(p, _)| *p).collect();
     for table in &tables {
         assert!(
             documented.iter().any(|d| d == table),
