@@ -47,6 +47,7 @@ mod condition;
 mod evaluate;
 mod policy;
 mod request;
+pub mod token;
 mod variables;
 mod wildcard;
 
@@ -54,9 +55,10 @@ use std::fmt;
 
 pub use self::action::Action;
 pub use self::arn::Arn;
-pub use self::evaluate::{Basis, Decision, PolicySource, StatementRef, evaluate};
+pub use self::evaluate::{Basis, Decision, PolicySource, StatementRef, evaluate, within_session};
 pub use self::policy::{
-    Effect, MAX_IDENTITY_POLICY_LEN, MAX_REPOSITORY_POLICY_LEN, Policy, PolicyKind,
+    Effect, MAX_IDENTITY_POLICY_LEN, MAX_REPOSITORY_POLICY_LEN, MAX_SESSION_POLICY_LEN, Policy,
+    PolicyKind,
 };
 pub use self::request::{Context, Identity, Principal, PrincipalKind, Request};
 

@@ -12,6 +12,8 @@ mod access_evaluation;
 mod access_policy;
 #[path = "library/access_registry.rs"]
 mod access_registry;
+#[path = "library/access_token.rs"]
+mod access_token;
 #[path = "library/at_rest.rs"]
 mod at_rest;
 #[path = "library/at_rest_rotation.rs"]

@@ -15,6 +15,8 @@ pub enum PolicySource {
     Identity(usize),
     /// The repository's policy.
     Repository,
+    /// The session policy that narrows the caller's access ([`within_session`]).
+    Session,
 }
 
 /// The statement that decided a request.
@@ -37,6 +39,8 @@ pub enum Basis {
     Allowed(StatementRef),
     /// No statement allowed it.
     NoAllow,
+    /// Allowed by the caller's policies, but not by the session policy that narrows them.
+    OutsideSession,
 }
 
 /// The answer to a request, with what decided it (for logs and audit).
@@ -58,7 +62,6 @@ impl Decision {
 /// have no identity policies: only a repository statement whose principal is `*` can
 /// allow them.
 pub fn evaluate(request: &Request<'_>, repository: Option<&Policy>) -> Decision {
-    let context = request.context.with_principal(request.principal);
     let identity_policies = request
         .principal
         .identity()
@@ -69,6 +72,34 @@ pub fn evaluate(request: &Request<'_>, repository: Option<&Policy>) -> Decision 
         .enumerate()
         .map(|(i, policy)| (PolicySource::Identity(i), policy.as_ref()))
         .chain(repository.map(|policy| (PolicySource::Repository, policy)));
+    decide(request, applicable)
+}
+
+/// Narrows `decision` (on `request`) to what the `session` policy allows, as IAM narrows
+/// a session by its session policy: an allowed request stays allowed only when the
+/// session policy allows it too; a `Deny` in it refuses. A refusal stays a refusal: a
+/// session policy never grants.
+pub fn within_session(decision: Decision, request: &Request<'_>, session: &Policy) -> Decision {
+    if !decision.allowed() {
+        return decision;
+    }
+    let limit = decide(request, std::iter::once((PolicySource::Session, session)));
+    match limit.basis {
+        Basis::Allowed(_) => decision,
+        Basis::ExplicitDeny(_) => limit,
+        Basis::NoAllow | Basis::OutsideSession => Decision {
+            basis: Basis::OutsideSession,
+        },
+    }
+}
+
+/// The rules above over `applicable` policies: any applicable `Deny` decides, else the
+/// first applicable `Allow`, else nothing allowed.
+fn decide<'p>(
+    request: &Request<'_>,
+    applicable: impl Iterator<Item = (PolicySource, &'p Policy)>,
+) -> Decision {
+    let context = request.context.with_principal(request.principal);
     let mut allowed = None;
     for (source, policy) in applicable {
         for (index, statement) in policy.statements.iter().enumerate() {
@@ -111,6 +142,8 @@ fn applies(
         // An identity policy speaks for whoever it is attached to.
         (None, PolicyKind::Identity) => request.principal.identity().is_some(),
         (None, PolicyKind::Repository) => false,
+        // A session policy narrows whoever holds the session, anonymous callers too.
+        (None, PolicyKind::Session) => true,
     };
     principal_ok
         && any_or_none(&statement.actions, |pattern| {

@@ -18,6 +18,10 @@ pub const MAX_REPOSITORY_POLICY_LEN: usize = 10_240;
 /// for a managed policy).
 pub const MAX_IDENTITY_POLICY_LEN: usize = 6_144;
 
+/// Longest session policy accepted, in characters (IAM's limit for an inline session
+/// policy).
+pub const MAX_SESSION_POLICY_LEN: usize = 2_048;
+
 /// Where a policy is attached, which decides what its statements must say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyKind {
@@ -26,6 +30,9 @@ pub enum PolicyKind {
     Repository,
     /// On a user, group or role: no principal (the caller is it); `Resource` required.
     Identity,
+    /// On one session (a token): written as an identity policy, it only narrows what
+    /// the caller's other policies allow, and applies to anonymous callers too.
+    Session,
 }
 
 /// `Allow` or `Deny`.
@@ -97,6 +104,7 @@ fn invalid(kind: PolicyKind, why: impl std::fmt::Display) -> Error {
     let what = match kind {
         PolicyKind::Repository => "repository policy",
         PolicyKind::Identity => "identity policy",
+        PolicyKind::Session => "session policy",
     };
     Error::new(ErrorKind::PolicyInvalid, format!("{what}: {why}"))
 }
@@ -112,16 +120,24 @@ impl Policy {
         Self::parse(text, PolicyKind::Identity)
     }
 
+    /// Parses and validates a session policy (see [`crate::access::within_session`]).
+    pub fn session(text: &str) -> Result<Self> {
+        Self::parse(text, PolicyKind::Session)
+    }
+
     /// Parses and validates a policy of `kind`; [`ErrorKind::PolicyInvalid`] naming
     /// the statement, the field and the reason.
     pub fn parse(text: &str, kind: PolicyKind) -> Result<Self> {
         let size = match kind {
             PolicyKind::Repository => text.chars().count(),
-            PolicyKind::Identity => text.chars().filter(|c| !c.is_whitespace()).count(),
+            PolicyKind::Identity | PolicyKind::Session => {
+                text.chars().filter(|c| !c.is_whitespace()).count()
+            }
         };
         let limit = match kind {
             PolicyKind::Repository => MAX_REPOSITORY_POLICY_LEN,
             PolicyKind::Identity => MAX_IDENTITY_POLICY_LEN,
+            PolicyKind::Session => MAX_SESSION_POLICY_LEN,
         };
         if size > limit {
             return Err(invalid(
@@ -129,6 +145,11 @@ impl Policy {
                 format!("{size} characters, over the limit of {limit}"),
             ));
         }
+        Self::parse_unbounded(text, kind)
+    }
+
+    /// [`Policy::parse`] without the length limit, for policies wharf writes itself.
+    pub(crate) fn parse_unbounded(text: &str, kind: PolicyKind) -> Result<Self> {
         let document = crate::strict_json::parse(text.as_bytes())
             .map_err(|e| invalid(kind, format!("not valid JSON: {e}")))?;
         let document = document
@@ -261,10 +282,10 @@ fn parse_statement(
         (PolicyKind::Repository, None) => {
             return Err(at.error("Principal", "is required in a repository policy"));
         }
-        (PolicyKind::Identity, Some(_)) => {
+        (PolicyKind::Identity | PolicyKind::Session, Some(_)) => {
             return Err(at.error(
                 "Principal",
-                "is not allowed in an identity policy (it applies to whoever it is attached to)",
+                "is not allowed in an identity or session policy (it applies to whoever it is attached to)",
             ));
         }
         _ => {}
@@ -292,10 +313,10 @@ fn parse_statement(
             Ok::<_, String>(Patterns { items, negated })
         })
         .transpose()?;
-    if kind == PolicyKind::Identity && resources.is_none() {
+    if kind != PolicyKind::Repository && resources.is_none() {
         return Err(at.error(
             "Resource",
-            "is required in an identity policy (Resource or NotResource)",
+            "is required in an identity or session policy (Resource or NotResource)",
         ));
     }
     let conditions = match fields.get("Condition") {

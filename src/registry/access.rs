@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::Registry;
 use super::schema::REPOSITORY_POLICIES;
 use crate::access::{
-    Action, Arn, Basis, Context, Decision, Policy, PolicySource, Principal, Request,
+    Action, Arn, Basis, Context, Decision, Policy, PolicySource, Principal, Request, within_session,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::Event;
@@ -135,9 +135,34 @@ impl Registry {
 
     /// This registry as `principal` sees it: every method authorizes first.
     pub fn as_caller(&self, principal: Principal, context: Context) -> CallerRegistry {
+        self.caller_view(principal, context, None)
+    }
+
+    /// This registry as `principal` sees it through a session narrowed by `session`
+    /// (for example a token granting pull on one repository): every request must be
+    /// allowed by the caller's policies and by `session` ([`within_session`]).
+    pub fn as_session(
+        &self,
+        principal: Principal,
+        context: Context,
+        session: Arc<Policy>,
+    ) -> CallerRegistry {
+        self.caller_view(principal, context, Some(session))
+    }
+
+    fn caller_view(
+        &self,
+        principal: Principal,
+        context: Context,
+        session: Option<Arc<Policy>>,
+    ) -> CallerRegistry {
         CallerRegistry {
             registry: self.clone(),
-            caller: Some(Arc::new((principal, context))),
+            caller: Some(Arc::new(Caller {
+                principal,
+                context,
+                session,
+            })),
         }
     }
 
@@ -159,7 +184,15 @@ impl Registry {
 pub struct CallerRegistry {
     pub(super) registry: Registry,
     /// Who asks and with what context; `None` for [`Registry::as_trusted`].
-    caller: Option<Arc<(Principal, Context)>>,
+    caller: Option<Arc<Caller>>,
+}
+
+/// Who asks, in what context, narrowed by which session policy.
+#[derive(Debug)]
+struct Caller {
+    principal: Principal,
+    context: Context,
+    session: Option<Arc<Policy>>,
 }
 
 impl CallerRegistry {
@@ -171,7 +204,7 @@ impl CallerRegistry {
 
     /// The caller; `None` for a trusted view.
     pub fn principal(&self) -> Option<&Principal> {
-        self.caller.as_deref().map(|(principal, _)| principal)
+        self.caller.as_deref().map(|caller| &caller.principal)
     }
 
     /// Whether the caller may do `action` on `repo`, without acting or recording
@@ -209,17 +242,26 @@ impl CallerRegistry {
 
     /// The authorizer's decision on `action` for `target`; a public repository also
     /// allows the pull actions when nothing else decided.
-    fn judge(&self, caller: &(Principal, Context), target: &Target, action: Action) -> Decision {
+    fn judge(&self, caller: &Caller, target: &Target, action: Action) -> Decision {
         let request = Request {
-            principal: &caller.0,
+            principal: &caller.principal,
             action,
             resource: &target.resource,
-            context: &caller.1,
+            context: &caller.context,
         };
+        let decision = self.judge_policies(&request, target);
+        match &caller.session {
+            Some(session) => within_session(decision, &request, session),
+            None => decision,
+        }
+    }
+
+    /// The authorizer's decision before any session narrows it.
+    fn judge_policies(&self, request: &Request<'_>, target: &Target) -> Decision {
         let authorizer = &self.registry.inner.authorizer;
-        let decision = authorizer.authorize(&request, target.policy.as_ref());
+        let decision = authorizer.authorize(request, target.policy.as_ref());
         if target.public && decision.basis == Basis::NoAllow {
-            let public = authorizer.authorize(&request, Some(&PUBLIC_PULL));
+            let public = authorizer.authorize(request, Some(&PUBLIC_PULL));
             if public.allowed() {
                 return public;
             }
@@ -245,13 +287,13 @@ impl CallerRegistry {
         let create = (push && !target.exists).then_some(Action::CreateRepository);
         for &action in create.iter().chain(actions) {
             let decision = self.judge(caller, &target, action);
-            self.audit(&caller.0, action, &target.resource, &decision);
+            self.audit(&caller.principal, action, &target.resource, &decision);
             if !decision.allowed() {
-                let kind = match caller.0 {
+                let kind = match caller.principal {
                     Principal::Anonymous => ErrorKind::Unauthorized,
                     Principal::Identity(_) => ErrorKind::Denied,
                 };
-                let who = match &caller.0 {
+                let who = match &caller.principal {
                     Principal::Anonymous => "an anonymous caller".to_owned(),
                     Principal::Identity(identity) => identity.arn.to_string(),
                 };
@@ -284,6 +326,7 @@ impl CallerRegistry {
                 let source = match found.source {
                     PolicySource::Repository => "repository policy".to_owned(),
                     PolicySource::Identity(i) => format!("identity policy {i}"),
+                    PolicySource::Session => "session policy".to_owned(),
                 };
                 Some(match &found.sid {
                     Some(sid) => format!("{source} statement {} (Sid {sid:?})", found.index),
@@ -291,6 +334,7 @@ impl CallerRegistry {
                 })
             }
             Basis::NoAllow => None,
+            Basis::OutsideSession => Some("outside the session policy".to_owned()),
         };
         self.registry.emit(Event::Access {
             principal: match principal {

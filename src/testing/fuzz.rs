@@ -161,7 +161,7 @@ pub fn parse_policy(data: &[u8]) {
     let identity = Identity::user("123456789012", "alice");
     let identity = match kind {
         PolicyKind::Identity => identity.with_policy(policy.clone()),
-        PolicyKind::Repository => identity,
+        PolicyKind::Repository | PolicyKind::Session => identity,
     };
     let repository = (kind == PolicyKind::Repository).then_some(&policy);
     for principal in [Principal::Anonymous, Principal::Identity(identity)] {
