@@ -22,3 +22,5 @@ mod protocol;
 mod server;
 #[path = "http/skopeo.rs"]
 mod skopeo;
+#[path = "http/tokens.rs"]
+mod tokens;

@@ -252,6 +252,12 @@ impl Auth {
         }
     }
 
+    /// The user named `name`, as the file has it now.
+    pub(crate) fn user(&self, name: &str) -> Option<Principal> {
+        let user = self.users.get(name)?;
+        Some(Principal::Identity(user.identity.clone()))
+    }
+
     /// The identity of good Basic credentials.
     async fn check(&self, authorization: &str) -> Option<Identity> {
         let (scheme, encoded) = authorization.split_once(' ')?;

@@ -13,6 +13,8 @@ use wharf::{AtRest, MetaStore, ObjectBlobStore, RedbMetaStore, Registry, Resourc
 
 use crate::auth::Auth;
 use crate::connections::Limits;
+use crate::login::Login;
+use crate::tokens::Tokens;
 
 pub(crate) const USAGE: &str = "\
 An OCI Distribution v1.1 registry on wharf.
@@ -33,10 +35,14 @@ usage: registry [FLAGS]
                          (default 24h)                               [WHARF_REGISTRY_UPLOAD_EXPIRY]
   --blocking-threads N   threads for hashing, sealing and disk I/O (default 8)
                                                                      [WHARF_REGISTRY_BLOCKING_THREADS]
-  --auth FILE            users (bcrypt passwords, groups, IAM identity policies) and
-                         repositories to seed (public, policy); every request is then
-                         authorized (Basic credentials, or anonymous). Without it
-                         whoever reaches the server may do anything.  [WHARF_REGISTRY_AUTH]
+  --auth FILE            users (bcrypt or argon2id passwords, groups, IAM identity
+                         policies) and repositories to seed (public, policy); every
+                         request is then authorized (a token from /token, Basic
+                         credentials, or anonymous). Without it whoever reaches the
+                         server may do anything.                     [WHARF_REGISTRY_AUTH]
+  --token-ttl DUR        how long a token from /token is valid (default 5m); its
+                         signing keys are DIR/token-keys/, rotated daily
+                                                                     [WHARF_REGISTRY_TOKEN_TTL]
 
 Connections:
   --max-connections N    open connections at most; at the cap a new one closes the
@@ -62,6 +68,9 @@ Blobs in S3 or an S3-compatible store instead of DIR (builds with --features s3)
 
   --help                 this text
 ";
+
+/// How long a token from `/token` is valid by default (Distribution's default too).
+const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(300);
 
 /// Threads for hashing, sealing and file I/O: enough for every core and for requests
 /// waiting on a disk sync.
@@ -110,6 +119,7 @@ pub(crate) struct Config {
     pub(crate) s3: Option<S3Config>,
     pub(crate) metadata: Metadata,
     pub(crate) auth: Option<PathBuf>,
+    pub(crate) token_ttl: Duration,
 }
 
 /// One setting's raw text: the flag's value if given, else the environment variable's.
@@ -168,6 +178,7 @@ const VALUE_FLAGS: &[&str] = &[
     "--s3-region",
     "--metadata",
     "--auth",
+    "--token-ttl",
 ];
 
 impl Config {
@@ -285,8 +296,13 @@ impl Config {
             }
         }
         let auth = get("--auth", "WHARF_REGISTRY_AUTH").map(|(_, v)| PathBuf::from(v));
+        let token_ttl = match get("--token-ttl", "WHARF_REGISTRY_TOKEN_TTL") {
+            Some((name, v)) => duration(&name, &v)?,
+            None => DEFAULT_TOKEN_TTL,
+        };
         Ok(Some(Self {
             auth,
+            token_ttl,
             root,
             listen,
             compression,
@@ -321,7 +337,7 @@ impl Config {
     }
 
     /// Opens the stores and builds the registry; errors name what is wrong.
-    pub(crate) async fn open(&self) -> Result<(Registry, Option<Arc<Auth>>), String> {
+    pub(crate) async fn open(&self) -> Result<(Registry, Option<Arc<Login>>), String> {
         let auth = match &self.auth {
             Some(path) => Some(Arc::new(Auth::load(path)?)),
             None => None,
@@ -395,10 +411,20 @@ impl Config {
             .check_keys(names.iter().map(String::as_str))
             .await
             .map_err(|e| format!("{}: {e}", self.root.join("keys.json").display()))?;
-        if let Some(auth) = &auth {
-            auth.seed(&registry).await?;
-        }
-        Ok((registry, auth))
+        let login = match auth {
+            Some(auth) => {
+                auth.seed(&registry).await?;
+                let tokens = Tokens::open(&self.root, self.token_ttl)?;
+                Some(Arc::new(Login {
+                    auth,
+                    tokens: Arc::new(tokens),
+                    tls: false,
+                    listen: self.listen,
+                }))
+            }
+            None => None,
+        };
+        Ok((registry, login))
     }
 }
 

@@ -20,8 +20,10 @@ mod config;
 mod connections;
 mod http;
 mod listings;
+mod login;
 mod manifests;
 mod routes;
+mod tokens;
 mod uploads;
 
 use std::net::SocketAddr;
@@ -35,11 +37,10 @@ use hyper::service::service_fn;
 use hyper::{Method, Request};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use wharf::access::{Context, Principal};
 use wharf::{CallerRegistry, Error, ErrorKind, Registry};
 
-use crate::auth::Auth;
 use crate::http::Failure;
+use crate::login::{Credentials, Login};
 
 use crate::config::Config;
 use crate::connections::{AcceptBackoff, Admission, Connections, Limits, Ticket};
@@ -85,14 +86,14 @@ fn main() {
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    let (registry, auth) = config.open().await?;
-    if auth.is_none() && !config.listen.ip().is_loopback() {
+    let (registry, login) = config.open().await?;
+    if login.is_none() && !config.listen.ip().is_loopback() {
         eprintln!(
             "wharf registry: warning: listening on {} without --auth: anyone who reaches it may push and delete",
             config.listen
         );
     }
-    let app = App { registry, auth };
+    let app = App { registry, login };
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -101,6 +102,10 @@ async fn run(config: Config) -> Result<(), String> {
     eprintln!("wharf registry listening on http://{addr}");
 
     let expiry = tokio::spawn(expire_uploads(app.registry.clone(), config.upload_expiry));
+    let rotation = app
+        .login
+        .as_ref()
+        .map(|login| tokio::spawn(rotate_token_keys(login.clone())));
     let limits = config.limits;
     let connections = Arc::new(Connections::default());
     let mut backoff = AcceptBackoff::new();
@@ -138,6 +143,9 @@ async fn run(config: Config) -> Result<(), String> {
     }
     drop(listener);
     expiry.abort();
+    if let Some(rotation) = rotation {
+        rotation.abort();
+    }
     connections.close_all();
     if tokio::time::timeout(SHUTDOWN_GRACE, connections.drained())
         .await
@@ -158,25 +166,31 @@ async fn run(config: Config) -> Result<(), String> {
 #[derive(Clone)]
 struct App {
     registry: Registry,
-    auth: Option<Arc<Auth>>,
+    login: Option<Arc<Login>>,
 }
 
 impl App {
-    /// The registry as the request's caller sees it: trusted without `--auth`;
-    /// otherwise the user its credentials name, or anonymous.
-    async fn caller(&self, req: &http::Req, peer: SocketAddr) -> Result<CallerRegistry, Failure> {
-        let Some(auth) = &self.auth else {
-            return Ok(self.registry.as_trusted());
+    /// Answers a request on `route`: as a trusted caller without `--auth`; otherwise as
+    /// the caller its credentials name (or anonymous), with a challenge on every 401.
+    async fn answer(&self, route: Route, req: http::Req, peer: SocketAddr) -> Response {
+        let Some(login) = &self.login else {
+            return dispatch(&self.registry.as_trusted(), route, req, Credentials::Basic).await;
         };
-        let authorization = http::header(req.headers(), "authorization");
-        let principal = auth
-            .principal(authorization, peer.ip())
-            .await
-            .map_err(|refusal| Failure::from(refusal.error()))?;
-        let mut context = Context::at(std::time::SystemTime::now());
-        context.source_ip(peer.ip());
-        context.secure_transport(false);
-        Ok(self.registry.as_caller(principal, context))
+        if let Route::Token = route {
+            let answer = login.token(&self.registry, &req, peer).await;
+            return answer.unwrap_or_else(|failure| *failure.0);
+        }
+        let scope = login::required_scope(&route, req.method()).map(|(access, _)| access);
+        let host = login::host(&req).map(str::to_owned);
+        let response = match login.caller(&self.registry, &req, &route, peer).await {
+            Ok((caller, credentials)) => dispatch(&caller, route, req, credentials).await,
+            Err(failure) => *failure.0,
+        };
+        if response.status() == hyper::StatusCode::UNAUTHORIZED {
+            login.challenge(response, host.as_deref(), scope.map(|s| s.to_string()))
+        } else {
+            response
+        }
     }
 }
 
@@ -241,15 +255,9 @@ async fn serve(app: &App, req: http::Req, peer: SocketAddr) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let response = match (Route::parse(uri.path()), app.caller(&req, peer).await) {
-        (Ok(route), Ok(caller)) => dispatch(&caller, route, req).await,
-        (Err(failure), _) | (_, Err(failure)) => *failure.0,
-    };
-    let response = match &app.auth {
-        Some(_) if response.status() == hyper::StatusCode::UNAUTHORIZED => {
-            http::challenge(response)
-        }
-        _ => response,
+    let response = match Route::parse(uri.path()) {
+        Ok(route) => app.answer(route, req, peer).await,
+        Err(failure) => *failure.0,
     };
     let response = if method == Method::HEAD {
         http::without_body(response)
@@ -264,20 +272,31 @@ async fn serve(app: &App, req: http::Req, peer: SocketAddr) -> Response {
     response
 }
 
-async fn dispatch(registry: &CallerRegistry, route: Route, req: http::Req) -> Response {
+async fn dispatch(
+    registry: &CallerRegistry,
+    route: Route,
+    req: http::Req,
+    credentials: Credentials,
+) -> Response {
     let result = match route {
-        // With --auth, an anonymous caller is asked for credentials here: clients
+        // With --auth, a caller without credentials is asked for some here: clients
         // probe `/v2/` to learn how to log in.
-        Route::Base if matches!(registry.principal(), Some(Principal::Anonymous)) => {
-            Err(Failure::from(Error::new(
-                ErrorKind::Unauthorized,
-                "log in to use this registry",
-            )))
-        }
+        Route::Base if credentials == Credentials::None => Err(Failure::from(Error::new(
+            ErrorKind::Unauthorized,
+            "log in to use this registry",
+        ))),
         Route::Base => match *req.method() {
             Method::GET | Method::HEAD => Ok(http::json_ok(b"{}".as_slice())),
             _ => Err(http::method_not_allowed(req.method(), "GET, HEAD")),
         },
+        // Without --auth there is no token endpoint.
+        Route::Token => Err(Failure::new(
+            hyper::StatusCode::NOT_FOUND,
+            &Error::new(
+                ErrorKind::Unsupported,
+                "no token endpoint: the registry runs without --auth",
+            ),
+        )),
         Route::Catalog => listings::catalog(registry, &req).await,
         Route::Tags(repo) => listings::tags(registry, &repo, &req).await,
         Route::Referrers(repo, subject) => {
@@ -305,6 +324,16 @@ async fn expire_uploads(registry: Registry, expiry: Duration) {
             ),
             Ok(_) => {}
             Err(e) => eprintln!("expiring uploads: {e}"),
+        }
+    }
+}
+
+/// Rotates the token signing keys when they are due.
+async fn rotate_token_keys(login: Arc<Login>) {
+    loop {
+        tokio::time::sleep(tokens::ROTATION_CHECK).await;
+        if let Err(e) = login.tokens.rotate() {
+            eprintln!("rotating token keys: {e}");
         }
     }
 }

@@ -13,6 +13,8 @@ use crate::http::Failure;
 pub(crate) enum Route {
     /// `/v2/`
     Base,
+    /// `/token`: the token endpoint (with `--auth`).
+    Token,
     /// `/v2/_catalog`
     Catalog,
     /// `/v2/<name>/tags/list`
@@ -42,6 +44,9 @@ impl Route {
     /// The endpoint `path` names; parameters that break the spec's grammar are errors
     /// of their own kind (`NAME_INVALID`, `DIGEST_INVALID`, `TAG_INVALID`).
     pub(crate) fn parse(path: &str) -> Result<Self, Failure> {
+        if path == "/token" {
+            return Ok(Self::Token);
+        }
         let rest = path
             .strip_prefix("/v2/")
             .or_else(|| (path == "/v2").then_some(""))

@@ -69,6 +69,11 @@ impl Default for ResourceAccount {
 }
 
 impl Registry {
+    /// The region and account of this registry's repository ARNs.
+    pub fn resource_account(&self) -> &ResourceAccount {
+        &self.inner.resource_account
+    }
+
     /// The ARN of `repo` in this registry.
     pub fn repository_arn(&self, repo: &RepoName) -> Arn {
         let account = &self.inner.resource_account;

@@ -1,6 +1,6 @@
 //! The registry example with `--auth`: users with bcrypt passwords and IAM identity
 //! policies, groups, a seeded public repository; Basic credentials on every request; a
-//! challenge for anonymous callers; 401 for bad credentials with nothing said about
+//! Bearer challenge (naming the token endpoint) for anonymous callers; 401 for bad credentials with nothing said about
 //! which part was wrong; 403 for what a user's policies do not allow; throttling after
 //! repeated failures; the catalog filtered per user.
 
@@ -85,7 +85,13 @@ async fn users_push_and_pull_as_their_policies_say() {
     // Clients probe /v2/ to learn how to log in.
     let probe = anonymous.get("/v2/").await;
     probe.error(401, "UNAUTHORIZED");
-    probe.header_is("www-authenticate", "Basic realm=\"wharf\"");
+    probe.header_is(
+        "www-authenticate",
+        &format!(
+            "Bearer realm=\"http://{}/token\",service=\"wharf-registry\"",
+            server.host()
+        ),
+    );
     alice.get("/v2/").await.check(200);
 
     let digest = alice.push_blob("team/app", b"a layer of team/app").await;
@@ -102,7 +108,13 @@ async fn users_push_and_pull_as_their_policies_say() {
     let wrong = as_user(&server, ALICE.0, "not the password");
     let answer = wrong.get(&blob).await;
     answer.error(401, "UNAUTHORIZED");
-    answer.header_is("www-authenticate", "Basic realm=\"wharf\"");
+    answer.header_is(
+        "www-authenticate",
+        &format!(
+            "Bearer realm=\"http://{}/token\",service=\"wharf-registry\",scope=\"repository:team/app:pull\"",
+            server.host()
+        ),
+    );
     let nobody = as_user(&server, "mallory", ALICE.1);
     nobody.get(&blob).await.error(401, "UNAUTHORIZED");
 

@@ -1,0 +1,242 @@
+//! Who a request comes from, with `--auth`: Basic credentials, a Bearer token from
+//! `GET /token`, or nobody (anonymous); the 401 challenge that tells a client how to
+//! log in; and the token endpoint itself.
+//!
+//! A token is checked twice: here, that it grants the scope the request needs (else
+//! 401 `insufficient_scope`, and the client fetches a token for that scope), and then by
+//! the library, whose caller view is narrowed to the token's grant by a session policy
+//! (a mount's source needs `pull` in the token too).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::header::{HOST, HeaderValue, WWW_AUTHENTICATE};
+use hyper::{Method, StatusCode};
+use serde_json::json;
+use wharf::access::token::{Access, ScopeAction};
+use wharf::access::{Context, Principal};
+use wharf::{CallerRegistry, Error, ErrorKind, Registry};
+
+use crate::auth::Auth;
+use crate::http::{self, Failure, Handled, Req, Response};
+use crate::routes::Route;
+use crate::tokens::{self, Tokens};
+
+/// How a request authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Credentials {
+    /// None at all: anonymous.
+    None,
+    /// A user's name and password.
+    Basic,
+    /// A token from `/token` (perhaps an anonymous one).
+    Bearer,
+}
+
+/// Users, tokens and how the server is reached: what authentication needs.
+#[derive(Debug)]
+pub(crate) struct Login {
+    pub(crate) auth: Arc<Auth>,
+    pub(crate) tokens: Arc<Tokens>,
+    /// Whether clients reach the server over TLS (`aws:SecureTransport`, the realm's
+    /// scheme).
+    pub(crate) tls: bool,
+    /// The server's address, for the realm when a request's `Host` is unusable.
+    pub(crate) listen: SocketAddr,
+}
+
+impl Login {
+    /// The context of a request from `peer`: time, source address, transport.
+    fn context(&self, peer: SocketAddr) -> Context {
+        let mut context = Context::at(std::time::SystemTime::now());
+        context.source_ip(peer.ip());
+        context.secure_transport(self.tls);
+        context
+    }
+
+    /// The registry as the request's caller sees it, and how the caller authenticated.
+    pub(crate) async fn caller(
+        &self,
+        registry: &Registry,
+        req: &Req,
+        route: &Route,
+        peer: SocketAddr,
+    ) -> Result<(CallerRegistry, Credentials), Failure> {
+        let context = self.context(peer);
+        let authorization = http::header(req.headers(), "authorization");
+        let bearer = authorization.and_then(|a| {
+            let (scheme, token) = a.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+        let Some(bearer) = bearer else {
+            let principal = self
+                .auth
+                .principal(authorization, peer.ip())
+                .await
+                .map_err(|refusal| Failure::from(refusal.error()))?;
+            let credentials = match authorization {
+                Some(_) => Credentials::Basic,
+                None => Credentials::None,
+            };
+            return Ok((registry.as_caller(principal, context), credentials));
+        };
+        let claims = self
+            .tokens
+            .verify(bearer)
+            .map_err(|e| Failure::from(Error::from(e)))?;
+        if let Some((needed, action)) = required_scope(route, req.method())
+            && !claims.grants(&needed.kind, &needed.name, action)
+        {
+            return Err(Failure::from(Error::new(
+                ErrorKind::Unauthorized,
+                format!("the token does not grant {needed}"),
+            )));
+        }
+        let account = registry.resource_account();
+        let (principal, session) = tokens::session(
+            &claims,
+            self.auth.user(&claims.sub),
+            &account.region,
+            &account.account,
+        )
+        .ok_or_else(|| {
+            Failure::from(Error::new(
+                ErrorKind::Unauthorized,
+                "the token's user no longer exists",
+            ))
+        })?;
+        Ok((
+            registry.as_session(principal, context, Arc::new(session)),
+            Credentials::Bearer,
+        ))
+    }
+
+    /// `response` (a 401) with the challenge for `route`: a Bearer realm at this
+    /// server's `/token`, with the scope the request needs.
+    pub(crate) fn challenge(
+        &self,
+        mut response: Response,
+        req_host: Option<&str>,
+        scope: Option<String>,
+    ) -> Response {
+        let realm = format!("{}://{}/token", self.scheme(), self.host(req_host));
+        let mut value = format!("Bearer realm=\"{realm}\",service=\"{}\"", tokens::SERVICE);
+        if let Some(scope) = scope {
+            value.push_str(&format!(",scope=\"{scope}\""));
+        }
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+
+    /// The host clients use for this server: the request's `Host` if it is a plain host
+    /// name or address (it ends up in a header), else the listening address.
+    fn host(&self, host: Option<&str>) -> String {
+        let plain = |h: &&str| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+                })
+        };
+        host.filter(plain)
+            .map_or_else(|| self.listen.to_string(), str::to_owned)
+    }
+
+    /// `GET /token`: a token for the scopes asked, as far as the caller's policies
+    /// allow. Wrong credentials are 401 (with a Basic challenge), like on `/v2/`.
+    pub(crate) async fn token(&self, registry: &Registry, req: &Req, peer: SocketAddr) -> Handled {
+        if !matches!(*req.method(), Method::GET | Method::HEAD) {
+            return Err(http::method_not_allowed(req.method(), "GET, HEAD"));
+        }
+        if let Some(service) = http::query_param(req, "service")
+            && service != tokens::SERVICE
+        {
+            return Err(Failure::from(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "service {service:?} is not this registry ({})",
+                    tokens::SERVICE
+                ),
+            )));
+        }
+        let authorization = http::header(req.headers(), "authorization");
+        let principal = self
+            .auth
+            .principal(authorization, peer.ip())
+            .await
+            .map_err(|refusal| {
+                let mut failure = Failure::from(refusal.error());
+                if failure.0.status() == StatusCode::UNAUTHORIZED {
+                    failure.0 = Box::new(http::challenge(*failure.0));
+                }
+                failure
+            })?;
+        let subject = match &principal {
+            Principal::Anonymous => String::new(),
+            Principal::Identity(identity) => identity.name.clone(),
+        };
+        let mut asked = Vec::new();
+        for scope in http::query_params(req, "scope") {
+            asked.extend(Access::parse_all(&scope)?);
+        }
+        let caller = registry.as_caller(principal, self.context(peer));
+        let granted = tokens::grant(&caller, asked).await;
+        let (token, expires_in) = self
+            .tokens
+            .issue(&subject, granted)
+            .map_err(|e| Failure::from(Error::new(ErrorKind::Storage, e)))?;
+        let issued_at = wharf::lifecycle::format_rfc3339(std::time::SystemTime::now());
+        let body = json!({
+            "token": token,
+            "access_token": token,
+            "expires_in": expires_in,
+            "issued_at": issued_at,
+        });
+        Ok(http::json_ok(body.to_string()))
+    }
+}
+
+/// The request's `Host` header.
+pub(crate) fn host(req: &Req) -> Option<&str> {
+    req.headers().get(HOST)?.to_str().ok()
+}
+
+/// What a request on `route` needs a token to grant: a resource and an action.
+pub(crate) fn required_scope(route: &Route, method: &Method) -> Option<(Access, ScopeAction)> {
+    let read = matches!(*method, Method::GET | Method::HEAD);
+    let (name, action) = match route {
+        Route::Base | Route::Token => return None,
+        Route::Catalog => {
+            let access = Access {
+                kind: "registry".into(),
+                name: "catalog".into(),
+                actions: vec![ScopeAction::All],
+            };
+            return Some((access, ScopeAction::All));
+        }
+        Route::Tags(repo) | Route::Referrers(repo, _) => (repo, ScopeAction::Pull),
+        Route::Blob(repo, _) | Route::Manifest(repo, _) => match *method {
+            Method::DELETE => (repo, ScopeAction::Delete),
+            _ if read => (repo, ScopeAction::Pull),
+            _ => (repo, ScopeAction::Push),
+        },
+        Route::UploadStart(repo) | Route::Upload(repo, _) => (repo, ScopeAction::Push),
+    };
+    // Pushing clients ask for pull too: they check what is there first.
+    let actions = match action {
+        ScopeAction::Push => vec![ScopeAction::Pull, ScopeAction::Push],
+        other => vec![other],
+    };
+    let access = Access {
+        kind: "repository".into(),
+        name: name.to_string(),
+        actions,
+    };
+    Some((access, action))
+}
