@@ -6,7 +6,7 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
@@ -389,7 +389,7 @@ async fn signing_keys_rotate_and_old_ones_retire() {
     assert!(error.contains("99-bad.key"), "{error}");
 }
 
-fn start_at(dir: &Path, root: &PathBuf) -> RegistryServer {
+fn start_at(dir: &Path, root: &Path) -> RegistryServer {
     let users = users_file(dir);
     RegistryServer::spawn(root, vec!["--auth".into(), users.display().to_string()])
         .expect("the server starts")
