@@ -84,14 +84,6 @@ impl Login {
             .tokens
             .verify(bearer)
             .map_err(|e| Failure::from(Error::from(e)))?;
-        if let Some((needed, action)) = required_scope(route, req.method())
-            && !claims.grants(&needed.kind, &needed.name, action)
-        {
-            return Err(Failure::from(Error::new(
-                ErrorKind::Unauthorized,
-                format!("the token does not grant {needed}"),
-            )));
-        }
         let account = registry.resource_account();
         let (principal, session) = tokens::session(
             &claims,
@@ -105,10 +97,50 @@ impl Login {
                 "the token's user no longer exists",
             ))
         })?;
+        if let Some((needed, action)) = required_scope(route, req.method())
+            && !claims.grants(&needed.kind, &needed.name, action)
+        {
+            return Err(self
+                .beyond_token(registry, principal, context, &needed, action)
+                .await);
+        }
         Ok((
             registry.as_session(principal, context, Arc::new(session)),
             Credentials::Bearer,
         ))
+    }
+
+    /// The answer to a token that does not grant what a request needs: 401 (fetch a
+    /// token for it) when the caller's policies would allow it, 403 when they would not
+    /// (a new token would not help a known user).
+    async fn beyond_token(
+        &self,
+        registry: &Registry,
+        principal: Principal,
+        context: Context,
+        needed: &Access,
+        action: ScopeAction,
+    ) -> Failure {
+        let known = matches!(principal, Principal::Identity(_));
+        let caller = registry.as_caller(principal, context);
+        let repo = (needed.kind == "repository")
+            .then(|| needed.name.parse::<wharf::RepoName>().ok())
+            .flatten();
+        let refused = match &repo {
+            Some(repo) => known && !tokens::may(&caller, action, repo).await,
+            None => false,
+        };
+        if refused {
+            Failure::from(Error::new(
+                ErrorKind::Denied,
+                format!("the caller's policies do not allow {needed}"),
+            ))
+        } else {
+            Failure::from(Error::new(
+                ErrorKind::Unauthorized,
+                format!("the token does not grant {needed}"),
+            ))
+        }
     }
 
     /// `response` (a 401) with the challenge for `route`: a Bearer realm at this

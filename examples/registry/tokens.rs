@@ -228,6 +228,17 @@ pub(crate) async fn grant(caller: &CallerRegistry, asked: Vec<Access>) -> Vec<Ac
     granted
 }
 
+/// Whether the caller's policies allow the ECR action that defines `action` on `repo`.
+pub(crate) async fn may(caller: &CallerRegistry, action: ScopeAction, repo: &RepoName) -> bool {
+    let defining = match action {
+        ScopeAction::Pull => Action::BatchGetImage,
+        ScopeAction::Push => Action::PutImage,
+        ScopeAction::Delete => Action::BatchDeleteImage,
+        ScopeAction::All => return false,
+    };
+    caller.may(defining, repo).await.unwrap_or(false)
+}
+
 /// The principal and session policy a verified token stands for: its user as the
 /// users file has it now (gone means refused), narrowed to what the token grants.
 pub(crate) fn session(

@@ -384,4 +384,11 @@ fn skopeo_logs_in_with_credentials_and_is_held_to_its_policies() {
         &target,
     ]);
     layout.assert_copied_to(pulled.path());
+    // skopeo followed the Bearer challenge to the token endpoint.
+    let logs = server.logs();
+    assert!(
+        logs.iter()
+            .any(|line| line.starts_with("GET /token?") && line.contains(" 200 ")),
+        "{logs:?}"
+    );
 }

@@ -175,7 +175,7 @@ async fn tokens_grant_what_policies_allow_and_nothing_more() {
     );
 
     // bob may only read: asking for push gets pull alone, and pushing with it is
-    // challenged, not allowed.
+    // refused: 403, since no token would let him.
     let (token, granted) = token_for(
         &server,
         Some(BOB),
@@ -189,7 +189,7 @@ async fn tokens_grant_what_policies_allow_and_nothing_more() {
         .check(200);
     bob.post("/v2/team/app/blobs/uploads/")
         .await
-        .error(401, "UNAUTHORIZED");
+        .error(403, "DENIED");
     // `*` means everything bob may have.
     let (_, granted) = token_for(&server, Some(BOB), &["repository:team/app:*"]).await;
     assert_eq!(scopes(&granted), ["repository:team/app:pull"]);
