@@ -1,7 +1,7 @@
 //! `--auth FILE`: who may do what.
 //!
-//! The file names users (a bcrypt password hash as `htpasswd -B` writes it, groups, and
-//! IAM identity policies), groups (policies every member gets) and repositories to
+//! The file names users (a password hash, bcrypt as `htpasswd -B` writes it or argon2id
+//! in PHC form; groups; IAM identity policies), groups (policies every member gets) and repositories to
 //! seed at start (`public`, and a repository policy). Every request is made as the user
 //! its Basic credentials name, or anonymously without credentials; wharf's access
 //! control decides each operation. Wrong credentials are 401 with nothing said about
@@ -127,8 +127,8 @@ impl Refusal {
 }
 
 impl Auth {
-    /// Reads and checks the users file: every hash bcrypt, every policy valid, every
-    /// group a user names defined.
+    /// Reads and checks the users file: every hash bcrypt or argon2id, every policy
+    /// valid, every group a user names defined.
     pub(crate) fn load(path: &Path) -> Result<Self, String> {
         let context = |why: String| format!("--auth {}: {why}", path.display());
         let text = std::fs::read_to_string(path).map_err(|e| context(e.to_string()))?;
@@ -154,11 +154,7 @@ impl Auth {
         let mut users = HashMap::new();
         for entry in file.users {
             let whose = format!("user {}", entry.name);
-            if !entry.password.starts_with("$2") {
-                return Err(context(format!(
-                    "{whose}: password must be a bcrypt hash ($2b$ or $2y$, as htpasswd -B writes)"
-                )));
-            }
+            check_hash(&entry.password).map_err(|why| context(format!("{whose}: {why}")))?;
             let mut identity = Identity::user(&account, &entry.name);
             for p in &entry.policies {
                 identity.policies.push(policy(p, &whose)?);
@@ -276,10 +272,9 @@ impl Auth {
             return Some(user.identity.clone());
         }
         let (hash, password) = (user.hash.clone(), password.to_owned());
-        // bcrypt is slow on purpose: off the request threads.
-        let good = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
+        // Password hashes are slow on purpose: off the request threads.
+        let good = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
             .await
-            .ok()?
             .ok()?;
         if !good {
             return None;
@@ -318,5 +313,56 @@ impl Auth {
             *entry = (Instant::now(), 0);
         }
         entry.1 += 1;
+    }
+}
+
+/// Largest argon2 memory cost accepted, in KiB: one check must not take a server's
+/// memory (OWASP suggests 19 MiB to 46 MiB).
+const MAX_ARGON2_MEMORY_KIB: u64 = 1 << 20;
+/// Largest argon2 time cost accepted.
+const MAX_ARGON2_PASSES: u64 = 16;
+
+/// Whether `hash` is one the server can check: bcrypt (`$2a$`, `$2b$`, `$2y$`) or
+/// argon2id in PHC form within sane costs.
+fn check_hash(hash: &str) -> Result<(), String> {
+    if ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p)) {
+        return hash
+            .parse::<bcrypt::HashParts>()
+            .map(|_| ())
+            .map_err(|e| format!("password: not a bcrypt hash: {e}"));
+    }
+    if hash.starts_with("$argon2id$") {
+        let parsed = argon2::PasswordHash::new(hash)
+            .map_err(|e| format!("password: not an argon2id PHC string: {e}"))?;
+        let cost = |name: &str| {
+            parsed
+                .params
+                .iter()
+                .find(|(key, _)| key.as_str() == name)
+                .and_then(|(_, value)| value.as_str().parse::<u64>().ok())
+        };
+        match (cost("m"), cost("t")) {
+            (Some(m), Some(t)) if m <= MAX_ARGON2_MEMORY_KIB && t <= MAX_ARGON2_PASSES => {
+                return Ok(());
+            }
+            _ => {
+                return Err(format!(
+                    "password: argon2id costs must be at most m={MAX_ARGON2_MEMORY_KIB} and t={MAX_ARGON2_PASSES}"
+                ));
+            }
+        }
+    }
+    Err("password must be a bcrypt hash ($2b$ or $2y$, as htpasswd -B writes) or an argon2id PHC string ($argon2id$...)".into())
+}
+
+/// Whether `password` matches `hash` (checked by [`check_hash`] at load).
+fn verify_password(password: &str, hash: &str) -> bool {
+    if hash.starts_with("$argon2id$") {
+        use argon2::PasswordVerifier;
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), hash)
+            .is_ok()
+    } else {
+        bcrypt::verify(password, hash).unwrap_or(false)
     }
 }

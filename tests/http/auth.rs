@@ -17,9 +17,20 @@ use common::server::RegistryServer;
 
 pub(super) const ALICE: (&str, &str) = ("alice", "alice's long password");
 pub(super) const BOB: (&str, &str) = ("bob", "bob's other password");
+pub(super) const CAROL: (&str, &str) = ("carol", "carol's argon2 password");
 
-/// A users file: alice may do anything under `team/` and `public/`; bob, through the
-/// `readers` group, may pull and list anything; `public/tools` is public.
+/// An argon2id hash of `password` in PHC form, with argon2's default costs.
+fn argon2id(password: &str) -> String {
+    use argon2::PasswordHasher;
+    argon2::Argon2::default()
+        .hash_password_with_salt(password.as_bytes(), b"a salt for tests")
+        .unwrap()
+        .to_string()
+}
+
+/// A users file: alice may do anything under `team/` and `public/`; bob (bcrypt) and
+/// carol (argon2id), through the `readers` group, may pull and list anything;
+/// `public/tools` is public.
 pub(super) fn users_file(dir: &Path) -> PathBuf {
     // The cheapest bcrypt cost keeps the tests fast; `$2y$` as htpasswd writes it.
     let hash = |password: &str| {
@@ -35,7 +46,8 @@ pub(super) fn users_file(dir: &Path) -> PathBuf {
                 "Statement": {"Effect": "Allow", "Action": "ecr:*",
                               "Resource": ["arn:aws:ecr:*:123456789012:repository/team/*",
                                            "arn:aws:ecr:*:123456789012:repository/public/*"]}}]},
-            {"name": BOB.0, "password": hash(BOB.1), "groups": ["readers"]}
+            {"name": BOB.0, "password": hash(BOB.1), "groups": ["readers"]},
+            {"name": CAROL.0, "password": argon2id(CAROL.1), "groups": ["readers"]}
         ],
         "groups": [{"name": "readers", "policies": [{
             "Version": "2012-10-17",
@@ -117,6 +129,15 @@ async fn users_push_and_pull_as_their_policies_say() {
     );
     let nobody = as_user(&server, "mallory", ALICE.1);
     nobody.get(&blob).await.error(401, "UNAUTHORIZED");
+    // An argon2id password works as a bcrypt one does, and a wrong one does not.
+    as_user(&server, CAROL.0, CAROL.1)
+        .get(&blob)
+        .await
+        .check(200);
+    as_user(&server, CAROL.0, BOB.1)
+        .get(&blob)
+        .await
+        .error(401, "UNAUTHORIZED");
 
     // The seeded public repository: anyone pulls, only alice pushes.
     let public_digest = alice.push_blob("public/tools", b"public layer").await;
@@ -178,7 +199,19 @@ async fn a_users_file_with_a_bad_policy_or_hash_stops_the_server() {
         ),
         (
             "group",
-            json!({"users": [{"name": "a", "password": "$2y$04$x", "groups": ["none"]}]}),
+            json!({"users": [{"name": "a", "password": bcrypt::hash("p", 4).unwrap(), "groups": ["none"]}]}),
+        ),
+        (
+            "short bcrypt",
+            json!({"users": [{"name": "a", "password": "$2y$04$x"}]}),
+        ),
+        (
+            "argon2i",
+            json!({"users": [{"name": "a", "password": argon2id("p").replace("$argon2id$", "$argon2i$")}]}),
+        ),
+        (
+            "argon2id costs",
+            json!({"users": [{"name": "a", "password": argon2id("p").replace("m=19456", "m=4194304")}]}),
         ),
         ("field", json!({"users": [], "admins": []})),
     ] {
@@ -191,6 +224,13 @@ async fn a_users_file_with_a_bad_policy_or_hash_stops_the_server() {
         .err()
         .unwrap_or_else(|| panic!("a users file with a bad {label} is refused"));
         assert!(err.contains("--auth"), "{label}: {err}");
+        let names = match label {
+            "policy" => "Resource",
+            "group" => "no group",
+            "field" => "admins",
+            _ => "password",
+        };
+        assert!(err.contains(names), "{label}: {err}");
     }
 }
 
