@@ -22,5 +22,7 @@ mod protocol;
 mod server;
 #[path = "http/skopeo.rs"]
 mod skopeo;
+#[path = "http/tls.rs"]
+mod tls;
 #[path = "http/tokens.rs"]
 mod tokens;

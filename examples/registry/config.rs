@@ -40,6 +40,10 @@ usage: registry [FLAGS]
                          request is then authorized (a token from /token, Basic
                          credentials, or anonymous). Without it whoever reaches the
                          server may do anything.                     [WHARF_REGISTRY_AUTH]
+  --tls-cert FILE        serve HTTPS with this PEM certificate chain (server first)
+                                                                     [WHARF_REGISTRY_TLS_CERT]
+  --tls-key FILE         and this PEM private key (PKCS#8, PKCS#1 or SEC1)
+                                                                     [WHARF_REGISTRY_TLS_KEY]
   --token-ttl DUR        how long a token from /token is valid (default 5m); its
                          signing keys are DIR/token-keys/, rotated daily
                                                                      [WHARF_REGISTRY_TOKEN_TTL]
@@ -120,6 +124,8 @@ pub(crate) struct Config {
     pub(crate) metadata: Metadata,
     pub(crate) auth: Option<PathBuf>,
     pub(crate) token_ttl: Duration,
+    /// `--tls-cert` and `--tls-key`: PEM files.
+    pub(crate) tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// One setting's raw text: the flag's value if given, else the environment variable's.
@@ -179,6 +185,8 @@ const VALUE_FLAGS: &[&str] = &[
     "--metadata",
     "--auth",
     "--token-ttl",
+    "--tls-cert",
+    "--tls-key",
 ];
 
 impl Config {
@@ -300,9 +308,18 @@ impl Config {
             Some((name, v)) => duration(&name, &v)?,
             None => DEFAULT_TOKEN_TTL,
         };
+        let tls = match (
+            get("--tls-cert", "WHARF_REGISTRY_TLS_CERT"),
+            get("--tls-key", "WHARF_REGISTRY_TLS_KEY"),
+        ) {
+            (Some((_, cert)), Some((_, key))) => Some((PathBuf::from(cert), PathBuf::from(key))),
+            (None, None) => None,
+            _ => return Err("--tls-cert and --tls-key go together".into()),
+        };
         Ok(Some(Self {
             auth,
             token_ttl,
+            tls,
             root,
             listen,
             compression,
@@ -418,7 +435,7 @@ impl Config {
                 Some(Arc::new(Login {
                     auth,
                     tokens: Arc::new(tokens),
-                    tls: false,
+                    tls: self.tls.is_some(),
                     listen: self.listen,
                 }))
             }

@@ -23,6 +23,7 @@ mod listings;
 mod login;
 mod manifests;
 mod routes;
+mod tls;
 mod tokens;
 mod uploads;
 
@@ -36,7 +37,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use wharf::{CallerRegistry, Error, ErrorKind, Registry};
 
 use crate::http::Failure;
@@ -94,12 +97,17 @@ async fn run(config: Config) -> Result<(), String> {
         );
     }
     let app = App { registry, login };
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        None => None,
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     eprintln!("{}", config.describe());
-    eprintln!("wharf registry listening on http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("wharf registry listening on {scheme}://{addr}");
 
     let expiry = tokio::spawn(expire_uploads(app.registry.clone(), config.upload_expiry));
     let rotation = app
@@ -128,8 +136,10 @@ async fn run(config: Config) -> Result<(), String> {
                 backoff.reset();
                 match connections.admit(limits.max_connections) {
                     Admission::Serve(ticket) => {
-                        tokio::spawn(serve_connection(app.clone(), stream, peer, ticket, limits));
+                        tokio::spawn(accept(app.clone(), stream, peer, ticket, limits, tls.clone()));
                     }
+                    // A plain 503 means nothing to a TLS client: it is only closed.
+                    Admission::Refuse if tls.is_some() => drop(stream),
                     Admission::Refuse => {
                         tokio::spawn(connections::refuse(stream));
                     }
@@ -194,16 +204,39 @@ impl App {
     }
 }
 
-/// Serves one connection until the client hangs up, a timeout ends it, or it is asked
-/// to close (at the connection cap, or at shutdown) after what it has in flight.
-async fn serve_connection(
+/// Serves an accepted connection, after the TLS handshake with `--tls-cert`: a client
+/// gets as long for the handshake as for a request's headers.
+async fn accept(
     app: App,
     stream: TcpStream,
     peer: SocketAddr,
     ticket: Ticket,
     limits: Limits,
+    tls: Option<TlsAcceptor>,
 ) {
     let _ = stream.set_nodelay(true);
+    let Some(acceptor) = tls else {
+        return serve_connection(app, stream, peer, ticket, limits).await;
+    };
+    match tokio::time::timeout(limits.idle_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => serve_connection(app, stream, peer, ticket, limits).await,
+        Ok(Err(e)) => eprintln!("{peer}: TLS handshake failed: {e}"),
+        Err(_) => eprintln!(
+            "{peer}: no TLS handshake within {:?}: connection closed",
+            limits.idle_timeout
+        ),
+    }
+}
+
+/// Serves one connection until the client hangs up, a timeout ends it, or it is asked
+/// to close (at the connection cap, or at shutdown) after what it has in flight.
+async fn serve_connection(
+    app: App,
+    stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    peer: SocketAddr,
+    ticket: Ticket,
+    limits: Limits,
+) {
     let ticket = Arc::new(ticket);
     let requests = ticket.clone();
     let service = service_fn(move |req: Request<Incoming>| {

@@ -25,6 +25,8 @@ impl Storage {
 /// gracefully.
 pub(crate) struct RegistryServer {
     child: Child,
+    /// `http`, or `https` with `--tls-cert`.
+    scheme: String,
     addr: String,
     logs: Arc<Mutex<Vec<String>>>,
     root: PathBuf,
@@ -145,17 +147,19 @@ impl RegistryServer {
             let mut addr_tx = Some(addr_tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.split("listening on http://").nth(1)
+                if let Some(url) = line.split("listening on ").nth(1)
+                    && let Some((scheme, addr)) = url.trim().split_once("://")
                     && let Some(tx) = addr_tx.take()
                 {
-                    let _ = tx.send(addr.trim().to_owned());
+                    let _ = tx.send((scheme.to_owned(), addr.to_owned()));
                 }
                 sink.lock().unwrap().push(line);
             }
         });
         match addr_rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => Ok(Self {
+            Ok((scheme, addr)) => Ok(Self {
                 child,
+                scheme,
                 addr,
                 logs,
                 root: root.to_owned(),
@@ -177,9 +181,9 @@ impl RegistryServer {
         &self.addr
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` with `--tls-cert`.
     pub(crate) fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// The server's process id.

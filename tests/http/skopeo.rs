@@ -26,7 +26,7 @@ const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// Whether skopeo runs here; without it the tests skip, except under CI.
-fn have_skopeo() -> bool {
+pub(super) fn have_skopeo() -> bool {
     match Command::new("skopeo").arg("--version").output() {
         Ok(output) if output.status.success() => true,
         _ => {
@@ -41,7 +41,7 @@ fn have_skopeo() -> bool {
 }
 
 /// Runs `skopeo --insecure-policy ARGS`.
-fn run_skopeo(args: &[&str]) -> Output {
+pub(super) fn run_skopeo(args: &[&str]) -> Output {
     Command::new("skopeo")
         .arg("--insecure-policy")
         .args(args)
@@ -49,7 +49,7 @@ fn run_skopeo(args: &[&str]) -> Output {
         .expect("run skopeo")
 }
 
-fn describe(args: &[&str], output: &Output) -> String {
+pub(super) fn describe(args: &[&str], output: &Output) -> String {
     format!(
         "skopeo {} ({}):\nstdout: {}\nstderr: {}",
         args.join(" "),
@@ -60,7 +60,7 @@ fn describe(args: &[&str], output: &Output) -> String {
 }
 
 /// Runs `skopeo --insecure-policy ARGS`, which must succeed; returns its stdout.
-fn skopeo(args: &[&str]) -> Vec<u8> {
+pub(super) fn skopeo(args: &[&str]) -> Vec<u8> {
     let output = run_skopeo(args);
     assert!(output.status.success(), "{}", describe(args, &output));
     output.stdout
@@ -114,14 +114,14 @@ fn blobs(root: &Path) -> BTreeMap<String, Vec<u8>> {
 
 /// An OCI image layout written by hand: an index tagged `v1` over a linux/amd64 and a
 /// linux/arm64 image, which share their first layer.
-struct Layout {
+pub(super) struct Layout {
     dir: tempfile::TempDir,
     index_digest: String,
     amd64_layers: Vec<String>,
 }
 
 impl Layout {
-    fn write() -> Self {
+    pub(super) fn write() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("blobs/sha256")).unwrap();
@@ -183,13 +183,13 @@ impl Layout {
     }
 
     /// `oci:DIR:v1`.
-    fn reference(&self) -> String {
+    pub(super) fn reference(&self) -> String {
         format!("oci:{}:v1", self.path().display())
     }
 
     /// Asserts that the layout at `copy` tags this index `v1` and holds exactly these
     /// blobs, byte for byte.
-    fn assert_copied_to(&self, copy: &Path) {
+    pub(super) fn assert_copied_to(&self, copy: &Path) {
         let index: Value =
             serde_json::from_slice(&std::fs::read(copy.join("index.json")).unwrap()).unwrap();
         let tagged: Vec<&Value> = index["manifests"]
