@@ -8,6 +8,7 @@
 //! the pull actions ([`Action::PULL`]). Every refusal, and every allowed change, is an
 //! [`Event::Access`] for the audit log.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,8 @@ struct Target {
     exists: bool,
     public: bool,
     policy: Option<Policy>,
+    /// The repository's tags, as condition keys.
+    tags: BTreeMap<String, String>,
 }
 
 /// Where the registry's resources live, for their ARNs.
@@ -225,34 +228,48 @@ impl CallerRegistry {
     /// What decisions on `repo` depend on, read once for all the actions of a request.
     async fn target(&self, repo: &RepoName) -> Result<Target> {
         let registry = &self.registry;
-        let (exists, public, policy) = match registry.repository(repo).await {
-            Ok(repository) => (
-                true,
-                repository.settings.public,
-                registry
-                    .stored_repository_policy(repo)
-                    .await?
-                    .map(|(p, _)| p),
-            ),
-            Err(e) if e.kind() == ErrorKind::NameUnknown => (false, false, None),
+        let (exists, settings) = match registry.repository(repo).await {
+            Ok(repository) => (true, repository.settings),
+            Err(e) if e.kind() == ErrorKind::NameUnknown => (false, Default::default()),
             Err(e) => return Err(e),
+        };
+        let policy = match exists {
+            true => registry
+                .stored_repository_policy(repo)
+                .await?
+                .map(|(p, _)| p),
+            false => None,
         };
         Ok(Target {
             resource: registry.repository_arn(repo),
             exists,
-            public,
+            public: settings.public,
             policy,
+            tags: settings.labels,
         })
     }
 
     /// The authorizer's decision on `action` for `target`; a public repository also
     /// allows the pull actions when nothing else decided.
     fn judge(&self, caller: &Caller, target: &Target, action: Action) -> Decision {
+        // Tags are the resource's: only a tagged repository pays for a copy.
+        let tagged;
+        let context = if target.tags.is_empty() {
+            &caller.context
+        } else {
+            let mut context = caller.context.clone();
+            for (key, value) in &target.tags {
+                context.set(&format!("ecr:ResourceTag/{key}"), value.clone());
+                context.set(&format!("aws:ResourceTag/{key}"), value.clone());
+            }
+            tagged = context;
+            &tagged
+        };
         let request = Request {
             principal: &caller.principal,
             action,
             resource: &target.resource,
-            context: &caller.context,
+            context,
         };
         let decision = self.judge_policies(&request, target);
         match &caller.session {

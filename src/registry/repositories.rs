@@ -61,7 +61,9 @@ pub struct RepositorySettings {
     pub scan_on_push: bool,
     /// The lifecycle policy, as the ECR JSON text it was given in.
     pub lifecycle_policy: Option<String>,
-    /// Free-form labels.
+    /// The repository's tags (ECR's resource tags, not image tags): free-form, and
+    /// the values of `ecr:ResourceTag/<key>` and `aws:ResourceTag/<key>` in policy
+    /// conditions.
     pub labels: BTreeMap<String, String>,
     /// Anyone may pull, anonymous callers too: the same as a repository policy
     /// statement allowing `*` the pull actions (see [`crate::access`]).

@@ -332,6 +332,50 @@ async fn pushing_into_a_new_repository_needs_create_repository() {
 }
 
 #[tokio::test]
+async fn repository_tags_are_condition_keys() {
+    let (registry, _) = registry();
+    let tagged = |team: &str| RepositorySettings {
+        labels: [("team".to_owned(), team.to_owned())].into(),
+        ..RepositorySettings::default()
+    };
+    for (name, team) in [("pay/api", "payments"), ("web/site", "web")] {
+        registry
+            .create_repository(&repo(name), tagged(team))
+            .await
+            .unwrap();
+    }
+    registry
+        .create_repository(&repo("untagged"), RepositorySettings::default())
+        .await
+        .unwrap();
+    // Members of a team read the repositories tagged with their team, by either key.
+    let statement = |key: &str| {
+        format!(
+            r#"{{"Effect": "Allow", "Action": "ecr:ListImages", "Resource": "*",
+                "Condition": {{"StringEquals": {{"{key}/team": "${{aws:PrincipalTag/team}}"}}}}}}"#
+        )
+    };
+    for key in ["ecr:ResourceTag", "aws:ResourceTag"] {
+        let policy = Policy::identity(&format!(
+            r#"{{"Version": "2012-10-17", "Statement": [{}]}}"#,
+            statement(key)
+        ))
+        .unwrap();
+        let member = Principal::Identity(
+            Identity::user(ACCOUNT, "pat")
+                .with_tag("team", "payments")
+                .with_policy(policy),
+        );
+        let pat = registry.as_caller(member, context());
+        pat.list_tags(&repo("pay/api"), 10, None).await.unwrap();
+        for other in ["web/site", "untagged"] {
+            let denied = pat.list_tags(&repo(other), 10, None).await.unwrap_err();
+            assert_eq!(denied.kind(), ErrorKind::Denied, "{key} {other}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn repository_policies_are_validated_and_changed_by_compare_and_swap() {
     let (registry, _) = registry();
     let r = repo("team/app");
