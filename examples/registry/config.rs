@@ -431,7 +431,7 @@ impl Config {
         let login = match auth {
             Some(auth) => {
                 auth.seed(&registry).await?;
-                let tokens = Tokens::open(&self.root, self.token_ttl)?;
+                let tokens = Tokens::open(&self.root, self.token_ttl, registry.resource_account())?;
                 Some(Arc::new(Login {
                     auth,
                     tokens: Arc::new(tokens),

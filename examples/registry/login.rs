@@ -80,32 +80,26 @@ impl Login {
             };
             return Ok((registry.as_caller(principal, context), credentials));
         };
-        let claims = self
+        let verified = self
             .tokens
             .verify(bearer)
             .map_err(|e| Failure::from(Error::from(e)))?;
-        let account = registry.resource_account();
-        let (principal, session) = tokens::session(
-            &claims,
-            self.auth.user(&claims.sub),
-            &account.region,
-            &account.account,
-        )
-        .ok_or_else(|| {
+        let principal = tokens::principal(&verified.claims, self.auth.user(&verified.claims.sub))
+            .ok_or_else(|| {
             Failure::from(Error::new(
                 ErrorKind::Unauthorized,
                 "the token's user no longer exists",
             ))
         })?;
         if let Some((needed, action)) = required_scope(route, req.method())
-            && !claims.grants(&needed.kind, &needed.name, action)
+            && !verified.claims.grants(&needed.kind, &needed.name, action)
         {
             return Err(self
                 .beyond_token(registry, principal, context, &needed, action)
                 .await);
         }
         Ok((
-            registry.as_session(principal, context, Arc::new(session)),
+            registry.as_session(principal, context, verified.session.clone()),
             Credentials::Bearer,
         ))
     }
