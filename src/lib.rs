@@ -68,11 +68,12 @@ pub use crate::meta::{
 };
 pub use crate::reference::{MAX_REPO_NAME_LEN, MAX_TAG_LEN, Reference, RepoName, Tag};
 pub use crate::registry::{
-    CallerRegistry, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_MAX_OPEN_UPLOADS,
-    DEFAULT_PULL_TIME_RESOLUTION, DEFAULT_UPLOAD_EXPIRY, DenyMountByDigest, ImageInfo,
-    LifecycleReport, MAX_MUTABILITY_EXCLUSIONS, ManifestInfo, MountPolicy, PushedManifest,
-    Referrers, Registry, RegistryBuilder, Repository, RepositorySettings, ResourceAccount,
-    StorageStats, StoredManifest, TAG_HISTORY_LEN, TagMove, TagMutability,
+    CallerRegistry, DEFAULT_ACCESS_CACHE_TTL, DEFAULT_CHECKPOINT_INTERVAL,
+    DEFAULT_MAX_OPEN_UPLOADS, DEFAULT_PULL_TIME_RESOLUTION, DEFAULT_UPLOAD_EXPIRY,
+    DenyMountByDigest, ImageInfo, LifecycleReport, MAX_MUTABILITY_EXCLUSIONS, ManifestInfo,
+    MountPolicy, PushedManifest, Referrers, Registry, RegistryBuilder, Repository,
+    RepositorySettings, ResourceAccount, StorageStats, StoredManifest, TAG_HISTORY_LEN, TagMove,
+    TagMutability,
 };
 pub use crate::registry::{DEFAULT_GC_GRACE, GcCursor, GcOptions, GcReport};
 pub use crate::upload::{ExpiryReport, UploadId, UploadStatus};

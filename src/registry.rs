@@ -28,6 +28,7 @@ use crate::meta::{Expect, MemoryMetaStore, MetaStore, RedbMetaStore};
 use crate::reference::RepoName;
 
 mod access;
+mod access_cache;
 mod archive;
 mod at_rest;
 mod blob_records;
@@ -67,6 +68,10 @@ pub const DEFAULT_UPLOAD_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
 /// Default number of bytes an upload receives between checkpoints: uploads smaller than
 /// this finish as a single staged part, published by a rename.
 pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 256 << 20;
+
+/// Default time authorization keeps what it read of a repository (see
+/// [`RegistryBuilder::access_cache_ttl`]).
+pub const DEFAULT_ACCESS_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// Default number of upload writers kept open in one process between chunks.
 pub const DEFAULT_MAX_OPEN_UPLOADS: usize = 16;
@@ -153,6 +158,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     authorizer: Arc<dyn crate::access::Authorizer>,
     resource_account: ResourceAccount,
+    access_cache: access_cache::AccessCache,
 }
 
 impl fmt::Debug for Registry {

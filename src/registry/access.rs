@@ -14,6 +14,7 @@ use std::sync::{Arc, LazyLock};
 use serde::{Deserialize, Serialize};
 
 use super::Registry;
+use super::access_cache::RepoAccess;
 use super::schema::REPOSITORY_POLICIES;
 use crate::access::{
     Action, Arn, Basis, Context, Decision, Policy, PolicySource, Principal, Request, within_session,
@@ -47,11 +48,17 @@ static PUBLIC_PULL: LazyLock<Policy> = LazyLock::new(|| {
 struct Target {
     resource: Arn,
     exists: bool,
-    public: bool,
-    policy: Option<Policy>,
-    /// The repository's tags, as condition keys.
-    tags: BTreeMap<String, String>,
+    access: Arc<RepoAccess>,
 }
+
+/// What a repository that does not exist has: no policy, no tags, not public.
+static NO_REPOSITORY: LazyLock<Arc<RepoAccess>> = LazyLock::new(|| {
+    Arc::new(RepoAccess {
+        public: false,
+        policy: None,
+        tags: BTreeMap::new(),
+    })
+});
 
 /// Where the registry's resources live, for their ARNs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,9 +110,11 @@ impl Registry {
             Some(None) => Expect::Absent,
             Some(Some(version)) => Expect::Version(version),
         };
-        REPOSITORY_POLICIES
+        let version = REPOSITORY_POLICIES
             .put(self.meta(), repo, &record, expect)
-            .await
+            .await;
+        self.inner.access_cache.forget(repo);
+        version
     }
 
     /// `repo`'s policy with its version, if it has one.
@@ -131,14 +140,23 @@ impl Registry {
     ) -> Result<()> {
         self.repository(repo).await?;
         let expect = expected.map_or(Expect::Any, Expect::Version);
-        REPOSITORY_POLICIES.delete(self.meta(), repo, expect).await
+        let deleted = REPOSITORY_POLICIES.delete(self.meta(), repo, expect).await;
+        self.inner.access_cache.forget(repo);
+        deleted
     }
 
     /// Removes the policy of a repository being deleted.
     pub(super) async fn forget_repository_policy(&self, repo: &RepoName) -> Result<()> {
-        REPOSITORY_POLICIES
+        let deleted = REPOSITORY_POLICIES
             .delete(self.meta(), repo, Expect::Any)
-            .await
+            .await;
+        self.inner.access_cache.forget(repo);
+        deleted
+    }
+
+    /// Forgets what authorization keeps of `repo`: its settings changed.
+    pub(super) fn forget_repository_access(&self, repo: &RepoName) {
+        self.inner.access_cache.forget(repo);
     }
 
     /// This registry as `principal` sees it: every method authorizes first.
@@ -225,27 +243,45 @@ impl CallerRegistry {
         Ok(self.judge(caller, &target, action).allowed())
     }
 
-    /// What decisions on `repo` depend on, read once for all the actions of a request.
+    /// What decisions on `repo` depend on, read once for all the actions of a request
+    /// (and kept a moment for the next requests: [`super::access_cache`]).
     async fn target(&self, repo: &RepoName) -> Result<Target> {
         let registry = &self.registry;
-        let (exists, settings) = match registry.repository(repo).await {
-            Ok(repository) => (true, repository.settings),
-            Err(e) if e.kind() == ErrorKind::NameUnknown => (false, Default::default()),
+        let resource = registry.repository_arn(repo);
+        let cache = &registry.inner.access_cache;
+        if let Some(access) = cache.get(repo) {
+            return Ok(Target {
+                resource,
+                exists: true,
+                access,
+            });
+        }
+        let start = cache.start();
+        let settings = match registry.repository(repo).await {
+            Ok(repository) => repository.settings,
+            Err(e) if e.kind() == ErrorKind::NameUnknown => {
+                return Ok(Target {
+                    resource,
+                    exists: false,
+                    access: NO_REPOSITORY.clone(),
+                });
+            }
             Err(e) => return Err(e),
         };
-        let policy = match exists {
-            true => registry
-                .stored_repository_policy(repo)
-                .await?
-                .map(|(p, _)| p),
-            false => None,
-        };
-        Ok(Target {
-            resource: registry.repository_arn(repo),
-            exists,
+        let policy = registry
+            .stored_repository_policy(repo)
+            .await?
+            .map(|(p, _)| p);
+        let access = Arc::new(RepoAccess {
             public: settings.public,
             policy,
             tags: settings.labels,
+        });
+        cache.put(repo, start, access.clone());
+        Ok(Target {
+            resource,
+            exists: true,
+            access,
         })
     }
 
@@ -254,11 +290,11 @@ impl CallerRegistry {
     fn judge(&self, caller: &Caller, target: &Target, action: Action) -> Decision {
         // Tags are the resource's: only a tagged repository pays for a copy.
         let tagged;
-        let context = if target.tags.is_empty() {
+        let context = if target.access.tags.is_empty() {
             &caller.context
         } else {
             let mut context = caller.context.clone();
-            for (key, value) in &target.tags {
+            for (key, value) in &target.access.tags {
                 context.set(&format!("ecr:ResourceTag/{key}"), value.clone());
                 context.set(&format!("aws:ResourceTag/{key}"), value.clone());
             }
@@ -281,8 +317,8 @@ impl CallerRegistry {
     /// The authorizer's decision before any session narrows it.
     fn judge_policies(&self, request: &Request<'_>, target: &Target) -> Decision {
         let authorizer = &self.registry.inner.authorizer;
-        let decision = authorizer.authorize(request, target.policy.as_ref());
-        if target.public && decision.basis == Basis::NoAllow {
+        let decision = authorizer.authorize(request, target.access.policy.as_ref());
+        if target.access.public && decision.basis == Basis::NoAllow {
             let public = authorizer.authorize(request, Some(&PUBLIC_PULL));
             if public.allowed() {
                 return public;

@@ -42,6 +42,7 @@ pub struct RegistryBuilder {
     gc_grace: Option<Duration>,
     clock: Option<Arc<dyn Clock>>,
     authorizer: Option<Arc<dyn Authorizer>>,
+    access_cache_ttl: Option<Duration>,
     resource_account: Option<ResourceAccount>,
 }
 
@@ -176,6 +177,15 @@ impl RegistryBuilder {
         self
     }
 
+    /// How long what authorization reads of a repository (settings, policy) is kept
+    /// (default [`DEFAULT_ACCESS_CACHE_TTL`](super::DEFAULT_ACCESS_CACHE_TTL); zero keeps nothing). Changes made through
+    /// this registry apply at once; changes by another process sharing the store apply
+    /// within this time.
+    pub fn access_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.access_cache_ttl = Some(ttl);
+        self
+    }
+
     /// Decides requests made through [`Registry::as_caller`] with `authorizer` (default:
     /// [`IamAuthorizer`], IAM's rules).
     pub fn authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
@@ -252,6 +262,10 @@ impl RegistryBuilder {
                 checked_keks: key_identity::CheckedKeks::default(),
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 authorizer: self.authorizer.unwrap_or_else(|| Arc::new(IamAuthorizer)),
+                access_cache: super::access_cache::AccessCache::new(
+                    self.access_cache_ttl
+                        .unwrap_or(super::DEFAULT_ACCESS_CACHE_TTL),
+                ),
                 resource_account: self.resource_account.unwrap_or_default(),
             }),
         })

@@ -261,6 +261,7 @@ impl Registry {
             })
             .await?
             .ok_or_else(|| Self::name_unknown(name))?;
+        self.forget_repository_access(name);
         Ok(updated.into_repository(name))
     }
 
@@ -303,6 +304,7 @@ impl Registry {
         }
         // The commit point: from here the repository does not exist.
         REPOSITORIES.delete(self.meta(), name, Expect::Any).await?;
+        self.forget_repository_access(name);
         for prefix in owned_prefixes(name) {
             loop {
                 let page = self.inner.meta.list_keys(&prefix, None, 1000).await?;

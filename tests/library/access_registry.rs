@@ -3,7 +3,7 @@
 //! leak nothing, a filtered catalog, and an audit event for every refusal and change.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use wharf::access::{Context, Identity, Policy, Principal};
@@ -515,5 +515,83 @@ async fn every_remaining_operation_is_checked_too() {
     assert_eq!(
         registry.resolve_tag(&r, &tag).await.unwrap(),
         sha256(&image.manifest())
+    );
+}
+
+#[tokio::test]
+async fn policy_changes_apply_at_once_here_and_within_the_cache_time_elsewhere() {
+    // Two registries on one store, as two processes would be.
+    let meta = Arc::new(MemoryMetaStore::new());
+    let blobs: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let open = |ttl: Duration| {
+        Registry::builder()
+            .object_store(blobs.clone())
+            .meta_store(meta.clone())
+            .resource_account(ResourceAccount {
+                region: "eu-west-1".into(),
+                account: ACCOUNT.into(),
+            })
+            .access_cache_ttl(ttl)
+            .build()
+            .unwrap()
+    };
+    let here = open(Duration::from_secs(3600));
+    let elsewhere = open(Duration::ZERO);
+    let r = repo("team/app");
+    here.create_repository(&r, RepositorySettings::default())
+        .await
+        .unwrap();
+    let deny = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "ecr:ListImages"}]}"#;
+    let reader = || user("rita", READER);
+    let rita = here.as_caller(reader(), context());
+    rita.list_tags(&r, 10, None).await.unwrap();
+
+    // Through the same registry: the next request sees it, and sees it go.
+    here.set_repository_policy(&r, deny, None).await.unwrap();
+    assert_eq!(
+        rita.list_tags(&r, 10, None).await.unwrap_err().kind(),
+        ErrorKind::Denied
+    );
+    here.delete_repository_policy(&r, None).await.unwrap();
+    rita.list_tags(&r, 10, None).await.unwrap();
+    // Settings too: a repository made public is pulled anonymously at once.
+    let anonymous = here.as_caller(Principal::Anonymous, context());
+    assert!(anonymous.list_tags(&r, 10, None).await.is_err());
+    let public = RepositorySettings {
+        public: true,
+        ..RepositorySettings::default()
+    };
+    here.update_repository(&r, public).await.unwrap();
+    anonymous.list_tags(&r, 10, None).await.unwrap();
+
+    // Through another registry: one that keeps nothing sees it at once; the one with
+    // an hour's cache still decides on what it read.
+    elsewhere
+        .set_repository_policy(&r, deny, None)
+        .await
+        .unwrap();
+    let rita_elsewhere = elsewhere.as_caller(reader(), context());
+    assert_eq!(
+        rita_elsewhere
+            .list_tags(&r, 10, None)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Denied
+    );
+    rita.list_tags(&r, 10, None).await.unwrap();
+    // A registry that keeps entries for 10 ms sees the change once they go stale.
+    let brief = open(Duration::from_millis(10));
+    let rita_brief = brief.as_caller(reader(), context());
+    elsewhere.delete_repository_policy(&r, None).await.unwrap();
+    rita_brief.list_tags(&r, 10, None).await.unwrap();
+    elsewhere
+        .set_repository_policy(&r, deny, None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        rita_brief.list_tags(&r, 10, None).await.unwrap_err().kind(),
+        ErrorKind::Denied
     );
 }
