@@ -99,7 +99,7 @@ fn decide<'p>(
     request: &Request<'_>,
     applicable: impl Iterator<Item = (PolicySource, &'p Policy)>,
 ) -> Decision {
-    let context = request.context.with_principal(request.principal);
+    let context = request.context.for_principal(request.principal);
     let mut allowed = None;
     for (source, policy) in applicable {
         for (index, statement) in policy.statements.iter().enumerate() {

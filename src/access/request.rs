@@ -96,6 +96,10 @@ impl Principal {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Context {
     values: BTreeMap<String, Vec<String>>,
+    /// The ARN (empty: anonymous) of the principal whose keys were added by
+    /// [`Context::with_principal`], so evaluating many requests of one caller adds them
+    /// once.
+    describes: Option<String>,
 }
 
 impl Context {
@@ -148,6 +152,7 @@ impl Context {
     /// `aws:PrincipalTag/<key>`.
     pub(crate) fn with_principal(&self, principal: &Principal) -> Self {
         let mut context = self.clone();
+        context.describes = Some(principal_key(principal).to_owned());
         if let Some(identity) = principal.identity() {
             context.set("aws:PrincipalArn", identity.arn.as_str());
             context.set("aws:PrincipalAccount", identity.arn.account());
@@ -166,6 +171,24 @@ impl Context {
             context.set("aws:PrincipalType", "Anonymous");
         }
         context
+    }
+}
+
+/// What [`Context::describes`] holds for `principal`.
+fn principal_key(principal: &Principal) -> &str {
+    principal
+        .identity()
+        .map_or("", |identity| identity.arn.as_str())
+}
+
+impl Context {
+    /// This context with `principal`'s keys, borrowed when it already has them.
+    pub(crate) fn for_principal(&self, principal: &Principal) -> std::borrow::Cow<'_, Self> {
+        if self.describes.as_deref() == Some(principal_key(principal)) {
+            std::borrow::Cow::Borrowed(self)
+        } else {
+            std::borrow::Cow::Owned(self.with_principal(principal))
+        }
     }
 }
 

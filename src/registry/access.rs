@@ -185,8 +185,9 @@ impl Registry {
         CallerRegistry {
             registry: self.clone(),
             caller: Some(Arc::new(Caller {
+                // The principal's condition keys once, not at every decision.
+                context: context.with_principal(&principal),
                 principal,
-                context,
                 session,
             })),
         }
