@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hyper::header::{HOST, HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Method, StatusCode};
 use serde_json::json;
 use wharf::access::token::{Access, ScopeAction};
@@ -54,12 +54,13 @@ impl Login {
         context
     }
 
-    /// The registry as the request's caller sees it, and how the caller authenticated.
+    /// The registry as the request's caller sees it, and how the caller authenticated;
+    /// `needed` is what a token must grant for the request ([`required_scope`]).
     pub(crate) async fn caller(
         &self,
         registry: &Registry,
         req: &Req,
-        route: &Route,
+        needed: Option<&(Access, ScopeAction)>,
         peer: SocketAddr,
     ) -> Result<(CallerRegistry, Credentials), Failure> {
         let context = self.context(peer);
@@ -91,11 +92,11 @@ impl Login {
                 "the token's user no longer exists",
             ))
         })?;
-        if let Some((needed, action)) = required_scope(route, req.method())
-            && !verified.claims.grants(&needed.kind, &needed.name, action)
+        if let Some((needed, action)) = needed
+            && !verified.claims.grants(&needed.kind, &needed.name, *action)
         {
             return Err(self
-                .beyond_token(registry, principal, context, &needed, action)
+                .beyond_token(registry, principal, context, needed, *action)
                 .await);
         }
         Ok((
@@ -226,11 +227,6 @@ impl Login {
         });
         Ok(http::json_ok(body.to_string()))
     }
-}
-
-/// The request's `Host` header.
-pub(crate) fn host(req: &Req) -> Option<&str> {
-    req.headers().get(HOST)?.to_str().ok()
 }
 
 /// What a request on `route` needs a token to grant: a resource and an action.

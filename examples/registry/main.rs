@@ -190,14 +190,19 @@ impl App {
             let answer = login.token(&self.registry, &req, peer).await;
             return answer.unwrap_or_else(|failure| *failure.0);
         }
-        let scope = login::required_scope(&route, req.method()).map(|(access, _)| access);
-        let host = login::host(&req).map(str::to_owned);
-        let response = match login.caller(&self.registry, &req, &route, peer).await {
+        let needed = login::required_scope(&route, req.method());
+        let host = req.headers().get(hyper::header::HOST).cloned();
+        let response = match login
+            .caller(&self.registry, &req, needed.as_ref(), peer)
+            .await
+        {
             Ok((caller, credentials)) => dispatch(&caller, route, req, credentials).await,
             Err(failure) => *failure.0,
         };
         if response.status() == hyper::StatusCode::UNAUTHORIZED {
-            login.challenge(response, host.as_deref(), scope.map(|s| s.to_string()))
+            let host = host.as_ref().and_then(|h| h.to_str().ok());
+            let scope = needed.map(|(access, _)| access.to_string());
+            login.challenge(response, host, scope)
         } else {
             response
         }
