@@ -12,7 +12,11 @@
 //! - `config.rs`: flags and environment, and the registry they build;
 //! - `routes.rs`: which endpoint a request path names;
 //! - `http.rs`: bodies, headers and the spec's error responses;
-//! - `blobs.rs`, `uploads.rs`, `manifests.rs`, `listings.rs`: the endpoints.
+//! - `blobs.rs`, `uploads.rs`, `manifests.rs`, `listings.rs`: the endpoints;
+//! - with `--auth`: `auth.rs` (the users file, passwords), `login.rs` (who a request
+//!   comes from: Basic, Bearer, anonymous; the challenge), `tokens.rs` (`/token`, the
+//!   signing keys);
+//! - `connections.rs` (the connection cap, timeouts), `tls.rs` (HTTPS).
 
 mod auth;
 mod blobs;
