@@ -8,7 +8,7 @@
 //   testing (conformance suites)
 //   upload, lifecycle (the pure planner), events, access (the pure policy evaluator)
 //   blob, meta, keys, manifest
-//   codec, reference, digest
+//   codec, reference, digest, sigv4
 //   util, hex, clock, strict_json
 //   error
 //
@@ -19,7 +19,8 @@
 // registry's methods take and return. A subsystem with vocabulary of its own is a public
 // module: `blob`, `meta`, `keys`, `codec` (the at-rest format, for tools and fuzzers),
 // `lifecycle` (the policy language, RFC 3339 times and the pure planner, for offline
-// tools), `access` (IAM policies and their evaluation) and `testing` (feature). Machinery stays crate-private: the metadata schema, the
+// tools), `access` (IAM policies and their evaluation, registry tokens), `sigv4` (AWS
+// request signatures, both ways) and `testing` (feature). Machinery stays crate-private: the metadata schema, the
 // codec's sealing jobs, the key builders.
 //
 // Naming: a method that takes bytes in memory has the plain name (`push_blob`,
@@ -39,6 +40,7 @@ mod manifest;
 pub mod meta;
 mod reference;
 mod registry;
+pub mod sigv4;
 mod strict_json;
 mod upload;
 mod util;

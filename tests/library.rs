@@ -54,6 +54,8 @@ mod meta_model;
 mod registry;
 #[path = "library/repositories.rs"]
 mod repositories;
+#[path = "library/sigv4.rs"]
+mod sigv4;
 #[path = "library/tags_and_referrers.rs"]
 mod tags_and_referrers;
 #[path = "library/tamper.rs"]

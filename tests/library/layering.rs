@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["registry", "testing"],
     &["upload", "lifecycle", "events", "access"],
     &["blob", "meta", "keys", "manifest"],
-    &["codec", "reference", "digest"],
+    &["codec", "reference", "digest", "sigv4"],
     &["util", "hex", "clock", "strict_json"],
     &["error"],
 ];
