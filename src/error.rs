@@ -32,6 +32,9 @@ pub enum ErrorKind {
     ManifestReferenced,
     /// An immutable tag cannot move to another manifest (ECR tag immutability).
     TagImmutable,
+    /// A repository that still holds images cannot be deleted without `force` (ECR's
+    /// `RepositoryNotEmptyException`). Frontends answer 409.
+    RepositoryNotEmpty,
     /// A policy (lifecycle, repository or identity) is malformed or breaks one of ECR's
     /// or IAM's rules; the message names the rule or statement and the field.
     PolicyInvalid,
@@ -91,6 +94,7 @@ impl ErrorKind {
             Self::ManifestUnknown => "MANIFEST_UNKNOWN",
             Self::ManifestReferenced => "MANIFEST_REFERENCED",
             Self::TagImmutable => "TAG_IMMUTABLE",
+            Self::RepositoryNotEmpty => "REPOSITORY_NOT_EMPTY",
             Self::PolicyInvalid => "POLICY_INVALID",
             Self::ImageArchived => "IMAGE_ARCHIVED",
             Self::NameInvalid => "NAME_INVALID",
@@ -125,6 +129,7 @@ impl ErrorKind {
             Self::Conflict
             | Self::ManifestReferenced
             | Self::TagImmutable
+            | Self::RepositoryNotEmpty
             | Self::ImageArchived => 409,
             Self::CorruptData | Self::Storage | Self::Configuration => 500,
             Self::BlobUploadInvalid

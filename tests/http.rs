@@ -10,6 +10,8 @@ mod api;
 mod api_manifests;
 #[path = "http/auth.rs"]
 mod auth;
+#[path = "http/ecr.rs"]
+mod ecr;
 #[path = "http/limits.rs"]
 mod limits;
 #[path = "http/oci_client.rs"]

@@ -59,6 +59,16 @@ struct UserEntry {
     groups: Vec<String>,
     #[serde(default)]
     policies: Vec<Value>,
+    /// AWS access keys for the ECR-compatible API (Signature Version 4).
+    #[serde(default)]
+    access_keys: Vec<AccessKeyEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessKeyEntry {
+    id: String,
+    secret: String,
 }
 
 #[derive(Deserialize)]
@@ -88,6 +98,8 @@ struct User {
 pub(crate) struct Auth {
     pub(crate) account: String,
     users: HashMap<String, User>,
+    /// Access key id to (secret, user name).
+    access_keys: HashMap<String, (String, String)>,
     repositories: Vec<RepositoryEntry>,
     /// `(user, sha256 of the password)` checked by bcrypt, and when.
     verified: Mutex<HashMap<(String, [u8; 32]), Instant>>,
@@ -152,6 +164,7 @@ impl Auth {
             groups.insert(group.name.clone(), policies);
         }
         let mut users = HashMap::new();
+        let mut access_keys = HashMap::new();
         for entry in file.users {
             let whose = format!("user {}", entry.name);
             check_hash(&entry.password).map_err(|why| context(format!("{whose}: {why}")))?;
@@ -166,6 +179,21 @@ impl Auth {
                 identity.policies.extend(policies.iter().cloned());
             }
             identity.groups = entry.groups;
+            for key in entry.access_keys {
+                let valid_id = (16..=128).contains(&key.id.len())
+                    && key.id.bytes().all(|b| b.is_ascii_alphanumeric());
+                if !valid_id || key.secret.len() < 16 {
+                    return Err(context(format!(
+                        "{whose}: an access key needs an id of 16 to 128 letters and digits and a secret of at least 16 characters"
+                    )));
+                }
+                if access_keys
+                    .insert(key.id.clone(), (key.secret, entry.name.clone()))
+                    .is_some()
+                {
+                    return Err(context(format!("access key {} is listed twice", key.id)));
+                }
+            }
             users.insert(
                 entry.name,
                 User {
@@ -187,6 +215,7 @@ impl Auth {
         Ok(Self {
             account,
             users,
+            access_keys,
             repositories: file.repositories,
             verified: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
@@ -246,6 +275,22 @@ impl Auth {
                 Err(Refusal::Unauthorized)
             }
         }
+    }
+
+    /// The secret of access key `id` and the user it belongs to.
+    pub(crate) fn access_key(&self, id: &str) -> Option<(&str, Principal)> {
+        let (secret, user) = self.access_keys.get(id)?;
+        Some((secret, self.user(user)?))
+    }
+
+    /// Whether `peer` failed too often lately.
+    pub(crate) fn is_throttled(&self, peer: IpAddr) -> bool {
+        self.throttled(peer)
+    }
+
+    /// Counts a failed authentication from `peer`.
+    pub(crate) fn note_failure(&self, peer: IpAddr) {
+        self.failed(peer)
     }
 
     /// The user named `name`, as the file has it now.

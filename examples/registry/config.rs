@@ -44,6 +44,8 @@ usage: registry [FLAGS]
                                                                      [WHARF_REGISTRY_TLS_CERT]
   --tls-key FILE         and this PEM private key (PKCS#8, PKCS#1 or SEC1)
                                                                      [WHARF_REGISTRY_TLS_KEY]
+  --region NAME          the region of repository ARNs and of the ECR API's request
+                         signatures (default us-east-1)              [WHARF_REGISTRY_REGION]
   --token-ttl DUR        how long a token from /token is valid (default 5m); its
                          signing keys are DIR/token-keys/, rotated daily
                                                                      [WHARF_REGISTRY_TOKEN_TTL]
@@ -126,6 +128,8 @@ pub(crate) struct Config {
     pub(crate) token_ttl: Duration,
     /// `--tls-cert` and `--tls-key`: PEM files.
     pub(crate) tls: Option<(PathBuf, PathBuf)>,
+    /// The region of repository ARNs and of the ECR API's signatures.
+    pub(crate) region: String,
 }
 
 /// One setting's raw text: the flag's value if given, else the environment variable's.
@@ -187,6 +191,7 @@ const VALUE_FLAGS: &[&str] = &[
     "--token-ttl",
     "--tls-cert",
     "--tls-key",
+    "--region",
 ];
 
 impl Config {
@@ -316,10 +321,23 @@ impl Config {
             (None, None) => None,
             _ => return Err("--tls-cert and --tls-key go together".into()),
         };
+        let region = get("--region", "WHARF_REGISTRY_REGION")
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        if region.is_empty()
+            || !region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(format!(
+                "--region must be a region name such as us-east-1, not {region:?}"
+            ));
+        }
         Ok(Some(Self {
             auth,
             token_ttl,
             tls,
+            region,
             root,
             listen,
             compression,
@@ -415,7 +433,7 @@ impl Config {
             .at_rest(at_rest)
             .upload_expiry(self.upload_expiry)
             .resource_account(ResourceAccount {
-                region: "us-east-1".into(),
+                region: self.region.clone(),
                 account: auth
                     .as_ref()
                     .map_or(crate::auth::DEFAULT_ACCOUNT, |a| a.account.as_str())
@@ -437,6 +455,7 @@ impl Config {
                     tokens: Arc::new(tokens),
                     tls: self.tls.is_some(),
                     listen: self.listen,
+                    region: self.region.clone(),
                 }))
             }
             None => None,

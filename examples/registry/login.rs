@@ -17,7 +17,7 @@ use wharf::access::token::{Access, ScopeAction};
 use wharf::access::{Context, Principal};
 use wharf::{CallerRegistry, Error, ErrorKind, Registry};
 
-use crate::auth::Auth;
+use crate::auth::{Auth, Refusal};
 use crate::http::{self, Failure, Handled, Req, Response};
 use crate::routes::Route;
 use crate::tokens::{self, Tokens};
@@ -43,11 +43,13 @@ pub(crate) struct Login {
     pub(crate) tls: bool,
     /// The server's address, for the realm when a request's `Host` is unusable.
     pub(crate) listen: SocketAddr,
+    /// The region of the ECR API's signatures and the repositories' ARNs.
+    pub(crate) region: String,
 }
 
 impl Login {
     /// The context of a request from `peer`: time, source address, transport.
-    fn context(&self, peer: SocketAddr) -> Context {
+    pub(crate) fn context(&self, peer: SocketAddr) -> Context {
         let mut context = Context::at(std::time::SystemTime::now());
         context.source_ip(peer.ip());
         context.secure_transport(self.tls);
@@ -71,8 +73,7 @@ impl Login {
         });
         let Some(bearer) = bearer else {
             let principal = self
-                .auth
-                .principal(authorization, peer.ip())
+                .principal(authorization, peer)
                 .await
                 .map_err(|refusal| Failure::from(refusal.error()))?;
             let credentials = match authorization {
@@ -138,6 +139,34 @@ impl Login {
         }
     }
 
+    /// The caller Basic credentials (or none) name: a user and password, or `AWS` and a
+    /// login token from the ECR API's `GetAuthorizationToken`, which stands for the user
+    /// who asked for it.
+    pub(crate) async fn principal(
+        &self,
+        authorization: Option<&str>,
+        peer: SocketAddr,
+    ) -> Result<Principal, Refusal> {
+        let Some(token) = authorization.and_then(ecr_login_token) else {
+            return self.auth.principal(authorization, peer.ip()).await;
+        };
+        if self.auth.is_throttled(peer.ip()) {
+            return Err(Refusal::Throttled);
+        }
+        let principal = self.tokens.verify(&token).ok().and_then(|verified| {
+            let claims = &verified.claims;
+            let login = claims
+                .access
+                .iter()
+                .any(|a| a.kind == "registry" && a.name == tokens::LOGIN_GRANT);
+            login.then(|| self.auth.user(&claims.sub)).flatten()
+        });
+        principal.ok_or_else(|| {
+            self.auth.note_failure(peer.ip());
+            Refusal::Unauthorized
+        })
+    }
+
     /// `response` (a 401) with the challenge for `route`: a Bearer realm at this
     /// server's `/token`, with the scope the request needs.
     pub(crate) fn challenge(
@@ -194,8 +223,7 @@ impl Login {
         }
         let authorization = http::header(req.headers(), "authorization");
         let principal = self
-            .auth
-            .principal(authorization, peer.ip())
+            .principal(authorization, peer)
             .await
             .map_err(|refusal| {
                 let mut failure = Failure::from(refusal.error());
@@ -229,11 +257,25 @@ impl Login {
     }
 }
 
+/// The password of Basic credentials for the user `AWS`: an ECR login token.
+fn ecr_login_token(authorization: &str) -> Option<String> {
+    use base64::Engine;
+    let (scheme, encoded) = authorization.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    decoded.strip_prefix("AWS:").map(str::to_owned)
+}
+
 /// What a request on `route` needs a token to grant: a resource and an action.
 pub(crate) fn required_scope(route: &Route, method: &Method) -> Option<(Access, ScopeAction)> {
     let read = matches!(*method, Method::GET | Method::HEAD);
     let (name, action) = match route {
-        Route::Base | Route::Token => return None,
+        Route::Base | Route::Token | Route::Api => return None,
         Route::Catalog => {
             let access = Access {
                 kind: "registry".into(),

@@ -22,6 +22,8 @@ mod auth;
 mod blobs;
 mod config;
 mod connections;
+mod ecr;
+mod ecr_actions;
 mod http;
 mod listings;
 mod login;
@@ -194,6 +196,9 @@ impl App {
             let answer = login.token(&self.registry, &req, peer).await;
             return answer.unwrap_or_else(|failure| *failure.0);
         }
+        if let Route::Api = route {
+            return ecr::handle(login, &self.registry, req, peer).await;
+        }
         let needed = login::required_scope(&route, req.method());
         let host = req.headers().get(hyper::header::HOST).cloned();
         let response = match login
@@ -331,12 +336,12 @@ async fn dispatch(
             Method::GET | Method::HEAD => Ok(http::json_ok(b"{}".as_slice())),
             _ => Err(http::method_not_allowed(req.method(), "GET, HEAD")),
         },
-        // Without --auth there is no token endpoint.
-        Route::Token => Err(Failure::new(
+        // Without --auth there is no token endpoint, and no ECR API (no access keys).
+        Route::Token | Route::Api => Err(Failure::new(
             hyper::StatusCode::NOT_FOUND,
             &Error::new(
                 ErrorKind::Unsupported,
-                "no token endpoint: the registry runs without --auth",
+                "no token endpoint or ECR API: the registry runs without --auth",
             ),
         )),
         Route::Catalog => listings::catalog(registry, &req).await,

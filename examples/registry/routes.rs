@@ -15,6 +15,8 @@ pub(crate) enum Route {
     Base,
     /// `/token`: the token endpoint (with `--auth`).
     Token,
+    /// `/`: the ECR-compatible API (with `--auth`).
+    Api,
     /// `/v2/_catalog`
     Catalog,
     /// `/v2/<name>/tags/list`
@@ -46,6 +48,9 @@ impl Route {
     pub(crate) fn parse(path: &str) -> Result<Self, Failure> {
         if path == "/token" {
             return Ok(Self::Token);
+        }
+        if path == "/" {
+            return Ok(Self::Api);
         }
         let rest = path
             .strip_prefix("/v2/")

@@ -27,6 +27,11 @@ pub(crate) const ROTATE_EVERY: Duration = Duration::from_secs(24 * 3600);
 pub(crate) const ROTATION_CHECK: Duration = Duration::from_secs(3600);
 /// The `service` of the challenge, and every token's audience.
 pub(crate) const SERVICE: &str = "wharf-registry";
+/// How long a login token from the ECR API's `GetAuthorizationToken` is valid (ECR's
+/// twelve hours).
+pub(crate) const LOGIN_TTL: Duration = Duration::from_secs(12 * 3600);
+/// What a login token grants: to be the user it names, with no scope narrowing.
+pub(crate) const LOGIN_GRANT: &str = "login";
 /// The most often an unknown key id makes the server read the key directory.
 const RELOAD_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
@@ -92,8 +97,8 @@ impl Tokens {
             self.write_key(now)?;
         }
         // A key stops signing when its successor is made, in every replica within a
-        // rotation check; its tokens live `ttl` longer.
-        let retired_after = ROTATION_CHECK + self.ttl + token::LEEWAY;
+        // rotation check; its tokens live `ttl` (login tokens twelve hours) longer.
+        let retired_after = ROTATION_CHECK + self.ttl.max(LOGIN_TTL) + token::LEEWAY;
         let keys = self.read_keys()?;
         for pair in keys.windows(2) {
             let ((_, key), (successor_made, _)) = (&pair[0], &pair[1]);
@@ -175,6 +180,16 @@ impl Tokens {
         subject: &str,
         access: Vec<Access>,
     ) -> Result<(String, u64), String> {
+        self.issue_for(subject, access, self.ttl)
+    }
+
+    /// A token as [`Tokens::issue`] makes, valid for `ttl`.
+    pub(crate) fn issue_for(
+        &self,
+        subject: &str,
+        access: Vec<Access>,
+        ttl: Duration,
+    ) -> Result<(String, u64), String> {
         let now = unix_now();
         let mut jti = [0u8; 16];
         getrandom::fill(&mut jti).map_err(|e| e.to_string())?;
@@ -184,13 +199,13 @@ impl Tokens {
             aud: SERVICE.into(),
             iat: now,
             nbf: now,
-            exp: now + self.ttl.as_secs(),
+            exp: now + ttl.as_secs(),
             jti: hex(&jti),
             access,
         };
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
         let key = keys.signing().ok_or("no token signing key")?;
-        Ok((token::sign(&claims, key), self.ttl.as_secs()))
+        Ok((token::sign(&claims, key), ttl.as_secs()))
     }
 
     /// A token this registry signed, unexpired, with its session policy.

@@ -365,6 +365,32 @@ impl CallerRegistry {
         Ok(())
     }
 
+    /// Authorizes an action on the registry rather than one repository (such as
+    /// `ecr:GetAuthorizationToken`, whose resource is `*`), and records it for audit. It
+    /// is decided against the ARN `arn:aws:ecr:<region>:<account>:repository/*`, so
+    /// statements whose `Resource` is `*` or covers every repository apply, and those
+    /// naming some repositories do not.
+    pub async fn authorize_registry(&self, action: Action) -> Result<()> {
+        let Some(caller) = &self.caller else {
+            return Ok(());
+        };
+        let account = &self.registry.inner.resource_account;
+        let target = Target {
+            resource: Arn::repository(&account.region, &account.account, "*"),
+            exists: true,
+            access: NO_REPOSITORY.clone(),
+        };
+        let decision = self.judge(caller, &target, action);
+        self.audit(&caller.principal, action, &target.resource, &decision);
+        if decision.allowed() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Denied,
+            format!("the caller may not {} on this registry", action.name()),
+        ))
+    }
+
     /// Authorizes a push into `repo`: `actions`, and `ecr:CreateRepository` first when
     /// the repository does not exist yet.
     pub(super) async fn authorize_push(&self, actions: &[Action], repo: &RepoName) -> Result<()> {

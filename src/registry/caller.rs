@@ -318,6 +318,51 @@ impl CallerRegistry {
         self.registry.create_repository(name, settings).await
     }
 
+    /// [`Registry::repository`](super::Registry::repository)
+    /// (`ecr:DescribeRepositories`).
+    pub async fn repository(&self, name: &RepoName) -> Result<Repository> {
+        self.authorize(Action::DescribeRepositories, name).await?;
+        self.registry.repository(name).await
+    }
+
+    /// [`Registry::update_repository`](super::Registry::update_repository): the settings
+    /// a caller changes through the actions that change them (`ecr:PutImageTagMutability`
+    /// for tag mutability, `ecr:PutImageScanningConfiguration` for scanning,
+    /// `ecr:TagResource` for tags; any other change, such as `public` or the at-rest
+    /// settings, needs `ecr:SetRepositoryPolicy`, since it changes who may read; each
+    /// asked only when that part changes).
+    pub async fn update_repository(
+        &self,
+        name: &RepoName,
+        settings: RepositorySettings,
+    ) -> Result<Repository> {
+        let current = self.registry.repository(name).await?.settings;
+        let mut actions = Vec::new();
+        if current.tag_mutability != settings.tag_mutability
+            || current.mutability_exclusions != settings.mutability_exclusions
+        {
+            actions.push(Action::PutImageTagMutability);
+        }
+        if current.scan_on_push != settings.scan_on_push {
+            actions.push(Action::PutImageScanningConfiguration);
+        }
+        if current.labels != settings.labels {
+            actions.push(Action::TagResource);
+        }
+        let rest = RepositorySettings {
+            tag_mutability: current.tag_mutability,
+            mutability_exclusions: current.mutability_exclusions.clone(),
+            scan_on_push: current.scan_on_push,
+            labels: current.labels.clone(),
+            ..settings.clone()
+        };
+        if rest != current {
+            actions.push(Action::SetRepositoryPolicy);
+        }
+        self.authorize_each(&actions, name).await?;
+        self.registry.update_repository(name, settings).await
+    }
+
     /// [`Registry::delete_repository`](super::Registry::delete_repository)
     /// (`ecr:DeleteRepository`).
     pub async fn delete_repository(&self, name: &RepoName, force: bool) -> Result<()> {

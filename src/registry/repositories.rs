@@ -289,7 +289,7 @@ impl Registry {
                 .is_empty()
         {
             return Err(Error::new(
-                ErrorKind::Denied,
+                ErrorKind::RepositoryNotEmpty,
                 format!(
                     "repository {name} still holds images: delete them first, or delete with force"
                 ),

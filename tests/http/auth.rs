@@ -18,6 +18,11 @@ use common::server::RegistryServer;
 pub(super) const ALICE: (&str, &str) = ("alice", "alice's long password");
 pub(super) const BOB: (&str, &str) = ("bob", "bob's other password");
 pub(super) const CAROL: (&str, &str) = ("carol", "carol's argon2 password");
+/// Access keys (id, secret) for the ECR API.
+pub(super) const ALICE_KEY: (&str, &str) =
+    ("AKIAALICE00000000001", "alice/secret/key/0123456789abcdef");
+pub(super) const BOB_KEY: (&str, &str) =
+    ("AKIABOB0000000000002", "bob/secret/key/0123456789abcdef");
 
 /// An argon2id hash of `password` in PHC form, with argon2's default costs.
 fn argon2id(password: &str) -> String {
@@ -41,12 +46,16 @@ pub(super) fn users_file(dir: &Path) -> PathBuf {
     let file = json!({
         "account": "123456789012",
         "users": [
-            {"name": ALICE.0, "password": hash(ALICE.1), "policies": [{
+            {"name": ALICE.0, "password": hash(ALICE.1),
+             "access_keys": [{"id": ALICE_KEY.0, "secret": ALICE_KEY.1}], "policies": [{
                 "Version": "2012-10-17",
-                "Statement": {"Effect": "Allow", "Action": "ecr:*",
-                              "Resource": ["arn:aws:ecr:*:123456789012:repository/team/*",
-                                           "arn:aws:ecr:*:123456789012:repository/public/*"]}}]},
-            {"name": BOB.0, "password": hash(BOB.1), "groups": ["readers"]},
+                "Statement": [{"Effect": "Allow", "Action": "ecr:*",
+                               "Resource": ["arn:aws:ecr:*:123456789012:repository/team/*",
+                                            "arn:aws:ecr:*:123456789012:repository/public/*"]},
+                              {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken",
+                               "Resource": "*"}]}]},
+            {"name": BOB.0, "password": hash(BOB.1), "groups": ["readers"],
+             "access_keys": [{"id": BOB_KEY.0, "secret": BOB_KEY.1}]},
             {"name": CAROL.0, "password": argon2id(CAROL.1), "groups": ["readers"]}
         ],
         "groups": [{"name": "readers", "policies": [{

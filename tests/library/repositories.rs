@@ -239,7 +239,7 @@ async fn deleting_a_repository_takes_everything_it_owns() {
     let next_door = registry.start_upload(&neighbour).await.unwrap();
 
     let err = registry.delete_repository(&r, false).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Denied);
+    assert_eq!(err.kind(), ErrorKind::RepositoryNotEmpty);
     registry.delete_repository(&r, true).await.unwrap();
     // Its uploads went with it, staged bytes and all; the neighbour's stays.
     for id in [&open.id, &idle.id] {
