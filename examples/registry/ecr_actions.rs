@@ -12,6 +12,7 @@ use wharf::access::token::ScopeAction;
 use wharf::{ErrorKind, RepoName, Repository, RepositorySettings, TagMutability};
 
 use crate::ecr::{ApiError, Call};
+use crate::ecr_images;
 use crate::tokens;
 
 /// Repositories a `DescribeRepositories` page holds by default, and at most.
@@ -29,6 +30,18 @@ pub(crate) async fn dispatch(action: &str, call: Call<'_>) -> Result<Value, ApiE
         "GetRepositoryPolicy" => get_repository_policy(call).await,
         "DeleteRepositoryPolicy" => delete_repository_policy(call).await,
         "GetAuthorizationToken" => get_authorization_token(call).await,
+        "ListImages" => ecr_images::list_images(call).await,
+        "DescribeImages" => ecr_images::describe_images(call).await,
+        "BatchGetImage" => ecr_images::batch_get_image(call).await,
+        "BatchDeleteImage" => ecr_images::batch_delete_image(call).await,
+        "PutImage" => ecr_images::put_image(call).await,
+        "BatchCheckLayerAvailability" => ecr_images::batch_check_layer_availability(call).await,
+        "TagResource" => tag_resource(call).await,
+        "UntagResource" => untag_resource(call).await,
+        "ListTagsForResource" => list_tags_for_resource(call).await,
+        "PutLifecyclePolicy" => put_lifecycle_policy(call).await,
+        "GetLifecyclePolicy" => get_lifecycle_policy(call).await,
+        "DeleteLifecyclePolicy" => delete_lifecycle_policy(call).await,
         other => Err(ApiError::new(
             "UnknownOperationException",
             format!("{other} is not an action this registry implements"),
@@ -36,7 +49,7 @@ pub(crate) async fn dispatch(action: &str, call: Call<'_>) -> Result<Value, ApiE
     }
 }
 
-fn string<'v>(params: &'v Value, field: &str) -> Result<Option<&'v str>, ApiError> {
+pub(crate) fn string<'v>(params: &'v Value, field: &str) -> Result<Option<&'v str>, ApiError> {
     match params.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -58,7 +71,7 @@ fn boolean(params: &Value, field: &str) -> Result<Option<bool>, ApiError> {
     }
 }
 
-fn repository_name(params: &Value) -> Result<RepoName, ApiError> {
+pub(crate) fn repository_name(params: &Value) -> Result<RepoName, ApiError> {
     string(params, "repositoryName")?
         .ok_or_else(|| ApiError::invalid("repositoryName", "is required"))?
         .parse()
@@ -66,7 +79,7 @@ fn repository_name(params: &Value) -> Result<RepoName, ApiError> {
 }
 
 /// `registryId`, when given, must be this registry's account.
-fn check_registry_id(call: &Call<'_>) -> Result<(), ApiError> {
+pub(crate) fn check_registry_id(call: &Call<'_>) -> Result<(), ApiError> {
     let account = &call.caller.registry().resource_account().account;
     match string(&call.params, "registryId")? {
         Some(id) if id != account => Err(ApiError::invalid(
@@ -77,7 +90,7 @@ fn check_registry_id(call: &Call<'_>) -> Result<(), ApiError> {
     }
 }
 
-fn epoch_seconds(time: SystemTime) -> f64 {
+pub(crate) fn epoch_seconds(time: SystemTime) -> f64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
@@ -378,4 +391,123 @@ async fn get_authorization_token(call: Call<'_>) -> Result<Value, ApiError> {
         "expiresAt": epoch_seconds(expires),
         "proxyEndpoint": format!("{scheme}://{}", call.host),
     }]}))
+}
+
+/// The repository a resource ARN names, in this registry's region and account.
+fn arn_repository(call: &Call<'_>) -> Result<RepoName, ApiError> {
+    let arn = string(&call.params, "resourceArn")?
+        .ok_or_else(|| ApiError::invalid("resourceArn", "is required"))?;
+    let account = call.caller.registry().resource_account();
+    let prefix = format!(
+        "arn:aws:ecr:{}:{}:repository/",
+        account.region, account.account
+    );
+    arn.strip_prefix(&prefix)
+        .and_then(|name| name.parse().ok())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "resourceArn",
+                format!("{arn:?} is not a repository of this registry ({prefix}<name>)"),
+            )
+        })
+}
+
+async fn tag_resource(call: Call<'_>) -> Result<Value, ApiError> {
+    let name = arn_repository(&call)?;
+    let tags = read_tags(
+        call.params
+            .get("tags")
+            .ok_or_else(|| ApiError::invalid("tags", "is required"))?,
+    )?;
+    let mut settings = call.caller.registry().repository(&name).await?.settings;
+    settings.labels.extend(tags);
+    if settings.labels.len() > 50 {
+        return Err(ApiError::invalid(
+            "tags",
+            "a repository has at most 50 tags",
+        ));
+    }
+    call.caller.update_repository(&name, settings).await?;
+    Ok(json!({}))
+}
+
+async fn untag_resource(call: Call<'_>) -> Result<Value, ApiError> {
+    let name = arn_repository(&call)?;
+    let keys: Vec<String> = call
+        .params
+        .get("tagKeys")
+        .and_then(|k| serde_json::from_value(k.clone()).ok())
+        .ok_or_else(|| ApiError::invalid("tagKeys", "is required: a list of strings"))?;
+    let mut settings = call.caller.registry().repository(&name).await?.settings;
+    for key in &keys {
+        settings.labels.remove(key);
+    }
+    call.caller.update_repository(&name, settings).await?;
+    Ok(json!({}))
+}
+
+async fn list_tags_for_resource(call: Call<'_>) -> Result<Value, ApiError> {
+    let name = arn_repository(&call)?;
+    let tags = call.caller.repository_tags(&name).await?;
+    let tags: Vec<Value> = tags
+        .iter()
+        .map(|(k, v)| json!({"Key": k, "Value": v}))
+        .collect();
+    Ok(json!({"tags": tags}))
+}
+
+fn lifecycle_answer(call: &Call<'_>, name: &RepoName, text: &str) -> Value {
+    json!({
+        "registryId": call.caller.registry().resource_account().account,
+        "repositoryName": name.as_str(),
+        "lifecyclePolicyText": text,
+    })
+}
+
+fn no_lifecycle_policy(name: &RepoName) -> ApiError {
+    ApiError::new(
+        "LifecyclePolicyNotFoundException",
+        format!("Lifecycle policy does not exist for the repository with name '{name}'"),
+    )
+}
+
+async fn put_lifecycle_policy(call: Call<'_>) -> Result<Value, ApiError> {
+    check_registry_id(&call)?;
+    let name = repository_name(&call.params)?;
+    let text = string(&call.params, "lifecyclePolicyText")?
+        .ok_or_else(|| ApiError::invalid("lifecyclePolicyText", "is required"))?;
+    call.caller
+        .set_lifecycle_policy(&name, Some(text))
+        .await
+        .map_err(|e| match e.kind() {
+            ErrorKind::PolicyInvalid => ApiError::invalid("lifecyclePolicyText", e.message()),
+            _ => e.into(),
+        })?;
+    Ok(lifecycle_answer(&call, &name, text))
+}
+
+/// The attached lifecycle policy's text, after `ecr:GetLifecyclePolicy` is checked.
+async fn lifecycle_text(call: &Call<'_>, name: &RepoName) -> Result<String, ApiError> {
+    if call.caller.lifecycle_policy(name).await?.is_none() {
+        return Err(no_lifecycle_policy(name));
+    }
+    let settings = call.caller.registry().repository(name).await?.settings;
+    settings
+        .lifecycle_policy
+        .ok_or_else(|| no_lifecycle_policy(name))
+}
+
+async fn get_lifecycle_policy(call: Call<'_>) -> Result<Value, ApiError> {
+    check_registry_id(&call)?;
+    let name = repository_name(&call.params)?;
+    let text = lifecycle_text(&call, &name).await?;
+    Ok(lifecycle_answer(&call, &name, &text))
+}
+
+async fn delete_lifecycle_policy(call: Call<'_>) -> Result<Value, ApiError> {
+    check_registry_id(&call)?;
+    let name = repository_name(&call.params)?;
+    let text = lifecycle_text(&call, &name).await?;
+    call.caller.set_lifecycle_policy(&name, None).await?;
+    Ok(lifecycle_answer(&call, &name, &text))
 }

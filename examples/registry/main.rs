@@ -24,6 +24,7 @@ mod config;
 mod connections;
 mod ecr;
 mod ecr_actions;
+mod ecr_images;
 mod http;
 mod listings;
 mod login;

@@ -251,6 +251,13 @@ impl CallerRegistry {
         self.registry.inventory(repo).await
     }
 
+    /// [`Registry::inventory`](super::Registry::inventory) for listing image ids
+    /// (`ecr:ListImages`).
+    pub async fn list_images(&self, repo: &RepoName) -> Result<Vec<super::ImageInfo>> {
+        self.authorize(Action::ListImages, repo).await?;
+        self.registry.inventory(repo).await
+    }
+
     /// [`Registry::delete_tag`](super::Registry::delete_tag) (`ecr:BatchDeleteImage`).
     pub async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<()> {
         self.authorize(Action::BatchDeleteImage, repo).await?;
@@ -328,7 +335,8 @@ impl CallerRegistry {
     /// [`Registry::update_repository`](super::Registry::update_repository): the settings
     /// a caller changes through the actions that change them (`ecr:PutImageTagMutability`
     /// for tag mutability, `ecr:PutImageScanningConfiguration` for scanning,
-    /// `ecr:TagResource` for tags; any other change, such as `public` or the at-rest
+    /// `ecr:TagResource` for tags added or changed, `ecr:UntagResource` for tags
+    /// removed; any other change, such as `public` or the at-rest
     /// settings, needs `ecr:SetRepositoryPolicy`, since it changes who may read; each
     /// asked only when that part changes).
     pub async fn update_repository(
@@ -346,8 +354,19 @@ impl CallerRegistry {
         if current.scan_on_push != settings.scan_on_push {
             actions.push(Action::PutImageScanningConfiguration);
         }
-        if current.labels != settings.labels {
+        let added = settings
+            .labels
+            .iter()
+            .any(|(k, v)| current.labels.get(k) != Some(v));
+        if added {
             actions.push(Action::TagResource);
+        }
+        if current
+            .labels
+            .keys()
+            .any(|k| !settings.labels.contains_key(k))
+        {
+            actions.push(Action::UntagResource);
         }
         let rest = RepositorySettings {
             tag_mutability: current.tag_mutability,
@@ -361,6 +380,16 @@ impl CallerRegistry {
         }
         self.authorize_each(&actions, name).await?;
         self.registry.update_repository(name, settings).await
+    }
+
+    /// A repository's tags, its [`RepositorySettings::labels`]
+    /// (`ecr:ListTagsForResource`).
+    pub async fn repository_tags(
+        &self,
+        name: &RepoName,
+    ) -> Result<std::collections::BTreeMap<String, String>> {
+        self.authorize(Action::ListTagsForResource, name).await?;
+        Ok(self.registry.repository(name).await?.settings.labels)
     }
 
     /// [`Registry::delete_repository`](super::Registry::delete_repository)

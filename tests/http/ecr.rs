@@ -59,8 +59,14 @@ bob = ecr(os.environ["BOB_ID"], os.environ["BOB_SECRET"])
 /// Runs `script` after the prelude against `server`; returns what it printed last, as
 /// JSON.
 fn boto3(server: &RegistryServer, script: &str) -> Value {
+    boto3_with(server, script, &[])
+}
+
+/// [`boto3`] with more environment variables for the script.
+fn boto3_with(server: &RegistryServer, script: &str, env: &[(&str, &str)]) -> Value {
     let output = Command::new("python3")
         .args(["-c", &format!("{PRELUDE}\n{script}")])
+        .envs(env.iter().copied())
         .env("WHARF_URL", server.url())
         .env("ALICE_ID", ALICE_KEY.0)
         .env("ALICE_SECRET", ALICE_KEY.1)
@@ -166,6 +172,73 @@ print(json.dumps({{"token": token}}))
         .get("/v2/")
         .await
         .error(401, "UNAUTHORIZED");
+
+    // Images as ECR's image actions see them.
+    boto3_with(
+        &server,
+        r#"
+import hashlib
+V1 = os.environ["V1_DIGEST"]
+ids = alice.list_images(repositoryName="team/app")["imageIds"]
+assert sorted(i["imageTag"] for i in ids) == ["v1", "v2"], ids
+assert error_of(bob.list_images, repositoryName="team/app") == "AccessDeniedException"
+details = alice.describe_images(repositoryName="team/app", imageIds=[{"imageTag": "v1"}])["imageDetails"]
+assert [d["imageDigest"] for d in details] == [V1], details
+assert details[0]["imageTags"] == ["v1"] and details[0]["imageSizeInBytes"] > 74000, details
+assert details[0]["imageManifestMediaType"] == "application/vnd.oci.image.manifest.v1+json", details
+assert error_of(alice.describe_images, repositoryName="team/app",
+    imageIds=[{"imageTag": "nope"}]) == "ImageNotFoundException"
+pages = alice.get_paginator("describe_images").paginate(repositoryName="team/app",
+    PaginationConfig={"PageSize": 1})
+assert sorted(d["imageDigest"] for p in pages for d in p["imageDetails"])[0:1], "paged"
+got = alice.batch_get_image(repositoryName="team/app", imageIds=[{"imageTag": "v1"}, {"imageTag": "gone"}],
+    acceptedMediaTypes=["application/vnd.oci.image.manifest.v1+json"])
+manifest = got["images"][0]["imageManifest"]
+assert "sha256:" + hashlib.sha256(manifest.encode()).hexdigest() == V1, got
+assert [f["failureCode"] for f in got["failures"]] == ["ImageNotFound"], got
+refused = alice.batch_get_image(repositoryName="team/app", imageIds=[{"imageTag": "v1"}],
+    acceptedMediaTypes=["application/vnd.docker.distribution.manifest.v2+json"])
+assert refused["images"] == [] and refused["failures"][0]["failureCode"] == "ImageNotFound", refused
+layers = [l["digest"] for l in json.loads(manifest)["layers"]]
+check = alice.batch_check_layer_availability(repositoryName="team/app",
+    layerDigests=layers + ["sha256:" + "0" * 64, "nonsense"])
+assert [l["layerAvailability"] for l in check["layers"]] == ["AVAILABLE", "AVAILABLE"], check
+assert sorted(f["failureCode"] for f in check["failures"]) == ["InvalidLayerDigest", "MissingLayerDigest"], check
+# PutImage: the same manifest under another tag; into a repository without its layers, refused.
+put = alice.put_image(repositoryName="team/app", imageManifest=manifest, imageTag="again")
+assert put["image"]["imageId"]["imageDigest"] == V1, put
+assert error_of(alice.put_image, repositoryName="team/r2", imageManifest=manifest,
+    imageTag="copy") == "LayersNotFoundException"
+assert error_of(alice.put_image, repositoryName="team/app", imageManifest="{}") == "InvalidParameterException"
+# BatchDeleteImage: one tag that exists, one that does not.
+gone = alice.batch_delete_image(repositoryName="team/app", imageIds=[{"imageTag": "v2"}, {"imageTag": "missing"}])
+assert [i["imageTag"] for i in gone["imageIds"]] == ["v2"], gone
+assert [f["failureCode"] for f in gone["failures"]] == ["ImageNotFound"], gone
+assert sorted(i.get("imageTag", "") for i in alice.list_images(repositoryName="team/app",
+    filter={"tagStatus": "TAGGED"})["imageIds"]) == ["again", "v1"]
+# Repository tags.
+arn = "arn:aws:ecr:us-east-1:123456789012:repository/team/app"
+alice.tag_resource(resourceArn=arn, tags=[{"Key": "owner", "Value": "alice"}])
+tags = alice.list_tags_for_resource(resourceArn=arn)["tags"]
+assert {t["Key"]: t["Value"] for t in tags} == {"team": "app", "owner": "alice"}, tags
+alice.untag_resource(resourceArn=arn, tagKeys=["team"])
+assert alice.list_tags_for_resource(resourceArn=arn)["tags"] == [{"Key": "owner", "Value": "alice"}]
+assert error_of(alice.tag_resource, resourceArn="arn:aws:ecr:eu-west-1:123456789012:repository/team/app",
+    tags=[{"Key": "a", "Value": "b"}]) == "InvalidParameterException"
+# Lifecycle policies.
+rules = json.dumps({"rules": [{"rulePriority": 1, "selection": {"tagStatus": "any",
+    "countType": "imageCountMoreThan", "countNumber": 5}, "action": {"type": "expire"}}]})
+alice.put_lifecycle_policy(repositoryName="team/app", lifecyclePolicyText=rules)
+assert alice.get_lifecycle_policy(repositoryName="team/app")["lifecyclePolicyText"] == rules
+bad_rules = rules.replace('"countNumber": 5', '"countNumber": 0')
+assert error_of(alice.put_lifecycle_policy, repositoryName="team/app",
+    lifecyclePolicyText=bad_rules) == "InvalidParameterException"
+assert alice.delete_lifecycle_policy(repositoryName="team/app")["lifecyclePolicyText"] == rules
+assert error_of(alice.get_lifecycle_policy, repositoryName="team/app") == "LifecyclePolicyNotFoundException"
+"#,
+        &[("V1_DIGEST", pushed.digest.as_str())],
+    )
+    .to_string();
 
     boto3(
         &server,
