@@ -12,8 +12,8 @@ use wharf::access::token::ScopeAction;
 use wharf::{ErrorKind, RepoName, Repository, RepositorySettings, TagMutability};
 
 use crate::ecr::{ApiError, Call};
-use crate::ecr_images;
 use crate::tokens;
+use crate::{ecr_images, ecr_layers};
 
 /// Repositories a `DescribeRepositories` page holds by default, and at most.
 const DEFAULT_PAGE: usize = 100;
@@ -36,6 +36,10 @@ pub(crate) async fn dispatch(action: &str, call: Call<'_>) -> Result<Value, ApiE
         "BatchDeleteImage" => ecr_images::batch_delete_image(call).await,
         "PutImage" => ecr_images::put_image(call).await,
         "BatchCheckLayerAvailability" => ecr_images::batch_check_layer_availability(call).await,
+        "InitiateLayerUpload" => ecr_layers::initiate_layer_upload(call).await,
+        "UploadLayerPart" => ecr_layers::upload_layer_part(call).await,
+        "CompleteLayerUpload" => ecr_layers::complete_layer_upload(call).await,
+        "GetDownloadUrlForLayer" => ecr_layers::get_download_url_for_layer(call).await,
         "TagResource" => tag_resource(call).await,
         "UntagResource" => untag_resource(call).await,
         "ListTagsForResource" => list_tags_for_resource(call).await,

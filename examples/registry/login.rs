@@ -69,8 +69,18 @@ impl Login {
         let authorization = http::header(req.headers(), "authorization");
         let bearer = authorization.and_then(|a| {
             let (scheme, token) = a.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
         });
+        // A download URL from the ECR API carries its token in the query, for blob
+        // reads only.
+        let blob_read = matches!(needed, Some((access, ScopeAction::Pull)) if access.kind == "repository")
+            && req.uri().path().contains("/blobs/");
+        let bearer = match (bearer, authorization) {
+            (None, None) if blob_read => http::query_param(req, crate::ecr_layers::DOWNLOAD_PARAM),
+            (bearer, _) => bearer,
+        };
         let Some(bearer) = bearer else {
             let principal = self
                 .principal(authorization, peer)
@@ -84,7 +94,7 @@ impl Login {
         };
         let verified = self
             .tokens
-            .verify(bearer)
+            .verify(&bearer)
             .map_err(|e| Failure::from(Error::from(e)))?;
         let principal = tokens::principal(&verified.claims, self.auth.user(&verified.claims.sub))
             .ok_or_else(|| {

@@ -25,6 +25,7 @@ mod connections;
 mod ecr;
 mod ecr_actions;
 mod ecr_images;
+mod ecr_layers;
 mod http;
 mod listings;
 mod login;
@@ -312,8 +313,15 @@ async fn serve(app: &App, req: http::Req, peer: SocketAddr) -> Response {
     } else {
         response
     };
+    // A download URL's token is a credential: not for the log.
+    let logged = match uri.query() {
+        Some(query) if query.contains(ecr_layers::DOWNLOAD_PARAM) => {
+            format!("{}?{}=(token)", uri.path(), ecr_layers::DOWNLOAD_PARAM)
+        }
+        _ => uri.to_string(),
+    };
     eprintln!(
-        "{method} {uri} {} {:.3}ms {peer}",
+        "{method} {logged} {} {:.3}ms {peer}",
         response.status().as_u16(),
         started.elapsed().as_secs_f64() * 1e3
     );

@@ -216,6 +216,39 @@ assert [i["imageTag"] for i in gone["imageIds"]] == ["v2"], gone
 assert [f["failureCode"] for f in gone["failures"]] == ["ImageNotFound"], gone
 assert sorted(i.get("imageTag", "") for i in alice.list_images(repositoryName="team/app",
     filter={"tagStatus": "TAGGED"})["imageIds"]) == ["again", "v1"]
+# A layer uploaded in parts through the API, and downloaded by its URL alone.
+import urllib.request
+layer = os.urandom(300000)
+digest = "sha256:" + hashlib.sha256(layer).hexdigest()
+upload = alice.initiate_layer_upload(repositoryName="team/app")["uploadId"]
+part = alice.upload_layer_part(repositoryName="team/app", uploadId=upload, partFirstByte=0,
+    partLastByte=99999, layerPartBlob=layer[:100000])
+assert part["lastByteReceived"] == 99999, part
+assert error_of(alice.upload_layer_part, repositoryName="team/app", uploadId=upload,
+    partFirstByte=200000, partLastByte=299999, layerPartBlob=layer[200000:]) == "InvalidLayerPartException"
+alice.upload_layer_part(repositoryName="team/app", uploadId=upload, partFirstByte=100000,
+    partLastByte=299999, layerPartBlob=layer[100000:])
+done = alice.complete_layer_upload(repositoryName="team/app", uploadId=upload, layerDigests=[digest])
+assert done["layerDigest"] == digest, done
+# A digest that does not match ends the upload, keeping nothing.
+wrong = alice.initiate_layer_upload(repositoryName="team/app")["uploadId"]
+alice.upload_layer_part(repositoryName="team/app", uploadId=wrong, partFirstByte=0,
+    partLastByte=2, layerPartBlob=b"abc")
+assert error_of(alice.complete_layer_upload, repositoryName="team/app", uploadId=wrong,
+    layerDigests=["sha256:" + "1" * 64]) == "InvalidLayerException"
+assert error_of(alice.complete_layer_upload, repositoryName="team/app", uploadId=wrong,
+    layerDigests=["sha256:" + hashlib.sha256(b"abc").hexdigest()]) == "UploadNotFoundException"
+assert error_of(alice.upload_layer_part, repositoryName="team/app", uploadId="0" * 32,
+    partFirstByte=0, partLastByte=0, layerPartBlob=b"x") == "UploadNotFoundException"
+url = alice.get_download_url_for_layer(repositoryName="team/app", layerDigest=digest)["downloadUrl"]
+assert urllib.request.urlopen(url).read() == layer
+try:
+    urllib.request.urlopen(url.replace("team/app", "team/r1"))
+    raise AssertionError("a download URL works for its repository only")
+except urllib.error.HTTPError as e:
+    assert e.code == 401, e.code
+assert error_of(alice.get_download_url_for_layer, repositoryName="team/app",
+    layerDigest="sha256:" + "2" * 64) == "LayersNotFoundException"
 # Repository tags.
 arn = "arn:aws:ecr:us-east-1:123456789012:repository/team/app"
 alice.tag_resource(resourceArn=arn, tags=[{"Key": "owner", "Value": "alice"}])
