@@ -16,6 +16,8 @@
 //! - with `--auth`: `auth.rs` (the users file, passwords), `login.rs` (who a request
 //!   comes from: Basic, Bearer, anonymous; the challenge), `tokens.rs` (`/token`, the
 //!   signing keys);
+//! - `ecr.rs` (the ECR-compatible API: endpoint, signatures, errors) with
+//!   `ecr_actions.rs`, `ecr_images.rs` and `ecr_layers.rs` (its actions);
 //! - `connections.rs` (the connection cap, timeouts), `tls.rs` (HTTPS).
 
 mod auth;
