@@ -456,6 +456,7 @@ impl Config {
                     tls: self.tls.is_some(),
                     listen: self.listen,
                     region: self.region.clone(),
+                    previews: Default::default(),
                 }))
             }
             None => None,

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use wharf::access::Action;
 use wharf::access::token::Access;
 use wharf::access::token::ScopeAction;
+use wharf::lifecycle::{self, LifecyclePolicy, Outcome};
 use wharf::{ErrorKind, RepoName, Repository, RepositorySettings, TagMutability};
 
 use crate::ecr::{ApiError, Call};
@@ -46,6 +47,8 @@ pub(crate) async fn dispatch(action: &str, call: Call<'_>) -> Result<Value, ApiE
         "PutLifecyclePolicy" => put_lifecycle_policy(call).await,
         "GetLifecyclePolicy" => get_lifecycle_policy(call).await,
         "DeleteLifecyclePolicy" => delete_lifecycle_policy(call).await,
+        "StartLifecyclePolicyPreview" => start_lifecycle_policy_preview(call).await,
+        "GetLifecyclePolicyPreview" => get_lifecycle_policy_preview(call).await,
         other => Err(ApiError::new(
             "UnknownOperationException",
             format!("{other} is not an action this registry implements"),
@@ -514,4 +517,90 @@ async fn delete_lifecycle_policy(call: Call<'_>) -> Result<Value, ApiError> {
     let text = lifecycle_text(&call, &name).await?;
     call.caller.set_lifecycle_policy(&name, None).await?;
     Ok(lifecycle_answer(&call, &name, &text))
+}
+
+/// `StartLifecyclePolicyPreview`: what the given policy (or the attached one) would do
+/// now, worked out at once and kept in memory for `GetLifecyclePolicyPreview` (a preview
+/// is a what-if, so a restart may forget it, as ECR's expire).
+async fn start_lifecycle_policy_preview(call: Call<'_>) -> Result<Value, ApiError> {
+    check_registry_id(&call)?;
+    let name = repository_name(&call.params)?;
+    call.caller
+        .authorize_action(Action::StartLifecyclePolicyPreview, &name)
+        .await?;
+    let registry = call.caller.registry();
+    let text = match string(&call.params, "lifecyclePolicyText")? {
+        Some(text) => text.to_owned(),
+        None => registry
+            .repository(&name)
+            .await?
+            .settings
+            .lifecycle_policy
+            .ok_or_else(|| no_lifecycle_policy(&name))?,
+    };
+    let policy = LifecyclePolicy::parse(&text)
+        .map_err(|e| ApiError::invalid("lifecyclePolicyText", e.message()))?;
+    let inventory = registry.lifecycle_inventory(&name).await?;
+    let plan = lifecycle::plan(&policy, &inventory, SystemTime::now());
+    let mut results = Vec::new();
+    let mut expiring = 0;
+    for decision in &plan.decisions {
+        let action = match decision.outcome {
+            Outcome::Keep => continue,
+            Outcome::Expire | Outcome::CascadeExpire => {
+                expiring += 1;
+                json!({"type": "EXPIRE"})
+            }
+            Outcome::Transition(class) => {
+                json!({"type": "TRANSITION", "targetStorageClass": class.as_str().to_uppercase()})
+            }
+        };
+        let image = inventory.images.iter().find(|i| i.id == decision.id);
+        let mut result = json!({"imageDigest": decision.id, "action": action});
+        if let Some(image) = image {
+            result["imageTags"] = json!(image.tags);
+            result["imagePushedAt"] = json!(epoch_seconds(image.pushed_at));
+        }
+        if let Some(rule) = decision.rule {
+            result["appliedRulePriority"] = json!(rule);
+        }
+        results.push(result);
+    }
+    let preview = json!({
+        "registryId": registry.resource_account().account,
+        "repositoryName": name.as_str(),
+        "lifecyclePolicyText": text,
+        "status": "COMPLETE",
+        "previewResults": results,
+        "summary": {"expiringImageTotalCount": expiring},
+    });
+    call.login.keep_preview(&name, preview);
+    Ok(json!({
+        "registryId": registry.resource_account().account,
+        "repositoryName": name.as_str(),
+        "lifecyclePolicyText": text,
+        "status": "IN_PROGRESS",
+    }))
+}
+
+async fn get_lifecycle_policy_preview(call: Call<'_>) -> Result<Value, ApiError> {
+    check_registry_id(&call)?;
+    let name = repository_name(&call.params)?;
+    call.caller
+        .authorize_action(Action::GetLifecyclePolicyPreview, &name)
+        .await?;
+    let mut preview = call.login.preview(&name).ok_or_else(|| {
+        ApiError::new(
+            "LifecyclePolicyPreviewNotFoundException",
+            format!("There is no preview for the repository with name '{name}': start one"),
+        )
+    })?;
+    let results = preview["previewResults"].take();
+    let results: Vec<Value> = serde_json::from_value(results).unwrap_or_default();
+    let (page, next) = ecr_images::paged(&call.params, results)?;
+    preview["previewResults"] = json!(page);
+    if let Some(next) = next {
+        preview["nextToken"] = json!(next);
+    }
+    Ok(preview)
 }

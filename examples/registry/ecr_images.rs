@@ -99,7 +99,10 @@ fn page_size(params: &Value) -> Result<usize, ApiError> {
 }
 
 /// A page of `items` after the `nextToken` offset, and the token for the next page.
-fn paged<T>(params: &Value, items: Vec<T>) -> Result<(Vec<T>, Option<String>), ApiError> {
+pub(crate) fn paged<T>(
+    params: &Value,
+    items: Vec<T>,
+) -> Result<(Vec<T>, Option<String>), ApiError> {
     let n = page_size(params)?;
     let start = match string(params, "nextToken")? {
         Some(token) => base64::engine::general_purpose::URL_SAFE_NO_PAD

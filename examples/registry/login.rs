@@ -45,9 +45,30 @@ pub(crate) struct Login {
     pub(crate) listen: SocketAddr,
     /// The region of the ECR API's signatures and the repositories' ARNs.
     pub(crate) region: String,
+    /// The latest lifecycle preview of each repository (the ECR API's), in memory.
+    pub(crate) previews:
+        std::sync::Mutex<std::collections::HashMap<wharf::RepoName, serde_json::Value>>,
 }
 
+/// Lifecycle previews kept at most; beyond, the map starts again.
+const MAX_PREVIEWS: usize = 1000;
+
 impl Login {
+    /// Keeps `preview` as `repo`'s latest.
+    pub(crate) fn keep_preview(&self, repo: &wharf::RepoName, preview: serde_json::Value) {
+        let mut previews = self.previews.lock().unwrap_or_else(|e| e.into_inner());
+        if previews.len() >= MAX_PREVIEWS {
+            previews.clear();
+        }
+        previews.insert(repo.clone(), preview);
+    }
+
+    /// `repo`'s latest preview.
+    pub(crate) fn preview(&self, repo: &wharf::RepoName) -> Option<serde_json::Value> {
+        let previews = self.previews.lock().unwrap_or_else(|e| e.into_inner());
+        previews.get(repo).cloned()
+    }
+
     /// The context of a request from `peer`: time, source address, transport.
     pub(crate) fn context(&self, peer: SocketAddr) -> Context {
         let mut context = Context::at(std::time::SystemTime::now());

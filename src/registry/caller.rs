@@ -382,6 +382,13 @@ impl CallerRegistry {
         self.registry.update_repository(name, settings).await
     }
 
+    /// Authorizes `action` on `repo` and records it for audit, for a frontend that acts
+    /// on state of its own (a lifecycle preview it keeps, say): the check every method
+    /// here makes first.
+    pub async fn authorize_action(&self, action: Action, repo: &RepoName) -> Result<()> {
+        self.authorize(action, repo).await
+    }
+
     /// A repository's tags, its [`RepositorySettings::labels`]
     /// (`ecr:ListTagsForResource`).
     pub async fn repository_tags(

@@ -263,6 +263,22 @@ rules = json.dumps({"rules": [{"rulePriority": 1, "selection": {"tagStatus": "an
     "countType": "imageCountMoreThan", "countNumber": 5}, "action": {"type": "expire"}}]})
 alice.put_lifecycle_policy(repositoryName="team/app", lifecyclePolicyText=rules)
 assert alice.get_lifecycle_policy(repositoryName="team/app")["lifecyclePolicyText"] == rules
+# A preview of keeping one image: v1 (also tagged "again") is older than the image v2
+# named, which lost its tag but stays.
+keep_one = rules.replace('"countNumber": 5', '"countNumber": 1')
+assert error_of(alice.get_lifecycle_policy_preview, repositoryName="team/app") == "LifecyclePolicyPreviewNotFoundException"
+started = alice.start_lifecycle_policy_preview(repositoryName="team/app", lifecyclePolicyText=keep_one)
+assert started["status"] == "IN_PROGRESS" and started["lifecyclePolicyText"] == keep_one, started
+preview = alice.get_lifecycle_policy_preview(repositoryName="team/app")
+assert preview["status"] == "COMPLETE", preview
+results = preview["previewResults"]
+assert [(r["imageDigest"], r["action"]["type"], r["appliedRulePriority"]) for r in results] == [(V1, "EXPIRE", 1)], results
+assert sorted(results[0]["imageTags"]) == ["again", "v1"], results
+assert preview["summary"]["expiringImageTotalCount"] == 1, preview
+# Without a policy in the call, the attached one (keeping five) expires nothing.
+alice.start_lifecycle_policy_preview(repositoryName="team/app")
+assert alice.get_lifecycle_policy_preview(repositoryName="team/app")["previewResults"] == []
+assert error_of(bob.start_lifecycle_policy_preview, repositoryName="team/app") == "AccessDeniedException"
 bad_rules = rules.replace('"countNumber": 5', '"countNumber": 0')
 assert error_of(alice.put_lifecycle_policy, repositoryName="team/app",
     lifecyclePolicyText=bad_rules) == "InvalidParameterException"
