@@ -1,8 +1,8 @@
 //! Envelope encryption: a [`KeyProvider`] wraps and unwraps blobs' data keys under named
 //! key-encryption keys (KEKs). It is the hook for a KMS, Vault or an HSM; wharf ships a
 //! local provider ([`LocalKeyProvider`]: a key file or the environment), a memory one
-//! for tests ([`MemoryKeyProvider`]), and a bounded cache of unwrapped keys
-//! ([`CachingKeyProvider`]).
+//! for tests ([`MemoryKeyProvider`]), a bounded cache of unwrapped keys
+//! ([`CachingKeyProvider`]), and, with feature `kms`, AWS KMS (`AwsKmsKeyProvider`).
 //!
 //! A wrapped key is bound to a context (the blob's digest), so a wrap copied onto another
 //! blob does not unwrap. Data keys are zeroed when dropped and never printed.
@@ -21,10 +21,14 @@ use crate::codec::DataKey;
 use crate::error::{Error, ErrorKind, Result};
 
 mod cache;
+#[cfg(feature = "kms")]
+mod kms;
 mod local;
 mod memory;
 
 pub use self::cache::CachingKeyProvider;
+#[cfg(feature = "kms")]
+pub use self::kms::{AwsCredentials, AwsKmsKeyProvider, KMS_KEK_PREFIX};
 pub use self::local::{DEFAULT_KEK, KEK_ENV_PREFIX, LocalKeyProvider};
 pub use self::memory::MemoryKeyProvider;
 
