@@ -99,24 +99,6 @@ async fn registry_on_s3() {
     assert!(registry.list_tags(&r, 10, None).await.unwrap().is_empty());
 }
 
-/// A KMS key made on the S3 test server (moto serves KMS too), and its id.
-fn kms_key(endpoint: &str) -> String {
-    let output = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import boto3, sys; print(boto3.client('kms', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test').create_key()['KeyMetadata']['KeyId'])",
-            endpoint,
-        ])
-        .output()
-        .expect("run python3 with boto3");
-    assert!(
-        output.status.success(),
-        "create a KMS key: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
 fn kms_provider(endpoint: &str, default_key: Option<&str>) -> wharf::keys::AwsKmsKeyProvider {
     let credentials = wharf::keys::AwsCredentials {
         access_key_id: "test".into(),
@@ -135,10 +117,10 @@ fn kms_provider(endpoint: &str, default_key: Option<&str>) -> wharf::keys::AwsKm
 async fn aws_kms_key_provider_on_kms() {
     let Some(s3) = common::s3_store() else { return };
     let endpoint = std::env::var("WHARF_S3_ENDPOINT").unwrap();
-    let key = kms_key(&endpoint);
+    let key = common::kms_key(&endpoint);
     let provider = kms_provider(&endpoint, Some(&key));
     wharf::testing::key_provider::all(&provider, wharf::keys::DEFAULT_KEK).await;
-    wharf::testing::key_provider::all(&provider, &format!("kms:{key}")).await;
+    wharf::testing::key_provider::all(&provider, &format!("kms.{key}")).await;
 
     // Two replicas, one KMS key.
     let meta = Arc::new(wharf::MemoryMetaStore::new());
@@ -169,7 +151,7 @@ async fn aws_kms_key_provider_on_kms() {
     assert_eq!(read, layer);
 
     // A disabled key: wrapping under it is denied, naming it.
-    let disabled = kms_key(&endpoint);
+    let disabled = common::kms_key(&endpoint);
     let output = std::process::Command::new("python3")
         .args([
             "-c",
@@ -185,7 +167,7 @@ async fn aws_kms_key_provider_on_kms() {
     // checks at start, is denied by name; so is wrapping under a key KMS does not have.
     use wharf::keys::KeyProvider;
     let refused = provider
-        .fingerprint(&format!("kms:{disabled}"))
+        .fingerprint(&format!("kms.{disabled}"))
         .await
         .unwrap_err();
     assert_eq!(refused.kind(), wharf::ErrorKind::Denied, "{refused}");
@@ -193,7 +175,7 @@ async fn aws_kms_key_provider_on_kms() {
     let missing = "11111111-2222-3333-4444-555555555555";
     let key_material = wharf::codec::DataKey::generate().unwrap();
     let refused = provider
-        .wrap(&format!("kms:{missing}"), &key_material, b"context")
+        .wrap(&format!("kms.{missing}"), &key_material, b"context")
         .await
         .unwrap_err();
     assert_eq!(refused.kind(), wharf::ErrorKind::Denied, "{refused}");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use wharf::codec::Compression;
-use wharf::keys::{DEFAULT_KEK, LocalKeyProvider};
+use wharf::keys::{DEFAULT_KEK, KeyProvider, LocalKeyProvider};
 use wharf::{AtRest, MetaStore, ObjectBlobStore, RedbMetaStore, Registry, ResourceAccount};
 
 use crate::auth::Auth;
@@ -46,6 +46,11 @@ usage: registry [FLAGS]
                                                                      [WHARF_REGISTRY_TLS_KEY]
   --region NAME          the region of repository ARNs and of the ECR API's request
                          signatures (default us-east-1)              [WHARF_REGISTRY_REGION]
+  --kms-key-id KEY       keep the key-encryption keys in AWS KMS (builds with --features
+                         kms): KEY (id, alias or ARN) wraps blobs' data keys instead of
+                         DIR/keys.json, so replicas share it; repositories may name
+                         other KMS keys                              [WHARF_REGISTRY_KMS_KEY_ID]
+  --kms-endpoint URL     a KMS-compatible endpoint                   [AWS_ENDPOINT_URL_KMS]
   --token-ttl DUR        how long a token from /token is valid (default 5m); its
                          signing keys are DIR/token-keys/, rotated daily
                                                                      [WHARF_REGISTRY_TOKEN_TTL]
@@ -130,6 +135,16 @@ pub(crate) struct Config {
     pub(crate) tls: Option<(PathBuf, PathBuf)>,
     /// The region of repository ARNs and of the ECR API's signatures.
     pub(crate) region: String,
+    /// `--kms-key-id`: KEKs in AWS KMS instead of the key file.
+    pub(crate) kms: Option<KmsConfig>,
+}
+
+/// The KMS key the default KEK is, and the KMS endpoint.
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "kms"), allow(dead_code))]
+pub(crate) struct KmsConfig {
+    pub(crate) key_id: String,
+    pub(crate) endpoint: Option<String>,
 }
 
 /// One setting's raw text: the flag's value if given, else the environment variable's.
@@ -192,6 +207,8 @@ const VALUE_FLAGS: &[&str] = &[
     "--tls-cert",
     "--tls-key",
     "--region",
+    "--kms-key-id",
+    "--kms-endpoint",
 ];
 
 impl Config {
@@ -333,11 +350,22 @@ impl Config {
                 "--region must be a region name such as us-east-1, not {region:?}"
             ));
         }
+        let kms = match get("--kms-key-id", "WHARF_REGISTRY_KMS_KEY_ID") {
+            Some((_, key_id)) if !key_id.is_empty() => Some(KmsConfig {
+                key_id,
+                endpoint: get("--kms-endpoint", "AWS_ENDPOINT_URL_KMS").map(|(_, v)| v),
+            }),
+            _ if flags.iter().any(|(name, _)| name == "--kms-endpoint") => {
+                return Err("--kms-endpoint needs --kms-key-id".into());
+            }
+            _ => None,
+        };
         Ok(Some(Self {
             auth,
             token_ttl,
             tls,
             region,
+            kms,
             root,
             listen,
             compression,
@@ -362,13 +390,30 @@ impl Config {
             Metadata::Embedded => format!("metadata in {root}/meta.redb"),
             Metadata::S3 => "metadata in the bucket".to_owned(),
         };
+        let keys = match &self.kms {
+            Some(kms) => format!("KMS key {}", kms.key_id),
+            None => format!("{root}/keys.json"),
+        };
         let at_rest = match (self.compression, self.encryption) {
-            (true, true) => format!("compressed and encrypted under {root}/keys.json"),
-            (false, true) => format!("encrypted under {root}/keys.json"),
+            (true, true) => format!("compressed and encrypted under {keys}"),
+            (false, true) => format!("encrypted under {keys}"),
             (true, false) => "compressed".to_owned(),
             (false, false) => "stored as received".to_owned(),
         };
         format!("{blobs} ({at_rest}), {meta}")
+    }
+
+    /// The key provider, the KEK names it holds, and where they come from: KMS with
+    /// `--kms-key-id`, else the key file (opened even with encryption off, so blobs
+    /// written while it was on stay readable).
+    fn key_provider(&self) -> Result<(Arc<dyn KeyProvider>, Vec<String>, String), String> {
+        let Some(kms) = &self.kms else {
+            let path = self.root.join("keys.json");
+            let keys = LocalKeyProvider::open(&path).map_err(|e| e.to_string())?;
+            let names = keys.kek_names();
+            return Ok((Arc::new(keys), names, path.display().to_string()));
+        };
+        kms_provider(kms, &self.region)
     }
 
     /// Opens the stores and builds the registry; errors name what is wrong.
@@ -403,11 +448,7 @@ impl Config {
                     .map_err(|e| format!("--metadata s3: {e}"))?,
             ),
         };
-        // The key file is opened even with encryption off, so blobs written while it
-        // was on stay readable.
-        let keys = Arc::new(
-            LocalKeyProvider::open(self.root.join("keys.json")).map_err(|e| e.to_string())?,
-        );
+        let (keys, names, keys_at) = self.key_provider()?;
         let mut at_rest = AtRest::plain();
         if self.compression {
             at_rest.compression = Compression::default();
@@ -425,7 +466,6 @@ impl Config {
             .with_at_rest(at_rest.clone())
             .with_key_provider(keys.clone())
             .with_part_size(part_size);
-        let names = keys.kek_names();
         let registry = Registry::builder()
             .blob_store(Arc::new(blob_store))
             .meta_store(meta)
@@ -445,7 +485,7 @@ impl Config {
         registry
             .check_keys(names.iter().map(String::as_str))
             .await
-            .map_err(|e| format!("{}: {e}", self.root.join("keys.json").display()))?;
+            .map_err(|e| format!("{keys_at}: {e}"))?;
         let login = match auth {
             Some(auth) => {
                 auth.seed(&registry).await?;
@@ -457,12 +497,41 @@ impl Config {
                     listen: self.listen,
                     region: self.region.clone(),
                     previews: Default::default(),
+                    kms: self.kms.is_some(),
                 }))
             }
             None => None,
         };
         Ok((registry, login))
     }
+}
+
+#[cfg(feature = "kms")]
+fn kms_provider(
+    kms: &KmsConfig,
+    region: &str,
+) -> Result<(Arc<dyn KeyProvider>, Vec<String>, String), String> {
+    let credentials = wharf::keys::AwsCredentials::from_env().map_err(|e| e.to_string())?;
+    let provider = wharf::keys::AwsKmsKeyProvider::new(
+        region,
+        kms.endpoint.as_deref(),
+        credentials,
+        Some(&kms.key_id),
+    )
+    .map_err(|e| e.to_string())?;
+    let at = format!("--kms-key-id {}", kms.key_id);
+    Ok((Arc::new(provider), vec![DEFAULT_KEK.to_owned()], at))
+}
+
+#[cfg(not(feature = "kms"))]
+fn kms_provider(
+    kms: &KmsConfig,
+    _region: &str,
+) -> Result<(Arc<dyn KeyProvider>, Vec<String>, String), String> {
+    Err(format!(
+        "--kms-key-id {}: this build has no KMS support; run it with --features kms",
+        kms.key_id
+    ))
 }
 
 #[cfg(feature = "s3")]

@@ -13,6 +13,10 @@ use wharf::lifecycle::{self, LifecyclePolicy, Outcome};
 use wharf::{ErrorKind, RepoName, Repository, RepositorySettings, TagMutability};
 
 use crate::ecr::{ApiError, Call};
+
+/// The prefix of KEK names that name a KMS key (`wharf::keys::KMS_KEK_PREFIX`, which
+/// exists only in builds with KMS).
+const KMS_KEK_PREFIX: &str = "kms.";
 use crate::tokens;
 use crate::{ecr_images, ecr_layers};
 
@@ -102,6 +106,40 @@ pub(crate) fn epoch_seconds(time: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// The key id a `kmsKey` names: an id, or a key ARN (`arn:aws:kms:...:key/<id>`).
+/// Aliases are refused: a repository's KEK name holds the id, which an alias can be
+/// moved away from.
+fn kms_key_id(key: &str) -> Result<&str, ApiError> {
+    let id = match key.strip_prefix("arn:") {
+        Some(_) => key.rsplit_once(":key/").map_or("", |(_, id)| id),
+        None => key,
+    };
+    let valid = !id.is_empty()
+        && id.len() <= 100
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if valid {
+        Ok(id)
+    } else {
+        Err(ApiError::invalid(
+            "encryptionConfiguration.kmsKey",
+            format!("{key:?}: name the KMS key by its id or key ARN"),
+        ))
+    }
+}
+
+/// What `encryptionConfiguration` says of a repository's settings.
+fn encryption_json(call: &Call<'_>, settings: &RepositorySettings) -> Value {
+    match settings.encryption_key.as_deref() {
+        Some(kek) if kek.starts_with(KMS_KEK_PREFIX) => {
+            json!({"encryptionType": "KMS", "kmsKey": &kek[KMS_KEK_PREFIX.len()..]})
+        }
+        None if call.login.kms && settings.encrypted == Some(true) => {
+            json!({"encryptionType": "KMS"})
+        }
+        _ => json!({"encryptionType": "AES256"}),
+    }
+}
+
 /// A repository in ECR's shape.
 fn repository_json(call: &Call<'_>, repository: &Repository) -> Value {
     let registry = call.caller.registry();
@@ -114,7 +152,7 @@ fn repository_json(call: &Call<'_>, repository: &Repository) -> Value {
         "createdAt": epoch_seconds(repository.created_at),
         "imageTagMutability": serde_json::to_value(settings.tag_mutability).unwrap_or_default(),
         "imageScanningConfiguration": {"scanOnPush": settings.scan_on_push},
-        "encryptionConfiguration": {"encryptionType": "AES256"},
+        "encryptionConfiguration": encryption_json(call, settings),
     });
     if !settings.mutability_exclusions.is_empty() {
         value["imageTagMutabilityExclusionFilters"] = settings
@@ -169,10 +207,17 @@ async fn create_repository(call: Call<'_>) -> Result<Value, ApiError> {
     if let Some(encryption) = params.get("encryptionConfiguration") {
         match string(encryption, "encryptionType")? {
             Some("AES256") | None => {}
-            Some("KMS") | Some("KMS_DSSE") => {
+            Some("KMS") if call.login.kms => {
+                // Without a key, the registry's default KMS key (ECR: aws/ecr).
+                if let Some(key) = string(encryption, "kmsKey")? {
+                    settings.encryption_key = Some(format!("{KMS_KEK_PREFIX}{}", kms_key_id(key)?));
+                }
+                settings.encrypted = Some(true);
+            }
+            Some("KMS") => {
                 return Err(ApiError::invalid(
                     "encryptionConfiguration.encryptionType",
-                    "KMS keys are not supported by this registry yet: use AES256 (the registry's own key)",
+                    "KMS needs the registry started with --kms-key-id: use AES256 (the registry's own key)",
                 ));
             }
             Some(other) => {

@@ -45,6 +45,8 @@ pub(crate) struct Login {
     pub(crate) listen: SocketAddr,
     /// The region of the ECR API's signatures and the repositories' ARNs.
     pub(crate) region: String,
+    /// Whether KEKs are in KMS (`--kms-key-id`), so repositories may name KMS keys.
+    pub(crate) kms: bool,
     /// The latest lifecycle preview of each repository (the ECR API's), in memory.
     pub(crate) previews:
         std::sync::Mutex<std::collections::HashMap<wharf::RepoName, serde_json::Value>>,

@@ -3,9 +3,10 @@
 //! encryption context, so KMS itself refuses to decrypt it for another blob; unwrapping
 //! is a `Decrypt`. Requests are signed with [`crate::sigv4`].
 //!
-//! KEK names: [`DEFAULT_KEK`] is the key given as the default (`--kms-key-id`), and
-//! `kms:<key>` names any KMS key by id, alias (`alias/...`) or ARN, as an ECR
-//! repository's `encryptionConfiguration` does. A key's fingerprint is its ARN, so
+//! KEK names: [`DEFAULT_KEK`] is the key given as the default (`--kms-key-id`: an id,
+//! alias or ARN), and `kms.<key id>` names any KMS key by its id, as an ECR repository's
+//! `encryptionConfiguration` does (KEK names become parts of object paths, so an alias
+//! or ARN, with its `/` and `:`, is named by the key id it stands for). A key's fingerprint is its ARN, so
 //! replicas pointing the same name at different keys are told apart.
 
 use std::time::SystemTime;
@@ -22,7 +23,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::sigv4::{self, Signable};
 
 /// The prefix of KEK names that name a KMS key directly.
-pub const KMS_KEK_PREFIX: &str = "kms:";
+pub const KMS_KEK_PREFIX: &str = "kms.";
 
 /// Credentials for signing KMS requests.
 #[derive(Clone)]
@@ -123,7 +124,7 @@ impl AwsKmsKeyProvider {
             _ => Err(Error::new(
                 ErrorKind::Denied,
                 format!(
-                    "key-encryption key {kek:?} is not available from KMS (name keys kms:<id, alias or ARN>)"
+                    "key-encryption key {kek:?} is not available from KMS (name keys kms.<key id>)"
                 ),
             )),
         }

@@ -6,6 +6,24 @@ pub(crate) mod http;
 pub(crate) mod images;
 pub(crate) mod server;
 
+/// A KMS key made on the S3 test server (moto serves KMS too), and its id.
+pub(crate) fn kms_key(endpoint: &str) -> String {
+    let output = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import boto3, sys; print(boto3.client('kms', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test').create_key()['KeyMetadata']['KeyId'])",
+            endpoint,
+        ])
+        .output()
+        .expect("run python3 with boto3");
+    assert!(
+        output.status.success(),
+        "create a KMS key: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
 #[cfg(feature = "s3")]
 /// The S3 store named by `WHARF_S3_ENDPOINT` and `WHARF_S3_BUCKET`, each call under a fresh
 /// prefix. `None` when the variables are unset; under CI that is a failure, not a skip.

@@ -690,3 +690,66 @@ async fn the_aws_cli_and_skopeo_use_it_like_ecr() {
         "{said}"
     );
 }
+
+/// With `--kms-key-id`, blobs' data keys are wrapped by KMS (moto's, beside its S3), and
+/// a repository created with `encryptionConfiguration: KMS` uses the key it names; both
+/// read back, also after a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn kms_keys_wrap_what_repositories_hold() {
+    if !have_boto3() {
+        return;
+    }
+    let Ok(endpoint) = std::env::var("WHARF_S3_ENDPOINT") else {
+        assert!(std::env::var_os("CI").is_none(), "CI must run the KMS test");
+        return;
+    };
+    let (default_key, repo_key) = (common::kms_key(&endpoint), common::kms_key(&endpoint));
+    let dir = tempfile::tempdir().unwrap();
+    let users = super::auth::users_file(dir.path());
+    let args = vec![
+        "--auth".to_owned(),
+        users.display().to_string(),
+        "--kms-key-id".into(),
+        default_key.clone(),
+        "--kms-endpoint".into(),
+        endpoint.clone(),
+    ];
+    let server = RegistryServer::spawn(&dir.path().join("data"), args).expect("starts with KMS");
+    let answer = boto3_with(
+        &server,
+        r#"
+key = os.environ["REPO_KEY"]
+made = alice.create_repository(repositoryName="team/kms",
+    encryptionConfiguration={"encryptionType": "KMS", "kmsKey": key})["repository"]
+assert made["encryptionConfiguration"] == {"encryptionType": "KMS", "kmsKey": key}, made
+plain = alice.create_repository(repositoryName="team/default",
+    encryptionConfiguration={"encryptionType": "KMS"})["repository"]
+assert plain["encryptionConfiguration"] == {"encryptionType": "KMS"}, plain
+data = alice.get_authorization_token()["authorizationData"][0]
+print(json.dumps({"token": base64.b64decode(data["authorizationToken"]).decode().split(":", 1)[1]}))
+"#,
+        &[("REPO_KEY", repo_key.as_str())],
+    );
+    let token = answer["token"].as_str().unwrap().to_owned();
+    let aws = basic_api(&server, "AWS", &token);
+    let (one, two) = (
+        b"wrapped under the repository's KMS key",
+        b"under the default KMS key",
+    );
+    aws.push_blob("team/kms", one).await;
+    aws.push_blob("team/default", two).await;
+    aws.assert_blob("team/kms", one).await;
+    // A restart has only KMS to unwrap with.
+    let server = server.restart();
+    let aws = basic_api(&server, "AWS", &token);
+    aws.assert_blob("team/kms", one).await;
+    aws.assert_blob("team/default", two).await;
+    assert!(
+        server
+            .logs()
+            .iter()
+            .any(|l| l.contains(&format!("KMS key {default_key}"))),
+        "{:?}",
+        server.logs()
+    );
+}
