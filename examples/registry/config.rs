@@ -139,6 +139,13 @@ pub(crate) struct Config {
     pub(crate) kms: Option<KmsConfig>,
 }
 
+/// The key provider, the KEK names it holds, and where they come from (for errors).
+pub(crate) struct Keys {
+    provider: Arc<dyn KeyProvider>,
+    names: Vec<String>,
+    source: String,
+}
+
 /// The KMS key the default KEK is, and the KMS endpoint.
 #[derive(Debug, Clone)]
 #[cfg_attr(not(feature = "kms"), allow(dead_code))]
@@ -406,12 +413,16 @@ impl Config {
     /// The key provider, the KEK names it holds, and where they come from: KMS with
     /// `--kms-key-id`, else the key file (opened even with encryption off, so blobs
     /// written while it was on stay readable).
-    fn key_provider(&self) -> Result<(Arc<dyn KeyProvider>, Vec<String>, String), String> {
+    fn key_provider(&self) -> Result<Keys, String> {
         let Some(kms) = &self.kms else {
             let path = self.root.join("keys.json");
             let keys = LocalKeyProvider::open(&path).map_err(|e| e.to_string())?;
             let names = keys.kek_names();
-            return Ok((Arc::new(keys), names, path.display().to_string()));
+            return Ok(Keys {
+                provider: Arc::new(keys),
+                names,
+                source: path.display().to_string(),
+            });
         };
         kms_provider(kms, &self.region)
     }
@@ -448,7 +459,11 @@ impl Config {
                     .map_err(|e| format!("--metadata s3: {e}"))?,
             ),
         };
-        let (keys, names, keys_at) = self.key_provider()?;
+        let Keys {
+            provider: keys,
+            names,
+            source: keys_at,
+        } = self.key_provider()?;
         let mut at_rest = AtRest::plain();
         if self.compression {
             at_rest.compression = Compression::default();
@@ -507,10 +522,7 @@ impl Config {
 }
 
 #[cfg(feature = "kms")]
-fn kms_provider(
-    kms: &KmsConfig,
-    region: &str,
-) -> Result<(Arc<dyn KeyProvider>, Vec<String>, String), String> {
+fn kms_provider(kms: &KmsConfig, region: &str) -> Result<Keys, String> {
     let credentials = wharf::keys::AwsCredentials::from_env().map_err(|e| e.to_string())?;
     let provider = wharf::keys::AwsKmsKeyProvider::new(
         region,
@@ -519,15 +531,15 @@ fn kms_provider(
         Some(&kms.key_id),
     )
     .map_err(|e| e.to_string())?;
-    let at = format!("--kms-key-id {}", kms.key_id);
-    Ok((Arc::new(provider), vec![DEFAULT_KEK.to_owned()], at))
+    Ok(Keys {
+        provider: Arc::new(provider),
+        names: vec![DEFAULT_KEK.to_owned()],
+        source: format!("--kms-key-id {}", kms.key_id),
+    })
 }
 
 #[cfg(not(feature = "kms"))]
-fn kms_provider(
-    kms: &KmsConfig,
-    _region: &str,
-) -> Result<(Arc<dyn KeyProvider>, Vec<String>, String), String> {
+fn kms_provider(kms: &KmsConfig, _region: &str) -> Result<Keys, String> {
     Err(format!(
         "--kms-key-id {}: this build has no KMS support; run it with --features kms",
         kms.key_id
