@@ -9,7 +9,9 @@
 //! or ARN, with its `/` and `:`, is named by the key id it stands for). A key's fingerprint is its ARN, so
 //! replicas pointing the same name at different keys are told apart.
 
-use std::time::SystemTime;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -71,7 +73,13 @@ pub struct AwsKmsKeyProvider {
     region: String,
     credentials: AwsCredentials,
     default_key: Option<String>,
+    /// When each KEK was last seen enabled (KMS encrypts under a disabled key in some
+    /// emulators, and a clear refusal beats a blob nobody can read later).
+    checked: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a KEK seen enabled is trusted to still be.
+const CHECKED_FOR: Duration = Duration::from_secs(60);
 
 impl AwsKmsKeyProvider {
     /// A provider for KMS in `region` (at `endpoint`, or AWS's own), whose
@@ -111,6 +119,7 @@ impl AwsKmsKeyProvider {
             region: region.to_owned(),
             credentials,
             default_key: default_key.map(str::to_owned),
+            checked: Mutex::new(HashMap::new()),
         })
     }
 
@@ -233,6 +242,20 @@ fn field<'a>(answer: &'a Value, name: &str, action: &str) -> Result<&'a str> {
 impl KeyProvider for AwsKmsKeyProvider {
     async fn wrap(&self, kek: &str, key: &DataKey, context: &[u8]) -> Result<WrappedKey> {
         let key_id = self.key_of(kek)?;
+        let fresh = self
+            .checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(kek)
+            .is_some_and(|at| at.elapsed() < CHECKED_FOR);
+        if !fresh {
+            // Denied, naming the key, if it is disabled or gone.
+            self.fingerprint(kek).await?;
+            self.checked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(kek.to_owned(), Instant::now());
+        }
         // The body holds the key: built in a buffer that is zeroed when dropped.
         let plaintext = Zeroizing::new(STANDARD.encode(key.expose()));
         let body = Zeroizing::new(format!(

@@ -249,6 +249,12 @@ except urllib.error.HTTPError as e:
     assert e.code == 401, e.code
 assert error_of(alice.get_download_url_for_layer, repositoryName="team/app",
     layerDigest="sha256:" + "2" * 64) == "LayersNotFoundException"
+# The repository's tags are immutable: v1 does not move to the image v2 named.
+(untagged,) = [i["imageDigest"] for i in alice.list_images(repositoryName="team/app",
+    filter={"tagStatus": "UNTAGGED"})["imageIds"]]
+moved = alice.batch_get_image(repositoryName="team/app", imageIds=[{"imageDigest": untagged}])["images"][0]
+assert error_of(alice.put_image, repositoryName="team/app", imageManifest=moved["imageManifest"],
+    imageTag="v1") == "ImageTagAlreadyExistsException"
 # Repository tags.
 arn = "arn:aws:ecr:us-east-1:123456789012:repository/team/app"
 alice.tag_resource(resourceArn=arn, tags=[{"Key": "owner", "Value": "alice"}])
@@ -752,4 +758,55 @@ print(json.dumps({"token": base64.b64decode(data["authorizationToken"]).decode()
         "{:?}",
         server.logs()
     );
+    // The repository's key disabled: new blobs are refused, naming the key.
+    boto3_with(
+        &server,
+        "boto3.client('kms', endpoint_url=os.environ['KMS'], region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test').disable_key(KeyId=os.environ['REPO_KEY'])",
+        &[("KMS", endpoint.as_str()), ("REPO_KEY", repo_key.as_str())],
+    );
+    let digest = common::http::digest_of(b"one blob too many");
+    let refused = aws
+        .send(
+            reqwest::Method::POST,
+            &format!("/v2/team/kms/blobs/uploads/?digest={digest}"),
+            &[("content-type", "application/octet-stream")],
+            common::http::body(b"one blob too many"),
+        )
+        .await;
+    let error = refused.error(403, "DENIED");
+    assert!(error.to_string().contains(&repo_key), "{error}");
+}
+
+/// Two registry processes on one bucket (blobs and metadata), each with the same KMS key
+/// and no key file in common, read what the other wrote.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_share_a_bucket_through_kms() {
+    let Some(s3) = common::server::s3_args() else {
+        return;
+    };
+    let endpoint = std::env::var("WHARF_S3_ENDPOINT").unwrap();
+    let key = common::kms_key(&endpoint);
+    let replica = |name: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let users = super::auth::users_file(dir.path());
+        let mut args = s3.clone();
+        args.extend([
+            "--auth".to_owned(),
+            users.display().to_string(),
+            "--kms-key-id".into(),
+            key.clone(),
+            "--kms-endpoint".into(),
+            endpoint.clone(),
+        ]);
+        let server = RegistryServer::spawn(&dir.path().join(name), args).expect("a replica starts");
+        (server, dir)
+    };
+    let ((one, _a), (two, _b)) = (replica("one"), replica("two"));
+    let data = b"written by one replica, read by the other";
+    basic_api(&one, super::auth::ALICE.0, super::auth::ALICE.1)
+        .push_blob("team/shared", data)
+        .await;
+    basic_api(&two, super::auth::ALICE.0, super::auth::ALICE.1)
+        .assert_blob("team/shared", data)
+        .await;
 }
