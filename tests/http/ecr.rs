@@ -577,7 +577,9 @@ async fn the_aws_cli_and_skopeo_use_it_like_ecr() {
         "--repository-name",
         "team/cli",
         "--image-tag-mutability",
-        "IMMUTABLE",
+        "IMMUTABLE_WITH_EXCLUSION",
+        "--image-tag-mutability-exclusion-filters",
+        "filterType=WILDCARD,filter=latest",
     ]);
     assert_eq!(made["repository"]["repositoryName"], "team/cli", "{made}");
     let found = json_of(&[
@@ -586,7 +588,12 @@ async fn the_aws_cli_and_skopeo_use_it_like_ecr() {
         "--repository-names",
         "team/cli",
     ]);
-    assert_eq!(found["repositories"][0]["imageTagMutability"], "IMMUTABLE");
+    let repository = &found["repositories"][0];
+    assert_eq!(repository["imageTagMutability"], "IMMUTABLE_WITH_EXCLUSION");
+    assert_eq!(
+        repository["imageTagMutabilityExclusionFilters"],
+        json!([{"filterType": "WILDCARD", "filter": "latest"}])
+    );
 
     // get-login-password into skopeo login, then a push with the stored login.
     let (password, said) = run(&["ecr", "get-login-password"]);
@@ -642,6 +649,18 @@ async fn the_aws_cli_and_skopeo_use_it_like_ecr() {
         "{}",
         super::skopeo::describe(&args, &output)
     );
+
+    // Another image: `latest` (excluded) moves to it, v1 does not.
+    let alice = basic_api(&server, super::auth::ALICE.0, super::auth::ALICE.1);
+    let other = push_image(&alice, "team/cli", "latest", 9).await;
+    alice
+        .send_manifest("team/cli", "latest", common::http::body(&other.manifest))
+        .await
+        .check(201);
+    alice
+        .send_manifest("team/cli", "v1", common::http::body(&other.manifest))
+        .await
+        .error(409, "TAG_IMMUTABLE");
 
     // What was pushed, as the CLI sees it.
     let images = json_of(&["ecr", "describe-images", "--repository-name", "team/cli"]);
