@@ -167,6 +167,12 @@ impl Auth {
         let mut access_keys = HashMap::new();
         for entry in file.users {
             let whose = format!("user {}", entry.name);
+            if entry.name == "AWS" {
+                return Err(context(
+                    "user AWS: the name is reserved for ECR login tokens (GetAuthorizationToken)"
+                        .into(),
+                ));
+            }
             check_hash(&entry.password).map_err(|why| context(format!("{whose}: {why}")))?;
             let mut identity = Identity::user(&account, &entry.name);
             for p in &entry.policies {
@@ -301,15 +307,8 @@ impl Auth {
 
     /// The identity of good Basic credentials.
     async fn check(&self, authorization: &str) -> Option<Identity> {
-        let (scheme, encoded) = authorization.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("basic") {
-            return None;
-        }
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(encoded.trim())
-            .ok()?;
-        let decoded = String::from_utf8(decoded).ok()?;
-        let (name, password) = decoded.split_once(':')?;
+        let (name, password) = basic_credentials(authorization)?;
+        let (name, password) = (name.as_str(), password.as_str());
         let user = self.users.get(name)?;
         let key = (name.to_owned(), Sha256::digest(password.as_bytes()).into());
         let fresh = |at: &Instant| at.elapsed() < VERIFIED_FOR;
@@ -359,6 +358,20 @@ impl Auth {
         }
         entry.1 += 1;
     }
+}
+
+/// The user name and password of a `Basic` `Authorization` header.
+pub(crate) fn basic_credentials(authorization: &str) -> Option<(String, String)> {
+    let (scheme, encoded) = authorization.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (name, password) = decoded.split_once(':')?;
+    Some((name.to_owned(), password.to_owned()))
 }
 
 /// Largest argon2 memory cost accepted, in KiB: one check must not take a server's

@@ -292,16 +292,8 @@ impl Login {
 
 /// The password of Basic credentials for the user `AWS`: an ECR login token.
 fn ecr_login_token(authorization: &str) -> Option<String> {
-    use base64::Engine;
-    let (scheme, encoded) = authorization.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    decoded.strip_prefix("AWS:").map(str::to_owned)
+    let (user, password) = crate::auth::basic_credentials(authorization)?;
+    (user == "AWS").then_some(password)
 }
 
 /// What a request on `route` needs a token to grant: a resource and an action.

@@ -223,6 +223,10 @@ async fn a_users_file_with_a_bad_policy_or_hash_stops_the_server() {
             json!({"users": [{"name": "a", "password": argon2id("p").replace("m=19456", "m=4194304")}]}),
         ),
         ("field", json!({"users": [], "admins": []})),
+        (
+            "reserved",
+            json!({"users": [{"name": "AWS", "password": bcrypt::hash("p", 4).unwrap()}]}),
+        ),
     ] {
         let path = dir.path().join(format!("{label}.json"));
         std::fs::write(&path, file.to_string()).unwrap();
@@ -237,6 +241,7 @@ async fn a_users_file_with_a_bad_policy_or_hash_stops_the_server() {
             "policy" => "Resource",
             "group" => "no group",
             "field" => "admins",
+            "reserved" => "reserved for ECR login tokens",
             _ => "password",
         };
         assert!(err.contains(names), "{label}: {err}");
