@@ -174,13 +174,14 @@ async fn answer(
         req.uri().path().to_owned(),
         req.uri().query().unwrap_or("").to_owned(),
     );
+    let claimed = identify(login, &headers, peer)?;
     let body = http::request_bytes(req, MAX_BODY).await.map_err(|_| {
         ApiError::new(
             "InvalidParameterException",
             format!("the request body is over {MAX_BODY} bytes, or broke off"),
         )
     })?;
-    let (principal, user) = authenticate(login, &headers, &path, &query, &body, peer)?;
+    let (principal, user) = authenticate(login, claimed, &headers, &path, &query, &body, peer)?;
     let params: Value = if body.is_empty() {
         json!({})
     } else {
@@ -207,15 +208,19 @@ async fn answer(
     crate::ecr_actions::dispatch(&action, call).await
 }
 
-/// The caller a signed request comes from, and its user name.
-fn authenticate(
+/// The access key a request says it is signed with: checked before the body is read,
+/// so a caller without a known key cannot make the server take in a large body.
+struct Claimed {
+    authorization: Authorization,
+    secret: String,
+    principal: wharf::access::Principal,
+}
+
+fn identify(
     login: &Login,
     headers: &[(String, String)],
-    path: &str,
-    query: &str,
-    body: &Bytes,
     peer: SocketAddr,
-) -> Result<(wharf::access::Principal, String), ApiError> {
+) -> Result<Claimed, ApiError> {
     let auth = &login.auth;
     if auth.is_throttled(peer.ip()) {
         return Err(ApiError::new(
@@ -229,13 +234,28 @@ fn authenticate(
         .map(|(_, v)| v.as_str())
         .ok_or(SigV4Error::Missing)?;
     let authorization = Authorization::parse(value)?;
-    let failed = |error: ApiError| {
+    let Some((secret, principal)) = auth.access_key(&authorization.access_key_id) else {
         auth.note_failure(peer.ip());
-        error
+        return Err(SigV4Error::UnknownKey.into());
     };
-    let (secret, principal) = auth
-        .access_key(&authorization.access_key_id)
-        .ok_or_else(|| failed(SigV4Error::UnknownKey.into()))?;
+    Ok(Claimed {
+        authorization,
+        secret: secret.to_owned(),
+        principal,
+    })
+}
+
+/// Checks the signature of a request whose key was [`identify`]-ed, now that its body
+/// is here: the caller and its user name.
+fn authenticate(
+    login: &Login,
+    claimed: Claimed,
+    headers: &[(String, String)],
+    path: &str,
+    query: &str,
+    body: &Bytes,
+    peer: SocketAddr,
+) -> Result<(wharf::access::Principal, String), ApiError> {
     let pairs: Vec<(&str, &str)> = headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
@@ -250,16 +270,20 @@ fn authenticate(
     };
     sigv4::verify(
         &request,
-        &authorization,
-        secret,
+        &claimed.authorization,
+        &claimed.secret,
         &login.region,
         "ecr",
         std::time::SystemTime::now(),
     )
-    .map_err(|e| failed(e.into()))?;
-    let user = principal
+    .map_err(|e| {
+        login.auth.note_failure(peer.ip());
+        ApiError::from(e)
+    })?;
+    let user = claimed
+        .principal
         .identity()
         .map(|identity| identity.name.clone())
         .unwrap_or_default();
-    Ok((principal, user))
+    Ok((claimed.principal, user))
 }

@@ -331,12 +331,35 @@ async fn call(
     body: Vec<u8>,
     at: SystemTime,
 ) -> (u16, Value) {
+    call_at(
+        &server.url(),
+        server.host(),
+        target,
+        content_type,
+        signed_body,
+        body,
+        at,
+    )
+    .await
+    .unwrap()
+}
+
+/// [`call`] to the server at `url` (`host` as signed); a failed connection is the error.
+async fn call_at(
+    url: &str,
+    host: &str,
+    target: &str,
+    content_type: &str,
+    signed_body: &[u8],
+    body: Vec<u8>,
+    at: SystemTime,
+) -> Result<(u16, Value), reqwest::Error> {
     let amz_date = chrono::DateTime::<chrono::Utc>::from(at)
         .format("%Y%m%dT%H%M%SZ")
         .to_string();
     let headers = [
         ("content-type", content_type),
-        ("host", server.host()),
+        ("host", host),
         ("x-amz-date", amz_date.as_str()),
         ("x-amz-target", target),
     ];
@@ -356,7 +379,7 @@ async fn call(
         "ecr",
         &amz_date,
     );
-    let mut builder = reqwest::Client::new().post(format!("{}/", server.url()));
+    let mut builder = reqwest::Client::new().post(format!("{url}/"));
     for (name, value) in headers {
         if name != "host" {
             builder = builder.header(name, value);
@@ -366,14 +389,13 @@ async fn call(
         .header("authorization", authorization)
         .body(body)
         .send()
-        .await
-        .unwrap();
+        .await?;
     let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
+    let text = response.text().await?;
+    Ok((
         status,
         serde_json::from_str(&text).unwrap_or(json!({"raw": text})),
-    )
+    ))
 }
 
 const DESCRIBE: &str = "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories";
@@ -489,10 +511,12 @@ async fn bad_signatures_and_malformed_calls_get_ecr_errors() {
         "{answer}"
     );
     // A body over the limit is refused unread: an error, or the connection closed
-    // while the client still sends; either way the server goes on serving.
+    // while the client still sends; either way the server goes on serving. Without a
+    // known access key the body is not even considered.
     let huge = vec![b' '; 11 << 20];
     let sent = tokio::spawn({
         let url = format!("{}/", server.url());
+        let huge = huge.clone();
         async move {
             reqwest::Client::new()
                 .post(url)
@@ -506,10 +530,36 @@ async fn bad_signatures_and_malformed_calls_get_ecr_errors() {
     .await
     .unwrap();
     if let Ok(response) = sent {
-        assert_eq!(response.status().as_u16(), 400);
+        assert_eq!(response.status().as_u16(), 403);
         assert_eq!(
             response.headers()["x-amzn-errortype"],
-            "InvalidParameterException"
+            "MissingAuthenticationTokenException"
+        );
+    }
+    let signed = tokio::spawn({
+        let url = server.url();
+        let host = server.host().to_owned();
+        async move {
+            let (status, answer) = call_at(
+                &url,
+                &host,
+                DESCRIBE,
+                JSON,
+                &huge,
+                huge.clone(),
+                SystemTime::now(),
+            )
+            .await?;
+            Ok::<_, reqwest::Error>((status, answer))
+        }
+    })
+    .await
+    .unwrap();
+    if let Ok((status, answer)) = signed {
+        assert_eq!(
+            (status, code(&answer)),
+            (400, "InvalidParameterException".into()),
+            "{answer}"
         );
     }
     let (status, _) = call(&server, DESCRIBE, JSON, b"{}", b"{}".to_vec(), now).await;
