@@ -87,6 +87,27 @@ async fn resolve(call: &Call<'_>, repo: &RepoName, id: &ImageId) -> Result<Diges
     }
 }
 
+/// One entry of `imageIds`, parsed and resolved to its image in `repo`, or ECR's
+/// failure for it.
+async fn resolve_entry(
+    call: &Call<'_>,
+    repo: &RepoName,
+    id: Result<ImageId, Value>,
+) -> Result<(ImageId, Digest), Value> {
+    let id = id?;
+    let digest = resolve(call, repo, &id).await?;
+    Ok((id, digest))
+}
+
+/// An `imageId`: the digest, and the tag when there is one.
+fn image_id_json(digest: &Digest, tag: Option<&Tag>) -> Value {
+    let mut id = json!({"imageDigest": digest.to_string()});
+    if let Some(tag) = tag {
+        id["imageTag"] = json!(tag.as_str());
+    }
+    id
+}
+
 fn page_size(params: &Value) -> Result<usize, ApiError> {
     match params.get("maxResults") {
         None | Some(Value::Null) => Ok(DEFAULT_PAGE),
@@ -240,16 +261,9 @@ pub(crate) async fn batch_get_image(call: Call<'_>) -> Result<Value, ApiError> {
             })?),
         };
     let (mut images, mut failures) = (Vec::new(), Vec::new());
-    for id in image_ids(&call.params)? {
-        let id = match id {
-            Ok(id) => id,
-            Err(failure) => {
-                failures.push(failure);
-                continue;
-            }
-        };
-        let digest = match resolve(&call, &repo, &id).await {
-            Ok(digest) => digest,
+    for entry in image_ids(&call.params)? {
+        let (id, digest) = match resolve_entry(&call, &repo, entry).await {
+            Ok(found) => found,
             Err(failure) => {
                 failures.push(failure);
                 continue;
@@ -280,14 +294,10 @@ pub(crate) async fn batch_get_image(call: Call<'_>) -> Result<Value, ApiError> {
             ));
             continue;
         }
-        let mut image_id = json!({"imageDigest": stored.digest.to_string()});
-        if let Some(tag) = &id.tag {
-            image_id["imageTag"] = json!(tag.as_str());
-        }
         images.push(json!({
             "registryId": call.caller.registry().resource_account().account,
             "repositoryName": repo.as_str(),
-            "imageId": image_id,
+            "imageId": image_id_json(&stored.digest, id.tag.as_ref()),
             "imageManifest": String::from_utf8_lossy(&stored.raw),
             "imageManifestMediaType": stored.media_type,
         }));
@@ -299,16 +309,9 @@ pub(crate) async fn batch_delete_image(call: Call<'_>) -> Result<Value, ApiError
     check_registry_id(&call)?;
     let repo = repository_name(&call.params)?;
     let (mut deleted, mut failures) = (Vec::new(), Vec::new());
-    for id in image_ids(&call.params)? {
-        let id = match id {
-            Ok(id) => id,
-            Err(failure) => {
-                failures.push(failure);
-                continue;
-            }
-        };
-        let digest = match resolve(&call, &repo, &id).await {
-            Ok(digest) => digest,
+    for entry in image_ids(&call.params)? {
+        let (id, digest) = match resolve_entry(&call, &repo, entry).await {
+            Ok(found) => found,
             Err(failure) => {
                 failures.push(failure);
                 continue;
@@ -321,13 +324,7 @@ pub(crate) async fn batch_delete_image(call: Call<'_>) -> Result<Value, ApiError
             None => call.caller.delete_manifest(&repo, &digest).await,
         };
         match result {
-            Ok(()) => {
-                let mut done = json!({"imageDigest": digest.to_string()});
-                if let Some(tag) = &id.tag {
-                    done["imageTag"] = json!(tag.as_str());
-                }
-                deleted.push(done);
-            }
+            Ok(()) => deleted.push(image_id_json(&digest, id.tag.as_ref())),
             Err(e) if e.kind() == ErrorKind::ManifestReferenced => failures.push(json!({
                 "imageId": id.json, "failureCode": "ImageReferencedByManifestList",
                 "failureReason": e.message()})),
@@ -373,14 +370,10 @@ pub(crate) async fn put_image(call: Call<'_>) -> Result<Value, ApiError> {
             }
             _ => e.into(),
         })?;
-    let mut image_id = json!({"imageDigest": pushed.digest.to_string()});
-    if let Some(tag) = &tag {
-        image_id["imageTag"] = json!(tag.as_str());
-    }
     Ok(json!({"image": {
         "registryId": call.caller.registry().resource_account().account,
         "repositoryName": repo.as_str(),
-        "imageId": image_id,
+        "imageId": image_id_json(&pushed.digest, tag.as_ref()),
         "imageManifest": manifest,
         "imageManifestMediaType": pushed.media_type.as_str(),
     }}))

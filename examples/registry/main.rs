@@ -17,7 +17,8 @@
 //!   comes from: Basic, Bearer, anonymous; the challenge), `tokens.rs` (`/token`, the
 //!   signing keys);
 //! - `ecr.rs` (the ECR-compatible API: endpoint, signatures, errors) with
-//!   `ecr_actions.rs`, `ecr_images.rs` and `ecr_layers.rs` (its actions);
+//!   `ecr_actions.rs`, `ecr_images.rs`, `ecr_layers.rs` and `ecr_lifecycle.rs` (its
+//!   actions);
 //! - `connections.rs` (the connection cap, timeouts), `tls.rs` (HTTPS).
 
 mod auth;
@@ -28,6 +29,7 @@ mod ecr;
 mod ecr_actions;
 mod ecr_images;
 mod ecr_layers;
+mod ecr_lifecycle;
 mod http;
 mod listings;
 mod login;
