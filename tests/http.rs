@@ -12,6 +12,10 @@ mod api_manifests;
 mod auth;
 #[path = "http/ecr.rs"]
 mod ecr;
+#[path = "http/ecr_cli.rs"]
+mod ecr_cli;
+#[path = "http/ecr_kms.rs"]
+mod ecr_kms;
 #[path = "http/limits.rs"]
 mod limits;
 #[path = "http/oci_client.rs"]

@@ -152,16 +152,7 @@ async fn aws_kms_key_provider_on_kms() {
 
     // A disabled key: wrapping under it is denied, naming it.
     let disabled = common::kms_key(&endpoint);
-    let output = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import boto3, sys; boto3.client('kms', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test').disable_key(KeyId=sys.argv[2])",
-            &endpoint,
-            &disabled,
-        ])
-        .output()
-        .unwrap();
-    assert!(output.status.success());
+    common::disable_kms_key(&endpoint, &disabled);
     // (moto's Encrypt ignores the disabled state; KMS answers DisabledException, which
     // is mapped to Denied like the answers below.) Its fingerprint, which the registry
     // checks at start, is denied by name; so is wrapping under a key KMS does not have.

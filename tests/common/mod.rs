@@ -6,22 +6,32 @@ pub(crate) mod http;
 pub(crate) mod images;
 pub(crate) mod server;
 
-/// A KMS key made on the S3 test server (moto serves KMS too), and its id.
-pub(crate) fn kms_key(endpoint: &str) -> String {
+/// Evaluates `expression` with `kms`, a boto3 KMS client for the S3 test server (moto
+/// serves KMS too), and `arg`; returns what it prints.
+fn kms(endpoint: &str, expression: &str, arg: &str) -> String {
+    let script = format!(
+        "import boto3, sys\nkms = boto3.client('kms', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\nprint({expression})"
+    );
     let output = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import boto3, sys; print(boto3.client('kms', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test').create_key()['KeyMetadata']['KeyId'])",
-            endpoint,
-        ])
+        .args(["-c", &script, endpoint, arg])
         .output()
         .expect("run python3 with boto3");
     assert!(
         output.status.success(),
-        "create a KMS key: {}",
+        "KMS {expression}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// A new KMS key on the S3 test server, and its id.
+pub(crate) fn kms_key(endpoint: &str) -> String {
+    kms(endpoint, "kms.create_key()['KeyMetadata']['KeyId']", "")
+}
+
+/// Disables the KMS key `key` on the S3 test server.
+pub(crate) fn disable_kms_key(endpoint: &str, key: &str) {
+    kms(endpoint, "kms.disable_key(KeyId=sys.argv[2])", key);
 }
 
 #[cfg(feature = "s3")]
