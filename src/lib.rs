@@ -32,7 +32,7 @@ mod clock;
 pub mod codec;
 mod digest;
 mod error;
-mod events;
+pub mod events;
 mod hex;
 pub mod keys;
 pub mod lifecycle;
@@ -55,7 +55,7 @@ pub use crate::blob::{
 pub use crate::clock::{Clock, SystemClock};
 pub use crate::digest::{Algorithm, Digest, Digester, DigesterState};
 pub use crate::error::{Error, ErrorKind, Result};
-pub use crate::events::{DiscardEvents, Event, EventSink, MemoryEventSink};
+pub use crate::events::{DiscardEvents, Event, EventId, EventRecord, EventSink, MemoryEventSink};
 pub use crate::lifecycle::{
     CountType, Decision, LifecycleImage, LifecycleInventory, LifecyclePolicy,
     MAX_PATTERN_WILDCARDS, MAX_RULES, MIN_ARCHIVE_DAYS, Outcome, Plan, Reason, Rule, RuleAction,
@@ -69,6 +69,10 @@ pub use crate::meta::{
     Entry, Expect, MemoryMetaStore, MetaStore, ObjectMetaStore, RedbMetaStore, Version, Versioned,
 };
 pub use crate::reference::{MAX_REPO_NAME_LEN, MAX_TAG_LEN, Reference, RepoName, Tag};
+pub use crate::registry::{
+    ANNOUNCE_DEADLINE, DeadLetter, DispatchOptions, DispatchReport, Dispatcher, Lease,
+    ReplayReport, SinkSubscriber, Subscriber,
+};
 pub use crate::registry::{
     CallerRegistry, DEFAULT_ACCESS_CACHE_TTL, DEFAULT_CHECKPOINT_INTERVAL,
     DEFAULT_MAX_OPEN_UPLOADS, DEFAULT_PULL_TIME_RESOLUTION, DEFAULT_UPLOAD_EXPIRY,

@@ -34,13 +34,16 @@ mod at_rest;
 mod blob_records;
 mod builder;
 mod caller;
+mod dispatch;
 mod gc;
 mod inventory;
 mod key_identity;
+mod leases;
 mod lifecycle;
 mod manifest_deletes;
 mod manifests;
 mod open_writers;
+mod outbox;
 mod pulls;
 mod referrers;
 mod repositories;
@@ -51,10 +54,16 @@ mod uploads;
 pub use self::access::{CallerRegistry, ResourceAccount};
 pub use self::at_rest::StorageStats;
 pub use self::builder::RegistryBuilder;
+pub use self::dispatch::{
+    DeadLetter, DispatchOptions, DispatchReport, Dispatcher, ReplayReport, SinkSubscriber,
+    Subscriber,
+};
 pub use self::gc::{DEFAULT_GC_GRACE, GcCursor, GcOptions, GcReport};
 pub use self::inventory::ImageInfo;
+pub use self::leases::Lease;
 pub use self::lifecycle::LifecycleReport;
 pub use self::manifests::{ManifestInfo, PushedManifest, StoredManifest};
+pub use self::outbox::ANNOUNCE_DEADLINE;
 pub use self::pulls::DEFAULT_PULL_TIME_RESOLUTION;
 pub use self::referrers::Referrers;
 pub use self::repositories::{
@@ -101,6 +110,15 @@ impl MountPolicy for DenyMountByDigest {
 pub(crate) struct LinkRecord {
     size: u64,
     linked_at_ms: u64,
+    /// The event that linked the blob (see `outbox.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    events: Vec<crate::events::EventId>,
+}
+
+impl outbox::CarriesEvents for LinkRecord {
+    fn carried(&mut self) -> &mut Vec<crate::events::EventId> {
+        &mut self.events
+    }
 }
 
 /// An OCI registry's storage: repositories of linked blobs over one content-addressed
@@ -159,6 +177,10 @@ struct Inner {
     authorizer: Arc<dyn crate::access::Authorizer>,
     resource_account: ResourceAccount,
     access_cache: access_cache::AccessCache,
+    /// One past the next free outbox slot this process knows of; 0 when none is known.
+    outbox_next: std::sync::atomic::AtomicU64,
+    /// Woken after every commit, so a dispatcher in this process delivers at once.
+    outbox_wake: tokio::sync::Notify,
 }
 
 impl fmt::Debug for Registry {
@@ -252,7 +274,15 @@ impl Registry {
 
     // ---- blobs in repositories ----
 
-    async fn link(&self, repo: &RepoName, info: &BlobInfo) -> Result<()> {
+    /// Links a blob into `repo` (readable there from now on), announcing it as pushed
+    /// (`mounted_from` for a mount) when `announce`; an existing link is the same fact and
+    /// stays as it is.
+    async fn link(
+        &self,
+        repo: &RepoName,
+        info: &BlobInfo,
+        announce: Option<Option<&RepoName>>,
+    ) -> Result<()> {
         // Readable through the repository's KEK as it is now (a blob another tenant
         // stored, or a write that began before a rotation), before the link says so.
         let at_rest = self.at_rest_for(repo).await?;
@@ -260,14 +290,29 @@ impl Registry {
         let record = LinkRecord {
             size: info.size,
             linked_at_ms: self.now_millis(),
+            events: Vec::new(),
         };
         let key = InRepo::new(repo, &info.digest);
-        match LINKS.create(self.meta(), &key, &record).await {
-            // Already linked: the link is the same fact.
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::Conflict => Ok(()),
-            Err(e) => Err(e),
-        }
+        let Some(mounted_from) = announce else {
+            return match LINKS.create(self.meta(), &key, &record).await {
+                Err(e) if e.kind() != ErrorKind::Conflict => Err(e),
+                _ => Ok(()),
+            };
+        };
+        let event = crate::events::Event::BlobPushed {
+            repo: repo.clone(),
+            digest: info.digest.clone(),
+            size: info.size,
+            mounted_from: mounted_from.cloned(),
+        };
+        self.commit_with_event(&LINKS, &key, |existing| {
+            Ok(match existing {
+                Some(_) => None,
+                None => Some((outbox::Outcome::Put(record.clone()), event.clone())),
+            })
+        })
+        .await
+        .map(drop)
     }
 
     async fn linked(&self, repo: &RepoName, digest: &Digest) -> Result<Option<LinkRecord>> {
@@ -344,7 +389,7 @@ impl Registry {
         }
         self.claim_blob(digest, Some(repo)).await?;
         let info = writer.commit(digest, None).await?;
-        self.link(repo, &info).await?;
+        self.link(repo, &info, Some(None)).await?;
         Ok(info)
     }
 
@@ -404,7 +449,7 @@ impl Registry {
                 format!("blob {digest} is not stored"),
             )
         })?;
-        self.link(target, &info).await?;
+        self.link(target, &info, Some(from)).await?;
         Ok(info)
     }
 

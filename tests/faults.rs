@@ -4,6 +4,8 @@
 #[path = "common/mod.rs"]
 mod common;
 
+#[path = "faults/events.rs"]
+mod events;
 #[path = "faults/gc_and_lifecycle.rs"]
 mod gc_and_lifecycle;
 #[path = "faults/manifests.rs"]

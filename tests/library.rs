@@ -26,6 +26,10 @@ mod codec_vectors;
 mod concurrent_uploads;
 #[path = "library/conformance.rs"]
 mod conformance;
+#[path = "library/events.rs"]
+mod events;
+#[path = "library/events_delivery.rs"]
+mod events_delivery;
 #[path = "library/fuzz_corpus.rs"]
 mod fuzz_corpus;
 #[path = "library/gc.rs"]

@@ -15,12 +15,13 @@ use serde::{Deserialize, Serialize};
 
 use super::Registry;
 use super::access_cache::RepoAccess;
+use super::outbox::{Applied, CarriesEvents, Outcome};
 use super::schema::REPOSITORY_POLICIES;
 use crate::access::{
     Action, Arn, Basis, Context, Decision, Policy, PolicySource, Principal, Request, within_session,
 };
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::Event;
+use crate::events::{Event, EventId};
 use crate::meta::{Expect, Version};
 use crate::reference::RepoName;
 
@@ -29,6 +30,35 @@ use crate::reference::RepoName;
 pub(crate) struct PolicyRecord {
     text: String,
     set_at_ms: u64,
+    /// The events that wrote this record, newest last (see `outbox.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    events: Vec<EventId>,
+}
+
+impl CarriesEvents for PolicyRecord {
+    fn carried(&mut self) -> &mut Vec<EventId> {
+        &mut self.events
+    }
+}
+
+/// Checks the version a policy change expects (`None`: any; `Some(None)`: no policy)
+/// against the one stored.
+fn policy_expected(
+    repo: &RepoName,
+    expected: Option<Option<Version>>,
+    current: Option<Version>,
+) -> Result<()> {
+    match expected {
+        Some(want) if want != current => Err(Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "the policy of {repo} changed: expected {}, found {}",
+                want.map_or("no policy".to_owned(), |v| v.to_string()),
+                current.map_or("no policy".to_owned(), |v| v.to_string())
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The statement a `public` repository stands for.
@@ -104,17 +134,23 @@ impl Registry {
         let record = PolicyRecord {
             text: text.to_owned(),
             set_at_ms: self.now_millis(),
+            events: Vec::new(),
         };
-        let expect = match expected {
-            None => Expect::Any,
-            Some(None) => Expect::Absent,
-            Some(Some(version)) => Expect::Version(version),
+        let event = Event::RepositoryPolicyChanged {
+            repo: repo.clone(),
+            set: true,
         };
-        let version = REPOSITORY_POLICIES
-            .put(self.meta(), repo, &record, expect)
+        let set = self
+            .commit_with_event(&REPOSITORY_POLICIES, repo, |current| {
+                policy_expected(repo, expected, current.map(|(_, v)| v))?;
+                Ok(Some((Outcome::Put(record.clone()), event.clone())))
+            })
             .await;
         self.inner.access_cache.forget(repo);
-        version
+        match set? {
+            Applied::Put(_, version) => Ok(version),
+            _ => unreachable!("a policy write always puts"),
+        }
     }
 
     /// `repo`'s policy with its version, if it has one.
@@ -139,10 +175,18 @@ impl Registry {
         expected: Option<Version>,
     ) -> Result<()> {
         self.repository(repo).await?;
-        let expect = expected.map_or(Expect::Any, Expect::Version);
-        let deleted = REPOSITORY_POLICIES.delete(self.meta(), repo, expect).await;
+        let event = Event::RepositoryPolicyChanged {
+            repo: repo.clone(),
+            set: false,
+        };
+        let deleted = self
+            .commit_with_event(&REPOSITORY_POLICIES, repo, |current| {
+                policy_expected(repo, expected.map(Some), current.map(|(_, v)| v))?;
+                Ok(current.map(|_| (Outcome::Delete, event.clone())))
+            })
+            .await;
         self.inner.access_cache.forget(repo);
-        deleted
+        deleted.map(drop)
     }
 
     /// Removes the policy of a repository being deleted.
@@ -426,7 +470,7 @@ impl CallerRegistry {
                 Principal::Anonymous => "anonymous".to_owned(),
                 Principal::Identity(identity) => identity.arn.to_string(),
             },
-            action: action.name(),
+            action: action.name().to_owned(),
             resource: resource.to_string(),
             allowed: decision.allowed(),
             statement,

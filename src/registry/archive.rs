@@ -16,7 +16,8 @@ use futures::StreamExt;
 
 use super::Registry;
 use super::manifests::ManifestRecord;
-use super::schema::{Change, InRepo, MANIFESTS};
+use super::outbox::{CarriesEvents, Outcome, SlotState, Witness};
+use super::schema::{InRepo, MANIFESTS};
 use crate::blob::{AtRest, BlobStore};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
@@ -107,21 +108,37 @@ impl Registry {
         for blob in &record.blobs {
             Self::copy_blob(self.inner.blobs.as_ref(), archive.as_ref(), blob, &at_rest).await?;
         }
-        let archived = ManifestRecord {
+        let mut archived = ManifestRecord {
             archived_at_ms: Some(self.now_millis()),
             pending: false,
             ..record.clone()
         };
         // The commit point; a record changed since it was read means a new decision.
         let key = InRepo::new(repo, digest);
+        let event = Event::ImageArchived {
+            repo: repo.clone(),
+            digest: digest.clone(),
+            rule,
+        };
+        let witness = Witness::Carried {
+            keys: vec![MANIFESTS.key(&key)],
+        };
+        let announced = self.announce(&event, witness, Vec::new()).await?;
+        archived.carry(&announced.id);
+        self.within_deadline(&announced)?;
         let archived_version = match MANIFESTS
             .put(self.meta(), &key, &archived, Expect::Version(version))
             .await
         {
             Ok(v) => v,
-            Err(e) if e.kind() == ErrorKind::Conflict => return Ok(false),
+            Err(e) if e.kind() == ErrorKind::Conflict => {
+                self.mark(&announced, SlotState::Void).await;
+                return Ok(false);
+            }
             Err(e) => return Err(e),
         };
+        self.mark(&announced, SlotState::Committed).await;
+        self.after_commit(event);
         if let Some(expected) = expected
             && self.tags_pointing_at(repo, digest).await? != expected
         {
@@ -142,39 +159,28 @@ impl Registry {
             return Ok(false);
         }
         self.release_blobs(&record.blobs).await?;
-        self.emit(Event::ImageArchived {
-            repo: repo.clone(),
-            digest: digest.clone(),
-            rule,
-        });
         Ok(true)
     }
 
     /// Clears the archive mark of a manifest whose blobs a push just held again.
     pub(super) async fn reactivate(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
-        let mut restored = false;
-        MANIFESTS
-            .update(self.meta(), &InRepo::new(repo, digest), |record| {
-                restored = false;
-                let Some(record) = record.filter(|r| r.archived_at_ms.is_some()) else {
-                    return Ok(Change::Keep);
-                };
-                restored = true;
-                Ok(Change::Put(ManifestRecord {
-                    archived_at_ms: None,
-                    restored_at_ms: Some(self.now_millis()),
-                    ..record
-                }))
-            })
-            .await?;
-        if !restored {
-            return Ok(());
-        }
-        self.emit(Event::ImageRestored {
+        let event = Event::ImageRestored {
             repo: repo.clone(),
             digest: digest.clone(),
-        });
-        Ok(())
+        };
+        self.commit_with_event(&MANIFESTS, &InRepo::new(repo, digest), |record| {
+            let Some((record, _)) = record.filter(|(r, _)| r.archived_at_ms.is_some()) else {
+                return Ok(None);
+            };
+            let restored = ManifestRecord {
+                archived_at_ms: None,
+                restored_at_ms: Some(self.now_millis()),
+                ..record.clone()
+            };
+            Ok(Some((Outcome::Put(restored), event.clone())))
+        })
+        .await
+        .map(drop)
     }
 
     /// Brings an archived image back to the standard storage class, pullable again.
@@ -197,7 +203,7 @@ impl Registry {
                     format!("blob {blob} of {digest} vanished while it was restored"),
                 )
             })?;
-            self.link(repo, &info).await?;
+            self.link(repo, &info, None).await?;
             self.hold_blob(repo, digest, blob, true).await?;
         }
         self.reactivate(repo, digest).await

@@ -27,12 +27,14 @@ use serde::{Deserialize, Serialize};
 
 use super::Registry;
 use super::manifests::ManifestRecord;
+use super::outbox::{SlotState, Witness};
 use super::schema::{
     BLOBS, GC_CANDIDATES, GC_LAYOUT, InRepo, LINKS, MANIFESTS, Prefix, REFS, RefKey, Retry, Row,
     Singleton,
 };
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::Event;
 use crate::meta::{Expect, Version};
 use crate::reference::RepoName;
 
@@ -189,13 +191,37 @@ impl Registry {
             Err(e) if e.kind() == ErrorKind::Conflict => return Ok(()),
             Err(e) => return Err(e),
         };
+        // The record's removal is the commit point of the reclaim event.
+        let size = self
+            .inner
+            .blobs
+            .footprint(digest)
+            .await?
+            .map_or(0, |f| f.logical);
+        let event = Event::BlobReclaimed {
+            digest: digest.clone(),
+            size,
+        };
+        let witness = Witness::Removed {
+            key: BLOBS.key(digest),
+        };
+        let announced = self.announce(&event, witness, Vec::new()).await?;
         self.inner.blobs.delete(digest).await?;
+        self.within_deadline(&announced)?;
         match BLOBS
             .delete(self.meta(), digest, Expect::Version(version))
             .await
         {
-            Err(e) if e.kind() == ErrorKind::Conflict => Ok(()),
-            other => other,
+            Err(e) if e.kind() == ErrorKind::Conflict => {
+                self.mark(&announced, SlotState::Void).await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+            Ok(()) => {
+                self.mark(&announced, SlotState::Committed).await;
+                self.after_commit(event);
+                Ok(())
+            }
         }
     }
 

@@ -254,6 +254,8 @@ impl RegistryBuilder {
                     .max_manifest_size
                     .unwrap_or(crate::manifest::DEFAULT_MAX_MANIFEST_SIZE),
                 events: self.events.unwrap_or_else(|| Arc::new(DiscardEvents)),
+                outbox_next: std::sync::atomic::AtomicU64::new(0),
+                outbox_wake: tokio::sync::Notify::new(),
                 archive,
                 gc_grace: self.gc_grace.unwrap_or(gc::DEFAULT_GC_GRACE),
                 at_rest,

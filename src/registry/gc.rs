@@ -75,7 +75,6 @@ use super::schema::{BLOBS, GC_CANDIDATES, Prefix, REFS, ScannedRow};
 use crate::blob::Footprint;
 use crate::digest::Digest;
 use crate::error::{ErrorKind, Result};
-use crate::events::Event;
 use crate::meta::{Expect, Version};
 use crate::reference::RepoName;
 
@@ -270,7 +269,7 @@ impl Registry {
                     let size = self.footprint(digest).await?;
                     self.finish_deletion(digest, &record, version).await?;
                     self.drop_candidate(&candidate).await?;
-                    self.reclaimed(&mut report, digest, size);
+                    Self::reclaimed(&mut report, size);
                 }
                 return Ok(report);
             }
@@ -290,7 +289,7 @@ impl Registry {
         }
         if options.dry_run {
             let size = self.footprint(digest).await?;
-            self.reclaimed(&mut report, digest, size);
+            Self::reclaimed(&mut report, size);
             return Ok(report);
         }
         self.condemn_and_remove(&candidate, record, version, options, now, &mut report)
@@ -396,7 +395,7 @@ impl Registry {
         };
         self.finish_deletion(digest, &record, deleting).await?;
         self.drop_candidate(candidate).await?;
-        self.reclaimed(report, digest, size);
+        Self::reclaimed(report, size);
         Ok(())
     }
 
@@ -405,18 +404,13 @@ impl Registry {
         options.grace.max(self.inner_gc_grace())
     }
 
-    fn reclaimed(&self, report: &mut GcReport, digest: &Digest, size: Option<Footprint>) {
+    /// Counts a reclaimed blob (its event is announced with the record's removal, in
+    /// `finish_deletion`).
+    fn reclaimed(report: &mut GcReport, size: Option<Footprint>) {
         let footprint = size.unwrap_or_default();
-        let size = footprint.logical;
         report.reclaimed_blobs = 1;
         report.reclaimed_logical_bytes = footprint.logical;
         report.reclaimed_stored_bytes = footprint.stored;
-        if !report.dry_run {
-            self.emit(Event::BlobReclaimed {
-                digest: digest.clone(),
-                size,
-            });
-        }
     }
 
     async fn footprint(&self, digest: &Digest) -> Result<Option<Footprint>> {

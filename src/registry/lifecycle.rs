@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use super::Registry;
+use super::manifest_deletes::DeleteCause;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::Event;
 use crate::lifecycle::{
     LifecycleImage, LifecycleInventory, LifecyclePolicy, Outcome, Plan, StorageClass, plan,
 };
@@ -205,7 +205,16 @@ impl Registry {
             for decision in pending {
                 let digest: Digest = decision.id.parse()?;
                 match self
-                    .delete_manifest_guarded(repo, &digest, Some(&tags_of(&decision.id)))
+                    .delete_manifest_guarded(
+                        repo,
+                        &digest,
+                        Some(&tags_of(&decision.id)),
+                        DeleteCause::Expired(
+                            decision
+                                .rule
+                                .filter(|_| decision.outcome == Outcome::Expire),
+                        ),
+                    )
                     .await
                 {
                     Ok(true) => {
@@ -214,14 +223,9 @@ impl Registry {
                             .rule
                             .filter(|_| decision.outcome == Outcome::Expire);
                         match rule {
-                            Some(rule) => report.expired.push((digest.clone(), rule)),
-                            None => report.cascade_expired.push(digest.clone()),
+                            Some(rule) => report.expired.push((digest, rule)),
+                            None => report.cascade_expired.push(digest),
                         }
-                        self.emit(Event::ImageExpired {
-                            repo: repo.clone(),
-                            digest,
-                            rule,
-                        });
                     }
                     Ok(false) => {
                         report.replanned.push(digest);

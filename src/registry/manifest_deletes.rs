@@ -3,18 +3,29 @@
 //! with its blobs released to the collector before and after.
 
 use super::Registry;
+use super::outbox::{SlotState, Witness};
 use super::schema::{InRepo, MANIFESTS, Nested, PARENTS, Prefix, REFERRERS, TAGGED};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::Event;
 use crate::meta::Expect;
 use crate::reference::{RepoName, Tag};
+
+/// Why a manifest is deleted: it decides the delete's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum DeleteCause {
+    /// A caller asked.
+    Explicit,
+    /// A lifecycle rule (its priority; `None` for a referrer that went with its subject).
+    Expired(Option<u32>),
+}
 
 impl Registry {
     /// Deletes a manifest from `repo`, with its tags and its referrers entry. Refused with
     /// [`ErrorKind::ManifestReferenced`] while an index in `repo` lists it. The bytes stay
     /// for garbage collection.
     pub async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
-        self.delete_manifest_guarded(repo, digest, None)
+        self.delete_manifest_guarded(repo, digest, None, DeleteCause::Explicit)
             .await
             .map(|_| ())
     }
@@ -28,6 +39,7 @@ impl Registry {
         repo: &RepoName,
         digest: &Digest,
         expected: Option<&[Tag]>,
+        cause: DeleteCause,
     ) -> Result<bool> {
         let key = InRepo::new(repo, digest);
         let (record, version) = match self.raw_manifest_record(repo, digest).await? {
@@ -72,19 +84,45 @@ impl Registry {
             if expected.is_some_and(|expected| !expected.contains(&tag)) {
                 continue;
             }
-            self.move_tag(repo, &tag, None, |now| Ok(now == Some(digest)))
-                .await?;
+            let rule = match cause {
+                DeleteCause::Explicit => None,
+                DeleteCause::Expired(rule) => rule,
+            };
+            self.untag(repo, &tag, digest, rule).await?;
         }
         // The commit point: from here the manifest is gone; the rest tidies up after it.
+        let event = match cause {
+            DeleteCause::Explicit => Event::ManifestDeleted {
+                repo: repo.clone(),
+                digest: digest.clone(),
+            },
+            DeleteCause::Expired(rule) => Event::ImageExpired {
+                repo: repo.clone(),
+                digest: digest.clone(),
+                rule,
+            },
+        };
+        let witness = Witness::Removed {
+            key: MANIFESTS.key(&key),
+        };
+        let announced = self
+            .announce(&event, witness, record.events.clone())
+            .await?;
+        self.within_deadline(&announced)?;
         match MANIFESTS
             .delete(self.meta(), &key, Expect::Version(version))
             .await
         {
             // Pushed again meanwhile: a guarded delete plans again; for a plain delete
             // the push came after it, and the manifest is there again.
-            Err(e) if e.kind() == ErrorKind::Conflict => return Ok(expected.is_none()),
+            Err(e) if e.kind() == ErrorKind::Conflict => {
+                self.mark(&announced, SlotState::Void).await;
+                return Ok(expected.is_none());
+            }
             other => other?,
         }
+        self.mark(&announced, SlotState::Committed).await;
+        self.after_commit(event);
         if expected.is_some() && !self.tags_pointing_at(repo, digest).await?.is_empty() {
             // A tag moved to it just before the commit point: the decision was made on
             // other tags, so the manifest comes back (a push racing it re-commits too).

@@ -16,9 +16,11 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::Registry;
+use super::outbox::{CarriesEvents, Outcome};
 use super::schema::{Change, InRepo, MANIFESTS, Marker, Nested, PARENTS, REFERRERS};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Event, EventId};
 use crate::manifest::{Descriptor, Manifest, ManifestMediaType};
 use crate::meta::Expect;
 use crate::reference::{Reference, RepoName, Tag};
@@ -56,6 +58,15 @@ pub(crate) struct ManifestRecord {
     /// visible only while a tag points at it, until the push clears the flag.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) pending: bool,
+    /// The events that wrote this record, newest last (see `outbox.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) events: Vec<EventId>,
+}
+
+impl CarriesEvents for ManifestRecord {
+    fn carried(&mut self) -> &mut Vec<EventId> {
+        &mut self.events
+    }
 }
 
 /// A manifest as stored: its bytes, digest and media type.
@@ -181,6 +192,27 @@ impl Registry {
             })
             .await
             .map(|_| ())
+    }
+
+    /// [`Registry::commit_manifest_record`] as the commit point of a push by digest,
+    /// announcing `event`: the record is written even when it was committed already, so
+    /// every push has its event.
+    async fn commit_pushed_record(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        record: &ManifestRecord,
+        event: Event,
+    ) -> Result<()> {
+        self.commit_with_event(&MANIFESTS, &InRepo::new(repo, digest), |existing| {
+            let next = ManifestRecord {
+                pending: false,
+                ..existing.map_or_else(|| record.clone(), |(r, _)| r.clone())
+            };
+            Ok(Some((Outcome::Put(next), event.clone())))
+        })
+        .await
+        .map(drop)
     }
 
     /// Commits a staged record that a tag about to move away makes visible, so the
@@ -327,7 +359,18 @@ impl Registry {
         self.check_push_deadline(repo, &digest, held_at)?;
         match reference {
             // The record is the commit point of a push by digest.
-            Reference::Digest(_) => self.commit_manifest_record(repo, &digest, &record).await?,
+            Reference::Digest(_) => {
+                let event = Event::ManifestPushed {
+                    repo: repo.clone(),
+                    digest: digest.clone(),
+                    media_type: record.media_type.clone(),
+                    size: record.size,
+                    tag: None,
+                    previous: None,
+                };
+                self.commit_pushed_record(repo, &digest, &record, event)
+                    .await?;
+            }
             // The tag move is the commit point of a push by tag: the record is staged
             // (invisible) before it and committed after it, so a crash in between leaves
             // either nothing visible or the manifest and its tag together.
@@ -335,9 +378,21 @@ impl Registry {
                 self.stage_manifest_record(repo, &digest, &record).await?;
                 self.check_push_deadline(repo, &digest, held_at)?;
                 let mutable = repository.settings.tag_is_mutable(tag);
-                self.move_tag(repo, tag, Some(&digest), |now| {
-                    Self::may_move(repo, tag, mutable, now, &digest)
-                })
+                let pushed = |from: Option<&Digest>| Event::ManifestPushed {
+                    repo: repo.clone(),
+                    digest: digest.clone(),
+                    media_type: record.media_type.clone(),
+                    size: record.size,
+                    tag: Some(tag.clone()),
+                    previous: from.cloned(),
+                };
+                self.move_tag(
+                    repo,
+                    tag,
+                    Some(&digest),
+                    |now| Self::may_move(repo, tag, mutable, now, &digest),
+                    pushed,
+                )
                 .await?;
                 self.commit_manifest_record(repo, &digest, &record).await?;
             }
@@ -414,6 +469,7 @@ impl Registry {
             restored_at_ms: None,
             held: true,
             pending: false,
+            events: Vec::new(),
         })
     }
 
@@ -444,15 +500,24 @@ impl Registry {
         let reference = Reference::Digest(digest.clone());
         self.resolve(repo, &reference).await?;
         let mutable = repository.settings.tag_is_mutable(tag);
-        self.move_tag(repo, tag, Some(digest), |now| {
-            Self::may_move(repo, tag, mutable, now, digest)
-        })
+        let moved = |from: Option<&Digest>| Event::TagMoved {
+            repo: repo.clone(),
+            tag: tag.clone(),
+            from: from.cloned(),
+            to: digest.clone(),
+        };
+        self.move_tag(
+            repo,
+            tag,
+            Some(digest),
+            |now| Self::may_move(repo, tag, mutable, now, digest),
+            moved,
+        )
         .await?;
         // A delete of the manifest that ran meanwhile may have missed the new tag: a tag
         // never points at nothing, so it goes again.
         if self.manifest_record(repo, digest).await?.is_none() {
-            self.move_tag(repo, tag, None, |now| Ok(now == Some(digest)))
-                .await?;
+            self.untag(repo, tag, digest, None).await?;
             return Err(Self::manifest_unknown(repo, digest));
         }
         Ok(())

@@ -9,11 +9,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Registry;
+use super::outbox::{Applied, CarriesEvents, Outcome};
 use super::schema::{
-    Change, LINKS, MANIFESTS, PARENTS, PULLS, Prefix, REFERRERS, REPOSITORIES, TAG_HISTORY, TAGGED,
-    TAGS,
+    LINKS, MANIFESTS, PARENTS, PULLS, Prefix, REFERRERS, REPOSITORIES, TAG_HISTORY, TAGGED, TAGS,
 };
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Event, EventId};
 use crate::lifecycle::wildcard_match;
 use crate::meta::{Expect, Version};
 use crate::reference::{RepoName, Tag};
@@ -157,6 +158,15 @@ pub struct Repository {
 pub(super) struct RepositoryRecord {
     created_at_ms: u64,
     settings: RepositorySettings,
+    /// The events that wrote this record, newest last (see `outbox.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    events: Vec<EventId>,
+}
+
+impl CarriesEvents for RepositoryRecord {
+    fn carried(&mut self) -> &mut Vec<EventId> {
+        &mut self.events
+    }
 }
 
 impl RepositoryRecord {
@@ -195,14 +205,21 @@ impl Registry {
         let record = RepositoryRecord {
             created_at_ms: self.now_millis(),
             settings,
+            events: Vec::new(),
         };
-        match REPOSITORIES.create(self.meta(), name, &record).await {
-            Ok(_) => Ok(record.into_repository(name)),
-            Err(e) if e.kind() == ErrorKind::Conflict => Err(Error::new(
-                ErrorKind::Conflict,
-                format!("repository {name} already exists"),
-            )),
-            Err(e) => Err(e),
+        let event = Event::RepositoryCreated { repo: name.clone() };
+        let created = self
+            .commit_with_event(&REPOSITORIES, name, |existing| match existing {
+                Some(_) => Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!("repository {name} already exists"),
+                )),
+                None => Ok(Some((Outcome::Put(record.clone()), event.clone()))),
+            })
+            .await?;
+        match created {
+            Applied::Put(record, _) => Ok(record.into_repository(name)),
+            _ => Ok(record.into_repository(name)),
         }
     }
 
@@ -251,18 +268,25 @@ impl Registry {
         settings: RepositorySettings,
     ) -> Result<Repository> {
         settings.validate()?;
-        let updated = REPOSITORIES
-            .update(self.meta(), name, |record| match record {
-                Some(record) => Ok(Change::Put(RepositoryRecord {
-                    settings: settings.clone(),
-                    ..record
-                })),
+        let event = Event::RepositorySettingsChanged { repo: name.clone() };
+        let updated = self
+            .commit_with_event(&REPOSITORIES, name, |record| match record {
+                Some((record, _)) if record.settings == settings => Ok(None),
+                Some((record, _)) => {
+                    let next = RepositoryRecord {
+                        settings: settings.clone(),
+                        ..record.clone()
+                    };
+                    Ok(Some((Outcome::Put(next), event.clone())))
+                }
                 None => Err(Self::name_unknown(name)),
             })
-            .await?
-            .ok_or_else(|| Self::name_unknown(name))?;
+            .await?;
         self.forget_repository_access(name);
-        Ok(updated.into_repository(name))
+        match updated {
+            Applied::Put(record, _) => Ok(record.into_repository(name)),
+            _ => self.repository(name).await,
+        }
     }
 
     /// Repository names in lexical order, after `last`, at most `n` (the `_catalog` API).
@@ -303,7 +327,12 @@ impl Registry {
             self.release_blobs(&held).await?;
         }
         // The commit point: from here the repository does not exist.
-        REPOSITORIES.delete(self.meta(), name, Expect::Any).await?;
+        let event = Event::RepositoryDeleted { repo: name.clone() };
+        self.commit_with_event(&REPOSITORIES, name, |record| match record {
+            Some(_) => Ok(Some((Outcome::Delete, event.clone()))),
+            None => Err(Self::name_unknown(name)),
+        })
+        .await?;
         self.forget_repository_access(name);
         for prefix in owned_prefixes(name) {
             loop {

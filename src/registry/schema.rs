@@ -44,8 +44,11 @@ use super::LinkRecord;
 use super::access::PolicyRecord;
 use super::at_rest::RedirectRecord;
 use super::blob_records::{BlobRecord, CandidateRecord, LayoutRecord, RefRecord};
+use super::dispatch::{CursorRecord, DeadLetter};
 use super::key_identity::KekRecord;
+use super::leases::LeaseRecord;
 use super::manifests::ManifestRecord;
+use super::outbox::Slot;
 use super::repositories::RepositoryRecord;
 use super::tags::TagRecord;
 use super::uploads::SessionRecord;
@@ -85,8 +88,19 @@ pub(crate) const GC_CANDIDATES: Table<Digest, CandidateRecord> = Table::new("gc/
 /// `gc/layout`: every link and manifest of the store has its garbage-collection records.
 pub(crate) const GC_LAYOUT: Table<Singleton, LayoutRecord> = Table::new("gc/layout");
 
+/// `event/<seq>`: the outbox, one slot per announced change (20 decimal digits).
+pub(crate) const EVENTS: Table<Seq, Slot> = Table::new("event/");
+/// `event-head`: a slot that exists or existed, where a search for the end may start.
+pub(crate) const EVENT_HEAD: Table<Singleton, u64> = Table::new("event-head");
+/// `event-cursor/<subscriber>`: the next slot a subscriber gets, and who delivers to it.
+pub(crate) const EVENT_CURSORS: Table<SubscriberName, CursorRecord> = Table::new("event-cursor/");
+/// `dead-letter/<subscriber>/<seq>`: an event a subscriber kept refusing until it was too old.
+pub(crate) const DEAD_LETTERS: Table<DeadLetterKey, DeadLetter> = Table::new("dead-letter/");
+/// `lease/<job>`: which process runs a background job, until when.
+pub(crate) const LEASES: Table<SubscriberName, LeaseRecord> = Table::new("lease/");
+
 /// Every table's prefix with its longest key: the one list the layout checks read.
-pub(crate) const TABLES: [(&str, usize); 17] = [
+pub(crate) const TABLES: [(&str, usize); 22] = [
     REPOSITORIES.describe(),
     REPOSITORY_POLICIES.describe(),
     LINKS.describe(),
@@ -104,6 +118,11 @@ pub(crate) const TABLES: [(&str, usize); 17] = [
     REFS.describe(),
     GC_CANDIDATES.describe(),
     GC_LAYOUT.describe(),
+    EVENTS.describe(),
+    EVENT_HEAD.describe(),
+    EVENT_CURSORS.describe(),
+    DEAD_LETTERS.describe(),
+    LEASES.describe(),
 ];
 
 // Every key fits the store's limit at the longest names and digests (contract point 7 of
@@ -213,6 +232,90 @@ impl Key for Singleton {
         } else {
             Err(unreadable_key(text, "empty"))
         }
+    }
+}
+
+/// A slot of the outbox: its number, written as 20 decimal digits so keys sort as numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Seq(pub(crate) u64);
+
+impl Key for Seq {
+    const MAX_LEN: usize = 20;
+    fn write(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = write!(out, "{:020}", self.0);
+    }
+    fn parse(text: &str) -> Result<Self> {
+        if text.len() != 20 {
+            return Err(unreadable_key(text, "a 20-digit slot number"));
+        }
+        part(text, "a slot number").map(Self)
+    }
+}
+
+/// The name of a subscriber or a background job: 1 to 64 of `a-z 0-9 . _ -`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct SubscriberName(pub(crate) String);
+
+impl SubscriberName {
+    pub(crate) fn new(name: &str) -> Result<Self> {
+        let valid = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'));
+        if valid {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "name {:?} must be 1 to 64 of a-z, 0-9, '.', '_' and '-'",
+                    crate::digest::truncate_for_message(name)
+                ),
+            ))
+        }
+    }
+}
+
+impl Key for SubscriberName {
+    const MAX_LEN: usize = 64;
+    fn write(&self, out: &mut String) {
+        out.push_str(&self.0);
+    }
+    fn parse(text: &str) -> Result<Self> {
+        Self::new(text).map_err(|_| unreadable_key(text, "a subscriber name"))
+    }
+}
+
+/// `<subscriber>/<seq>`: a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DeadLetterKey {
+    pub(crate) subscriber: SubscriberName,
+    pub(crate) seq: Seq,
+}
+
+impl Key for DeadLetterKey {
+    const MAX_LEN: usize = SubscriberName::MAX_LEN + 1 + Seq::MAX_LEN;
+    fn write(&self, out: &mut String) {
+        self.subscriber.write(out);
+        out.push('/');
+        self.seq.write(out);
+    }
+    fn parse(text: &str) -> Result<Self> {
+        let (subscriber, seq) = text
+            .split_once('/')
+            .ok_or_else(|| unreadable_key(text, "<subscriber>/<seq>"))?;
+        Ok(Self {
+            subscriber: SubscriberName::parse(subscriber)?,
+            seq: Seq::parse(seq)?,
+        })
+    }
+}
+
+impl Prefix {
+    /// Every dead letter of one subscriber.
+    pub(crate) fn dead_letters_of(subscriber: &SubscriberName) -> Self {
+        Self::new(format!("{}/", subscriber.0))
     }
 }
 
@@ -412,6 +515,10 @@ impl Json for BlobRecord {}
 impl Json for RefRecord {}
 impl Json for CandidateRecord {}
 impl Json for LayoutRecord {}
+impl Json for Slot {}
+impl Json for CursorRecord {}
+impl Json for DeadLetter {}
+impl Json for LeaseRecord {}
 
 /// The value of an index entry whose key says everything: empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

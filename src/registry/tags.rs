@@ -13,9 +13,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::Registry;
+use super::outbox::{SlotState, Witness};
 use super::schema::{InRepo, Marker, Nested, Prefix, Retry, TAG_HISTORY, TAGGED, TAGS};
 use crate::digest::Digest;
 use crate::error::{ErrorKind, Result};
+use crate::events::{Event, EventId};
 use crate::meta::{Expect, Version};
 use crate::reference::{RepoName, Tag};
 use crate::util::from_millis;
@@ -39,6 +41,9 @@ pub struct TagMove {
     pub to: Option<Digest>,
     /// When, in milliseconds since the Unix epoch.
     pub at_ms: u64,
+    /// The event that announced the move (moves recorded before the outbox have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<EventId>,
 }
 
 impl TagMove {
@@ -90,12 +95,14 @@ impl Registry {
 
     /// Points `tag` at `to` (`None` removes it) if `when` holds for where it points now,
     /// by compare-and-swap, recording the move and keeping the reverse index ahead of it.
+    /// The move is the commit point of the event `event` makes of where the tag pointed.
     pub(super) async fn move_tag(
         &self,
         repo: &RepoName,
         tag: &Tag,
         to: Option<&Digest>,
         when: impl Fn(Option<&Digest>) -> Result<bool>,
+        event: impl Fn(Option<&Digest>) -> Event,
     ) -> Result<()> {
         if let Some(to) = to {
             let reverse = Nested::new(repo, to, tag);
@@ -128,31 +135,70 @@ impl Registry {
                 // The old target may be visible only through this tag.
                 self.settle_pending(repo, old).await?;
             }
+            let event = event(record.digest.as_ref());
+            let announced = match to {
+                Some(_) => {
+                    let keys = vec![key.clone(), TAG_HISTORY.key(&InRepo::new(repo, tag))];
+                    self.announce(&event, Witness::Carried { keys }, Vec::new())
+                        .await?
+                }
+                None => {
+                    let replaced = record.history.iter().filter_map(|m| m.event.clone());
+                    let witness = Witness::Removed { key: key.clone() };
+                    self.announce(&event, witness, replaced.collect()).await?
+                }
+            };
             record.history.push(TagMove {
                 from: record.digest.take(),
                 to: to.cloned(),
                 at_ms: self.now_millis(),
+                event: Some(announced.id.clone()),
             });
             let overflow = record.history.len().saturating_sub(TAG_HISTORY_LEN);
             record.history.drain(..overflow);
             let from = record.history.last().and_then(|m| m.from.clone());
             record.digest = to.cloned();
+            self.within_deadline(&announced)?;
             let moved = match to {
                 Some(_) => self.set_tag(repo, tag, &record, expect, deleted).await,
                 None => self.remove_tag(repo, tag, &record, expect).await,
             };
             match moved {
                 Ok(()) => {
+                    self.mark(&announced, SlotState::Committed).await;
+                    self.after_commit(event);
                     if let Some(from) = from {
                         let reverse = Nested::new(repo, &from, tag);
                         TAGGED.delete(self.meta(), &reverse, Expect::Any).await?;
                     }
                     return Ok(());
                 }
-                Err(e) if e.kind() == ErrorKind::Conflict => retry.again(e).await?,
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    self.mark(&announced, SlotState::Void).await;
+                    retry.again(e).await?
+                }
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Removes `tag` if it still points at `digest` (`rule`: the lifecycle rule that
+    /// expired the image).
+    pub(super) async fn untag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        digest: &Digest,
+        rule: Option<u32>,
+    ) -> Result<()> {
+        let deleted = |_: Option<&Digest>| Event::TagDeleted {
+            repo: repo.clone(),
+            tag: tag.clone(),
+            digest: digest.clone(),
+            rule,
+        };
+        self.move_tag(repo, tag, None, |now| Ok(now == Some(digest)), deleted)
+            .await
     }
 
     /// Writes a live tag (the commit point); a deleted tag's history record it took its
@@ -250,7 +296,7 @@ impl Registry {
 
     /// Removes a tag; the manifest stays.
     pub async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<()> {
-        self.resolve_tag(repo, tag).await?;
-        self.move_tag(repo, tag, None, |_| Ok(true)).await
+        let digest = self.resolve_tag(repo, tag).await?;
+        self.untag(repo, tag, &digest, None).await
     }
 }

@@ -318,7 +318,7 @@ impl Registry {
         self.claim_blob(digest, Some(repo)).await?;
         let committed = open.writer.commit(digest, None).await;
         if let Ok(info) = &committed {
-            self.link(repo, info).await?;
+            self.link(repo, info, Some(None)).await?;
         }
         // The session is over whether the digest matched or not.
         UPLOADS.delete(self.meta(), id, Expect::Any).await?;

@@ -136,3 +136,59 @@ pub(crate) fn seed_for(label: &str) -> u64 {
     });
     hash ^ u64::from(nanos)
 }
+
+/// A subscriber that keeps what it is given, and refuses while told to.
+#[derive(Debug)]
+pub(crate) struct Recorder {
+    name: String,
+    pub(crate) got: std::sync::Mutex<Vec<wharf::EventRecord>>,
+    pub(crate) refuse: std::sync::atomic::AtomicBool,
+}
+
+impl Recorder {
+    pub(crate) fn new(name: &str) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            name: name.to_owned(),
+            got: Default::default(),
+            refuse: Default::default(),
+        })
+    }
+
+    /// What it was given so far, in order.
+    pub(crate) fn events(&self) -> Vec<wharf::EventRecord> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// The event types it was given, in order.
+    pub(crate) fn kinds(&self) -> Vec<&'static str> {
+        self.events().iter().map(|r| r.event.kind()).collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl wharf::Subscriber for Recorder {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn deliver(&self, event: &wharf::EventRecord) -> wharf::Result<()> {
+        if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(wharf::Error::new(
+                wharf::ErrorKind::Storage,
+                "the receiver is down",
+            ));
+        }
+        self.got.lock().unwrap().push(event.clone());
+        Ok(())
+    }
+}
+
+/// Steps `dispatcher` until a step makes no progress; the last report.
+pub(crate) async fn drain(dispatcher: &wharf::Dispatcher) -> wharf::DispatchReport {
+    loop {
+        let report = dispatcher.step().await.unwrap();
+        if report.delivered + report.skipped + report.dead_lettered == 0 {
+            return report;
+        }
+    }
+}

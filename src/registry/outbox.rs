@@ -1,0 +1,434 @@
+//! The outbox: every change's [`Event`] in the metadata store, in one sequence, so a
+//! dispatcher can deliver it at least once after the change committed, and never when it
+//! did not.
+//!
+//! # How a change and its event stay together without transactions
+//!
+//! A change commits at one compare-and-swap on one key (a tag, a manifest record, a
+//! link, a repository record). Just before that write the writer *announces* its event:
+//! it creates the next slot `event/<seq>` (pending) naming the key that will prove the
+//! change (the witness). The committing value carries the event's id (in its `events`
+//! list, or in a tag move), so the change and the proof that it happened are one write.
+//! A slot is then settled, by whoever reads it first:
+//!
+//! - **Committed**: the witness key holds a value that names the id, or a later slot
+//!   records that its change removed a value naming it (a delete read it there). A
+//!   delete's own commit is marked by its writer right after the delete; if the writer
+//!   died in between, the key's absence after the deadline proves it.
+//! - **Void**: the writer lost its compare-and-swap and said so, or the deadline passed
+//!   (plus a margin) with no proof. A writer never commits after its slot's deadline
+//!   ([`ANNOUNCE_DEADLINE`]), so a voided slot cannot come true later.
+//!
+//! # Order
+//!
+//! Slots are numbered without gaps: slot `n` is created only once `n - 1` exists, so a
+//! reader that has passed `n` never sees a slot appear behind it. A writer announces
+//! after it has read the value it replaces, so of two changes to one key the one that
+//! committed second holds the later slot: delivery in slot order is commit order, for
+//! every key and so for every repository. A pending slot holds back those after it until
+//! it settles (a live writer settles it in milliseconds; a dead one at its deadline).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::Registry;
+use super::schema::{EVENT_HEAD, EVENTS, Key, Prefix, Retry, Seq, Singleton, Table, Value};
+use crate::error::{ErrorKind, Result};
+use crate::events::{Event, EventId, EventRecord};
+use crate::meta::{Expect, Version};
+
+/// A writer that announced an event must reach its commit point within this time, or
+/// give up: a slot older than this (plus [`SETTLE_MARGIN`]) with no proof is void.
+pub const ANNOUNCE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Time past a slot's deadline before it is settled as void without proof: covers a
+/// write still in flight when its writer checked the deadline, and clock skew between
+/// processes.
+pub(crate) const SETTLE_MARGIN: Duration = Duration::from_secs(30);
+
+/// Event ids a record keeps, newest last: enough for its changes to be settled before
+/// they scroll out.
+const CARRIED: usize = 8;
+
+/// Slots written between updates of the `event-head` hint.
+const HEAD_HINT_EVERY: u64 = 256;
+
+/// Where a slot stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum SlotState {
+    /// Announced; its change may or may not have committed yet.
+    Pending,
+    /// Its change committed: deliver it.
+    Committed,
+    /// Its change did not happen: skip it.
+    Void,
+}
+
+/// What proves that a slot's change committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum Witness {
+    /// The change wrote a value naming the event at one of these metadata keys (a tag's
+    /// live record, or its history record once deleted).
+    Carried { keys: Vec<String> },
+    /// The change removed this key; its writer marks the slot committed after it.
+    Removed { key: String },
+}
+
+/// One slot of the outbox (`event/<seq>`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Slot {
+    pub(crate) id: EventId,
+    pub(crate) at_ms: u64,
+    pub(crate) deadline_ms: u64,
+    pub(crate) state: SlotState,
+    pub(crate) witness: Witness,
+    /// For a removal: the event ids the removed value carried, which this slot proves
+    /// committed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) replaced: Vec<EventId>,
+    pub(crate) event: Event,
+}
+
+impl Slot {
+    pub(crate) fn record(&self) -> EventRecord {
+        EventRecord {
+            id: self.id.clone(),
+            at_ms: self.at_ms,
+            event: self.event.clone(),
+        }
+    }
+}
+
+/// An event announced by this writer.
+#[derive(Debug, Clone)]
+pub(crate) struct Announced {
+    pub(crate) seq: u64,
+    pub(crate) id: EventId,
+    deadline_ms: u64,
+    version: Version,
+}
+
+/// A record that carries the ids of the events that wrote it.
+pub(crate) trait CarriesEvents {
+    fn carried(&mut self) -> &mut Vec<EventId>;
+
+    /// Adds `id`, dropping the oldest beyond [`CARRIED`].
+    fn carry(&mut self, id: &EventId) {
+        let ids = self.carried();
+        ids.push(id.clone());
+        let overflow = ids.len().saturating_sub(CARRIED);
+        ids.drain(..overflow);
+    }
+}
+
+/// What a change does to its key.
+#[derive(Debug)]
+pub(crate) enum Outcome<V> {
+    Put(V),
+    Delete,
+}
+
+/// What [`Registry::commit_with_event`] did.
+#[derive(Debug)]
+pub(crate) enum Applied<V> {
+    /// Nothing to change: no event.
+    Unchanged,
+    /// Wrote this value, now at this version.
+    Put(V, Version),
+    /// Removed the key.
+    Deleted,
+}
+
+impl Registry {
+    /// Announces `event` in the next slot of the outbox, pending, before its change's
+    /// commit point.
+    pub(crate) async fn announce(
+        &self,
+        event: &Event,
+        witness: Witness,
+        replaced: Vec<EventId>,
+    ) -> Result<Announced> {
+        let at_ms = self.now_millis();
+        let deadline_ms = at_ms + ANNOUNCE_DEADLINE.as_millis() as u64;
+        let head = EVENTS.prefix();
+        let mut retry = Retry::new(head);
+        // `outbox_next` is one past the next free slot this process knows of (0: none
+        // known yet), so the slot before it exists and the log stays gapless.
+        let mut seq = match self.inner.outbox_next.load(Ordering::Acquire) {
+            0 => self.log_end().await?,
+            known => known - 1,
+        };
+        loop {
+            let slot = Slot {
+                id: EventId::new(seq, getrandom::u64().unwrap_or_default()),
+                at_ms,
+                deadline_ms,
+                state: SlotState::Pending,
+                witness: witness.clone(),
+                replaced: replaced.clone(),
+                event: event.clone(),
+            };
+            match EVENTS.create(self.meta(), &Seq(seq), &slot).await {
+                Ok(version) => {
+                    self.inner.outbox_next.fetch_max(seq + 2, Ordering::AcqRel);
+                    if seq % HEAD_HINT_EVERY == 0 {
+                        EVENT_HEAD
+                            .put(self.meta(), &Singleton, &seq, Expect::Any)
+                            .await?;
+                    }
+                    return Ok(Announced {
+                        seq,
+                        id: slot.id,
+                        deadline_ms,
+                        version,
+                    });
+                }
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    // Another writer took it: continue after the last slot there is.
+                    seq = self.log_end_after(seq).await?;
+                    retry.again(e).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The first free slot: the last one found after the head hint, plus one.
+    pub(crate) async fn log_end(&self) -> Result<u64> {
+        let hint = EVENT_HEAD.get(self.meta(), &Singleton).await?;
+        match hint {
+            Some((hint, _)) => self.log_end_after(hint).await,
+            None => self.log_end_from(None).await,
+        }
+    }
+
+    /// The first free slot, knowing slot `taken` exists (or existed).
+    async fn log_end_after(&self, taken: u64) -> Result<u64> {
+        let end = self.log_end_from(Some(taken)).await?;
+        Ok(end.max(taken + 1))
+    }
+
+    async fn log_end_from(&self, after: Option<u64>) -> Result<u64> {
+        let all = Prefix::all();
+        let mut after = after.map(Seq);
+        let mut end = after.as_ref().map_or(0, |s| s.0 + 1);
+        loop {
+            let page = EVENTS
+                .list_keys(self.meta(), &all, after.as_ref(), 1000)
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(end);
+            };
+            end = last.0 + 1;
+            after = Some(Seq(last.0));
+        }
+    }
+
+    /// Refuses to commit once the slot's deadline has passed: a dispatcher may have
+    /// settled it as void.
+    pub(crate) fn within_deadline(&self, announced: &Announced) -> Result<()> {
+        if self.now_millis() > announced.deadline_ms {
+            return Err(crate::error::Error::new(
+                ErrorKind::Storage,
+                format!(
+                    "the change took more than {ANNOUNCE_DEADLINE:?} between announcing event {} and committing; try again",
+                    announced.id
+                ),
+            )
+            .retryable());
+        }
+        Ok(())
+    }
+
+    /// Records the writer's own knowledge of its slot: `Void` after a lost race,
+    /// `Committed` after its commit point. Best effort: a failure (or a crash before it)
+    /// leaves the slot to be settled from its witness. Marking every commit, not only
+    /// removals, keeps an event deliverable when its key changes many times or goes away
+    /// before a dispatcher reads the slot.
+    pub(crate) async fn mark(&self, announced: &Announced, state: SlotState) {
+        let key = Seq(announced.seq);
+        let marked = async {
+            let Some((mut slot, version)) = EVENTS.get(self.meta(), &key).await? else {
+                return Ok(());
+            };
+            if slot.state != SlotState::Pending || version != announced.version {
+                return Ok(());
+            }
+            slot.state = state;
+            EVENTS
+                .put(self.meta(), &key, &slot, Expect::Version(version))
+                .await
+                .map(drop)
+        };
+        if let Err(e) = marked.await {
+            tracing::warn!(event = %announced.id, error = %e, "could not mark an outbox slot; it will be settled from its witness");
+        }
+    }
+
+    /// Changes one record as the commit point of an event: reads it, lets `decide` say
+    /// what to do and which event that is, announces the event, and writes by
+    /// compare-and-swap with the event's id carried in the value. A lost race marks the
+    /// slot void and starts over (at most [`Retry`]'s bound); any other failure leaves it
+    /// to be settled from the record.
+    pub(crate) async fn commit_with_event<K, V>(
+        &self,
+        table: &Table<K, V>,
+        key: &K,
+        mut decide: impl FnMut(Option<(&V, Version)>) -> Result<Option<(Outcome<V>, Event)>>,
+    ) -> Result<Applied<V>>
+    where
+        K: Key,
+        V: Value + CarriesEvents + Clone,
+    {
+        let store_key = table.key(key);
+        let mut retry = Retry::new(&store_key);
+        loop {
+            let mut current = table.get(self.meta(), key).await?;
+            let Some((outcome, event)) =
+                decide(current.as_ref().map(|(v, version)| (v, *version)))?
+            else {
+                return Ok(Applied::Unchanged);
+            };
+            let expect = current
+                .as_ref()
+                .map_or(Expect::Absent, |(_, version)| Expect::Version(*version));
+            let (witness, replaced) = match &outcome {
+                Outcome::Put(_) => (
+                    Witness::Carried {
+                        keys: vec![store_key.clone()],
+                    },
+                    Vec::new(),
+                ),
+                Outcome::Delete => (
+                    Witness::Removed {
+                        key: store_key.clone(),
+                    },
+                    current
+                        .as_mut()
+                        .map(|(v, _)| v.carried().clone())
+                        .unwrap_or_default(),
+                ),
+            };
+            let announced = self.announce(&event, witness, replaced).await?;
+            self.within_deadline(&announced)?;
+            let written = match outcome {
+                Outcome::Put(mut value) => {
+                    value.carry(&announced.id);
+                    table
+                        .put(self.meta(), key, &value, expect)
+                        .await
+                        .map(|version| Applied::Put(value, version))
+                }
+                Outcome::Delete => table
+                    .delete(self.meta(), key, expect)
+                    .await
+                    .map(|()| Applied::Deleted),
+            };
+            match written {
+                Ok(applied) => {
+                    self.mark(&announced, SlotState::Committed).await;
+                    self.after_commit(event);
+                    return Ok(applied);
+                }
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    self.mark(&announced, SlotState::Void).await;
+                    retry.again(e).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// After a change committed: the in-process sink hears of it, and a dispatcher in
+    /// this process wakes.
+    pub(crate) fn after_commit(&self, event: Event) {
+        self.inner.outbox_wake.notify_one();
+        self.emit(event);
+    }
+
+    /// Settles a pending slot if its witness (or its deadline) decides it, recording the
+    /// decision; returns where it stands.
+    pub(crate) async fn settle_slot(
+        &self,
+        seq: u64,
+        slot: &Slot,
+        version: Version,
+    ) -> Result<SlotState> {
+        if slot.state != SlotState::Pending {
+            return Ok(slot.state);
+        }
+        let overdue = self.now_millis() > slot.deadline_ms + SETTLE_MARGIN.as_millis() as u64;
+        let decided = match &slot.witness {
+            Witness::Carried { keys } => {
+                if self.any_names(keys, &slot.id).await?
+                    || self.replaced_later(seq, &slot.id).await?
+                {
+                    SlotState::Committed
+                } else if overdue {
+                    SlotState::Void
+                } else {
+                    return Ok(SlotState::Pending);
+                }
+            }
+            Witness::Removed { key } if overdue => match self.meta().get(key).await? {
+                None => SlotState::Committed,
+                Some(_) => SlotState::Void,
+            },
+            Witness::Removed { .. } => return Ok(SlotState::Pending),
+        };
+        let settled = Slot {
+            state: decided,
+            ..slot.clone()
+        };
+        match EVENTS
+            .put(self.meta(), &Seq(seq), &settled, Expect::Version(version))
+            .await
+        {
+            Ok(_) => Ok(decided),
+            // Settled (or marked by its writer) meanwhile: that decision stands.
+            Err(e) if e.kind() == ErrorKind::Conflict => Ok(EVENTS
+                .get(self.meta(), &Seq(seq))
+                .await?
+                .map_or(SlotState::Void, |(s, _)| s.state)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether a value at one of `keys` names `id` (as a JSON string: ids are 32 hex
+    /// digits, so the quoted form occurs nowhere else by chance).
+    async fn any_names(&self, keys: &[String], id: &EventId) -> Result<bool> {
+        let quoted = format!("\"{id}\"");
+        for key in keys {
+            if let Some(stored) = self.meta().get(key).await?
+                && contains(&stored.value, quoted.as_bytes())
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether a slot after `seq` removed a value that named `id`.
+    async fn replaced_later(&self, seq: u64, id: &EventId) -> Result<bool> {
+        let all = Prefix::all();
+        let mut after = Some(Seq(seq));
+        loop {
+            let page = EVENTS.list(self.meta(), &all, after.as_ref(), 1000).await?;
+            let Some(last) = page.last() else {
+                return Ok(false);
+            };
+            if page.iter().any(|row| row.value.replaced.contains(id)) {
+                return Ok(true);
+            }
+            after = Some(Seq(last.key.0));
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
