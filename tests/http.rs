@@ -16,6 +16,8 @@ mod ecr;
 mod ecr_cli;
 #[path = "http/ecr_kms.rs"]
 mod ecr_kms;
+#[path = "http/events.rs"]
+mod events;
 #[path = "http/limits.rs"]
 mod limits;
 #[path = "http/oci_client.rs"]

@@ -137,6 +137,8 @@ pub(crate) struct Config {
     pub(crate) region: String,
     /// `--kms-key-id`: KEKs in AWS KMS instead of the key file.
     pub(crate) kms: Option<KmsConfig>,
+    /// Webhooks and background jobs.
+    pub(crate) operations: crate::operations::Operations,
 }
 
 /// The key provider, the KEK names it holds, and where they come from (for errors).
@@ -173,7 +175,7 @@ fn switch(name: &str, value: &str) -> Result<bool, String> {
 }
 
 /// `90s`, `30m`, `24h`, `7d`, or plain seconds.
-fn duration(name: &str, value: &str) -> Result<Duration, String> {
+pub(crate) fn duration(name: &str, value: &str) -> Result<Duration, String> {
     let bad = || format!("{name} must be a duration such as 90s, 30m, 24h or 7d, not {value:?}");
     let (number, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
         Some(at) => value.split_at(at),
@@ -216,6 +218,14 @@ const VALUE_FLAGS: &[&str] = &[
     "--region",
     "--kms-key-id",
     "--kms-endpoint",
+    "--config",
+    "--webhook",
+    "--webhook-secret",
+    "--webhook-format",
+    "--max-event-age",
+    "--gc-interval",
+    "--gc-pace",
+    "--lifecycle-interval",
 ];
 
 impl Config {
@@ -234,7 +244,9 @@ impl Config {
                 Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
                 None => (arg.clone(), None),
             };
-            if name == "--s3-allow-http" {
+            if name == "--lifecycle-now" {
+                flags.push((name, "on".into()));
+            } else if name == "--s3-allow-http" {
                 flags.push((name, inline.unwrap_or_else(|| "on".into())));
             } else if VALUE_FLAGS.contains(&name.as_str()) {
                 let value = match inline {
@@ -247,6 +259,10 @@ impl Config {
             }
         }
         let get = |flag: &str, env: &str| setting(&flags, flag, env);
+        let operations = crate::operations::Operations::from_flags(|flag| {
+            let given = flags.iter().filter(|(name, _)| name == flag);
+            given.map(|(_, value)| value.clone()).collect()
+        })?;
 
         let root = get("--root", "WHARF_REGISTRY_ROOT")
             .map(|(_, v)| PathBuf::from(v))
@@ -368,6 +384,7 @@ impl Config {
             _ => None,
         };
         Ok(Some(Self {
+            operations,
             auth,
             token_ttl,
             tls,

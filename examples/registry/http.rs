@@ -97,6 +97,9 @@ pub(crate) struct Failure(pub(crate) Box<Response>);
 
 impl Failure {
     pub(crate) fn new(status: StatusCode, error: &Error) -> Self {
+        if matches!(error.kind(), ErrorKind::Storage | ErrorKind::CorruptData) {
+            crate::metrics::STORAGE_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         Self(Box::new(error_response(status, error)))
     }
 }

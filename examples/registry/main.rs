@@ -22,6 +22,7 @@
 //! - `connections.rs` (the connection cap, timeouts), `tls.rs` (HTTPS).
 
 mod auth;
+mod background;
 mod blobs;
 mod config;
 mod connections;
@@ -34,10 +35,14 @@ mod http;
 mod listings;
 mod login;
 mod manifests;
+mod metrics;
+mod operations;
 mod routes;
+mod scheduler;
 mod tls;
 mod tokens;
 mod uploads;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,7 +74,7 @@ fn main() {
     let config = match Config::from_args(std::env::args().skip(1)) {
         Ok(Some(config)) => config,
         Ok(None) => {
-            print!("{}", config::USAGE);
+            print!("{}{}", config::USAGE, operations::USAGE);
             return;
         }
         Err(message) => {
@@ -108,7 +113,12 @@ async fn run(config: Config) -> Result<(), String> {
             config.listen
         );
     }
-    let app = App { registry, login };
+    let app = App {
+        registry,
+        login,
+        metrics: Arc::default(),
+        background: None,
+    };
     let tls = match &config.tls {
         Some((cert, key)) => Some(tls::acceptor(cert, key)?),
         None => None,
@@ -121,7 +131,12 @@ async fn run(config: Config) -> Result<(), String> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     eprintln!("wharf registry listening on {scheme}://{addr}");
 
-    let expiry = tokio::spawn(expire_uploads(app.registry.clone(), config.upload_expiry));
+    let background =
+        Arc::new(background::Background::start(&app.registry, &config, &addr.to_string()).await?);
+    let app = App {
+        background: Some(background.clone()),
+        ..app
+    };
     let rotation = app
         .login
         .as_ref()
@@ -164,7 +179,7 @@ async fn run(config: Config) -> Result<(), String> {
         }
     }
     drop(listener);
-    expiry.abort();
+    background.stop().await;
     if let Some(rotation) = rotation {
         rotation.abort();
     }
@@ -189,6 +204,8 @@ async fn run(config: Config) -> Result<(), String> {
 struct App {
     registry: Registry,
     login: Option<Arc<Login>>,
+    metrics: Arc<metrics::Metrics>,
+    background: Option<Arc<background::Background>>,
 }
 
 impl App {
@@ -308,9 +325,21 @@ async fn serve(app: &App, req: http::Req, peer: SocketAddr) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let response = match Route::parse(uri.path()) {
-        Ok(route) => app.answer(route, req, peer).await,
-        Err(failure) => *failure.0,
+    let bytes_in = http::content_length(req.headers()).unwrap_or(0);
+    let (endpoint, response) = match uri.path() {
+        "/healthz" => ("healthz", background::healthz()),
+        "/readyz" => ("readyz", background::readyz(&app.registry).await),
+        "/metrics" => match &app.background {
+            Some(background) => (
+                "metrics",
+                app.metrics.render(&app.registry, background).await,
+            ),
+            None => ("metrics", background::healthz()),
+        },
+        path => match Route::parse(path) {
+            Ok(route) => (route.label(), app.answer(route, req, peer).await),
+            Err(failure) => ("unknown", *failure.0),
+        },
     };
     let response = if method == Method::HEAD {
         http::without_body(response)
@@ -324,10 +353,23 @@ async fn serve(app: &App, req: http::Req, peer: SocketAddr) -> Response {
         }
         _ => uri.to_string(),
     };
+    let took = started.elapsed();
+    let bytes_out = match method {
+        Method::HEAD => 0,
+        _ => http::content_length(response.headers()).unwrap_or(0),
+    };
+    app.metrics.record(
+        endpoint,
+        method.as_str(),
+        response.status(),
+        took,
+        bytes_in,
+        bytes_out,
+    );
     eprintln!(
         "{method} {logged} {} {:.3}ms {peer}",
         response.status().as_u16(),
-        started.elapsed().as_secs_f64() * 1e3
+        took.as_secs_f64() * 1e3
     );
     response
 }
@@ -370,22 +412,6 @@ async fn dispatch(
         }
     };
     result.unwrap_or_else(|failure| *failure.0)
-}
-
-/// Expires abandoned upload sessions now and then.
-async fn expire_uploads(registry: Registry, expiry: Duration) {
-    let every = (expiry / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
-    loop {
-        tokio::time::sleep(every).await;
-        match registry.expire_uploads().await {
-            Ok(report) if report.sessions + report.orphaned_staging > 0 => eprintln!(
-                "expired {} abandoned uploads and {} orphaned staging areas",
-                report.sessions, report.orphaned_staging
-            ),
-            Ok(_) => {}
-            Err(e) => eprintln!("expiring uploads: {e}"),
-        }
-    }
 }
 
 /// Rotates the token signing keys when they are due.

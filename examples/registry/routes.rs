@@ -43,6 +43,22 @@ fn not_found(path: &str) -> Failure {
 }
 
 impl Route {
+    /// The endpoint's name in metrics.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Self::Base => "base",
+            Self::Token => "token",
+            Self::Api => "ecr_api",
+            Self::Catalog => "catalog",
+            Self::Tags(..) => "tags",
+            Self::Referrers(..) => "referrers",
+            Self::Blob(..) => "blob",
+            Self::UploadStart(..) => "upload_start",
+            Self::Upload(..) => "upload",
+            Self::Manifest(..) => "manifest",
+        }
+    }
+
     /// The endpoint `path` names; parameters that break the spec's grammar are errors
     /// of their own kind (`NAME_INVALID`, `DIGEST_INVALID`, `TAG_INVALID`).
     pub(crate) fn parse(path: &str) -> Result<Self, Failure> {

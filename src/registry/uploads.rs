@@ -374,6 +374,12 @@ impl Registry {
         Ok(())
     }
 
+    /// Upload writers this process holds open between chunks (at most
+    /// [`RegistryBuilder::max_open_uploads`](crate::RegistryBuilder::max_open_uploads)).
+    pub fn open_uploads(&self) -> usize {
+        self.inner.open_writers.len()
+    }
+
     /// Makes every byte received by this process's open uploads durable and records it,
     /// so another process can resume them: call before a graceful shutdown.
     pub async fn flush_uploads(&self) -> Result<()> {

@@ -232,6 +232,15 @@ impl RegistryServer {
         }
     }
 
+    /// Kills the process outright (SIGKILL: no shutdown work at all) and starts a new one
+    /// on the same root and flags.
+    pub(crate) fn kill_and_restart(mut self) -> Self {
+        self.stop_with("KILL");
+        let mut next = Self::spawn(&self.root, self.args.clone()).expect("server restarts");
+        next._dir = self._dir.take();
+        next
+    }
+
     /// Stops gracefully (SIGTERM) and starts a new process on the same root and flags,
     /// keeping the temporary directory alive.
     pub(crate) fn restart(mut self) -> Self {
