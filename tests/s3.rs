@@ -172,3 +172,83 @@ async fn aws_kms_key_provider_on_kms() {
     assert_eq!(refused.kind(), wharf::ErrorKind::Denied, "{refused}");
     assert!(refused.message().contains(missing), "{refused}");
 }
+
+/// Two registry processes on one bucket: each change's event reaches the subscriber once,
+/// whichever process made it and whichever delivers; and one process at a time holds a
+/// job's lease, another taking it once the holder stops renewing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_bucket_deliver_each_event_once_and_share_jobs_by_lease() {
+    use std::time::Duration;
+    use wharf::{DispatchOptions, Subscriber};
+
+    let Some(s3) = common::s3_store() else { return };
+    let a = common::builder_over(s3.clone()).await.build().unwrap();
+    let b = common::builder_over(s3).await.build().unwrap();
+    let recorder = common::Recorder::new("pipeline");
+    let subscriber: Arc<dyn Subscriber> = recorder.clone();
+    let options = |holder: &str| DispatchOptions {
+        holder: holder.into(),
+        ..DispatchOptions::default()
+    };
+    let in_a = a
+        .dispatcher(vec![subscriber.clone()], options("a"))
+        .await
+        .unwrap();
+    let in_b = b.dispatcher(vec![subscriber], options("b")).await.unwrap();
+    let mut pushes = Vec::new();
+    for i in 0..6 {
+        let registry = if i % 2 == 0 { a.clone() } else { b.clone() };
+        pushes.push(tokio::spawn(async move {
+            common::images::Image::seeded(&format!("s3-{i}"))
+                .push(
+                    &registry,
+                    &common::repo("shared/app"),
+                    &common::tag(&format!("v{i}")),
+                )
+                .await
+                .unwrap();
+        }));
+    }
+    for push in pushes {
+        push.await.unwrap();
+    }
+    // Both step: one holds the subscriber's lease and delivers, the other waits.
+    for _ in 0..3 {
+        let (ra, rb) = (common::drain(&in_a).await, common::drain(&in_b).await);
+        assert!(ra.held_elsewhere + rb.held_elsewhere >= 1);
+    }
+    let got = recorder.events();
+    let pushed = got
+        .iter()
+        .filter(|r| r.event.kind() == "manifest_pushed")
+        .count();
+    assert_eq!(pushed, 6, "{:?}", recorder.kinds());
+    let mut ids: Vec<_> = got.iter().map(|r| r.id.clone()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), got.len(), "each event once");
+    assert!(got.windows(2).all(|w| w[0].id < w[1].id), "in outbox order");
+
+    // Garbage collection: one process at a time.
+    let ttl = Duration::from_secs(2);
+    let held = a
+        .acquire_lease("gc", "a", ttl)
+        .await
+        .unwrap()
+        .expect("free");
+    assert!(b.acquire_lease("gc", "b", ttl).await.unwrap().is_none());
+    tokio::time::sleep(ttl + Duration::from_millis(500)).await;
+    let taken = b
+        .acquire_lease("gc", "b", ttl)
+        .await
+        .unwrap()
+        .expect("expired");
+    assert!(
+        taken.fence() > held.fence(),
+        "a new holder gets a larger fence"
+    );
+    let mut stale = held;
+    assert!(
+        !a.renew_lease(&mut stale, ttl).await.unwrap(),
+        "the old holder lost it"
+    );
+}
