@@ -340,6 +340,7 @@ impl Registry {
     }
 
     /// Reads a blob linked in `repo`, whole or a byte range.
+    #[tracing::instrument(level = "debug", skip_all, fields(repo = %repo, digest = %digest), err(level = "debug", Display))]
     pub async fn read_blob(
         &self,
         repo: &RepoName,
@@ -365,6 +366,7 @@ impl Registry {
 
     /// Pushes a whole blob in one call (a monolithic upload) from a stream, verified
     /// against `digest`.
+    #[tracing::instrument(level = "info", skip_all, fields(repo = %repo, digest = %digest), err(level = "debug", Display))]
     pub async fn push_blob_stream(
         &self,
         repo: &RepoName,
@@ -415,6 +417,7 @@ impl Registry {
     /// the client may read `from`); otherwise [`ErrorKind::BlobUnknown`], and a frontend
     /// falls back to an upload. Without `from`, the registry's [`MountPolicy`] decides;
     /// refusal is [`ErrorKind::Denied`].
+    #[tracing::instrument(level = "info", skip_all, fields(repo = %target, digest = %digest), err(level = "debug", Display))]
     pub async fn mount_blob(
         &self,
         target: &RepoName,

@@ -74,6 +74,7 @@ impl Registry {
     /// Moves an image to the archive storage class: it stays listed, but cannot be pulled
     /// until [`Registry::restore_image`]. Needs an archive store
     /// ([`RegistryBuilder::archive_store`](crate::RegistryBuilder::archive_store)).
+    #[tracing::instrument(level = "info", skip_all, fields(repo = %repo, digest = %digest), err(level = "debug", Display))]
     pub async fn archive_image(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         self.archive_image_guarded(repo, digest, None, None)
             .await
@@ -185,6 +186,7 @@ impl Registry {
 
     /// Brings an archived image back to the standard storage class, pullable again.
     /// Does nothing for an image that is not archived.
+    #[tracing::instrument(level = "info", skip_all, fields(repo = %repo, digest = %digest), err(level = "debug", Display))]
     pub async fn restore_image(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         let Some((record, _)) = self.raw_manifest_record(repo, digest).await? else {
             return Err(Self::manifest_unknown(repo, digest));

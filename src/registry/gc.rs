@@ -172,6 +172,7 @@ struct Candidate {
 impl Registry {
     /// Runs a whole collection: expires idle uploads, then examines every candidate (and,
     /// with [`GcOptions::full_scan`], every stored blob), step by step.
+    #[tracing::instrument(level = "info", skip_all, fields(dry_run = options.dry_run), err(level = "debug", Display))]
     pub async fn collect_garbage(&self, options: &GcOptions) -> Result<GcReport> {
         let mut report = GcReport {
             dry_run: options.dry_run,
@@ -200,6 +201,7 @@ impl Registry {
     /// One bounded step of a collection: examines up to [`GcOptions::batch`] candidates
     /// after `after`, and says where to continue (`None` when all were seen). Embedders
     /// that want to spread a pass over time call this on their own schedule.
+    #[tracing::instrument(level = "debug", skip_all, fields(dry_run = options.dry_run), err(level = "debug", Display))]
     pub async fn gc_step(
         &self,
         options: &GcOptions,

@@ -24,6 +24,7 @@ impl Registry {
     /// Deletes a manifest from `repo`, with its tags and its referrers entry. Refused with
     /// [`ErrorKind::ManifestReferenced`] while an index in `repo` lists it. The bytes stay
     /// for garbage collection.
+    #[tracing::instrument(level = "info", skip_all, fields(repo = %repo, digest = %digest), err(level = "debug", Display))]
     pub async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         self.delete_manifest_guarded(repo, digest, None, DeleteCause::Explicit)
             .await

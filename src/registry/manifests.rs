@@ -326,6 +326,7 @@ impl Registry {
     /// ([`ErrorKind::ManifestBlobUnknown`] names what is missing). A push by tag moves the
     /// tag by compare-and-swap: concurrent pushes to one tag are applied one after
     /// another, each recorded in the tag's history.
+    #[tracing::instrument(level = "info", skip_all, fields(repo = %repo, reference = %reference), err(level = "debug", Display))]
     pub async fn push_manifest(
         &self,
         repo: &RepoName,
@@ -495,6 +496,7 @@ impl Registry {
 
     /// Points `tag` at the manifest `digest`, already pushed to `repo` (the `?tag=` of a
     /// push by digest). Tag immutability holds as for a push by tag.
+    #[tracing::instrument(level = "info", skip_all, fields(repo = %repo, tag = %tag, digest = %digest), err(level = "debug", Display))]
     pub async fn tag_manifest(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> Result<()> {
         let repository = self.repository(repo).await?;
         let reference = Reference::Digest(digest.clone());
@@ -557,6 +559,7 @@ impl Registry {
     }
 
     /// A manifest's bytes, by tag or digest.
+    #[tracing::instrument(level = "debug", skip_all, fields(repo = %repo, reference = %reference), err(level = "debug", Display))]
     pub async fn get_manifest(
         &self,
         repo: &RepoName,

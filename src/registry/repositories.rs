@@ -196,6 +196,7 @@ fn owned_prefixes(name: &RepoName) -> [String; 8] {
 
 impl Registry {
     /// Creates a repository; [`ErrorKind::Conflict`] if it exists.
+    #[tracing::instrument(level = "info", skip_all, fields(repo = %name), err(level = "debug", Display))]
     pub async fn create_repository(
         &self,
         name: &RepoName,
@@ -262,6 +263,7 @@ impl Registry {
     }
 
     /// Replaces a repository's settings.
+    #[tracing::instrument(level = "info", skip_all, fields(repo = %name), err(level = "debug", Display))]
     pub async fn update_repository(
         &self,
         name: &RepoName,
@@ -303,6 +305,7 @@ impl Registry {
     /// Deletes a repository with its tags, manifests, links and referrers. Without
     /// `force`, a repository that still holds manifests is refused, as ECR does. Blob
     /// bytes stay for garbage collection.
+    #[tracing::instrument(level = "info", skip_all, fields(repo = %name, force), err(level = "debug", Display))]
     pub async fn delete_repository(&self, name: &RepoName, force: bool) -> Result<()> {
         self.repository(name).await?;
         let images = Prefix::in_repo(name);

@@ -295,6 +295,7 @@ impl Registry {
     }
 
     /// Removes a tag; the manifest stays.
+    #[tracing::instrument(level = "info", skip_all, fields(repo = %repo, tag = %tag), err(level = "debug", Display))]
     pub async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<()> {
         let digest = self.resolve_tag(repo, tag).await?;
         self.untag(repo, tag, &digest, None).await

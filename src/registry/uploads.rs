@@ -64,6 +64,7 @@ fn one_chunk(chunk: Bytes) -> ByteStream {
 
 impl Registry {
     /// Starts an upload session into `repo`.
+    #[tracing::instrument(level = "debug", skip_all, fields(repo = %repo), err(level = "debug", Display))]
     pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadStatus> {
         self.repository_for_push(repo).await?;
         let id = UploadId::generate();
@@ -242,6 +243,7 @@ impl Registry {
     }
 
     /// [`Registry::append_upload_stream`] for a chunk in memory.
+    #[tracing::instrument(level = "debug", skip_all, fields(repo = %repo, upload = %id), err(level = "debug", Display))]
     pub async fn append_upload(
         &self,
         repo: &RepoName,
@@ -268,6 +270,7 @@ impl Registry {
     }
 
     /// [`Registry::finish_upload`] with the last chunk streamed.
+    #[tracing::instrument(level = "info", skip_all, fields(repo = %repo, upload = %id, digest = %digest), err(level = "debug", Display))]
     pub async fn finish_upload_stream(
         &self,
         repo: &RepoName,
@@ -461,6 +464,7 @@ impl Registry {
     /// areas that no session owns (left by crashes) that are as old. Safe to run while
     /// uploads go on: a session is removed only by compare-and-swap against the state
     /// that was judged idle.
+    #[tracing::instrument(level = "info", skip_all, err(level = "debug", Display))]
     pub async fn expire_uploads(&self) -> Result<ExpiryReport> {
         self.expire_uploads_older_than(self.inner.upload_expiry)
             .await
