@@ -109,6 +109,8 @@ pub(crate) struct Announced {
     pub(crate) seq: u64,
     pub(crate) id: EventId,
     deadline_ms: u64,
+    /// The slot as written, and its version: the writer's mark needs no read.
+    slot: Box<Slot>,
     version: Version,
 }
 
@@ -182,8 +184,9 @@ impl Registry {
                     }
                     return Ok(Announced {
                         seq,
-                        id: slot.id,
+                        id: slot.id.clone(),
                         deadline_ms,
+                        slot: Box::new(slot),
                         version,
                     });
                 }
@@ -250,22 +253,26 @@ impl Registry {
     /// removals, keeps an event deliverable when its key changes many times or goes away
     /// before a dispatcher reads the slot.
     pub(crate) async fn mark(&self, announced: &Announced, state: SlotState) {
-        let key = Seq(announced.seq);
-        let marked = async {
-            let Some((mut slot, version)) = EVENTS.get(self.meta(), &key).await? else {
-                return Ok(());
-            };
-            if slot.state != SlotState::Pending || version != announced.version {
-                return Ok(());
-            }
-            slot.state = state;
-            EVENTS
-                .put(self.meta(), &key, &slot, Expect::Version(version))
-                .await
-                .map(drop)
+        let marked = Slot {
+            state,
+            ..(*announced.slot).clone()
         };
-        if let Err(e) = marked.await {
-            tracing::warn!(event = %announced.id, error = %e, "could not mark an outbox slot; it will be settled from its witness");
+        let key = Seq(announced.seq);
+        match EVENTS
+            .put(
+                self.meta(),
+                &key,
+                &marked,
+                Expect::Version(announced.version),
+            )
+            .await
+        {
+            // Settled by a reader meanwhile (from the same witness): that stands.
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Conflict => {}
+            Err(e) => {
+                tracing::warn!(event = %announced.id, error = %e, "could not mark an outbox slot; it will be settled from its witness");
+            }
         }
     }
 
