@@ -226,6 +226,7 @@ const VALUE_FLAGS: &[&str] = &[
     "--gc-interval",
     "--gc-pace",
     "--lifecycle-interval",
+    "--log-format",
 ];
 
 impl Config {

@@ -286,8 +286,8 @@ impl AcceptBackoff {
             .is_none_or(|at| now.duration_since(at) >= Self::LOG_EVERY)
         {
             match self.suppressed {
-                0 => eprintln!("accept: {error}"),
-                n => eprintln!("accept: {error} (and {n} more failures)"),
+                0 => tracing::warn!("accept: {error}"),
+                n => tracing::warn!("accept: {error} (and {n} more failures)"),
             }
             self.last_logged = Some(now);
             self.suppressed = 0;

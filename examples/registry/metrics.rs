@@ -195,7 +195,7 @@ impl Metrics {
                             writeln!(out, "wharf_outbox_backlog{{subscriber=\"{name}\"}} {depth}");
                     }
                 }
-                Err(e) => eprintln!("/metrics: reading the outbox backlog: {e}"),
+                Err(e) => tracing::warn!("/metrics: reading the outbox backlog: {e}"),
             }
         }
         let builder = http::response(StatusCode::OK)

@@ -54,9 +54,11 @@ pub(crate) struct SchedulerConfig {
     pub(crate) lifecycle_now: bool,
 }
 
-/// Webhooks, event delivery and the scheduler.
+/// Webhooks, event delivery, the scheduler and the log.
 #[derive(Debug, Clone)]
 pub(crate) struct Operations {
+    /// `--log-format json`: one JSON object per line, with time, level and spans.
+    pub(crate) log_json: bool,
     pub(crate) webhooks: Vec<WebhookConfig>,
     /// An event a webhook keeps refusing goes to its dead letters after this long.
     pub(crate) max_event_age: Duration,
@@ -183,7 +185,13 @@ impl Operations {
             Some((name, v)) => duration(&name, &v),
             None => Ok(default),
         };
+        let log_json = match last("--log-format").as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => return Err(format!("--log-format must be text or json, not {other:?}")),
+        };
         Ok(Self {
+            log_json,
             webhooks,
             max_event_age: pick(
                 "--max-event-age",
@@ -233,4 +241,6 @@ Events and background jobs:
                          (default 24h)
   --lifecycle-now        and once at start
   With several processes on one store, a lease in metadata lets one run each job.
+  --log-format F         text (default: one line per request, ending in its id; lines
+                         logged while answering it start request{id=…}) or json
 ";

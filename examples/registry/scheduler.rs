@@ -95,7 +95,7 @@ impl Job {
 
     fn failed(&self, error: &wharf::Error) {
         self.counts.errors.fetch_add(1, Ordering::Relaxed);
-        eprintln!("{}: {error}", self.name);
+        tracing::warn!("{}: {error}", self.name);
     }
 
     /// One pass of garbage collection per `interval`, a step per `pace`.
@@ -208,9 +208,10 @@ impl Job {
                         .uploads_expired
                         .fetch_add(n as u64, Ordering::Relaxed);
                     if n > 0 {
-                        eprintln!(
+                        tracing::info!(
                             "expired {} abandoned uploads and {} orphaned staging areas",
-                            report.sessions, report.orphaned_staging
+                            report.sessions,
+                            report.orphaned_staging
                         );
                     }
                 }
