@@ -93,9 +93,23 @@ impl Registry {
     /// Extends a held lease by `ttl` from now; `false` if it was lost (it ran out and
     /// another process took it), in which case the job must stop.
     pub async fn renew_lease(&self, lease: &mut Lease, ttl: Duration) -> Result<bool> {
+        let until_ms = self.now_millis() + ttl.as_millis() as u64;
+        match self.rewrite_lease(lease, until_ms).await? {
+            Some(version) => {
+                lease.version = version;
+                lease.until_ms = until_ms;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Writes a held lease with a new end, by compare-and-swap on the version its holder
+    /// last wrote; `None` if another process changed it since.
+    async fn rewrite_lease(&self, lease: &Lease, until_ms: u64) -> Result<Option<Version>> {
         let record = LeaseRecord {
             holder: lease.holder.clone(),
-            until_ms: self.now_millis() + ttl.as_millis() as u64,
+            until_ms,
             fence: lease.fence,
         };
         match LEASES
@@ -107,34 +121,14 @@ impl Registry {
             )
             .await
         {
-            Ok(version) => {
-                lease.version = version;
-                lease.until_ms = record.until_ms;
-                Ok(true)
-            }
-            Err(e) if e.kind() == ErrorKind::Conflict => Ok(false),
+            Ok(version) => Ok(Some(version)),
+            Err(e) if e.kind() == ErrorKind::Conflict => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     /// Gives a lease up early, so another process need not wait for it to run out.
     pub async fn release_lease(&self, lease: Lease) -> Result<()> {
-        let record = LeaseRecord {
-            holder: lease.holder,
-            until_ms: 0,
-            fence: lease.fence,
-        };
-        match LEASES
-            .put(
-                self.meta(),
-                &lease.job,
-                &record,
-                Expect::Version(lease.version),
-            )
-            .await
-        {
-            Err(e) if e.kind() != ErrorKind::Conflict => Err(e),
-            _ => Ok(()),
-        }
+        self.rewrite_lease(&lease, 0).await.map(drop)
     }
 }

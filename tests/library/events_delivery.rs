@@ -232,3 +232,60 @@ async fn a_slot_whose_writer_never_committed_is_void_after_its_deadline() {
     drain(&dispatcher).await;
     assert_eq!(recorder.kinds()[before..], ["tag_moved"]);
 }
+
+#[tokio::test]
+async fn a_job_lease_has_one_holder_until_it_runs_out_or_is_given_up() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let registry = registry_with(Arc::new(InMemory::new()), clock.clone()).await;
+    let ttl = Duration::from_secs(60);
+    let mut first = registry
+        .acquire_lease("gc", "a", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        registry
+            .acquire_lease("gc", "b", ttl)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Renewed, it holds past its first end.
+    clock.advance(Duration::from_secs(50));
+    assert!(registry.renew_lease(&mut first, ttl).await.unwrap());
+    clock.advance(Duration::from_secs(50));
+    assert!(
+        registry
+            .acquire_lease("gc", "b", ttl)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Not renewed, it runs out: another holder takes it with a larger fence, and the
+    // old holder learns it lost it.
+    clock.advance(Duration::from_secs(61));
+    let second = registry
+        .acquire_lease("gc", "b", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(second.fence() > first.fence());
+    assert!(!registry.renew_lease(&mut first, ttl).await.unwrap());
+    // Given up, it is free at once; other jobs were never affected.
+    registry.release_lease(second).await.unwrap();
+    assert!(
+        registry
+            .acquire_lease("gc", "c", ttl)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        registry
+            .acquire_lease("lifecycle", "a", ttl)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(registry.acquire_lease("Bad Name", "a", ttl).await.is_err());
+}
