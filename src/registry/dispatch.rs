@@ -128,7 +128,7 @@ pub(crate) struct CursorRecord {
 }
 
 /// The event a subscriber is stuck on.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct RetryState {
     seq: u64,
     attempts: u32,
@@ -293,15 +293,28 @@ impl Dispatcher {
             ));
         };
         let now = registry.now_millis();
-        if cursor.holder != self.options.holder && cursor.lease_until_ms > now {
+        let me = &self.options.holder;
+        if &cursor.holder != me && cursor.lease_until_ms > now {
             report.held_elsewhere += 1;
             return Ok(());
         }
-        cursor.holder = self.options.holder.clone();
-        let Some(mut version) = self.write_cursor(name, &mut cursor, version).await? else {
-            report.held_elsewhere += 1;
-            return Ok(());
-        };
+        // The lease is written only to take it or before half of it is gone, and the
+        // cursor only when it moved: an idle subscriber costs a read per step.
+        let lease_ms = self.options.lease.as_millis() as u64;
+        let renewal_due =
+            |cursor: &CursorRecord| cursor.lease_until_ms < registry.now_millis() + lease_ms / 2;
+        let mut version = version;
+        if &cursor.holder != me || renewal_due(&cursor) {
+            cursor.holder = me.clone();
+            match self.write_cursor(name, &mut cursor, version).await? {
+                Some(v) => version = v,
+                None => {
+                    report.held_elsewhere += 1;
+                    return Ok(());
+                }
+            }
+        }
+        let mut written = (cursor.next, cursor.retry.clone());
         let after = cursor.next.checked_sub(1).map(Seq);
         let rows = EVENTS
             .list(
@@ -340,15 +353,17 @@ impl Dispatcher {
                 break;
             }
             // A long batch renews the lease before half of it is gone.
-            let lease_ms = self.options.lease.as_millis() as u64;
-            if cursor.lease_until_ms < registry.now_millis() + lease_ms / 2 {
+            if renewal_due(&cursor) {
                 match self.write_cursor(name, &mut cursor, version).await? {
                     Some(v) => version = v,
                     None => return Ok(()),
                 }
+                written = (cursor.next, cursor.retry.clone());
             }
         }
-        self.write_cursor(name, &mut cursor, version).await?;
+        if (cursor.next, &cursor.retry) != (written.0, &written.1) {
+            self.write_cursor(name, &mut cursor, version).await?;
+        }
         Ok(())
     }
 
