@@ -32,6 +32,7 @@ use super::schema::{
     BLOBS, GC_CANDIDATES, GC_LAYOUT, InRepo, LINKS, MANIFESTS, Prefix, REFS, RefKey, Retry, Row,
     Singleton,
 };
+use crate::blob::Footprint;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::Event;
@@ -135,7 +136,9 @@ impl Registry {
                 }
                 Some((record, version)) if record.state == BlobState::Deleting => {
                     if record.stalled(self.now_millis(), STALLED_DELETION) {
-                        self.finish_deletion(digest, &record, version).await?;
+                        let footprint = self.inner.blobs.footprint(digest).await?;
+                        self.finish_deletion(digest, &record, version, footprint)
+                            .await?;
                     } else {
                         tokio::time::sleep(DELETION_WAIT).await;
                     }
@@ -164,12 +167,14 @@ impl Registry {
     /// Removes a blob whose record is `deleting`: its links, its bytes, then the record.
     /// Any party may finish a removal a stopped collector left. Ownership is renewed by
     /// compare-and-swap just before the bytes go, so a collector that stalled and was
-    /// taken over stops instead of removing bytes written since.
+    /// taken over stops instead of removing bytes written since. `footprint` is the
+    /// blob's as read before its removal began; its reclaim event reports the size.
     pub(crate) async fn finish_deletion(
         &self,
         digest: &Digest,
         record: &BlobRecord,
         version: Version,
+        footprint: Option<Footprint>,
     ) -> Result<()> {
         for repo in &record.repos {
             if let Ok(repo) = repo.parse::<RepoName>() {
@@ -192,15 +197,9 @@ impl Registry {
             Err(e) => return Err(e),
         };
         // The record's removal is the commit point of the reclaim event.
-        let size = self
-            .inner
-            .blobs
-            .footprint(digest)
-            .await?
-            .map_or(0, |f| f.logical);
         let event = Event::BlobReclaimed {
             digest: digest.clone(),
-            size,
+            size: footprint.map_or(0, |f| f.logical),
         };
         let witness = Witness::Removed {
             key: BLOBS.key(digest),

@@ -269,7 +269,7 @@ impl Registry {
             BlobState::Deleting if record.stalled(now, options.take_over_after) => {
                 if !options.dry_run {
                     let size = self.footprint(digest).await?;
-                    self.finish_deletion(digest, &record, version).await?;
+                    self.finish_deletion(digest, &record, version, size).await?;
                     self.drop_candidate(&candidate).await?;
                     Self::reclaimed(&mut report, size);
                 }
@@ -395,7 +395,8 @@ impl Registry {
             state: BlobState::Deleting,
             ..record
         };
-        self.finish_deletion(digest, &record, deleting).await?;
+        self.finish_deletion(digest, &record, deleting, size)
+            .await?;
         self.drop_candidate(candidate).await?;
         Self::reclaimed(report, size);
         Ok(())
