@@ -33,7 +33,11 @@ impl Background {
         host: &str,
     ) -> Result<Self, String> {
         // Unique per process: leases tell processes apart by it.
-        let holder = format!("{host}-{}-{:08x}", std::process::id(), rand_u32());
+        let holder = format!(
+            "{host}-{}-{:08x}",
+            std::process::id(),
+            getrandom::u32().unwrap_or_default()
+        );
         let deliveries = Arc::new(DeliveryCounts::default());
         let account = registry.resource_account();
         let origin = Origin {
@@ -114,13 +118,6 @@ impl Background {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }
     }
-}
-
-fn rand_u32() -> u32 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    nanos ^ std::process::id().rotate_left(16)
 }
 
 /// `/healthz`: the process answers.

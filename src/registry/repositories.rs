@@ -209,19 +209,15 @@ impl Registry {
             events: Vec::new(),
         };
         let event = Event::RepositoryCreated { repo: name.clone() };
-        let created = self
-            .commit_with_event(&REPOSITORIES, name, |existing| match existing {
-                Some(_) => Err(Error::new(
-                    ErrorKind::Conflict,
-                    format!("repository {name} already exists"),
-                )),
-                None => Ok(Some((Outcome::Put(record.clone()), event.clone()))),
-            })
-            .await?;
-        match created {
-            Applied::Put(record, _) => Ok(record.into_repository(name)),
-            _ => Ok(record.into_repository(name)),
-        }
+        self.commit_with_event(&REPOSITORIES, name, |existing| match existing {
+            Some(_) => Err(Error::new(
+                ErrorKind::Conflict,
+                format!("repository {name} already exists"),
+            )),
+            None => Ok(Some((Outcome::Put(record.clone()), event.clone()))),
+        })
+        .await?;
+        Ok(record.into_repository(name))
     }
 
     fn name_unknown(name: &RepoName) -> Error {
