@@ -41,6 +41,7 @@ mod key_identity;
 mod leases;
 mod lifecycle;
 mod manifest_deletes;
+mod manifest_records;
 mod manifests;
 mod open_writers;
 mod outbox;
