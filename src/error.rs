@@ -73,6 +73,9 @@ pub enum ErrorKind {
     RangeInvalid,
     /// A compare-and-swap lost: the stored value changed since it was read.
     Conflict,
+    /// The image has not been scanned (ECR's `ScanNotFoundException`). Frontends answer
+    /// 404.
+    ScanNotFound,
     /// Data at rest is truncated, tampered with or unreadable.
     CorruptData,
     /// The storage backend failed; [`Error::is_retryable`] says whether trying again may help.
@@ -109,6 +112,7 @@ impl ErrorKind {
             Self::TooManyRequests => "TOOMANYREQUESTS",
             Self::PaginationInvalid => "PAGINATION_NUMBER_INVALID",
             Self::Conflict => "CONFLICT",
+            Self::ScanNotFound => "SCAN_NOT_FOUND",
             Self::CorruptData => "CORRUPT_DATA",
             Self::Storage => "STORAGE_ERROR",
         }
@@ -120,7 +124,8 @@ impl ErrorKind {
             Self::BlobUnknown
             | Self::BlobUploadUnknown
             | Self::ManifestUnknown
-            | Self::NameUnknown => 404,
+            | Self::NameUnknown
+            | Self::ScanNotFound => 404,
             Self::RangeInvalid => 416,
             Self::Unauthorized => 401,
             Self::Denied => 403,

@@ -113,6 +113,21 @@ pub enum Event {
         /// The image's manifest digest.
         digest: Digest,
     },
+    /// A scan of an image manifest ended (ECR's "ECR Image Scan").
+    ImageScanned {
+        /// Its repository.
+        repo: RepoName,
+        /// The image's manifest digest.
+        digest: Digest,
+        /// How the scan ended: `COMPLETE`, `FAILED` or `UNSUPPORTED_IMAGE`.
+        status: String,
+        /// Findings per severity (`CRITICAL`, `HIGH`, …), for a complete scan.
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        counts: std::collections::BTreeMap<String, u64>,
+        /// The tags on the image when the scan ended.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tags: Vec<Tag>,
+    },
     /// A repository was created (explicitly or by a first push).
     RepositoryCreated {
         /// The repository.
@@ -173,6 +188,7 @@ impl Event {
             Self::ImageExpired { .. } => "image_expired",
             Self::ImageArchived { .. } => "image_archived",
             Self::ImageRestored { .. } => "image_restored",
+            Self::ImageScanned { .. } => "image_scanned",
             Self::RepositoryCreated { .. } => "repository_created",
             Self::RepositorySettingsChanged { .. } => "repository_settings_changed",
             Self::RepositoryPolicyChanged { .. } => "repository_policy_changed",
@@ -183,7 +199,7 @@ impl Event {
     }
 
     /// Every type [`Event::kind`] names that the outbox carries.
-    pub const KINDS: [&'static str; 13] = [
+    pub const KINDS: [&'static str; 14] = [
         "blob_pushed",
         "manifest_pushed",
         "tag_moved",
@@ -192,6 +208,7 @@ impl Event {
         "image_expired",
         "image_archived",
         "image_restored",
+        "image_scanned",
         "repository_created",
         "repository_settings_changed",
         "repository_policy_changed",
@@ -211,6 +228,7 @@ impl Event {
             | Self::ImageExpired { repo, .. }
             | Self::ImageArchived { repo, .. }
             | Self::ImageRestored { repo, .. }
+            | Self::ImageScanned { repo, .. }
             | Self::RepositoryCreated { repo }
             | Self::RepositorySettingsChanged { repo }
             | Self::RepositoryPolicyChanged { repo, .. }
@@ -239,6 +257,7 @@ impl Event {
             | Self::ImageExpired { digest, .. }
             | Self::ImageArchived { digest, .. }
             | Self::ImageRestored { digest, .. }
+            | Self::ImageScanned { digest, .. }
             | Self::BlobReclaimed { digest, .. } => Some(digest),
             Self::TagMoved { to, .. } => Some(to),
             _ => None,

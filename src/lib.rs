@@ -6,7 +6,8 @@
 //
 //   registry (the facade: repositories, uploads, manifests, tags, lifecycle apply, GC),
 //   testing (conformance suites)
-//   upload, lifecycle (the pure planner), events, access (the pure policy evaluator)
+//   upload, lifecycle (the pure planner), events, access (the pure policy evaluator),
+//   scan (layer walking, package inventory, SBOMs, OSV matching)
 //   blob, meta, keys, manifest
 //   codec, reference, digest, sigv4
 //   util, hex, clock, strict_json
@@ -19,7 +20,8 @@
 // registry's methods take and return. A subsystem with vocabulary of its own is a public
 // module: `blob`, `meta`, `keys`, `codec` (the at-rest format, for tools and fuzzers),
 // `lifecycle` (the policy language, RFC 3339 times and the pure planner, for offline
-// tools), `access` (IAM policies and their evaluation, registry tokens), `sigv4` (AWS
+// tools), `access` (IAM policies and their evaluation, registry tokens), `scan` (the
+// `Scanner` trait, the built-in scanner and its parts, for tools and fuzzers), `sigv4` (AWS
 // request signatures, both ways) and `testing` (feature). Machinery stays crate-private: the metadata schema, the
 // codec's sealing jobs, the key builders.
 //
@@ -40,6 +42,7 @@ mod manifest;
 pub mod meta;
 mod reference;
 mod registry;
+pub mod scan;
 pub mod sigv4;
 mod strict_json;
 mod upload;
@@ -75,13 +78,14 @@ pub use crate::registry::{
 };
 pub use crate::registry::{
     CallerRegistry, DEFAULT_ACCESS_CACHE_TTL, DEFAULT_CHECKPOINT_INTERVAL,
-    DEFAULT_MAX_OPEN_UPLOADS, DEFAULT_PULL_TIME_RESOLUTION, DEFAULT_UPLOAD_EXPIRY,
-    DenyMountByDigest, ImageInfo, LifecycleReport, MAX_MUTABILITY_EXCLUSIONS, ManifestInfo,
-    MountPolicy, PushedManifest, Referrers, Registry, RegistryBuilder, Repository,
-    RepositorySettings, ResourceAccount, StorageStats, StoredManifest, TAG_HISTORY_LEN, TagMove,
-    TagMutability,
+    DEFAULT_MAX_OPEN_UPLOADS, DEFAULT_PULL_TIME_RESOLUTION, DEFAULT_SCAN_CONCURRENCY,
+    DEFAULT_UPLOAD_EXPIRY, DenyMountByDigest, ImageInfo, ImageScan, LifecycleReport,
+    MAX_MUTABILITY_EXCLUSIONS, ManifestInfo, MountPolicy, PushedManifest, Referrers, Registry,
+    RegistryBuilder, RematchReport, Repository, RepositorySettings, ResourceAccount, SCAN_CLAIM,
+    ScanFindings, StorageStats, StoredManifest, TAG_HISTORY_LEN, TagMove, TagMutability,
 };
 pub use crate::registry::{DEFAULT_GC_GRACE, GcCursor, GcOptions, GcReport};
+pub use crate::scan::{BuiltinScanner, ScanStatus, Scanner};
 pub use crate::upload::{ExpiryReport, UploadId, UploadStatus};
 
 /// Re-exported so embedders name the same `object_store` types wharf uses.

@@ -48,6 +48,9 @@ mod outbox;
 mod pulls;
 mod referrers;
 mod repositories;
+mod scan_rematch;
+mod scan_results;
+mod scans;
 mod schema;
 mod tags;
 mod uploads;
@@ -70,6 +73,8 @@ pub use self::referrers::Referrers;
 pub use self::repositories::{
     MAX_MUTABILITY_EXCLUSIONS, Repository, RepositorySettings, TagMutability,
 };
+pub use self::scan_rematch::RematchReport;
+pub use self::scans::{DEFAULT_SCAN_CONCURRENCY, ImageScan, SCAN_CLAIM, ScanFindings};
 pub use self::tags::{TAG_HISTORY_LEN, TagMove};
 
 /// Default age after which an upload session with no activity is expired.
@@ -182,6 +187,8 @@ struct Inner {
     outbox_next: std::sync::atomic::AtomicU64,
     /// Woken after every commit, so a dispatcher in this process delivers at once.
     outbox_wake: tokio::sync::Notify,
+    /// The scanner and the scans running in this process.
+    scans: scans::ScanRunner,
 }
 
 impl fmt::Debug for Registry {

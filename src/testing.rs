@@ -16,6 +16,7 @@ pub mod blob_store;
 mod clock;
 mod faulty_store;
 pub mod fuzz;
+mod fuzz_scan;
 pub mod key_provider;
 pub mod meta_store;
 

@@ -26,6 +26,8 @@ mod oci_client;
 mod podman;
 #[path = "http/protocol.rs"]
 mod protocol;
+#[path = "http/scanning.rs"]
+mod scanning;
 #[path = "http/server.rs"]
 mod server;
 #[path = "http/skopeo.rs"]

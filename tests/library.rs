@@ -58,6 +58,22 @@ mod meta_model;
 mod registry;
 #[path = "library/repositories.rs"]
 mod repositories;
+#[path = "library/scan_binaries.rs"]
+mod scan_binaries;
+#[path = "library/scan_osv.rs"]
+mod scan_osv;
+#[path = "library/scan_osv_load.rs"]
+mod scan_osv_load;
+#[path = "library/scan_registry.rs"]
+mod scan_registry;
+#[path = "library/scan_rpm.rs"]
+mod scan_rpm;
+#[path = "library/scan_rpm_bdb.rs"]
+mod scan_rpm_bdb;
+#[path = "library/scan_sqlite.rs"]
+mod scan_sqlite;
+#[path = "library/scan_versions.rs"]
+mod scan_versions;
 #[path = "library/sigv4.rs"]
 mod sigv4;
 #[path = "library/tags_and_referrers.rs"]

@@ -81,13 +81,18 @@ impl Background {
             (Some(dispatcher), Some(task))
         };
         let job_counts = Arc::new(JobCounts::default());
-        let jobs = scheduler::start(
+        let mut jobs = scheduler::start(
             registry,
             &config.operations.scheduler,
             config.upload_expiry,
             &holder,
             &job_counts,
         );
+        jobs.push(tokio::spawn(crate::scanning::refresh(
+            registry.clone(),
+            config.operations.scanning.clone(),
+            holder.clone(),
+        )));
         Ok(Self {
             dispatcher,
             delivery: std::sync::Mutex::new(delivery),

@@ -227,6 +227,8 @@ const VALUE_FLAGS: &[&str] = &[
     "--gc-pace",
     "--lifecycle-interval",
     "--log-format",
+    "--vuln-db",
+    "--vuln-db-refresh",
 ];
 
 impl Config {
@@ -245,7 +247,7 @@ impl Config {
                 Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
                 None => (arg.clone(), None),
             };
-            if name == "--lifecycle-now" {
+            if name == "--lifecycle-now" || name == "--scan-on-push" {
                 flags.push((name, "on".into()));
             } else if name == "--s3-allow-http" {
                 flags.push((name, inline.unwrap_or_else(|| "on".into())));
@@ -505,6 +507,8 @@ impl Config {
             .key_provider(keys)
             .at_rest(at_rest)
             .upload_expiry(self.upload_expiry)
+            .scanner(self.operations.scanning.scanner.clone())
+            .scan_on_push_by_default(self.operations.scanning.scan_on_push)
             .resource_account(ResourceAccount {
                 region: self.region.clone(),
                 account: auth

@@ -64,6 +64,7 @@ impl From<wharf::Error> for ApiError {
             ErrorKind::BlobUnknown | ErrorKind::ManifestBlobUnknown => "LayersNotFoundException",
             ErrorKind::TagImmutable => "ImageTagAlreadyExistsException",
             ErrorKind::RepositoryNotEmpty => "RepositoryNotEmptyException",
+            ErrorKind::ScanNotFound => "ScanNotFoundException",
             ErrorKind::Denied | ErrorKind::Unauthorized => "AccessDeniedException",
             ErrorKind::TooManyRequests => "ThrottlingException",
             ErrorKind::NameInvalid

@@ -17,7 +17,7 @@ use crate::ecr::{ApiError, Call};
 /// exists only in builds with KMS).
 const KMS_KEK_PREFIX: &str = "kms.";
 use crate::tokens;
-use crate::{ecr_images, ecr_layers, ecr_lifecycle};
+use crate::{ecr_images, ecr_layers, ecr_lifecycle, ecr_scans};
 
 /// Repositories a `DescribeRepositories` page holds by default, and at most.
 const DEFAULT_PAGE: usize = 100;
@@ -52,6 +52,9 @@ pub(crate) async fn dispatch(action: &str, call: Call<'_>) -> Result<Value, ApiE
         "DeleteLifecyclePolicy" => ecr_lifecycle::delete_lifecycle_policy(call).await,
         "StartLifecyclePolicyPreview" => ecr_lifecycle::start_lifecycle_policy_preview(call).await,
         "GetLifecyclePolicyPreview" => ecr_lifecycle::get_lifecycle_policy_preview(call).await,
+        "PutImageScanningConfiguration" => ecr_scans::put_image_scanning_configuration(call).await,
+        "StartImageScan" => ecr_scans::start_image_scan(call).await,
+        "DescribeImageScanFindings" => ecr_scans::describe_image_scan_findings(call).await,
         other => Err(ApiError::new(
             "UnknownOperationException",
             format!("{other} is not an action this registry implements"),
@@ -207,6 +210,8 @@ async fn create_repository(call: Call<'_>) -> Result<Value, ApiError> {
     read_mutability(params, &mut settings)?;
     if let Some(scanning) = params.get("imageScanningConfiguration") {
         settings.scan_on_push = boolean(scanning, "scanOnPush")?.unwrap_or(false);
+    } else {
+        settings.scan_on_push = call.caller.registry().scan_on_push_by_default();
     }
     if let Some(encryption) = params.get("encryptionConfiguration") {
         match string(encryption, "encryptionType")? {

@@ -15,9 +15,9 @@ const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
 /// One entry of an `imageIds` parameter.
-struct ImageId {
-    digest: Option<Digest>,
-    tag: Option<Tag>,
+pub(crate) struct ImageId {
+    pub(crate) digest: Option<Digest>,
+    pub(crate) tag: Option<Tag>,
     /// As given, for failures.
     json: Value,
 }
@@ -30,36 +30,37 @@ fn image_ids(params: &Value) -> Result<Vec<Result<ImageId, Value>>, ApiError> {
     if ids.is_empty() || ids.len() > 100 {
         return Err(ApiError::invalid("imageIds", "must hold 1 to 100 ids"));
     }
-    Ok(ids
-        .iter()
-        .map(|id| {
-            let failure = |code: &str, reason: &str| {
-                json!({"imageId": id, "failureCode": code, "failureReason": reason})
-            };
-            let digest = match id.get("imageDigest").and_then(Value::as_str) {
-                Some(d) => Some(
-                    d.parse::<Digest>()
-                        .map_err(|_| failure("InvalidImageDigest", "not a digest"))?,
-                ),
-                None => None,
-            };
-            let tag = match id.get("imageTag").and_then(Value::as_str) {
-                Some(t) => Some(
-                    t.parse::<Tag>()
-                        .map_err(|_| failure("InvalidImageTag", "not a tag"))?,
-                ),
-                None => None,
-            };
-            if digest.is_none() && tag.is_none() {
-                return Err(failure("MissingDigestAndTag", "give imageDigest or imageTag"));
-            }
-            Ok(ImageId {
-                digest,
-                tag,
-                json: id.clone(),
-            })
-        })
-        .collect())
+    Ok(ids.iter().map(image_id).collect())
+}
+
+/// One `imageId` object, or ECR's failure entry for it.
+pub(crate) fn image_id(id: &Value) -> Result<ImageId, Value> {
+    let failure = |code: &str, reason: &str| json!({"imageId": id, "failureCode": code, "failureReason": reason});
+    let digest = match id.get("imageDigest").and_then(Value::as_str) {
+        Some(d) => Some(
+            d.parse::<Digest>()
+                .map_err(|_| failure("InvalidImageDigest", "not a digest"))?,
+        ),
+        None => None,
+    };
+    let tag = match id.get("imageTag").and_then(Value::as_str) {
+        Some(t) => Some(
+            t.parse::<Tag>()
+                .map_err(|_| failure("InvalidImageTag", "not a tag"))?,
+        ),
+        None => None,
+    };
+    if digest.is_none() && tag.is_none() {
+        return Err(failure(
+            "MissingDigestAndTag",
+            "give imageDigest or imageTag",
+        ));
+    }
+    Ok(ImageId {
+        digest,
+        tag,
+        json: id.clone(),
+    })
 }
 
 fn not_found(id: &ImageId, reason: &str) -> Value {
@@ -68,7 +69,11 @@ fn not_found(id: &ImageId, reason: &str) -> Value {
 
 /// The image `id` names in `repo` (by digest, or by tag), checking that a tag and a
 /// digest given together agree.
-async fn resolve(call: &Call<'_>, repo: &RepoName, id: &ImageId) -> Result<Digest, Value> {
+pub(crate) async fn resolve(
+    call: &Call<'_>,
+    repo: &RepoName,
+    id: &ImageId,
+) -> Result<Digest, Value> {
     let registry = call.caller.registry();
     let by_tag = match &id.tag {
         Some(tag) => match registry.resolve_tag(repo, tag).await {
@@ -100,7 +105,7 @@ async fn resolve_entry(
 }
 
 /// An `imageId`: the digest, and the tag when there is one.
-fn image_id_json(digest: &Digest, tag: Option<&Tag>) -> Value {
+pub(crate) fn image_id_json(digest: &Digest, tag: Option<&Tag>) -> Value {
     let mut id = json!({"imageDigest": digest.to_string()});
     if let Some(tag) = tag {
         id["imageTag"] = json!(tag.as_str());
@@ -234,6 +239,7 @@ pub(crate) async fn describe_images(call: Call<'_>) -> Result<Value, ApiError> {
             })?;
             details.push(image_detail(&call, &repo, image));
         }
+        crate::ecr_scans::add_scan_details(&call, &repo, &mut details).await;
         return Ok(json!({"imageDetails": details}));
     }
     let status = tag_status(&call.params)?;
@@ -242,7 +248,8 @@ pub(crate) async fn describe_images(call: Call<'_>) -> Result<Value, ApiError> {
         .filter(|i| keep(i, status))
         .map(|i| image_detail(&call, &repo, i))
         .collect();
-    let (page, next) = paged(&call.params, details)?;
+    let (mut page, next) = paged(&call.params, details)?;
+    crate::ecr_scans::add_scan_details(&call, &repo, &mut page).await;
     let mut answer = json!({"imageDetails": page});
     if let Some(next) = next {
         answer["nextToken"] = json!(next);

@@ -31,6 +31,7 @@ mod ecr_actions;
 mod ecr_images;
 mod ecr_layers;
 mod ecr_lifecycle;
+mod ecr_scans;
 mod http;
 mod listings;
 mod login;
@@ -38,6 +39,7 @@ mod manifests;
 mod metrics;
 mod operations;
 mod routes;
+mod scanning;
 mod scheduler;
 mod tls;
 mod tokens;
@@ -74,7 +76,7 @@ fn main() {
     let config = match Config::from_args(std::env::args().skip(1)) {
         Ok(Some(config)) => config,
         Ok(None) => {
-            print!("{}{}", config::USAGE, operations::USAGE);
+            print!("{}{}{}", config::USAGE, operations::USAGE, scanning::USAGE);
             return;
         }
         Err(message) => {

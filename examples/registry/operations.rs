@@ -10,7 +10,8 @@
 //!     "filter": {"events": ["manifest_pushed"], "repositories": ["team/*"], "tags": ["v*"]}
 //!   }],
 //!   "events": {"max_age": "24h"},
-//!   "scheduler": {"gc_interval": "1h", "gc_pace": "1s", "lifecycle_interval": "24h"}
+//!   "scheduler": {"gc_interval": "1h", "gc_pace": "1s", "lifecycle_interval": "24h"},
+//!   "scanning": {"vuln_db": "/var/lib/osv", "scan_on_push": true, "refresh": "1h"}
 //! }
 //! ```
 //!
@@ -63,6 +64,8 @@ pub(crate) struct Operations {
     /// An event a webhook keeps refusing goes to its dead letters after this long.
     pub(crate) max_event_age: Duration,
     pub(crate) scheduler: SchedulerConfig,
+    /// The scanner and its vulnerability data.
+    pub(crate) scanning: crate::scanning::ScanningConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -74,6 +77,8 @@ struct File {
     events: FileEvents,
     #[serde(default)]
     scheduler: FileScheduler,
+    #[serde(default)]
+    scanning: crate::scanning::FileScanning,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,7 +195,9 @@ impl Operations {
             Some("json") => true,
             Some(other) => return Err(format!("--log-format must be text or json, not {other:?}")),
         };
+        let scanning = crate::scanning::ScanningConfig::from_flags(&values, file.scanning)?;
         Ok(Self {
+            scanning,
             log_json,
             webhooks,
             max_event_age: pick(

@@ -37,6 +37,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Event, EventRecord};
 use crate::error::{Error, ErrorKind, Result};
+use crate::reference::Tag;
 
 /// A body format for a webhook.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -158,7 +159,41 @@ fn ecr_detail(event: &Event) -> Option<Map<String, Value>> {
     Some(detail)
 }
 
+/// ECR's "ECR Image Scan" detail, with the repository's ARN as the resource.
+fn ecr_scan(record: &EventRecord, origin: &Origin) -> Option<Value> {
+    let Event::ImageScanned {
+        repo,
+        digest,
+        status,
+        counts,
+        tags,
+    } = &record.event
+    else {
+        return None;
+    };
+    Some(json!({
+        "version": "0",
+        "id": uuid(record),
+        "detail-type": "ECR Image Scan",
+        "source": "aws.ecr",
+        "account": origin.account,
+        "time": time(record.at_ms / 1000 * 1000),
+        "region": origin.region,
+        "resources": [format!("arn:aws:ecr:{}:{}:repository/{repo}", origin.region, origin.account)],
+        "detail": {
+            "scan-status": status,
+            "repository-name": repo.as_str(),
+            "finding-severity-counts": counts,
+            "image-digest": digest.as_str(),
+            "image-tags": tags.iter().map(Tag::as_str).collect::<Vec<_>>(),
+        },
+    }))
+}
+
 fn ecr(record: &EventRecord, origin: &Origin) -> Option<Value> {
+    if matches!(record.event, Event::ImageScanned { .. }) {
+        return ecr_scan(record, origin);
+    }
     let detail = ecr_detail(&record.event)?;
     Some(json!({
         "version": "0",

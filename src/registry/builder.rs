@@ -21,6 +21,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::events::{DiscardEvents, EventSink};
 use crate::keys::{DEFAULT_KEK, KeyProvider};
 use crate::meta::MetaStore;
+use crate::scan::{SbomFormat, Scanner};
 
 /// Builds a [`Registry`] from its parts.
 #[derive(Default)]
@@ -44,6 +45,10 @@ pub struct RegistryBuilder {
     authorizer: Option<Arc<dyn Authorizer>>,
     access_cache_ttl: Option<Duration>,
     resource_account: Option<ResourceAccount>,
+    scanner: Option<Arc<dyn Scanner>>,
+    scan_concurrency: Option<usize>,
+    sbom_format: Option<SbomFormat>,
+    scan_on_push_by_default: bool,
 }
 
 impl fmt::Debug for RegistryBuilder {
@@ -200,6 +205,35 @@ impl RegistryBuilder {
         self
     }
 
+    /// Scans images with `scanner`: after a push to a repository with `scan_on_push`,
+    /// and on demand ([`Registry::scan_image`], [`Registry::start_scan`]). Without one,
+    /// scans are refused as unsupported.
+    pub fn scanner(mut self, scanner: Arc<dyn Scanner>) -> Self {
+        self.scanner = Some(scanner);
+        self
+    }
+
+    /// How many scans run at once in this process (default
+    /// [`DEFAULT_SCAN_CONCURRENCY`](super::DEFAULT_SCAN_CONCURRENCY)); more wait.
+    pub fn scan_concurrency(mut self, scans: usize) -> Self {
+        self.scan_concurrency = Some(scans);
+        self
+    }
+
+    /// Whether repositories created without settings (by a first push, or by a frontend
+    /// that asks [`Registry::scan_on_push_by_default`]) scan on push. Default `false`, as
+    /// in ECR.
+    pub fn scan_on_push_by_default(mut self, on: bool) -> Self {
+        self.scan_on_push_by_default = on;
+        self
+    }
+
+    /// The format of the SBOMs scans store (default CycloneDX).
+    pub fn sbom_format(mut self, format: SbomFormat) -> Self {
+        self.sbom_format = Some(format);
+        self
+    }
+
     /// Builds the registry; both stores must be set.
     pub fn build(self) -> Result<Registry> {
         let missing = |what: &str| {
@@ -256,6 +290,13 @@ impl RegistryBuilder {
                 events: self.events.unwrap_or_else(|| Arc::new(DiscardEvents)),
                 outbox_next: std::sync::atomic::AtomicU64::new(0),
                 outbox_wake: tokio::sync::Notify::new(),
+                scans: super::scans::ScanRunner::new(
+                    self.scanner,
+                    self.scan_concurrency
+                        .unwrap_or(super::DEFAULT_SCAN_CONCURRENCY),
+                    self.sbom_format.unwrap_or_default(),
+                    self.scan_on_push_by_default,
+                ),
                 archive,
                 gc_grace: self.gc_grace.unwrap_or(gc::DEFAULT_GC_GRACE),
                 at_rest,

@@ -239,6 +239,35 @@ impl CallerRegistry {
         self.registry.unlink_blob(repo, digest).await
     }
 
+    /// [`Registry::start_scan`](super::Registry::start_scan) (`ecr:StartImageScan`).
+    pub async fn start_scan(&self, repo: &RepoName, digest: &Digest) -> Result<super::ImageScan> {
+        self.authorize(Action::StartImageScan, repo).await?;
+        self.registry.start_scan(repo, digest).await
+    }
+
+    /// [`Registry::scan_status`](super::Registry::scan_status) (`ecr:DescribeImages`, which
+    /// reports it).
+    pub async fn scan_status(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<super::ImageScan>> {
+        self.authorize(Action::DescribeImages, repo).await?;
+        self.registry.scan_status(repo, digest).await
+    }
+
+    /// [`Registry::scan_findings`](super::Registry::scan_findings)
+    /// (`ecr:DescribeImageScanFindings`).
+    pub async fn scan_findings(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<super::ScanFindings> {
+        self.authorize(Action::DescribeImageScanFindings, repo)
+            .await?;
+        self.registry.scan_findings(repo, digest).await
+    }
+
     /// [`Registry::tag_history`](super::Registry::tag_history) (`ecr:DescribeImages`).
     pub async fn tag_history(&self, repo: &RepoName, tag: &Tag) -> Result<Vec<super::TagMove>> {
         self.authorize(Action::DescribeImages, repo).await?;

@@ -249,6 +249,7 @@ impl Registry {
         // Pushing an archived image again restores it, as in ECR: its blobs were just
         // checked and held.
         self.reactivate(repo, &digest).await?;
+        self.scan_after_push(repo, &digest, &manifest, repository.settings.scan_on_push);
         Ok(PushedManifest {
             digest,
             media_type: manifest.media_type(),

@@ -170,7 +170,7 @@ impl CarriesEvents for RepositoryRecord {
 }
 
 impl RepositoryRecord {
-    fn into_repository(self, name: &RepoName) -> Repository {
+    pub(super) fn into_repository(self, name: &RepoName) -> Repository {
         Repository {
             name: name.clone(),
             settings: self.settings,
@@ -245,10 +245,11 @@ impl Registry {
     pub(super) async fn repository_for_push(&self, name: &RepoName) -> Result<Repository> {
         match self.repository(name).await {
             Err(e) if e.kind() == ErrorKind::NameUnknown && self.inner.create_on_push => {
-                match self
-                    .create_repository(name, RepositorySettings::default())
-                    .await
-                {
+                let settings = RepositorySettings {
+                    scan_on_push: self.scan_on_push_by_default(),
+                    ..RepositorySettings::default()
+                };
+                match self.create_repository(name, settings).await {
                     // Created concurrently by another push: use that one.
                     Err(e) if e.kind() == ErrorKind::Conflict => self.repository(name).await,
                     other => other,

@@ -50,6 +50,7 @@ use super::leases::LeaseRecord;
 use super::manifests::ManifestRecord;
 use super::outbox::Slot;
 use super::repositories::RepositoryRecord;
+use super::scans::ScanRecord;
 use super::tags::TagRecord;
 use super::uploads::SessionRecord;
 
@@ -99,8 +100,11 @@ pub(crate) const DEAD_LETTERS: Table<DeadLetterKey, DeadLetter> = Table::new("de
 /// `lease/<job>`: which process runs a background job, until when.
 pub(crate) const LEASES: Table<SubscriberName, LeaseRecord> = Table::new("lease/");
 
+/// `scan/<repo>@<digest>`: where an image manifest's scan stands, and its results.
+pub(crate) const SCANS: Table<InRepo<Digest>, ScanRecord> = Table::new("scan/");
+
 /// Every table's prefix with its longest key: the one list the layout checks read.
-pub(crate) const TABLES: [(&str, usize); 22] = [
+pub(crate) const TABLES: [(&str, usize); 23] = [
     REPOSITORIES.describe(),
     REPOSITORY_POLICIES.describe(),
     LINKS.describe(),
@@ -123,6 +127,7 @@ pub(crate) const TABLES: [(&str, usize); 22] = [
     EVENT_CURSORS.describe(),
     DEAD_LETTERS.describe(),
     LEASES.describe(),
+    SCANS.describe(),
 ];
 
 // Every key fits the store's limit at the longest names and digests (contract point 7 of
@@ -502,6 +507,7 @@ impl<T: Json> Value for T {
 }
 
 impl Json for RepositoryRecord {}
+impl Json for ScanRecord {}
 impl Json for PolicyRecord {}
 impl Json for LinkRecord {}
 impl Json for ManifestRecord {}

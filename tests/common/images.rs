@@ -14,6 +14,7 @@ pub(crate) struct Image {
     pub(crate) algorithm: Algorithm,
     subject: Option<(Digest, usize)>,
     artifact_type: Option<String>,
+    layer_media_type: String,
 }
 
 impl Image {
@@ -25,6 +26,7 @@ impl Image {
             algorithm: Algorithm::Sha256,
             subject: None,
             artifact_type: None,
+            layer_media_type: "application/vnd.oci.image.layer.v1.tar".to_owned(),
         }
     }
 
@@ -39,6 +41,12 @@ impl Image {
     /// The same image with descriptors (and so blobs) under `algorithm`.
     pub(crate) fn with_algorithm(mut self, algorithm: Algorithm) -> Self {
         self.algorithm = algorithm;
+        self
+    }
+
+    /// The same image with its layers described as `media_type` (gzip, zstd, …).
+    pub(crate) fn with_layer_media_type(mut self, media_type: &str) -> Self {
+        self.layer_media_type = media_type.to_owned();
         self
     }
 
@@ -64,7 +72,7 @@ impl Image {
             "layers": self
                 .layers
                 .iter()
-                .map(|l| descriptor("application/vnd.oci.image.layer.v1.tar", l))
+                .map(|l| descriptor(&self.layer_media_type, l))
                 .collect::<Vec<_>>(),
         });
         if let Some((subject, size)) = &self.subject {

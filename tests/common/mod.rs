@@ -4,6 +4,7 @@
 
 pub(crate) mod http;
 pub(crate) mod images;
+pub(crate) mod layers;
 pub(crate) mod server;
 
 /// Evaluates `expression` with `kms`, a boto3 KMS client for the S3 test server (moto

@@ -85,7 +85,7 @@ fn basic(user: &str, password: &str) -> String {
     format!("Basic {encoded}")
 }
 
-fn as_user(server: &RegistryServer, user: &str, password: &str) -> Api {
+pub(super) fn as_user(server: &RegistryServer, user: &str, password: &str) -> Api {
     let mut headers = HeaderMap::new();
     headers.insert(
         AUTHORIZATION,

@@ -41,3 +41,77 @@ fn decode_object_corpus() {
 fn parse_policy_corpus() {
     replay("parse_policy", wharf::testing::fuzz::parse_policy);
 }
+
+#[test]
+fn walk_layer_corpus() {
+    replay("walk_layer", wharf::testing::fuzz::walk_layer);
+}
+
+#[test]
+fn parse_package_databases_corpus() {
+    replay(
+        "parse_package_databases",
+        wharf::testing::fuzz::parse_package_databases,
+    );
+}
+
+#[test]
+fn parse_binaries_corpus() {
+    replay("parse_binaries", wharf::testing::fuzz::parse_binaries);
+}
+
+#[test]
+fn compare_versions_corpus() {
+    replay("compare_versions", wharf::testing::fuzz::compare_versions);
+}
+
+#[test]
+fn parse_osv_record_corpus() {
+    replay("parse_osv_record", wharf::testing::fuzz::parse_osv_record);
+}
+
+#[test]
+fn read_osv_zip_corpus() {
+    replay("read_osv_zip", wharf::testing::fuzz::read_osv_zip);
+}
+
+#[test]
+fn parse_cvss_corpus() {
+    replay("parse_cvss", wharf::testing::fuzz::parse_cvss);
+}
+
+#[test]
+fn parse_elf_sections_corpus() {
+    replay(
+        "parse_elf_sections",
+        wharf::testing::fuzz::parse_elf_sections,
+    );
+}
+
+#[test]
+fn parse_go_buildinfo_corpus() {
+    replay(
+        "parse_go_buildinfo",
+        wharf::testing::fuzz::parse_go_buildinfo,
+    );
+}
+
+#[test]
+fn parse_auditable_corpus() {
+    replay("parse_auditable", wharf::testing::fuzz::parse_auditable);
+}
+
+#[test]
+fn read_sqlite_corpus() {
+    replay("read_sqlite", wharf::testing::fuzz::read_sqlite);
+}
+
+#[test]
+fn parse_rpm_header_corpus() {
+    replay("parse_rpm_header", wharf::testing::fuzz::parse_rpm_header);
+}
+
+#[test]
+fn read_rpm_bdb_corpus() {
+    replay("read_rpm_bdb", wharf::testing::fuzz::read_rpm_bdb);
+}

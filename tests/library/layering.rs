@@ -10,7 +10,7 @@ use std::path::Path;
 /// beside the facade.
 const LAYERS: &[&[&str]] = &[
     &["registry", "testing"],
-    &["upload", "lifecycle", "events", "access"],
+    &["upload", "lifecycle", "events", "access", "scan"],
     &["blob", "meta", "keys", "manifest"],
     &["codec", "reference", "digest", "sigv4"],
     &["util", "hex", "clock", "strict_json"],
