@@ -60,6 +60,8 @@ mod registry;
 mod repositories;
 #[path = "library/scan_binaries.rs"]
 mod scan_binaries;
+#[path = "library/scan_inventory.rs"]
+mod scan_inventory;
 #[path = "library/scan_osv.rs"]
 mod scan_osv;
 #[path = "library/scan_osv_load.rs"]
@@ -70,6 +72,8 @@ mod scan_registry;
 mod scan_rpm;
 #[path = "library/scan_rpm_bdb.rs"]
 mod scan_rpm_bdb;
+#[path = "library/scan_sbom.rs"]
+mod scan_sbom;
 #[path = "library/scan_sqlite.rs"]
 mod scan_sqlite;
 #[path = "library/scan_versions.rs"]

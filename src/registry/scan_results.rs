@@ -56,12 +56,12 @@ impl Registry {
         let format = self.inner.scans.sbom_format;
         let now = self.now();
         let created = chrono::DateTime::<chrono::Utc>::from(now);
-        let layers: Vec<String> = report
-            .inventory
-            .packages
-            .iter()
-            .filter_map(|p| p.layer.clone())
-            .collect();
+        let layers: Vec<String> = match self.scanned_manifest(repo, digest).await?.content() {
+            ManifestContent::Image { layers, .. } => {
+                layers.iter().map(|l| l.digest.to_string()).collect()
+            }
+            ManifestContent::Index { .. } => Vec::new(),
+        };
         let packages: Vec<SbomPackage<'_>> = report
             .inventory
             .packages

@@ -369,7 +369,11 @@ impl Registry {
     /// The manifest at `digest`, which must be in `repo`.
     /// Read without counting as a pull: scanning must not keep an image alive under a
     /// lifecycle rule on pull times.
-    async fn scanned_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Manifest> {
+    pub(super) async fn scanned_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Manifest> {
         let Some(record) = self.manifest_record(repo, digest).await? else {
             return Err(Error::new(
                 ErrorKind::ManifestUnknown,

@@ -209,7 +209,7 @@ impl BuiltinScanner {
 /// The inventory a walk found, its notes, and the reasons it met unsupported databases.
 fn collect(
     target: &ScanTarget,
-    walked: Walked<Found>,
+    mut walked: Walked<Found>,
 ) -> std::result::Result<(Inventory, Vec<String>, Vec<String>), WalkError> {
     let mut os = None;
     for path in OS_RELEASE {
@@ -220,23 +220,24 @@ fn collect(
             break;
         }
     }
-    let mut notes = walked.notes.clone();
+    let mut notes = std::mem::take(&mut walked.notes);
     let mut unsupported = Vec::new();
     let mut packages = Vec::new();
-    for (path, placed) in &walked.entries {
+    // Consumed, not cloned: an inventory can be tens of thousands of packages.
+    for (path, placed) in std::mem::take(&mut walked.entries) {
         let layer = target
             .layers
             .get(placed.layer)
             .map(|l| l.digest.to_string());
-        match &placed.value {
+        match placed.value {
             Node::Found(Found::Packages(found)) => {
-                packages.extend(found.iter().map(|package| LocatedPackage {
-                    package: package.clone(),
+                packages.extend(found.into_iter().map(|package| LocatedPackage {
+                    package,
                     layer: layer.clone(),
                 }));
             }
             Node::Found(Found::Unreadable(e)) => notes.push(format!("{path}: {e}")),
-            Node::Found(Found::Unsupported(reason)) => unsupported.push(reason.clone()),
+            Node::Found(Found::Unsupported(reason)) => unsupported.push(reason),
             Node::Found(Found::Os(_)) | Node::Link(_) => {}
         }
     }

@@ -327,5 +327,13 @@ fn read_wanted<A: Analyzers, R: Read>(
         tar.read_body(buffer, wanted.cap)
             .map_err(|e| e.to_string())?;
     }
-    Ok(Some(Node::Found(analyzers.analyze(path, buffer))))
+    let found = analyzers.analyze(path, buffer);
+    // A large database's bytes are not kept for the rest of the walk.
+    if buffer.capacity() > LARGE_BUFFER {
+        *buffer = Vec::new();
+    }
+    Ok(Some(Node::Found(found)))
 }
+
+/// A read buffer larger than this is freed after use rather than reused.
+const LARGE_BUFFER: usize = 4 << 20;

@@ -179,8 +179,11 @@ pub fn parse_policy(data: &[u8]) {
 }
 
 pub use super::fuzz_scan::binaries::{parse_auditable, parse_elf_sections, parse_go_buildinfo};
+pub use super::fuzz_scan::inventory::{
+    parse_apk, parse_dpkg, parse_npm_package, parse_os_release, parse_python_metadata,
+};
 pub use super::fuzz_scan::layers::walk_layer;
 pub use super::fuzz_scan::osv::{parse_cvss, parse_osv_record, read_osv_zip};
-pub use super::fuzz_scan::parsers::{parse_binaries, parse_package_databases};
 pub use super::fuzz_scan::rpm::{parse_rpm_header, read_rpm_bdb, read_sqlite};
+pub use super::fuzz_scan::sbom::{parse_purl, read_sbom};
 pub use super::fuzz_scan::versions::compare_versions;

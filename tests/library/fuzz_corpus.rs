@@ -48,19 +48,6 @@ fn walk_layer_corpus() {
 }
 
 #[test]
-fn parse_package_databases_corpus() {
-    replay(
-        "parse_package_databases",
-        wharf::testing::fuzz::parse_package_databases,
-    );
-}
-
-#[test]
-fn parse_binaries_corpus() {
-    replay("parse_binaries", wharf::testing::fuzz::parse_binaries);
-}
-
-#[test]
 fn compare_versions_corpus() {
     replay("compare_versions", wharf::testing::fuzz::compare_versions);
 }
@@ -114,4 +101,42 @@ fn parse_rpm_header_corpus() {
 #[test]
 fn read_rpm_bdb_corpus() {
     replay("read_rpm_bdb", wharf::testing::fuzz::read_rpm_bdb);
+}
+
+#[test]
+fn parse_dpkg_corpus() {
+    replay("parse_dpkg", wharf::testing::fuzz::parse_dpkg);
+}
+
+#[test]
+fn parse_apk_corpus() {
+    replay("parse_apk", wharf::testing::fuzz::parse_apk);
+}
+
+#[test]
+fn parse_python_metadata_corpus() {
+    replay(
+        "parse_python_metadata",
+        wharf::testing::fuzz::parse_python_metadata,
+    );
+}
+
+#[test]
+fn parse_npm_package_corpus() {
+    replay("parse_npm_package", wharf::testing::fuzz::parse_npm_package);
+}
+
+#[test]
+fn parse_os_release_corpus() {
+    replay("parse_os_release", wharf::testing::fuzz::parse_os_release);
+}
+
+#[test]
+fn parse_purl_corpus() {
+    replay("parse_purl", wharf::testing::fuzz::parse_purl);
+}
+
+#[test]
+fn read_sbom_corpus() {
+    replay("read_sbom", wharf::testing::fuzz::read_sbom);
 }

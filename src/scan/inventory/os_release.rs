@@ -17,14 +17,14 @@
 //! empty optional value counts as absent.
 //!
 //! The values read must be UTF-8, properly quoted and, unquoted, at most
-//! [`MAX_VALUE_LEN`] bytes;
-//! a line that is not an assignment, or more than [`MAX_LINES`] lines, make the file
-//! unreadable. Errors name the line.
+//! [`MAX_VALUE_LEN`] bytes; other keys' values are not decoded. A line that is not an
+//! assignment, or more than [`MAX_ASSIGNMENTS`] assignments, make the file unreadable.
+//! Errors name the line.
 
 use crate::scan::package::{InventoryError, OsRelease};
 
-/// The most lines read; the real files have about a dozen.
-pub const MAX_LINES: usize = 1024;
+/// The most assignments a file may have; the real files have about a dozen.
+pub const MAX_ASSIGNMENTS: usize = 1024;
 
 /// The longest value, in bytes once unquoted, of a key that is read.
 pub const MAX_VALUE_LEN: usize = 1024;
@@ -58,11 +58,9 @@ impl Key {
 pub fn parse(data: &[u8]) -> Result<OsRelease, InventoryError> {
     let error = |reason: String| InventoryError::new(FORMAT, reason);
     let mut os = OsRelease::default();
+    let mut assignments = 0;
     for (index, raw) in data.split(|&byte| byte == b'\n').enumerate() {
         let number = index + 1;
-        if number > MAX_LINES {
-            return Err(error(format!("more than {MAX_LINES} lines")));
-        }
         let line = raw.trim_ascii();
         if line.is_empty() || line.starts_with(b"#") {
             continue;
@@ -70,6 +68,12 @@ pub fn parse(data: &[u8]) -> Result<OsRelease, InventoryError> {
         let Some(equals) = line.iter().position(|&b| b == b'=') else {
             return Err(error(format!("line {number}: not a KEY=value assignment")));
         };
+        assignments += 1;
+        if assignments > MAX_ASSIGNMENTS {
+            return Err(error(format!(
+                "line {number}: more than {MAX_ASSIGNMENTS} assignments"
+            )));
+        }
         let (name, raw_value) = line.split_at(equals);
         let Some(key) = Key::named(name.trim_ascii()) else {
             continue;

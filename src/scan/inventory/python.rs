@@ -172,7 +172,9 @@ fn required<'a>(value: Option<Value<'a>>, header: &str) -> Result<&'a str, Strin
         return Err(format!("line {line}: {header} is empty"));
     }
     if value.continued {
-        return Err(format!("line {line}: {header} continues onto a second line"));
+        return Err(format!(
+            "line {line}: {header} continues onto a second line"
+        ));
     }
     if text.len() > MAX_VALUE_LEN {
         return Err(format!(

@@ -16,12 +16,14 @@
 //!   digits, `.`, `-`, `_`, `~` and `:` becomes `%XX` (upper-case hex). So a `+` is
 //!   `%2B`, an `@` inside a name or namespace is `%40`, a space is `%20`, and a colon
 //!   (a Debian epoch) stays as it is.
-//! - Qualifier keys are lower-case ASCII letters, digits, `.`, `-` and `_`, starting
-//!   with a letter, each used once; pairs are sorted by key, and a pair with an empty
-//!   value is left out.
+//! - Qualifier keys are ASCII letters, digits, `.`, `-` and `_`, starting with a letter,
+//!   each used once, and lower case when canonical; pairs are sorted by key, and a pair
+//!   with an empty value is left out.
 //! - Reading splits from the outside in: the last `#` starts the subpath, the last `?`
 //!   the qualifiers, `pkg:` and the type come off the front, the last `/` starts the
 //!   name, and a `@` in that last segment the version. Encoded separators never split.
+//!   Reading is the same for every type: type-specific rules (a PyPI name's case, say)
+//!   are for whoever builds the purl.
 //!
 //! # How wharf's packages are named
 //!
@@ -35,7 +37,7 @@
 //! | go | `pkg:golang/<module path up to the last />/<last element>@<version>` |
 //! | cargo | `pkg:cargo/<name>@<version>` |
 //!
-//! Debian and Alpine package names are lower-cased (their package systems ignore case).
+//! Debian and Alpine package names are lower-cased, as their purl types require.
 //! Go module paths keep their case even though the purl type asks for lower case: the
 //! module proxy and the Go vulnerability database tell `github.com/Masterminds/semver`
 //! from a lower-cased path. With no `os-release`, OS packages have no namespace and no
@@ -52,7 +54,7 @@ use std::fmt::{self, Write as _};
 use crate::scan::package::{OsRelease, Package, PackageKind};
 
 /// A parsed package URL: every component decoded.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Purl {
     /// The package type, lower case (`deb`, `npm`, `golang`, …).
     pub package_type: String,
@@ -173,16 +175,16 @@ impl Purl {
                 }
             }
             PackageKind::Python => name = name.to_lowercase().replace('_', "-"),
-            PackageKind::Npm | PackageKind::Go => {
-                // An npm scope is everything before the first `/`; a Go module's name is
-                // its last path element.
-                let split = match package.kind {
-                    PackageKind::Npm => package.name.split_once('/'),
-                    _ => package.name.rsplit_once('/'),
-                };
-                if let Some((before, after)) = split {
-                    namespace = before.to_owned();
-                    name = after.to_owned();
+            PackageKind::Npm => {
+                if let Some((scope, rest)) = package.name.split_once('/') {
+                    namespace = scope.to_owned();
+                    name = rest.to_owned();
+                }
+            }
+            PackageKind::Go => {
+                if let Some((path, last)) = package.name.rsplit_once('/') {
+                    namespace = path.to_owned();
+                    name = last.to_owned();
                 }
             }
             PackageKind::Cargo => {}
@@ -190,7 +192,7 @@ impl Purl {
         if name.is_empty() {
             return None;
         }
-        qualifiers.retain(|_, value: &mut String| !value.is_empty());
+        qualifiers.retain(|_, value| !value.is_empty());
         Some(Purl {
             package_type: type_of(package.kind).to_owned(),
             namespace: namespace

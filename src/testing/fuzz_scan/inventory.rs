@@ -32,7 +32,10 @@ pub fn parse_dpkg(data: &[u8]) {
             }
         }
         let written = write_dpkg_status(packages);
-        assert_eq!(dpkg::parse_status(written.as_bytes(), path).as_ref(), Ok(packages));
+        assert_eq!(
+            dpkg::parse_status(written.as_bytes(), path).as_ref(),
+            Ok(packages)
+        );
     }
     if let (Ok(installed), Ok(with_status_d_rule)) = (&status, &status_d) {
         let mut rest = with_status_d_rule.iter();
@@ -57,20 +60,31 @@ pub fn parse_apk(data: &[u8]) {
     assert!(packages.len() <= apk::MAX_PACKAGES);
     let mut written = String::new();
     for package in &packages {
-        assert_package(package, PackageKind::Apk, apk::INSTALLED, apk::MAX_VALUE_LEN);
+        assert_package(
+            package,
+            PackageKind::Apk,
+            apk::INSTALLED,
+            apk::MAX_VALUE_LEN,
+        );
         let _ = writeln!(written, "C:Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=");
         let _ = writeln!(written, "P:{}\nV:{}", package.name, package.version);
         for (letter, value) in [
             ('A', &package.arch),
             ('L', &package.license),
-            ('o', &package.source.as_ref().map(|source| source.name.clone())),
+            (
+                'o',
+                &package.source.as_ref().map(|source| source.name.clone()),
+            ),
         ] {
             if let Some(value) = value {
                 assert!(!value.is_empty() && value.len() <= apk::MAX_VALUE_LEN);
                 let _ = writeln!(written, "{letter}:{value}");
             }
         }
-        let _ = writeln!(written, "F:usr/bin\nR:fuzz\nZ:Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=\n");
+        let _ = writeln!(
+            written,
+            "F:usr/bin\nR:fuzz\nZ:Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"
+        );
     }
     assert_eq!(
         apk::parse_installed(written.as_bytes(), apk::INSTALLED),
@@ -163,7 +177,11 @@ pub fn parse_os_release(data: &[u8]) {
             let _ = writeln!(written, "{key}={}", quoted(value));
         }
     }
-    let _ = writeln!(written, "# a comment\nID_LIKE={}", quoted(&os.id_like.join(" ")));
+    let _ = writeln!(
+        written,
+        "# a comment\nID_LIKE={}",
+        quoted(&os.id_like.join(" "))
+    );
     assert_eq!(os_release::parse(written.as_bytes()), Ok(os));
 }
 

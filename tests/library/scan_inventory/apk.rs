@@ -12,13 +12,28 @@ fn fixture() -> Vec<u8> {
 
 /// `(name, version, origin, licence)` of each package of the fixture, in file order.
 const ALPINE_3_19: [(&str, &str, &str, &str); 15] = [
-    ("alpine-baselayout-data", "3.4.3-r2", "alpine-baselayout", "GPL-2.0-only"),
+    (
+        "alpine-baselayout-data",
+        "3.4.3-r2",
+        "alpine-baselayout",
+        "GPL-2.0-only",
+    ),
     ("musl", "1.2.4_git20230717-r4", "musl", "MIT"),
     ("busybox", "1.36.1-r15", "busybox", "GPL-2.0-only"),
     ("busybox-binsh", "1.36.1-r15", "busybox", "GPL-2.0-only"),
-    ("alpine-baselayout", "3.4.3-r2", "alpine-baselayout", "GPL-2.0-only"),
+    (
+        "alpine-baselayout",
+        "3.4.3-r2",
+        "alpine-baselayout",
+        "GPL-2.0-only",
+    ),
     ("alpine-keys", "2.4-r1", "alpine-keys", "MIT"),
-    ("ca-certificates-bundle", "20230506-r0", "ca-certificates", "MPL-2.0 AND MIT"),
+    (
+        "ca-certificates-bundle",
+        "20230506-r0",
+        "ca-certificates",
+        "MPL-2.0 AND MIT",
+    ),
     ("libcrypto3", "3.1.4-r2", "openssl", "Apache-2.0"),
     ("libssl3", "3.1.4-r2", "openssl", "Apache-2.0"),
     ("ssl_client", "1.36.1-r15", "busybox", "GPL-2.0-only"),
@@ -31,7 +46,12 @@ const ALPINE_3_19: [(&str, &str, &str, &str); 15] = [
         "musl",
         "MIT AND BSD-2-Clause AND GPL-2.0-or-later",
     ),
-    ("libc-utils", "0.7.2-r5", "libc-dev", "BSD-2-Clause AND BSD-3-Clause"),
+    (
+        "libc-utils",
+        "0.7.2-r5",
+        "libc-dev",
+        "BSD-2-Clause AND BSD-3-Clause",
+    ),
 ];
 
 #[test]
@@ -88,13 +108,22 @@ fn error_reason(data: &[u8]) -> String {
 #[test]
 fn malformed_stanzas_name_their_line() {
     let cases: [(&[u8], &str); 7] = [
-        (b"P:a\nV:1\nP:b\n", "line 3: a second P: line in the stanza (the first is line 1)"),
+        (
+            b"P:a\nV:1\nP:b\n",
+            "line 3: a second P: line in the stanza (the first is line 1)",
+        ),
         (b"C:Q1x=\nV:1-r0\n", "the stanza at line 1 has no P: line"),
         (b"P:a\nA:x86_64\n\n", "the stanza at line 1 has no V: line"),
         (b"P:a b\nV:1\n", "line 1: P:\"a b\" is not one word"),
-        (b"P:a\nV:1\nfile list\n", "line 3: not of the form `letter:value`"),
+        (
+            b"P:a\nV:1\nfile list\n",
+            "line 3: not of the form `letter:value`",
+        ),
         (b"P:a\nV:1\xfe\n", "line 2: the V: value is not UTF-8"),
-        (b"P:a\nV:1\nL:\xa9 2023\n", "line 3: the L: value is not UTF-8"),
+        (
+            b"P:a\nV:1\nL:\xa9 2023\n",
+            "line 3: the L: value is not UTF-8",
+        ),
     ];
     for (data, reason) in cases {
         assert_eq!(error_reason(data), reason);
@@ -130,7 +159,10 @@ fn enormous_lines_are_skipped_or_refused() {
 fn more_than_the_cap_of_packages_is_refused() {
     let one = "P:p\nV:1-r0\n\n";
     let mut data = one.repeat(MAX_PACKAGES);
-    assert_eq!(parse_installed(data.as_bytes(), INSTALLED).unwrap().len(), MAX_PACKAGES);
+    assert_eq!(
+        parse_installed(data.as_bytes(), INSTALLED).unwrap().len(),
+        MAX_PACKAGES
+    );
     data.push_str(one);
     assert!(error_reason(data.as_bytes()).starts_with("more than 200000 packages"));
 }

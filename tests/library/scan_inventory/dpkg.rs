@@ -41,9 +41,11 @@ fn this_machines_status_file_lists_what_dpkg_query_lists() {
         return;
     };
     let packages = parse_status(&status, STATUS).unwrap();
-    assert!(packages.iter().all(|p| p.kind == PackageKind::Dpkg
-        && p.path == STATUS
-        && p.license.is_none()));
+    assert!(
+        packages
+            .iter()
+            .all(|p| p.kind == PackageKind::Dpkg && p.path == STATUS && p.license.is_none())
+    );
 
     // dpkg-query also lists packages whose files are gone (`config-files`); the
     // inventory is of the installed ones.
@@ -52,7 +54,10 @@ fn this_machines_status_file_lists_what_dpkg_query_lists() {
         .map(|line| line.split('\t').collect())
         .filter(|fields: &Vec<&str>| fields[0] == "installed")
         .collect();
-    assert!(listed.len() > 50, "a Debian system has more packages than that");
+    assert!(
+        listed.len() > 50,
+        "a Debian system has more packages than that"
+    );
 
     // Package, architecture, version, and the source package's name and version (which
     // dpkg-query prints as the binary's where `Source` does not say otherwise).
@@ -115,36 +120,40 @@ fn distroless_status_d_files_read_as_the_status_file_does() {
     };
     let everything = parse_status(&status, STATUS).unwrap();
     let text = String::from_utf8_lossy(&status);
-    let stanzas: Vec<&str> = text.split("\n\n").filter(|s| !s.is_empty()).collect();
+    let stanzas: Vec<&str> = text
+        .split("\n\n")
+        .filter(|s| s.contains("\nStatus: install ok installed\n"))
+        .collect();
     // One of each kind that matters: a source with its own version, a `Multi-Arch:
     // same` package, an `Architecture: all` one.
-    let picks: Vec<&str> = ["\nSource: ", "\nMulti-Arch: same", "\nArchitecture: all"]
-        .iter()
-        .map(|mark| {
-            let wanted = |s: &&&str| {
-                s.contains(mark) && (*mark != "\nSource: " || s.contains(")\n"))
-            };
-            *stanzas.iter().find(wanted).unwrap()
-        })
-        .collect();
+    let has_line = |stanza: &str, wanted: &dyn Fn(&str) -> bool| stanza.lines().any(wanted);
+    let kinds: [&dyn Fn(&str) -> bool; 3] = [
+        &|line| line.starts_with("Source: ") && line.ends_with(')'),
+        &|line| line == "Multi-Arch: same",
+        &|line| line == "Architecture: all",
+    ];
+    let picks = kinds.map(|kind| *stanzas.iter().find(|s| has_line(s, kind)).unwrap());
     for stanza in picks {
+        let field = |name: &str| {
+            let prefix = format!("{name}: ");
+            let line = stanza
+                .lines()
+                .find(|line| line.starts_with(&prefix))
+                .unwrap();
+            line[prefix.len()..].to_owned()
+        };
         // Distroless writes no `Status`.
         let without_status: String = stanza
             .lines()
             .filter(|line| !line.starts_with("Status:"))
             .map(|line| format!("{line}\n"))
             .collect();
-        let name = stanza.lines().next().unwrap().trim_start_matches("Package: ");
+        let (name, arch) = (field("Package"), field("Architecture"));
         let path = format!("{STATUS_D}{name}");
         let found = parse_status(without_status.as_bytes(), &path).unwrap();
-        let arch_line = stanza.lines().find(|l| l.starts_with("Architecture: "));
         let original = everything
             .iter()
-            .find(|p| {
-                p.name == name
-                    && Some(format!("Architecture: {}", p.arch.as_deref().unwrap_or("")))
-                        == arch_line.map(str::to_owned)
-            })
+            .find(|p| p.name == name && p.arch.as_ref() == Some(&arch))
             .unwrap();
         let expected = Package {
             path: path.clone(),
@@ -191,10 +200,26 @@ fn only_installed_states_count() {
 #[test]
 fn multi_arch_and_source_forms() {
     let status = [
-        stanza("libc6", "install ok installed", "Architecture: amd64\nMulti-Arch: same\nSource: glibc\n"),
-        stanza("libc6", "install ok installed", "Architecture: i386\nMulti-Arch: same\nSource: glibc\n"),
-        stanza("libssl3", "install ok installed", "Architecture: amd64\nSource: openssl (3.0.11-1~deb12u2)\n"),
-        stanza("same-version", "install ok installed", "Source: src (1.0-1)\n"),
+        stanza(
+            "libc6",
+            "install ok installed",
+            "Architecture: amd64\nMulti-Arch: same\nSource: glibc\n",
+        ),
+        stanza(
+            "libc6",
+            "install ok installed",
+            "Architecture: i386\nMulti-Arch: same\nSource: glibc\n",
+        ),
+        stanza(
+            "libssl3",
+            "install ok installed",
+            "Architecture: amd64\nSource: openssl (3.0.11-1~deb12u2)\n",
+        ),
+        stanza(
+            "same-version",
+            "install ok installed",
+            "Source: src (1.0-1)\n",
+        ),
         stanza("tzdata", "install ok installed", "Architecture: all\n"),
     ]
     .concat();
@@ -212,7 +237,11 @@ fn multi_arch_and_source_forms() {
         [
             ("libc6", Some("amd64"), Some(&source("glibc", None))),
             ("libc6", Some("i386"), Some(&source("glibc", None))),
-            ("libssl3", Some("amd64"), Some(&source("openssl", Some("3.0.11-1~deb12u2")))),
+            (
+                "libssl3",
+                Some("amd64"),
+                Some(&source("openssl", Some("3.0.11-1~deb12u2")))
+            ),
             // A source version equal to the binary's says nothing more.
             ("same-version", None, Some(&source("src", None))),
             ("tzdata", Some("all"), None),
@@ -223,9 +252,15 @@ fn multi_arch_and_source_forms() {
 #[test]
 fn field_names_are_case_insensitive_and_crlf_is_read() {
     let lower = "package: a\nstatus: install ok installed\nVERSION: 2:1.0\n";
-    assert_eq!(parse_status(lower.as_bytes(), STATUS).unwrap()[0].version, "2:1.0");
-    let lf = [stanza("a", "install ok installed", ""), stanza("b", "hold ok installed", "")]
-        .concat();
+    assert_eq!(
+        parse_status(lower.as_bytes(), STATUS).unwrap()[0].version,
+        "2:1.0"
+    );
+    let lf = [
+        stanza("a", "install ok installed", ""),
+        stanza("b", "hold ok installed", ""),
+    ]
+    .concat();
     let crlf = lf.replace('\n', "\r\n");
     assert_eq!(
         parse_status(crlf.as_bytes(), STATUS),
@@ -241,20 +276,32 @@ fn undecodable_bytes_matter_only_in_the_fields_read() {
     let bad_version = b"Package: a\nStatus: install ok installed\nVersion: 1\xff\n";
     let error = parse_status(bad_version, STATUS).unwrap_err();
     assert_eq!(error.format, "dpkg status");
-    assert!(error.reason.contains("line 3: Version is not UTF-8"), "{error}");
+    assert!(
+        error.reason.contains("line 3: Version is not UTF-8"),
+        "{error}"
+    );
 }
 
 #[test]
 fn enormous_lines_are_skipped_or_refused() {
     let description = "x".repeat(8 << 20);
-    let big = stanza("a", "install ok installed", &format!("Homepage: {description}\n"));
+    let big = stanza(
+        "a",
+        "install ok installed",
+        &format!("Homepage: {description}\n"),
+    );
     assert_eq!(names(&parse_status(big.as_bytes(), STATUS).unwrap()), ["a"]);
     let long_version = format!(
         "Package: a\nStatus: install ok installed\nVersion: {}\n",
         "1".repeat(MAX_VALUE_LEN + 1)
     );
     let error = parse_status(long_version.as_bytes(), STATUS).unwrap_err();
-    assert!(error.reason.contains("line 3: Version is longer than 1024 bytes"), "{error}");
+    assert!(
+        error
+            .reason
+            .contains("line 3: Version is longer than 1024 bytes"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -268,15 +315,30 @@ fn malformed_stanzas_name_their_line() {
             "Package: a\nStatus: install ok installed\nVersion: 1\n 2\n",
             "line 4: Version continues onto a second line",
         ),
-        ("Package: a\nStatus: install ok installed\nVersion 1\n", "line 3: no ':' after a field name"),
-        ("Status: install ok installed\nVersion: 1\n", "the stanza at line 1 has no Package"),
+        (
+            "Package: a\nStatus: install ok installed\nVersion 1\n",
+            "line 3: no ':' after a field name",
+        ),
+        (
+            "Status: install ok installed\nVersion: 1\n",
+            "the stanza at line 1 has no Package",
+        ),
         (
             "Package: a\nStatus: install ok installed\n",
             "line 1: package a is installed but has no Version",
         ),
-        ("Package: a\nStatus: installed\nVersion: 1\n", "line 2: Status \"installed\" is not three words"),
-        ("Package: a b\nStatus: install ok installed\nVersion: 1\n", "line 1: \"a b\" is not one word"),
-        ("Package: a\nStatus: install ok installed\nVersion:\n", "line 3: Version is empty"),
+        (
+            "Package: a\nStatus: installed\nVersion: 1\n",
+            "line 2: Status \"installed\" is not three words",
+        ),
+        (
+            "Package: a b\nStatus: install ok installed\nVersion: 1\n",
+            "line 1: \"a b\" is not one word",
+        ),
+        (
+            "Package: a\nStatus: install ok installed\nVersion:\n",
+            "line 3: Version is empty",
+        ),
         (
             "Package: a\nStatus: install ok installed\nVersion: 1\nSource: b (2\n",
             "line 4: Source \"b (2\" is not `name` or `name (version)`",
@@ -291,7 +353,11 @@ fn malformed_stanzas_name_their_line() {
 #[test]
 fn a_truncated_file_reads_as_a_prefix_or_fails() {
     let full_text = [
-        stanza("a", "install ok installed", "Architecture: amd64\nSource: s (0.9)\n"),
+        stanza(
+            "a",
+            "install ok installed",
+            "Architecture: amd64\nSource: s (0.9)\n",
+        ),
         stanza("b", "install ok installed", "Architecture: amd64\n"),
         stanza("c", "install ok installed", "Architecture: all\n"),
     ]
@@ -313,8 +379,14 @@ fn a_truncated_file_reads_as_a_prefix_or_fails() {
 fn more_than_the_cap_of_packages_is_refused() {
     let one = "Package: p\nStatus: install ok installed\nVersion: 1\n\n";
     let mut status = one.repeat(MAX_PACKAGES);
-    assert_eq!(parse_status(status.as_bytes(), STATUS).unwrap().len(), MAX_PACKAGES);
+    assert_eq!(
+        parse_status(status.as_bytes(), STATUS).unwrap().len(),
+        MAX_PACKAGES
+    );
     status.push_str(one);
     let error = parse_status(status.as_bytes(), STATUS).unwrap_err();
-    assert!(error.reason.contains("more than 200000 installed packages"), "{error}");
+    assert!(
+        error.reason.contains("more than 200000 installed packages"),
+        "{error}"
+    );
 }

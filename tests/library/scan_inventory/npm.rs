@@ -37,7 +37,12 @@ fn the_checked_in_tree_lists_its_packages() {
             "1.1.0",
             Some("ISC"),
         ),
-        ("usr/lib/node_modules/npm/node_modules/ms/", "ms", "2.1.3", Some("MIT")),
+        (
+            "usr/lib/node_modules/npm/node_modules/ms/",
+            "ms",
+            "2.1.3",
+            Some("MIT"),
+        ),
         // A legacy `licenses` list.
         (
             "usr/lib/node_modules/npm/node_modules/qrcode-terminal/",
@@ -45,8 +50,18 @@ fn the_checked_in_tree_lists_its_packages() {
             "0.12.0",
             Some("Apache 2.0"),
         ),
-        ("usr/lib/node_modules/npm/node_modules/semver/", "semver", "7.8.5", Some("ISC")),
-        ("usr/lib/node_modules/npm/", "npm", "11.19.1", Some("Artistic-2.0")),
+        (
+            "usr/lib/node_modules/npm/node_modules/semver/",
+            "semver",
+            "7.8.5",
+            Some("ISC"),
+        ),
+        (
+            "usr/lib/node_modules/npm/",
+            "npm",
+            "11.19.1",
+            Some("Artistic-2.0"),
+        ),
     ]
     .map(|(dir, name, version, license)| Package {
         kind: PackageKind::Npm,
@@ -85,13 +100,14 @@ fn this_machines_npm_tree_lists_what_npm_ls_lists() {
             (dir.to_owned(), name.to_owned(), version.to_owned())
         })
         .collect();
-    let found: BTreeSet<(String, String, String)> = packages_under(root, "usr/lib/node_modules/npm/")
-        .into_iter()
-        .map(|p| {
-            let dir = p.path.strip_suffix("/package.json").unwrap().to_owned();
-            (dir, p.name, p.version)
-        })
-        .collect();
+    let found: BTreeSet<(String, String, String)> =
+        packages_under(root, "usr/lib/node_modules/npm/")
+            .into_iter()
+            .map(|p| {
+                let dir = p.path.strip_suffix("/package.json").unwrap().to_owned();
+                (dir, p.name, p.version)
+            })
+            .collect();
     assert!(expected.len() > 50, "{listing}");
     assert_eq!(found, expected);
 }
@@ -122,7 +138,10 @@ fn package_json_paths() {
     }
     for path in no {
         assert!(!is_package_json_path(path), "{path}");
-        assert_eq!(parse_package_json(br#"{"name":"a","version":"1"}"#, path), Ok(None));
+        assert_eq!(
+            parse_package_json(br#"{"name":"a","version":"1"}"#, path),
+            Ok(None)
+        );
     }
 }
 
@@ -134,15 +153,29 @@ fn read(json: &str) -> Option<(String, String, Option<String>)> {
         .map(|p| (p.name, p.version, p.license))
 }
 
-fn owned(name: &str, version: &str, license: Option<&str>) -> Option<(String, String, Option<String>)> {
-    Some((name.to_owned(), version.to_owned(), license.map(str::to_owned)))
+fn owned(
+    name: &str,
+    version: &str,
+    license: Option<&str>,
+) -> Option<(String, String, Option<String>)> {
+    Some((
+        name.to_owned(),
+        version.to_owned(),
+        license.map(str::to_owned),
+    ))
 }
 
 #[test]
 fn names_versions_and_licences() {
     // An alias installs `bar` under `node_modules/foo/`: the manifest's name counts.
-    assert_eq!(read(r#"{"name":"bar","version":"1.0.0"}"#), owned("bar", "1.0.0", None));
-    assert_eq!(read(r#"{"name":"foo","version":"1"}"#), owned("foo", "1", None));
+    assert_eq!(
+        read(r#"{"name":"bar","version":"1.0.0"}"#),
+        owned("bar", "1.0.0", None)
+    );
+    assert_eq!(
+        read(r#"{"name":"foo","version":"1"}"#),
+        owned("foo", "1", None)
+    );
     assert_eq!(
         read(r#"{"name":"foo","version":"1","license":{"type":"MIT","url":"x"}}"#),
         owned("foo", "1", Some("MIT"))
@@ -163,13 +196,25 @@ fn names_versions_and_licences() {
 
 #[test]
 fn malformed_manifests_are_refused() {
-    let long_name = format!(r#"{{"name":"{}","version":"1"}}"#, "a".repeat(MAX_NAME_LEN + 1));
+    let long_name = format!(
+        r#"{{"name":"{}","version":"1"}}"#,
+        "a".repeat(MAX_NAME_LEN + 1)
+    );
     let cases = [
-        (r#"{"name":"foo","version":1}"#.to_owned(), "`version` is not a string"),
-        (r#"{"name":["foo"],"version":"1"}"#.to_owned(), "`name` is not a string"),
+        (
+            r#"{"name":"foo","version":1}"#.to_owned(),
+            "`version` is not a string",
+        ),
+        (
+            r#"{"name":["foo"],"version":"1"}"#.to_owned(),
+            "`name` is not a string",
+        ),
         (r#"["foo"]"#.to_owned(), "not a JSON object"),
         (long_name, "`name` is longer than 214 bytes"),
-        (r#"{"name":"foo","#.to_owned(), "EOF while parsing a value at line 1 column 14"),
+        (
+            r#"{"name":"foo","#.to_owned(),
+            "EOF while parsing a value at line 1 column 14",
+        ),
     ];
     for (json, reason) in cases {
         let error = parse_package_json(json.as_bytes(), PATH).unwrap_err();

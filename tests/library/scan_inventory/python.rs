@@ -20,7 +20,10 @@ fn the_checked_in_tree_lists_its_distributions() {
             continue;
         }
         let package = parse_metadata(&data, &path).unwrap().unwrap();
-        assert_eq!((package.kind, package.path.as_str()), (PackageKind::Python, path.as_str()));
+        assert_eq!(
+            (package.kind, package.path.as_str()),
+            (PackageKind::Python, path.as_str())
+        );
         assert_eq!((package.source, package.arch), (None, None));
         found.push((path, package.name, package.version, package.license));
     }
@@ -77,7 +80,11 @@ print(json.dumps([[str(d._path), d.metadata['Name'], d.version]
 
 #[test]
 fn this_machines_python_distributions_read_as_importlib_reads_them() {
-    if !have("python3", &["--version"], "the importlib.metadata comparison") {
+    if !have(
+        "python3",
+        &["--version"],
+        "the importlib.metadata comparison",
+    ) {
         return;
     }
     let listing = run("python3", &["-c", LIST_DISTRIBUTIONS], Path::new("/"));
@@ -98,7 +105,10 @@ fn this_machines_python_distributions_read_as_importlib_reads_them() {
         let path = file.to_str().unwrap().trim_start_matches('/');
         assert!(is_metadata_path(path), "{path}");
         let package = parse_metadata(&data, path).unwrap().unwrap();
-        assert_eq!((package.name.as_str(), package.version.as_str()), (name, version));
+        assert_eq!(
+            (package.name.as_str(), package.version.as_str()),
+            (name, version)
+        );
     }
 }
 
@@ -136,7 +146,11 @@ fn read(text: &[u8]) -> (String, String, Option<String>) {
 }
 
 fn owned(name: &str, version: &str, license: Option<&str>) -> (String, String, Option<String>) {
-    (name.to_owned(), version.to_owned(), license.map(str::to_owned))
+    (
+        name.to_owned(),
+        version.to_owned(),
+        license.map(str::to_owned),
+    )
 }
 
 #[test]
@@ -148,11 +162,17 @@ fn headers_are_read_as_an_email_parser_reads_them() {
     // `License-Expression` wins over an earlier `License`; `UNKNOWN` is no licence.
     let text = b"Name: a\nVersion: 1\nLicense: MIT License\nLicense-Expression: MIT\n";
     assert_eq!(read(text), owned("a", "1", Some("MIT")));
-    assert_eq!(read(b"Name: a\nVersion: 1\nLicense: UNKNOWN\n"), owned("a", "1", None));
+    assert_eq!(
+        read(b"Name: a\nVersion: 1\nLicense: UNKNOWN\n"),
+        owned("a", "1", None)
+    );
     // Licence text over continuation lines is not a licence name.
     let text = b"Name: a\nVersion: 1\nLicense: Copyright 2020\n        Permission is granted\n";
     assert_eq!(read(text), owned("a", "1", None));
-    let long = format!("Name: a\nVersion: 1\nLicense: {}\n", "x".repeat(MAX_VALUE_LEN + 1));
+    let long = format!(
+        "Name: a\nVersion: 1\nLicense: {}\n",
+        "x".repeat(MAX_VALUE_LEN + 1)
+    );
     assert_eq!(read(long.as_bytes()), owned("a", "1", None));
     // CRLF, and undecodable bytes where nothing is read.
     let text = b"Name: a\r\nVersion: 1\r\nAuthor: Fran\xe7ois\r\nLicense: \xa9 Me\r\n\r\n\xff";
@@ -166,10 +186,16 @@ fn missing_or_broken_names_and_versions_are_refused() {
         (b"Version: 1\nSummary: x\n", "no Name header"),
         (b"Name: a\n\nVersion: 1\n", "no Version header"),
         // A line no header can be ends the headers, as in Python's email parser.
-        (b"Name: a\nthis is not a header\nVersion: 1\n", "no Version header"),
+        (
+            b"Name: a\nthis is not a header\nVersion: 1\n",
+            "no Version header",
+        ),
         (b"Name: caf\xe9\nVersion: 1\n", "line 1: Name is not UTF-8"),
         (b"Name: a\nVersion:\n", "line 2: Version is empty"),
-        (b"Name: a\n  b\nVersion: 1\n", "line 1: Name continues onto a second line"),
+        (
+            b"Name: a\n  b\nVersion: 1\n",
+            "line 1: Name continues onto a second line",
+        ),
     ];
     for (text, reason) in cases {
         let error = parse_metadata(text, METADATA).unwrap_err();
@@ -178,5 +204,10 @@ fn missing_or_broken_names_and_versions_are_refused() {
     }
     let long = format!("Name: {}\nVersion: 1\n", "a".repeat(MAX_VALUE_LEN + 1));
     let error = parse_metadata(long.as_bytes(), METADATA).unwrap_err();
-    assert!(error.reason.ends_with("line 1: Name is longer than 1024 bytes"), "{error}");
+    assert!(
+        error
+            .reason
+            .ends_with("line 1: Name is longer than 1024 bytes"),
+        "{error}"
+    );
 }
