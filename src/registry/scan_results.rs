@@ -51,17 +51,12 @@ impl Registry {
         &self,
         repo: &RepoName,
         digest: &Digest,
+        layers: &[String],
         report: &ScanReport,
     ) -> Result<StoredResults> {
         let format = self.inner.scans.sbom_format;
         let now = self.now();
         let created = chrono::DateTime::<chrono::Utc>::from(now);
-        let layers: Vec<String> = match self.scanned_manifest(repo, digest).await?.content() {
-            ManifestContent::Image { layers, .. } => {
-                layers.iter().map(|l| l.digest.to_string()).collect()
-            }
-            ManifestContent::Index { .. } => Vec::new(),
-        };
         let packages: Vec<SbomPackage<'_>> = report
             .inventory
             .packages
@@ -76,7 +71,7 @@ impl Registry {
             digest: digest.as_str(),
             platform: None,
             os: report.inventory.os.as_ref(),
-            layers: &layers,
+            layers,
             created,
             tool_version: env!("CARGO_PKG_VERSION"),
         };

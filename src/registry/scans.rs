@@ -369,11 +369,7 @@ impl Registry {
     /// The manifest at `digest`, which must be in `repo`.
     /// Read without counting as a pull: scanning must not keep an image alive under a
     /// lifecycle rule on pull times.
-    pub(super) async fn scanned_manifest(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-    ) -> Result<Manifest> {
+    async fn scanned_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Manifest> {
         let Some(record) = self.manifest_record(repo, digest).await? else {
             return Err(Error::new(
                 ErrorKind::ManifestUnknown,
@@ -433,7 +429,13 @@ impl Registry {
         let scanner = self.scanner()?;
         let _permit = self.inner.scans.permits.clone().acquire_owned().await;
         let manifest = self.scanned_manifest(repo, digest).await?;
-        let outcome = match target(repo, digest, &manifest) {
+        let target = target(repo, digest, &manifest);
+        // The SBOM names the image's own layers, as the scan read them.
+        let layer_digests: Vec<String> = target
+            .iter()
+            .flat_map(|t| t.layers.iter().map(|l| l.digest.to_string()))
+            .collect();
+        let outcome = match target {
             Some(target) => {
                 let layers = RepositoryLayers {
                     registry: self.clone(),
@@ -449,7 +451,9 @@ impl Registry {
         record.completed_at_ms = Some(self.now_millis());
         match outcome {
             ScanOutcome::Complete(report) => {
-                let stored = self.store_results(repo, digest, &report).await?;
+                let stored = self
+                    .store_results(repo, digest, &layer_digests, &report)
+                    .await?;
                 record.status = ScanStatus::Complete;
                 record.counts = FindingCounts::of(&report.findings);
                 record.database = report.database.clone();

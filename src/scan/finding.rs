@@ -184,16 +184,6 @@ mod kind_name {
 
     use crate::scan::package::PackageKind;
 
-    const KINDS: [PackageKind; 7] = [
-        PackageKind::Dpkg,
-        PackageKind::Apk,
-        PackageKind::Rpm,
-        PackageKind::Python,
-        PackageKind::Npm,
-        PackageKind::Go,
-        PackageKind::Cargo,
-    ];
-
     pub(super) fn serialize<S: Serializer>(
         kind: &PackageKind,
         serializer: S,
@@ -205,7 +195,7 @@ mod kind_name {
         deserializer: D,
     ) -> Result<PackageKind, D::Error> {
         let name = String::deserialize(deserializer)?;
-        KINDS
+        PackageKind::ALL
             .into_iter()
             .find(|kind| kind.as_str() == name)
             .ok_or_else(|| serde::de::Error::custom(format!("unknown package kind {name:?}")))

@@ -28,6 +28,22 @@ pub enum PackageKind {
 }
 
 impl PackageKind {
+    /// Every package system, in declaration order.
+    pub const ALL: [PackageKind; 7] = [
+        PackageKind::Dpkg,
+        PackageKind::Apk,
+        PackageKind::Rpm,
+        PackageKind::Python,
+        PackageKind::Npm,
+        PackageKind::Go,
+        PackageKind::Cargo,
+    ];
+
+    /// The package system whose [`PackageKind::as_str`] is `name`.
+    pub fn named(name: &str) -> Option<PackageKind> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
     /// The lower-case name used in reports and SBOMs (`dpkg`, `apk`, `rpm`, `python`,
     /// `npm`, `go`, `cargo`).
     pub fn as_str(self) -> &'static str {

@@ -132,7 +132,7 @@ pub(super) fn read_package<'a>(
         }
     }
     let kind = kind.ok_or_else(|| missing(element, PACKAGE_KIND))?;
-    let kind = kind_named(kind).ok_or_else(|| SbomError::BadFact {
+    let kind = PackageKind::named(kind).ok_or_else(|| SbomError::BadFact {
         element: element.to_owned(),
         fact: PACKAGE_KIND,
         value: kind.to_owned(),
@@ -201,21 +201,6 @@ pub(super) fn read_os<'a>(
         }
     }
     Ok(os)
-}
-
-/// The package system whose [`PackageKind::as_str`] is `name`.
-fn kind_named(name: &str) -> Option<PackageKind> {
-    [
-        PackageKind::Dpkg,
-        PackageKind::Apk,
-        PackageKind::Rpm,
-        PackageKind::Python,
-        PackageKind::Npm,
-        PackageKind::Go,
-        PackageKind::Cargo,
-    ]
-    .into_iter()
-    .find(|kind| kind.as_str() == name)
 }
 
 /// Checks that a package's purl parses and names its package system.
