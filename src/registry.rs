@@ -54,6 +54,7 @@ mod scans;
 mod schema;
 mod tags;
 mod uploads;
+mod written_blobs;
 
 pub use self::access::{CallerRegistry, ResourceAccount};
 pub use self::at_rest::StorageStats;

@@ -5,13 +5,14 @@
 use std::time::Duration;
 
 use super::Registry;
+use super::scan_results::FindingsReport;
 use super::scans::{SCAN_CLAIM, ScanRecord};
 use super::schema::{InRepo, MANIFESTS, PULLS, Prefix, REPOSITORIES, SCANS};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::meta::{Expect, Version};
 use crate::reference::RepoName;
-use crate::scan::{FindingCounts, ScanReport, ScanStatus};
+use crate::scan::{FindingCounts, ScanStatus};
 
 /// What [`Registry::rematch_scans`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -91,8 +92,8 @@ impl Registry {
         let Some(findings) = scanner.rematch(&inventory) else {
             return Ok(false);
         };
-        let report = ScanReport {
-            inventory,
+        let report = FindingsReport {
+            os: inventory.os,
             findings,
             database: scanner.database(),
             notes: Vec::new(),

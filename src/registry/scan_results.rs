@@ -10,6 +10,7 @@ use super::Registry;
 use super::outbox::{Applied, Outcome};
 use super::scans::{ImageScan, ScanRecord};
 use super::schema::{InRepo, SCANS};
+use crate::blob::BlobInfo;
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::Event;
@@ -45,57 +46,86 @@ struct FindingsDocument {
     notes: Vec<String>,
 }
 
+/// What a findings artifact records of a scan.
+pub(super) struct FindingsReport {
+    pub(super) os: Option<OsRelease>,
+    pub(super) findings: Vec<Finding>,
+    pub(super) database: Option<String>,
+    pub(super) notes: Vec<String>,
+}
+
 impl Registry {
     /// Stores the SBOM and the findings of `report` as referrers of `digest`.
     pub(super) async fn store_results(
         &self,
         repo: &RepoName,
         digest: &Digest,
-        layers: &[String],
-        report: &ScanReport,
+        layers: Vec<String>,
+        report: ScanReport,
     ) -> Result<StoredResults> {
-        let format = self.inner.scans.sbom_format;
-        let now = self.now();
-        let created = chrono::DateTime::<chrono::Utc>::from(now);
-        let packages: Vec<SbomPackage<'_>> = report
-            .inventory
-            .packages
-            .iter()
-            .map(|p| SbomPackage {
-                package: &p.package,
-                layer: p.layer.as_deref(),
-            })
-            .collect();
-        let subject = SbomSubject {
-            repository: repo.as_str(),
-            digest: digest.as_str(),
-            platform: None,
-            os: report.inventory.os.as_ref(),
-            layers,
-            created,
-            tool_version: env!("CARGO_PKG_VERSION"),
+        let ScanReport {
+            inventory,
+            findings,
+            database,
+            notes,
+        } = report;
+        let findings = FindingsReport {
+            os: inventory.os.clone(),
+            findings,
+            database,
+            notes,
         };
-        let document = sbom::write(format, &subject, &packages);
-        let completed = crate::lifecycle::format_rfc3339(now);
-        let sbom = self
-            .push_referrer(
-                repo,
-                digest,
-                format.media_type(),
-                Bytes::from(document),
-                &completed,
-            )
-            .await?;
-        let findings = self.store_findings(repo, digest, report).await?;
+        let sbom = self.store_sbom(repo, digest, layers, inventory).await?;
+        let findings = self.store_findings(repo, digest, &findings).await?;
         Ok(StoredResults { sbom, findings })
     }
 
-    /// Stores the findings of `report` as a referrer of `digest`.
+    /// Stores the SBOM of `inventory` as a referrer of `digest`. The document is streamed
+    /// into its blob as it is written: an inventory of tens of thousands of packages makes
+    /// tens of MiB of SBOM, which memory never holds.
+    async fn store_sbom(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        layers: Vec<String>,
+        inventory: Inventory,
+    ) -> Result<Digest> {
+        let format = self.inner.scans.sbom_format;
+        let now = self.now();
+        let (repository, image) = (repo.to_string(), digest.to_string());
+        let document = self
+            .push_written_blob(repo, move |out| {
+                let packages: Vec<SbomPackage<'_>> = inventory
+                    .packages
+                    .iter()
+                    .map(|p| SbomPackage {
+                        package: &p.package,
+                        layer: p.layer.as_deref(),
+                    })
+                    .collect();
+                let subject = SbomSubject {
+                    repository: &repository,
+                    digest: &image,
+                    platform: None,
+                    os: inventory.os.as_ref(),
+                    layers: &layers,
+                    created: chrono::DateTime::<chrono::Utc>::from(now),
+                    tool_version: env!("CARGO_PKG_VERSION"),
+                };
+                sbom::write_to(format, &subject, &packages, out)
+            })
+            .await?;
+        let completed = crate::lifecycle::format_rfc3339(now);
+        self.push_referrer(repo, digest, format.media_type(), &document, &completed)
+            .await
+    }
+
+    /// Stores `report` as the findings referrer of `digest`.
     pub(super) async fn store_findings(
         &self,
         repo: &RepoName,
         digest: &Digest,
-        report: &ScanReport,
+        report: &FindingsReport,
     ) -> Result<Digest> {
         let completed = crate::lifecycle::format_rfc3339(self.now());
         let findings = FindingsDocument {
@@ -103,21 +133,19 @@ impl Registry {
             image_digest: digest.to_string(),
             image_scan_completed_at: completed.clone(),
             vulnerability_database: report.database.clone(),
-            operating_system: report.inventory.os.as_ref().map(os_name),
+            operating_system: report.os.as_ref().map(os_name),
             finding_severity_counts: FindingCounts::of(&report.findings),
             findings: report.findings.clone(),
             notes: report.notes.clone(),
         };
         let body = serde_json::to_vec(&findings)
             .map_err(|e| Error::new(ErrorKind::Storage, format!("encoding findings: {e}")))?;
-        self.push_referrer(
-            repo,
-            digest,
-            FINDINGS_ARTIFACT_TYPE,
-            Bytes::from(body),
-            &completed,
-        )
-        .await
+        let layer_digest = Digest::of(Algorithm::Sha256, &body);
+        let layer = self
+            .push_blob(repo, &layer_digest, Bytes::from(body))
+            .await?;
+        self.push_referrer(repo, digest, FINDINGS_ARTIFACT_TYPE, &layer, &completed)
+            .await
     }
 
     /// The inventory in the SBOM artifact `artifact`, in whichever format it was written.
@@ -148,13 +176,14 @@ impl Registry {
         })
     }
 
-    /// Pushes `body` as an artifact of `artifact_type` whose subject is `subject`.
+    /// Pushes an artifact of `artifact_type` whose one layer is the blob `layer`, already
+    /// in `repo`, and whose subject is `subject`.
     async fn push_referrer(
         &self,
         repo: &RepoName,
         subject: &Digest,
         artifact_type: &str,
-        body: Bytes,
+        layer: &BlobInfo,
         created: &str,
     ) -> Result<Digest> {
         let Some(image) = self.manifest_record(repo, subject).await? else {
@@ -166,15 +195,12 @@ impl Registry {
         let empty = Bytes::from_static(b"{}");
         let empty_digest = Digest::of(Algorithm::Sha256, &empty);
         self.push_blob(repo, &empty_digest, empty).await?;
-        let layer_digest = Digest::of(Algorithm::Sha256, &body);
-        let size = body.len();
-        self.push_blob(repo, &layer_digest, body).await?;
         let manifest = json!({
             "schemaVersion": 2,
             "mediaType": OCI_IMAGE_MANIFEST,
             "artifactType": artifact_type,
             "config": {"mediaType": OCI_EMPTY, "digest": empty_digest.as_str(), "size": 2},
-            "layers": [{"mediaType": artifact_type, "digest": layer_digest.as_str(), "size": size}],
+            "layers": [{"mediaType": artifact_type, "digest": layer.digest.as_str(), "size": layer.size}],
             "subject": {"mediaType": image.media_type, "digest": subject.as_str(), "size": image.size},
             "annotations": {"org.opencontainers.image.created": created},
         });

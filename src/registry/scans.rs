@@ -451,12 +451,12 @@ impl Registry {
         record.completed_at_ms = Some(self.now_millis());
         match outcome {
             ScanOutcome::Complete(report) => {
-                let stored = self
-                    .store_results(repo, digest, &layer_digests, &report)
-                    .await?;
                 record.status = ScanStatus::Complete;
                 record.counts = FindingCounts::of(&report.findings);
                 record.database = report.database.clone();
+                let stored = self
+                    .store_results(repo, digest, layer_digests, report)
+                    .await?;
                 record.sbom = Some(stored.sbom);
                 record.findings = Some(stored.findings);
             }

@@ -25,10 +25,12 @@
 //!
 //! # Limits
 //!
-//! [`write()`] takes any inventory. [`read()`] takes documents of at most [`MAX_SBOM_BYTES`]
-//! with at most [`MAX_PACKAGES`] packages (and as many relationships, plus two), and at
-//! most [`MAX_FACTS`] properties, annotations, licences or references on one element; a
-//! longer list is an error when its first extra entry is reached, before it is stored.
+//! [`write()`] takes any inventory and holds one element at a time ([`write_to()`]
+//! streams the document). [`read()`] takes documents of at most [`MAX_SBOM_BYTES`] with
+//! at most [`MAX_PACKAGES`] packages, and at most [`MAX_FACTS`] properties, annotations,
+//! licences or references on one element; a longer list is an error when its first
+//! extra entry is reached, before it is stored. What reading back does not need (SPDX
+//! relationships, CycloneDX metadata) is skipped unread.
 //! A package takes some 500 bytes of CycloneDX and 1,200 of SPDX (one annotation per
 //! fact), so the size cap is reached first: at about 250,000 CycloneDX packages or
 //! 100,000 SPDX ones. Real images hold a few thousand.
@@ -265,15 +267,55 @@ pub fn write(
     subject: &SbomSubject<'_>,
     packages: &[LocatedPackage<'_>],
 ) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing to memory cannot fail: serde_json fails only on maps with non-string keys,
+    // which the documents do not have, and on a failing writer.
+    let _ = write_to(format, subject, packages, &mut out);
+    out
+}
+
+/// [`write()`] into `out`, one element at a time: beside `out`'s own buffer, memory holds
+/// the sorted list of references and the element ids, never the document's elements
+/// all at once (a document of 60,000 packages would take some 60 MiB of them).
+pub fn write_to(
+    format: SbomFormat,
+    subject: &SbomSubject<'_>,
+    packages: &[LocatedPackage<'_>],
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     let mut packages = packages.to_vec();
     packages.sort();
-    let json = match format {
-        SbomFormat::CycloneDx => serde_json::to_vec(&cyclonedx::document(subject, &packages)),
-        SbomFormat::Spdx => serde_json::to_vec(&spdx::document(subject, &packages)),
+    let written = match format {
+        SbomFormat::CycloneDx => {
+            serde_json::to_writer(&mut *out, &cyclonedx::document(subject, &packages))
+        }
+        SbomFormat::Spdx => serde_json::to_writer(&mut *out, &spdx::document(subject, &packages)),
     };
-    // Only maps with non-string keys and failing writers make serde_json fail; the
-    // documents are plain structs written to memory.
-    json.unwrap_or_default()
+    written.map_err(std::io::Error::other)
+}
+
+/// A list serialized from an iterator made when it is serialized, so that its entries
+/// exist one at a time. Serializing it a second time writes an empty list.
+struct Streamed<F>(std::cell::Cell<Option<F>>);
+
+impl<F> Streamed<F> {
+    fn new(make: F) -> Self {
+        Streamed(std::cell::Cell::new(Some(make)))
+    }
+}
+
+impl<F, I> serde::Serialize for Streamed<F>
+where
+    F: FnOnce() -> I,
+    I: IntoIterator,
+    I::Item: serde::Serialize,
+{
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0.take() {
+            Some(make) => serializer.collect_seq(make()),
+            None => serializer.collect_seq(std::iter::empty::<I::Item>()),
+        }
+    }
 }
 
 /// Reads back the OS and the packages, with their layers, from a document [`write()`]
@@ -363,14 +405,6 @@ impl UniqueIds {
 /// Reads a document's list of packages, capped at [`MAX_PACKAGES`].
 fn package_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
     capped_list(d, MAX_PACKAGES, "packages")
-}
-
-/// Reads a document's list of relationships: one per package, plus the image's and the
-/// OS's.
-fn relationship_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Vec<T>, D::Error> {
-    capped_list(d, MAX_PACKAGES + 2, "relationships")
 }
 
 /// Reads an element's list of properties, annotations, licences or references, capped

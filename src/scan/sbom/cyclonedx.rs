@@ -35,22 +35,30 @@ use serde::{Deserialize, Serialize};
 use super::facts::{self, Fact, OsFields, PackageFields};
 use super::{LocatedPackage, SbomContents, SbomError, SbomFormat, SbomSubject, UniqueIds};
 
-/// A CycloneDX document: the fields wharf writes and reads.
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// A CycloneDX document as read: the fields reading back needs. The rest (serial
+/// number, metadata) is skipped unread.
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct Bom {
     #[serde(default)]
     bom_format: String,
     #[serde(default)]
     spec_version: String,
-    #[serde(default)]
-    serial_number: String,
-    #[serde(default)]
-    version: u32,
-    #[serde(default)]
-    metadata: Metadata,
     #[serde(default, deserialize_with = "super::package_list")]
     components: Vec<Component>,
+}
+
+/// A CycloneDX document as written, its components made one at a time while they are
+/// serialized.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct BomOut<C> {
+    bom_format: &'static str,
+    spec_version: &'static str,
+    serial_number: String,
+    version: u32,
+    metadata: Metadata,
+    components: C,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -113,7 +121,10 @@ struct Property {
 }
 
 /// The document for `packages`, which are sorted.
-pub(super) fn document(subject: &SbomSubject<'_>, packages: &[LocatedPackage<'_>]) -> Bom {
+pub(super) fn document<'a>(
+    subject: &'a SbomSubject<'a>,
+    packages: &'a [LocatedPackage<'a>],
+) -> BomOut<impl Serialize + 'a> {
     let mut refs = UniqueIds::new("|");
     let image = Component {
         kind: "container".to_owned(),
@@ -138,7 +149,7 @@ pub(super) fn document(subject: &SbomSubject<'_>, packages: &[LocatedPackage<'_>
         properties: properties(facts::of_os(os)),
         ..Component::default()
     });
-    let packages = packages.iter().map(|located| {
+    let packages = packages.iter().map(move |located| {
         let package = located.package;
         let purl = facts::purl_text(located, subject.os);
         let base = match &purl {
@@ -162,9 +173,9 @@ pub(super) fn document(subject: &SbomSubject<'_>, packages: &[LocatedPackage<'_>
             ..Component::default()
         }
     });
-    Bom {
-        bom_format: "CycloneDX".to_owned(),
-        spec_version: "1.5".to_owned(),
+    BomOut {
+        bom_format: "CycloneDX",
+        spec_version: "1.5",
         serial_number: format!(
             "urn:uuid:{}",
             super::document_uuid(subject, SbomFormat::CycloneDx)
@@ -177,7 +188,7 @@ pub(super) fn document(subject: &SbomSubject<'_>, packages: &[LocatedPackage<'_>
             },
             component: image,
         },
-        components: os.into_iter().chain(packages).collect(),
+        components: super::Streamed::new(move || os.into_iter().chain(packages)),
     }
 }
 

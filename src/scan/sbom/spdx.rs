@@ -57,26 +57,32 @@ const NOASSERTION: &str = "NOASSERTION";
 const IMAGE_ID: &str = "SPDXRef-Image";
 const OS_ID: &str = "SPDXRef-OperatingSystem";
 
-/// An SPDX document: the fields wharf writes and reads.
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// An SPDX document as read: the fields reading back needs. The rest (creation info,
+/// relationships, which only restate that the image contains every package) is skipped
+/// unread.
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct Document {
     #[serde(default)]
     spdx_version: String,
-    #[serde(default)]
-    data_license: String,
-    #[serde(rename = "SPDXID", default)]
-    spdx_id: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    document_namespace: String,
-    #[serde(default)]
-    creation_info: CreationInfo,
     #[serde(default, deserialize_with = "super::package_list")]
     packages: Vec<Package>,
-    #[serde(default, deserialize_with = "super::relationship_list")]
-    relationships: Vec<Relationship>,
+}
+
+/// An SPDX document as written, its packages and relationships made one at a time while
+/// they are serialized.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct DocumentOut<P, R> {
+    spdx_version: &'static str,
+    data_license: &'static str,
+    #[serde(rename = "SPDXID")]
+    spdx_id: &'static str,
+    name: String,
+    document_namespace: String,
+    creation_info: CreationInfo,
+    packages: P,
+    relationships: R,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -148,76 +154,86 @@ struct Relationship {
 }
 
 /// The document for `packages`, which are sorted.
-pub(super) fn document(subject: &SbomSubject<'_>, packages: &[LocatedPackage<'_>]) -> Document {
+pub(super) fn document<'a>(
+    subject: &'a SbomSubject<'a>,
+    packages: &'a [LocatedPackage<'a>],
+) -> DocumentOut<impl Serialize + 'a, impl Serialize + 'a> {
     let created = super::timestamp(subject);
     let tool = format!("Tool: wharf-{}", subject.tool_version);
-    let annotations = |facts: Vec<Fact>| -> Vec<Annotation> {
-        facts
-            .into_iter()
-            .map(|(name, value)| Annotation {
-                annotation_date: created.clone(),
-                annotation_type: "OTHER".to_owned(),
-                annotator: tool.clone(),
-                comment: format!("{name}={value}"),
-            })
-            .collect()
+    let annotations = Annotations {
+        date: created.clone(),
+        annotator: tool.clone(),
     };
+    // Every element's id, image first: the relationships name them after the packages
+    // are written, so they are claimed up front.
     let mut ids = UniqueIds::new("-");
-    let mut elements = vec![Package {
-        spdx_id: ids.claim(IMAGE_ID.to_owned()),
+    let image_id = ids.claim(IMAGE_ID.to_owned());
+    let os_id = subject.os.map(|_| ids.claim(OS_ID.to_owned()));
+    let package_ids: std::rc::Rc<[String]> = packages
+        .iter()
+        .map(|located| {
+            let package = located.package;
+            let detail = format!("{}-{}-{}", package.kind, package.name, package.version);
+            ids.claim(format!("SPDXRef-Package-{}", id_safe(&detail)))
+        })
+        .collect();
+    let image = Package {
+        spdx_id: image_id,
         name: subject.repository.to_owned(),
         version_info: Some(subject.digest.to_owned()),
         primary_package_purpose: Some("CONTAINER".to_owned()),
-        annotations: annotations(facts::of_image(subject)),
+        annotations: annotations.of(facts::of_image(subject)),
         ..Package::unasserted()
-    }];
-    if let Some(os) = subject.os {
-        elements.push(Package {
-            spdx_id: ids.claim(OS_ID.to_owned()),
-            name: os.id.clone(),
-            version_info: os.version_id.clone(),
-            description: os.pretty_name.clone(),
-            primary_package_purpose: Some("OPERATING_SYSTEM".to_owned()),
-            annotations: annotations(facts::of_os(os)),
-            ..Package::unasserted()
-        });
-    }
-    for located in packages {
-        let package = located.package;
-        let detail = format!("{}-{}-{}", package.kind, package.name, package.version);
-        elements.push(Package {
-            spdx_id: ids.claim(format!("SPDXRef-Package-{}", id_safe(&detail))),
-            name: package.name.clone(),
-            version_info: Some(package.version.clone()),
-            license_concluded: Some(NOASSERTION.to_owned()),
-            license_declared: Some(NOASSERTION.to_owned()),
-            license_comments: package.license.clone(),
-            primary_package_purpose: Some("LIBRARY".to_owned()),
-            external_refs: facts::purl_text(located, subject.os)
-                .map(|purl| ExternalRef {
-                    reference_category: "PACKAGE-MANAGER".to_owned(),
-                    reference_type: "purl".to_owned(),
-                    reference_locator: purl,
-                })
-                .into_iter()
-                .collect(),
-            annotations: annotations(facts::of_package(located)),
-            ..Package::unasserted()
-        });
-    }
-    let relationship = |from: &str, kind: &str, to: &str| Relationship {
-        spdx_element_id: from.to_owned(),
-        relationship_type: kind.to_owned(),
-        related_spdx_element: to.to_owned(),
     };
-    let mut relationships = vec![relationship("SPDXRef-DOCUMENT", "DESCRIBES", IMAGE_ID)];
-    for element in elements.iter().skip(1) {
-        relationships.push(relationship(IMAGE_ID, "CONTAINS", &element.spdx_id));
-    }
-    Document {
-        spdx_version: "SPDX-2.3".to_owned(),
-        data_license: "CC0-1.0".to_owned(),
-        spdx_id: "SPDXRef-DOCUMENT".to_owned(),
+    let os = subject.os.zip(os_id.clone()).map(|(os, spdx_id)| Package {
+        spdx_id,
+        name: os.id.clone(),
+        version_info: os.version_id.clone(),
+        description: os.pretty_name.clone(),
+        primary_package_purpose: Some("OPERATING_SYSTEM".to_owned()),
+        annotations: annotations.of(facts::of_os(os)),
+        ..Package::unasserted()
+    });
+    let libraries = packages.iter().enumerate().map({
+        let package_ids = package_ids.clone();
+        move |(at, located)| {
+            let package = located.package;
+            Package {
+                spdx_id: package_ids[at].clone(),
+                name: package.name.clone(),
+                version_info: Some(package.version.clone()),
+                license_concluded: Some(NOASSERTION.to_owned()),
+                license_declared: Some(NOASSERTION.to_owned()),
+                license_comments: package.license.clone(),
+                primary_package_purpose: Some("LIBRARY".to_owned()),
+                external_refs: facts::purl_text(located, subject.os)
+                    .map(|purl| ExternalRef {
+                        reference_category: "PACKAGE-MANAGER".to_owned(),
+                        reference_type: "purl".to_owned(),
+                        reference_locator: purl,
+                    })
+                    .into_iter()
+                    .collect(),
+                annotations: annotations.of(facts::of_package(located)),
+                ..Package::unasserted()
+            }
+        }
+    });
+    let relationships = move || {
+        let relationship = |from: &str, kind: &str, to: &str| Relationship {
+            spdx_element_id: from.to_owned(),
+            relationship_type: kind.to_owned(),
+            related_spdx_element: to.to_owned(),
+        };
+        let libraries = (0..package_ids.len()).map(move |at| package_ids[at].clone());
+        let contained = os_id.into_iter().chain(libraries);
+        std::iter::once(relationship("SPDXRef-DOCUMENT", "DESCRIBES", IMAGE_ID))
+            .chain(contained.map(move |id| relationship(IMAGE_ID, "CONTAINS", &id)))
+    };
+    DocumentOut {
+        spdx_version: "SPDX-2.3",
+        data_license: "CC0-1.0",
+        spdx_id: "SPDXRef-DOCUMENT",
         name: format!("{}@{}", subject.repository, subject.digest),
         document_namespace: format!(
             "https://wharf.invalid/spdx/{}",
@@ -227,8 +243,28 @@ pub(super) fn document(subject: &SbomSubject<'_>, packages: &[LocatedPackage<'_>
             created,
             creators: vec![tool],
         },
-        packages: elements,
-        relationships,
+        packages: super::Streamed::new(move || std::iter::once(image).chain(os).chain(libraries)),
+        relationships: super::Streamed::new(relationships),
+    }
+}
+
+/// Makes wharf's facts into annotations by the tool at the document's creation time.
+struct Annotations {
+    date: String,
+    annotator: String,
+}
+
+impl Annotations {
+    fn of(&self, facts: Vec<Fact>) -> Vec<Annotation> {
+        facts
+            .into_iter()
+            .map(|(name, value)| Annotation {
+                annotation_date: self.date.clone(),
+                annotation_type: "OTHER".to_owned(),
+                annotator: self.annotator.clone(),
+                comment: format!("{name}={value}"),
+            })
+            .collect()
     }
 }
 
