@@ -76,6 +76,11 @@ pub enum ErrorKind {
     /// The image has not been scanned (ECR's `ScanNotFoundException`). Frontends answer
     /// 404.
     ScanNotFound,
+    /// An image layout or archive being imported is malformed: no `oci-layout`, an
+    /// unreadable `index.json` or `manifest.json`, a truncated tar. The message names the
+    /// file. (Blobs it lacks are [`BlobUnknown`](Self::BlobUnknown); blobs that do not
+    /// match their names, [`DigestInvalid`](Self::DigestInvalid).)
+    ArchiveInvalid,
     /// Data at rest is truncated, tampered with or unreadable.
     CorruptData,
     /// The storage backend failed; [`Error::is_retryable`] says whether trying again may help.
@@ -113,6 +118,7 @@ impl ErrorKind {
             Self::PaginationInvalid => "PAGINATION_NUMBER_INVALID",
             Self::Conflict => "CONFLICT",
             Self::ScanNotFound => "SCAN_NOT_FOUND",
+            Self::ArchiveInvalid => "ARCHIVE_INVALID",
             Self::CorruptData => "CORRUPT_DATA",
             Self::Storage => "STORAGE_ERROR",
         }
@@ -145,6 +151,7 @@ impl ErrorKind {
             | Self::PolicyInvalid
             | Self::PaginationInvalid
             | Self::InvalidArgument
+            | Self::ArchiveInvalid
             | Self::SizeInvalid
             | Self::TagInvalid => 400,
         }
@@ -195,6 +202,13 @@ impl Error {
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl Into<Source>) -> Self {
         self.source = Some(source.into());
+        self
+    }
+
+    /// Prefixes the message with where the error happened (`<context>: <message>`),
+    /// keeping the kind.
+    pub fn context(mut self, context: impl std::fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
         self
     }
 

@@ -7,7 +7,8 @@
 //   registry (the facade: repositories, uploads, manifests, tags, lifecycle apply, GC),
 //   testing (conformance suites)
 //   upload, lifecycle (the pure planner), events, access (the pure policy evaluator),
-//   scan (layer walking, package inventory, SBOMs, OSV matching)
+//   scan (layer walking, package inventory, SBOMs, OSV matching),
+//   transfer (OCI layouts and archives: formats, sources and sinks; reads tar with scan's reader)
 //   blob, meta, keys, manifest
 //   codec, reference, digest, sigv4
 //   util, hex, clock, strict_json
@@ -45,6 +46,7 @@ mod registry;
 pub mod scan;
 pub mod sigv4;
 mod strict_json;
+pub mod transfer;
 mod upload;
 mod util;
 
@@ -85,6 +87,7 @@ pub use crate::registry::{
     ScanFindings, StorageStats, StoredManifest, TAG_HISTORY_LEN, TagMove, TagMutability,
 };
 pub use crate::registry::{DEFAULT_GC_GRACE, GcCursor, GcOptions, GcReport};
+pub use crate::registry::{ExportOptions, ExportReport, ImportOptions, ImportReport};
 pub use crate::scan::{BuiltinScanner, ScanStatus, Scanner};
 pub use crate::upload::{ExpiryReport, UploadId, UploadStatus};
 

@@ -38,6 +38,9 @@ mod dispatch;
 mod gc;
 mod inventory;
 mod key_identity;
+mod layout_export;
+mod layout_import;
+mod layout_io;
 mod leases;
 mod lifecycle;
 mod manifest_deletes;
@@ -65,6 +68,8 @@ pub use self::dispatch::{
 };
 pub use self::gc::{DEFAULT_GC_GRACE, GcCursor, GcOptions, GcReport};
 pub use self::inventory::ImageInfo;
+pub use self::layout_export::{ExportOptions, ExportReport};
+pub use self::layout_import::{ImportOptions, ImportReport};
 pub use self::leases::Lease;
 pub use self::lifecycle::LifecycleReport;
 pub use self::manifests::{ManifestInfo, PushedManifest, StoredManifest};

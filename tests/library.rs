@@ -84,3 +84,7 @@ mod sigv4;
 mod tags_and_referrers;
 #[path = "library/tamper.rs"]
 mod tamper;
+#[path = "library/transfer_layout.rs"]
+mod transfer_layout;
+#[path = "library/transfer_tools.rs"]
+mod transfer_tools;

@@ -374,7 +374,7 @@ impl Registry {
         Ok(())
     }
 
-    async fn resolve(
+    pub(super) async fn resolve(
         &self,
         repo: &RepoName,
         reference: &Reference,

@@ -421,6 +421,26 @@ impl<R: Read> TarReader<R> {
     }
 }
 
+impl<R: Read + std::io::Seek> TarReader<R> {
+    /// Skips what is left of the current entry's body by seeking instead of reading, so
+    /// that listing a large archive on disk reads its headers only. Seeking past the end
+    /// of the stream is not noticed here: the next header read finds the end.
+    pub fn seek_past_body(&mut self) -> Result<(), TarError> {
+        if let Position::Body { remaining, padding } = self.position {
+            let skip = remaining + padding;
+            let delta = i64::try_from(skip).map_err(|_| TarError::Truncated {
+                offset: self.offset,
+            })?;
+            self.inner
+                .seek(std::io::SeekFrom::Current(delta))
+                .map_err(|e| TarError::Read(e.to_string()))?;
+            self.offset += skip;
+            self.position = Position::Header;
+        }
+        Ok(())
+    }
+}
+
 fn padding(size: u64) -> u64 {
     (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64
 }

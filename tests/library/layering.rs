@@ -10,7 +10,14 @@ use std::path::Path;
 /// beside the facade.
 const LAYERS: &[&[&str]] = &[
     &["registry", "testing"],
-    &["upload", "lifecycle", "events", "access", "scan"],
+    &[
+        "upload",
+        "lifecycle",
+        "events",
+        "access",
+        "scan",
+        "transfer",
+    ],
     &["blob", "meta", "keys", "manifest"],
     &["codec", "reference", "digest", "sigv4"],
     &["util", "hex", "clock", "strict_json"],
