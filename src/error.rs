@@ -81,6 +81,9 @@ pub enum ErrorKind {
     /// file. (Blobs it lacks are [`BlobUnknown`](Self::BlobUnknown); blobs that do not
     /// match their names, [`DigestInvalid`](Self::DigestInvalid).)
     ArchiveInvalid,
+    /// The embedded metadata database is open in another process (it allows one); the
+    /// message names the file and, where it can, the process.
+    DatabaseInUse,
     /// Data at rest is truncated, tampered with or unreadable.
     CorruptData,
     /// The storage backend failed; [`Error::is_retryable`] says whether trying again may help.
@@ -119,6 +122,7 @@ impl ErrorKind {
             Self::Conflict => "CONFLICT",
             Self::ScanNotFound => "SCAN_NOT_FOUND",
             Self::ArchiveInvalid => "ARCHIVE_INVALID",
+            Self::DatabaseInUse => "DATABASE_IN_USE",
             Self::CorruptData => "CORRUPT_DATA",
             Self::Storage => "STORAGE_ERROR",
         }
@@ -142,7 +146,7 @@ impl ErrorKind {
             | Self::TagImmutable
             | Self::RepositoryNotEmpty
             | Self::ImageArchived => 409,
-            Self::CorruptData | Self::Storage | Self::Configuration => 500,
+            Self::CorruptData | Self::Storage | Self::Configuration | Self::DatabaseInUse => 500,
             Self::BlobUploadInvalid
             | Self::DigestInvalid
             | Self::ManifestBlobUnknown

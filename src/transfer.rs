@@ -16,3 +16,23 @@ pub mod layout;
 pub mod sink;
 pub mod source;
 pub mod tar_writer;
+
+/// Told how a long transfer advances, to draw a progress bar or log.
+pub trait Progress: Send + Sync {
+    /// The work ahead, once known: blobs to move and their bytes (those already at the
+    /// destination not counted).
+    fn planned(&self, blobs: usize, bytes: u64);
+
+    /// `bytes` more moved.
+    fn advanced(&self, bytes: u64);
+}
+
+/// A [`Progress`] that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn planned(&self, _blobs: usize, _bytes: u64) {}
+
+    fn advanced(&self, _bytes: u64) {}
+}

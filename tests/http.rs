@@ -10,6 +10,8 @@ mod api;
 mod api_manifests;
 #[path = "http/auth.rs"]
 mod auth;
+#[path = "http/cli.rs"]
+mod cli;
 #[path = "http/ecr.rs"]
 mod ecr;
 #[path = "http/ecr_cli.rs"]

@@ -42,6 +42,69 @@ fn db_error(context: &str, err: impl Into<redb::Error>) -> Error {
     .with_source(err)
 }
 
+/// The error for a database another process holds open (redb takes an exclusive lock):
+/// what it is, who holds it when that can be found, and what to do.
+fn in_use(path: &Path) -> Error {
+    let holders = holders_of(path);
+    let who = if holders.is_empty() {
+        "another process".to_owned()
+    } else {
+        holders.join(", ")
+    };
+    Error::new(
+        ErrorKind::DatabaseInUse,
+        format!(
+            "metadata database {} is open in {who}: one process at a time may hold it. \
+             Stop that process (a running registry serves the same data over HTTP), or \
+             work on a copy of the directory",
+            path.display()
+        ),
+    )
+}
+
+/// The processes with `path` open, as `pid 123 (command line)`: read from `/proc`, so
+/// on Linux only, and only those this user may inspect.
+fn holders_of(path: &Path) -> Vec<String> {
+    let Ok(target) = std::fs::canonicalize(path) else {
+        return Vec::new();
+    };
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut holders = Vec::new();
+    for process in processes.flatten() {
+        let name = process.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if pid == std::process::id().to_string() {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(process.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|link| link == target));
+        if holds {
+            let command = std::fs::read(process.path().join("cmdline"))
+                .map(|raw| {
+                    String::from_utf8_lossy(&raw)
+                        .split('\0')
+                        .filter(|part| !part.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            holders.push(format!("pid {pid} ({command})"));
+        }
+    }
+    holders
+}
+
 fn decode(key: &str, raw: &[u8]) -> Result<Versioned> {
     if raw.len() < 8 {
         return Err(Error::new(
@@ -63,8 +126,10 @@ impl RedbMetaStore {
     /// Opens the database at `path`, creating it if it does not exist.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let db = Database::create(path)
-            .map_err(|e| db_error(&format!("opening {}", path.display()), e))?;
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => in_use(path),
+            e => db_error(&format!("opening {}", path.display()), e),
+        })?;
         // Create the tables up front so read transactions never meet a missing table.
         let txn = db.begin_write().map_err(|e| db_error("begin", e))?;
         txn.open_table(ENTRIES)

@@ -8,8 +8,10 @@
 //! index as it was.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
 
 use super::Registry;
 use super::layout_io::SinkThread;
@@ -19,13 +21,33 @@ use crate::manifest::{Descriptor, Manifest, ManifestContent};
 use crate::reference::{Reference, RepoName};
 use crate::transfer::layout::{self, IndexEntry};
 use crate::transfer::sink::LayoutSink;
+use crate::transfer::{NoProgress, Progress};
 
 /// What to export.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone)]
 pub struct ExportOptions {
     /// Also every referrer (signatures, SBOMs, scan results) of the exported manifests,
     /// listed in `index.json` without a tag.
     pub referrers: bool,
+    /// Told the bytes to write and as they are written.
+    pub progress: Arc<dyn Progress>,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions {
+            referrers: false,
+            progress: Arc::new(NoProgress),
+        }
+    }
+}
+
+impl std::fmt::Debug for ExportOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportOptions")
+            .field("referrers", &self.referrers)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What an export did.
@@ -93,8 +115,13 @@ impl Registry {
             manifests: graph.manifests.len(),
             ..ExportReport::default()
         };
+        let progress = options.progress.as_ref();
+        let total = graph.manifests.iter().map(|(d, _)| d.size).sum::<u64>()
+            + graph.blobs.iter().map(|b| b.size).sum::<u64>();
+        progress.planned(graph.manifests.len() + graph.blobs.len(), total);
         let mut thread = SinkThread::start(sink, format!("exporting {repo}"));
         for (descriptor, raw) in &graph.manifests {
+            progress.advanced(descriptor.size);
             if thread.has_blob(&descriptor.digest, descriptor.size).await? {
                 report.blobs_present += 1;
                 continue;
@@ -108,6 +135,7 @@ impl Registry {
         }
         for blob in &graph.blobs {
             if thread.has_blob(&blob.digest, blob.size).await? {
+                progress.advanced(blob.size);
                 report.blobs_present += 1;
                 continue;
             }
@@ -121,8 +149,14 @@ impl Registry {
                     ),
                 ));
             }
+            let counter = options.progress.clone();
+            let body = read.stream.inspect(move |chunk| {
+                if let Ok(chunk) = chunk {
+                    counter.advanced(chunk.len() as u64);
+                }
+            });
             thread
-                .write_blob(&blob.digest, blob.size, read.stream)
+                .write_blob(&blob.digest, blob.size, body.boxed())
                 .await?;
             report.blobs += 1;
             report.bytes += blob.size;

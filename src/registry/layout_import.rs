@@ -22,7 +22,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{Descriptor, Manifest, ManifestContent};
 use crate::reference::{Reference, RepoName, Tag};
 use crate::transfer::layout::{self, INDEX_FILE, LAYOUT_FILE, LayoutError};
-use crate::transfer::source::{LayoutSource, read_small};
+use crate::transfer::source::{LayoutSource, SourceFile, read_small};
+use crate::transfer::{NoProgress, Progress};
 
 /// How deep indexes may nest in an imported layout.
 const MAX_DEPTH: usize = 8;
@@ -31,10 +32,29 @@ const MAX_DEPTH: usize = 8;
 const PARALLEL_BLOBS: usize = 2;
 
 /// What to import from a layout.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone)]
 pub struct ImportOptions {
     /// Only the entries with these tags; empty: every entry of `index.json`.
     pub tags: Vec<Tag>,
+    /// Told the bytes to push and as they are pushed.
+    pub progress: Arc<dyn Progress>,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            tags: Vec::new(),
+            progress: Arc::new(NoProgress),
+        }
+    }
+}
+
+impl std::fmt::Debug for ImportOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportOptions")
+            .field("tags", &self.tags)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What an import did.
@@ -93,7 +113,16 @@ impl Registry {
             self.read_graph(&source, &entry.descriptor, &mut graph, 0)
                 .await?;
         }
-        let mut report = self.import_blobs(repo, &source, &graph.blobs).await?;
+        // Every blob is there at its size before anything is written, so that a layout
+        // that lacks one changes nothing (a corrupt one is found as it is pushed).
+        for blob in &graph.blobs {
+            check_blob(&source, blob).await?;
+        }
+        let total = graph.blobs.iter().map(|b| b.size).sum();
+        options.progress.planned(graph.blobs.len(), total);
+        let mut report = self
+            .import_blobs(repo, &source, &graph.blobs, &options.progress)
+            .await?;
         for (digest, raw, media_type) in graph.manifests {
             self.push_manifest(repo, &Reference::Digest(digest), raw, Some(&media_type))
                 .await?;
@@ -201,9 +230,10 @@ impl Registry {
         repo: &RepoName,
         source: &Arc<dyn LayoutSource>,
         blobs: &[Descriptor],
+        progress: &Arc<dyn Progress>,
     ) -> Result<ImportReport> {
         let pushed: Vec<Option<u64>> = futures::stream::iter(blobs)
-            .map(|blob| self.import_blob(repo, source, blob))
+            .map(|blob| self.import_blob(repo, source, blob, progress))
             .buffered(PARALLEL_BLOBS)
             .try_collect()
             .await?;
@@ -226,36 +256,55 @@ impl Registry {
         repo: &RepoName,
         source: &Arc<dyn LayoutSource>,
         blob: &Descriptor,
+        progress: &Arc<dyn Progress>,
     ) -> Result<Option<u64>> {
         match self.stat_blob(repo, &blob.digest).await {
-            Ok(info) if info.size == blob.size => return Ok(None),
+            Ok(info) if info.size == blob.size => {
+                progress.advanced(blob.size);
+                return Ok(None);
+            }
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::BlobUnknown => {}
             Err(e) => return Err(e),
         }
-        let path = layout::blob_path(&blob.digest);
-        let what = format!("{} {path}", source.describe());
-        let Some(file) = open_source(source, &path).await? else {
-            return Err(Error::new(
-                ErrorKind::BlobUnknown,
-                format!("{} lacks blob {}", source.describe(), blob.digest),
-            ));
-        };
-        if file.1 != blob.size {
-            return Err(Error::new(
-                ErrorKind::SizeInvalid,
-                format!(
-                    "{what} is {} bytes; its descriptor says {}",
-                    file.1, blob.size
-                ),
-            ));
-        }
+        let what = format!("{} {}", source.describe(), layout::blob_path(&blob.digest));
+        let file = check_blob(source, blob).await?;
+        let counter = progress.clone();
+        let body = file_stream(file, what.clone()).inspect(move |chunk| {
+            if let Ok(chunk) = chunk {
+                counter.advanced(chunk.len() as u64);
+            }
+        });
         let info = self
-            .push_blob_stream(repo, &blob.digest, file_stream(file, what.clone()))
+            .push_blob_stream(repo, &blob.digest, body.boxed())
             .await
             .map_err(|e| e.context(what))?;
         Ok(Some(info.size))
     }
+}
+
+/// The file of `blob` in the layout, which must be there at the size its descriptor
+/// states: [`ErrorKind::BlobUnknown`] or [`ErrorKind::SizeInvalid`] otherwise.
+async fn check_blob(source: &Arc<dyn LayoutSource>, blob: &Descriptor) -> Result<SourceFile> {
+    let path = layout::blob_path(&blob.digest);
+    let Some(file) = open_source(source, &path).await? else {
+        return Err(Error::new(
+            ErrorKind::BlobUnknown,
+            format!("{} lacks blob {}", source.describe(), blob.digest),
+        ));
+    };
+    if file.1 != blob.size {
+        return Err(Error::new(
+            ErrorKind::SizeInvalid,
+            format!(
+                "{} {path} is {} bytes; its descriptor says {}",
+                source.describe(),
+                file.1,
+                blob.size
+            ),
+        ));
+    }
+    Ok(file)
 }
 
 /// `oci-layout` checked and `index.json` read.

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use wharf::transfer::Progress;
 use wharf::transfer::layout::{self, INDEX_FILE};
 use wharf::transfer::sink::{DirectorySink, TarSink};
 use wharf::transfer::source::{ArchiveSource, DirectorySource, LayoutSource};
@@ -13,6 +15,23 @@ use wharf::{
 };
 
 use crate::common::images::{Image, index};
+
+/// Counts what a transfer reports.
+#[derive(Default)]
+struct Counter {
+    planned: AtomicU64,
+    advanced: AtomicU64,
+}
+
+impl Progress for Counter {
+    fn planned(&self, _blobs: usize, bytes: u64) {
+        self.planned.store(bytes, Ordering::Relaxed);
+    }
+
+    fn advanced(&self, bytes: u64) {
+        self.advanced.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
 
 fn repo(name: &str) -> RepoName {
     name.parse().unwrap()
@@ -115,14 +134,23 @@ async fn a_directory_layout_round_trips_byte_for_byte() {
 
     let copy = Registry::in_memory();
     let target = repo("mirror/app");
+    let progress = Arc::new(Counter::default());
+    let options = ImportOptions {
+        progress: progress.clone(),
+        ..Default::default()
+    };
     let imported = copy
         .import_layout(
             &target,
             Arc::new(DirectorySource::new(dir.path())),
-            &ImportOptions::default(),
+            &options,
         )
         .await
         .unwrap();
+    // Progress is told the whole of the bytes to move, and sees them all moved.
+    let planned = progress.planned.load(Ordering::Relaxed);
+    assert_eq!(planned, imported.bytes);
+    assert_eq!(progress.advanced.load(Ordering::Relaxed), planned);
     let imported_digests: Vec<Digest> = imported.images.iter().map(|(d, _)| d.clone()).collect();
     assert_eq!(imported_digests, digests);
     assert_eq!(imported.manifests, exported.manifests);
@@ -177,6 +205,7 @@ async fn an_archive_round_trips_and_matches_the_directory() {
         Arc::new(source),
         &ImportOptions {
             tags: vec![tag("v1")],
+            ..Default::default()
         },
     )
     .await
@@ -266,7 +295,10 @@ async fn referrers_travel_when_asked() {
             &app,
             &tags(&["v1"]),
             Box::new(DirectorySink::create(dir.path()).unwrap()),
-            &ExportOptions { referrers: true },
+            &ExportOptions {
+                referrers: true,
+                ..Default::default()
+            },
         )
         .await
         .unwrap();
@@ -437,6 +469,7 @@ async fn what_is_not_a_layout_is_refused_as_such() {
             Arc::new(DirectorySource::new(dir.path())),
             &ImportOptions {
                 tags: vec![tag("nope")],
+                ..Default::default()
             },
         )
         .await
