@@ -35,6 +35,7 @@ mod blob_records;
 mod builder;
 mod caller;
 mod dispatch;
+mod docker_archive;
 mod gc;
 mod inventory;
 mod key_identity;

@@ -12,6 +12,7 @@
 //! The registry drives these (`Registry::import_layout`, `Registry::export_layout`);
 //! everything here is synchronous I/O, which the registry runs on blocking threads.
 
+pub mod docker_archive;
 pub mod layout;
 pub mod sink;
 pub mod source;

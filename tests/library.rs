@@ -84,6 +84,8 @@ mod sigv4;
 mod tags_and_referrers;
 #[path = "library/tamper.rs"]
 mod tamper;
+#[path = "library/transfer_docker.rs"]
+mod transfer_docker;
 #[path = "library/transfer_layout.rs"]
 mod transfer_layout;
 #[path = "library/transfer_tools.rs"]

@@ -3,9 +3,9 @@
 //!
 //! ```text
 //! wharf --root DIR [--json] [--quiet] COMMAND
-//!   import REPO SOURCE [--tag TAG]...      SOURCE: oci:PATH | oci-archive:PATH
+//!   import REPO SOURCE [--tag TAG]...      SOURCE: oci:PATH | oci-archive:PATH | docker-archive:PATH
 //!   export REPO REF... --to DEST [--referrers]
-//!                                          DEST: oci:PATH | oci-archive:PATH; REF: tag or digest
+//!                                          DEST: as SOURCE; REF: tag or digest
 //!   ls [REPO]                              repositories, or a repository's images
 //!   stats [REPO]                           blobs and bytes, logical and stored
 //!   verify                                 re-read every blob and check its digest
@@ -34,7 +34,7 @@ use lexopt::prelude::*;
 use wharf::{Error, ErrorKind, Registry};
 
 const USAGE: &str = "usage: wharf --root DIR [--json] [--quiet] COMMAND
-  import REPO SOURCE [--tag TAG]...        SOURCE: oci:PATH | oci-archive:PATH
+  import REPO SOURCE [--tag TAG]...        SOURCE: oci:PATH | oci-archive:PATH | docker-archive:PATH
   export REPO REF... --to DEST [--referrers]
   ls [REPO]
   stats [REPO]

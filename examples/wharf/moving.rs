@@ -13,10 +13,12 @@ use wharf::{ExportOptions, ImportOptions, Reference, RepoName, Tag};
 
 use crate::{Context, Failure, parse};
 
-/// Where images come from or go: `oci:PATH` or `oci-archive:PATH`.
+/// Where images come from or go: `oci:PATH`, `oci-archive:PATH` or
+/// `docker-archive:PATH`.
 enum Location {
     Layout(PathBuf),
     Archive(PathBuf),
+    Docker(PathBuf),
 }
 
 impl Location {
@@ -24,8 +26,9 @@ impl Location {
         match text.split_once(':') {
             Some(("oci", path)) if !path.is_empty() => Ok(Location::Layout(path.into())),
             Some(("oci-archive", path)) if !path.is_empty() => Ok(Location::Archive(path.into())),
+            Some(("docker-archive", path)) if !path.is_empty() => Ok(Location::Docker(path.into())),
             _ => Err(Failure::usage(format!(
-                "{text:?} is not oci:PATH or oci-archive:PATH"
+                "{text:?} is not oci:PATH, oci-archive:PATH or docker-archive:PATH"
             ))),
         }
     }
@@ -80,24 +83,11 @@ pub(crate) async fn import(context: &Context, parser: &mut lexopt::Parser) -> Re
         return Err(Failure::usage("import takes REPO SOURCE"));
     };
     let repo: RepoName = parse("repository", repo)?;
-    let source: Arc<dyn LayoutSource> = match Location::parse(source)? {
+    let location = Location::parse(source)?;
+    let docker = matches!(location, Location::Docker(_));
+    let source: Arc<dyn LayoutSource> = match location {
         Location::Layout(path) => Arc::new(DirectorySource::new(path)),
-        Location::Archive(path) => {
-            let what = path.display().to_string();
-            let listed = tokio::task::spawn_blocking(move || ArchiveSource::open(path))
-                .await
-                .map_err(|e| {
-                    Failure::from(wharf::Error::new(wharf::ErrorKind::Storage, e.to_string()))
-                })?;
-            Arc::new(listed.map_err(|e| {
-                let kind = if e.kind() == std::io::ErrorKind::InvalidData {
-                    wharf::ErrorKind::ArchiveInvalid
-                } else {
-                    wharf::ErrorKind::Storage
-                };
-                Failure::from(wharf::Error::new(kind, format!("{what}: {e}")))
-            })?)
-        }
+        Location::Archive(path) | Location::Docker(path) => Arc::new(list_archive(path).await?),
     };
     let bar = Bar::new(context.progress, "importing");
     let started = Instant::now();
@@ -105,10 +95,17 @@ pub(crate) async fn import(context: &Context, parser: &mut lexopt::Parser) -> Re
         tags,
         progress: bar.clone(),
     };
-    let report = context
-        .registry
-        .import_layout(&repo, source, &options)
-        .await;
+    let report = if docker {
+        context
+            .registry
+            .import_docker_archive(&repo, source, &options)
+            .await
+    } else {
+        context
+            .registry
+            .import_layout(&repo, source, &options)
+            .await
+    };
     bar.0.finish_and_clear();
     let report = report?;
     let seconds = started.elapsed().as_secs_f64();
@@ -172,18 +169,23 @@ pub(crate) async fn export(context: &Context, parser: &mut lexopt::Parser) -> Re
         .iter()
         .map(|r| parse::<Reference>("reference", r))
         .collect::<Result<Vec<_>, _>>()?;
+    let docker = matches!(to, Location::Docker(_));
     let (sink, shown): (Box<dyn LayoutSink>, String) = match to {
         Location::Layout(path) => {
             let shown = path.display().to_string();
             let sink = DirectorySink::create(&path).map_err(|e| io_failure(&shown, e))?;
             (Box::new(sink), shown)
         }
-        Location::Archive(path) => {
+        Location::Archive(path) | Location::Docker(path) => {
             let shown = path.display().to_string();
             let file = std::fs::File::create(&path).map_err(|e| io_failure(&shown, e))?;
-            let sink = TarSink::new(std::io::BufWriter::with_capacity(1 << 20, file))
-                .map_err(|e| io_failure(&shown, e))?;
-            (Box::new(sink), shown)
+            let out = std::io::BufWriter::with_capacity(1 << 20, file);
+            let sink = if docker {
+                TarSink::docker(out)
+            } else {
+                TarSink::new(out)
+            };
+            (Box::new(sink.map_err(|e| io_failure(&shown, e))?), shown)
         }
     };
     let bar = Bar::new(context.progress, "exporting");
@@ -192,10 +194,17 @@ pub(crate) async fn export(context: &Context, parser: &mut lexopt::Parser) -> Re
         referrers,
         progress: bar.clone(),
     };
-    let report = context
-        .registry
-        .export_layout(&repo, &references, sink, &options)
-        .await;
+    let report = if docker {
+        context
+            .registry
+            .export_docker_archive(&repo, &references, sink, &options)
+            .await
+    } else {
+        context
+            .registry
+            .export_layout(&repo, &references, sink, &options)
+            .await
+    };
     bar.0.finish_and_clear();
     let report = report?;
     let seconds = started.elapsed().as_secs_f64();
@@ -218,6 +227,22 @@ pub(crate) async fn export(context: &Context, parser: &mut lexopt::Parser) -> Re
         },
     );
     Ok(())
+}
+
+/// Lists the tar at `path` on a blocking thread.
+async fn list_archive(path: PathBuf) -> Result<ArchiveSource, Failure> {
+    let what = path.display().to_string();
+    let listed = tokio::task::spawn_blocking(move || ArchiveSource::open(path))
+        .await
+        .map_err(|e| io_failure(&what, std::io::Error::other(e)))?;
+    listed.map_err(|e| {
+        let kind = if e.kind() == std::io::ErrorKind::InvalidData {
+            wharf::ErrorKind::ArchiveInvalid
+        } else {
+            wharf::ErrorKind::Storage
+        };
+        Failure::from(wharf::Error::new(kind, format!("{what}: {e}")))
+    })
 }
 
 fn io_failure(what: &str, e: std::io::Error) -> Failure {

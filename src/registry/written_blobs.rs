@@ -3,13 +3,14 @@
 //! hashing as it goes, so the digest is known when the upload is finished.
 
 use std::io;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use super::Registry;
-use crate::blob::BlobInfo;
+use crate::blob::{BlobInfo, ByteStream};
 use crate::digest::{Algorithm, Digest, Digester};
 use crate::error::{Error, ErrorKind, Result};
 use crate::reference::RepoName;
@@ -22,6 +23,42 @@ const CHUNK: usize = 1 << 20;
 const CHUNKS_IN_FLIGHT: usize = 2;
 
 impl Registry {
+    /// Pushes into `repo` the blob `body` streams, whose digest (sha256) is learnt as it
+    /// passes: for content that arrives without one, such as the layers of a `docker
+    /// save` archive. If `body` fails, the upload is cancelled and nothing is published.
+    pub(crate) async fn push_unnamed_blob(
+        &self,
+        repo: &RepoName,
+        body: ByteStream,
+    ) -> Result<BlobInfo> {
+        let upload = self.start_upload(repo).await?;
+        let digester = Arc::new(Mutex::new(Digester::new(Algorithm::Sha256)));
+        let hashing = digester.clone();
+        let hashed = body.inspect(move |chunk| {
+            if let (Ok(chunk), Ok(mut digester)) = (chunk, hashing.lock()) {
+                digester.update(chunk);
+            }
+        });
+        if let Err(e) = self
+            .append_upload_stream(repo, &upload.id, 0, hashed.boxed())
+            .await
+        {
+            let _ = self.cancel_upload(repo, &upload.id).await;
+            return Err(e);
+        }
+        let digest = match digester.lock() {
+            Ok(digester) => digester.peek(),
+            Err(_) => {
+                let _ = self.cancel_upload(repo, &upload.id).await;
+                return Err(Error::new(
+                    ErrorKind::Storage,
+                    format!("hashing a blob for {repo} failed"),
+                ));
+            }
+        };
+        self.finish_upload(repo, &upload.id, &digest, None).await
+    }
+
     /// Pushes into `repo` the blob that `write` writes, streamed through an upload session
     /// from a blocking thread. Memory stays at a few MiB whatever the blob's size. If
     /// `write` fails, the upload is cancelled and nothing is published.

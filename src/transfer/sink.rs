@@ -5,7 +5,8 @@
 //!   whole (an interrupted export resumes, skipping them); `index.json` last, the same
 //!   way, merged with the index already there. Until it is renamed, readers of the
 //!   directory see the layout as it was.
-//! - [`TarSink`]: a tar stream (`oci-archive`): `oci-layout`, the blobs, `index.json`.
+//! - [`TarSink`]: a tar stream: an `oci-archive` (`oci-layout`, the blobs, `index.json`)
+//!   or a `docker save` archive (the blobs, `manifest.json`).
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -152,7 +153,8 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// A layout written as a tar stream.
+/// A layout written as a tar stream: an `oci-archive`, or the blobs and `manifest.json`
+/// of a `docker save` archive.
 #[derive(Debug)]
 pub struct TarSink<W: Write> {
     tar: Option<TarWriter<W>>,
@@ -160,18 +162,31 @@ pub struct TarSink<W: Write> {
     finished: Option<W>,
     /// The blob directories written so far (`blobs/sha256/`, …).
     directories: Vec<String>,
+    /// The file [`LayoutSink::finish`] writes: `index.json` or `manifest.json`.
+    index_file: &'static str,
 }
 
 impl<W: Write + Send> TarSink<W> {
-    /// A sink writing onto `out`; `oci-layout` is written at once.
+    /// An `oci-archive` onto `out`; `oci-layout` is written at once.
     pub fn new(out: W) -> io::Result<Self> {
         let mut tar = TarWriter::new(out);
         tar.file(LAYOUT_FILE, &layout::layout_file())?;
+        Self::with_blobs(tar, INDEX_FILE)
+    }
+
+    /// A `docker save` archive onto `out`: blobs under `blobs/<alg>/<hex>` (as Docker 25
+    /// and later name them), and `manifest.json` from [`LayoutSink::finish`].
+    pub fn docker(out: W) -> io::Result<Self> {
+        Self::with_blobs(TarWriter::new(out), super::docker_archive::MANIFEST_FILE)
+    }
+
+    fn with_blobs(mut tar: TarWriter<W>, index_file: &'static str) -> io::Result<Self> {
         tar.begin("blobs", TarKind::Directory, 0)?;
         Ok(TarSink {
             tar: Some(tar),
             finished: None,
             directories: Vec::new(),
+            index_file,
         })
     }
 
@@ -219,7 +234,7 @@ impl<W: Write + Send> LayoutSink for TarSink<W> {
             .tar
             .take()
             .ok_or_else(|| io::Error::other("the archive is already finished"))?;
-        tar.file(INDEX_FILE, index)?;
+        tar.file(self.index_file, index)?;
         self.finished = Some(tar.finish()?);
         Ok(())
     }

@@ -133,6 +133,32 @@ async fn every_command_on_a_sample_registry() {
         imported["images"][0]["digest"]
     );
 
+    // A docker archive out and back in (the sample's layers are not tars: docker's
+    // diff ids cannot be checked on them, so only the wharf round trip is asked here).
+    let docker = dir.path().join("v2.docker.tar");
+    let saved = ok(
+        &root,
+        &[
+            "export",
+            "team/app",
+            "v2",
+            "--to",
+            &format!("docker-archive:{}", docker.display()),
+        ],
+    );
+    assert_eq!(saved["blobs"], 2);
+    let (status, refused) = wharf(
+        &other,
+        &[
+            "import",
+            "docker/app",
+            &format!("docker-archive:{}", docker.display()),
+        ],
+    );
+    // The sample's config has no rootfs: refused as not an image docker could load.
+    assert_eq!(status, 5, "{refused}");
+    assert_eq!(refused["error"]["code"], "ARCHIVE_INVALID");
+
     let gc = ok(&root, &["gc", "--dry-run"]);
     assert_eq!(gc["dry_run"], true);
 
