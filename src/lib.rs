@@ -8,7 +8,8 @@
 //   testing (conformance suites)
 //   upload, lifecycle (the pure planner), events, access (the pure policy evaluator),
 //   scan (layer walking, package inventory, SBOMs, OSV matching),
-//   transfer (OCI layouts and archives: formats, sources and sinks; reads tar with scan's reader)
+//   transfer (OCI layouts and archives: formats, sources and sinks; reads tar with scan's reader),
+//   remote (a client for other registries; feature `remote`)
 //   blob, meta, keys, manifest
 //   codec, reference, digest, sigv4
 //   util, hex, clock, strict_json
@@ -43,6 +44,8 @@ mod manifest;
 pub mod meta;
 mod reference;
 mod registry;
+#[cfg(feature = "remote")]
+pub mod remote;
 pub mod scan;
 pub mod sigv4;
 mod strict_json;
@@ -86,6 +89,8 @@ pub use crate::registry::{
     RegistryBuilder, RematchReport, Repository, RepositorySettings, ResourceAccount, SCAN_CLAIM,
     ScanFindings, StorageStats, StoredManifest, TAG_HISTORY_LEN, TagMove, TagMutability,
 };
+#[cfg(feature = "remote")]
+pub use crate::registry::{CopyOptions, CopyReport};
 pub use crate::registry::{DEFAULT_GC_GRACE, GcCursor, GcOptions, GcReport};
 pub use crate::registry::{ExportOptions, ExportReport, ImportOptions, ImportReport};
 pub use crate::scan::{BuiltinScanner, ScanStatus, Scanner};

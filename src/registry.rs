@@ -51,6 +51,8 @@ mod open_writers;
 mod outbox;
 mod pulls;
 mod referrers;
+#[cfg(feature = "remote")]
+mod remote_copy;
 mod repositories;
 mod scan_rematch;
 mod scan_results;
@@ -77,6 +79,8 @@ pub use self::manifests::{ManifestInfo, PushedManifest, StoredManifest};
 pub use self::outbox::ANNOUNCE_DEADLINE;
 pub use self::pulls::DEFAULT_PULL_TIME_RESOLUTION;
 pub use self::referrers::Referrers;
+#[cfg(feature = "remote")]
+pub use self::remote_copy::{CopyOptions, CopyReport};
 pub use self::repositories::{
     MAX_MUTABILITY_EXCLUSIONS, Repository, RepositorySettings, TagMutability,
 };

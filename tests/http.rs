@@ -28,6 +28,9 @@ mod oci_client;
 mod podman;
 #[path = "http/protocol.rs"]
 mod protocol;
+#[cfg(feature = "remote")]
+#[path = "http/remote_copy.rs"]
+mod remote_copy;
 #[path = "http/scanning.rs"]
 mod scanning;
 #[path = "http/server.rs"]

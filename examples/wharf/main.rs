@@ -12,6 +12,9 @@
 //!   gc [--dry-run]                         remove blobs nothing references
 //!   lifecycle preview|apply REPO           the repository's lifecycle policy, now
 //!   rotate-key FROM TO                     re-wrap data keys from one KEK to another
+//!   copy FROM TO [--creds U:P] [--plain-http] [--ca-cert F] [--platform OS/ARCH] [--referrers]
+//!                                          between docker://HOST/REPO:TAG and a local REPO[:TAG]
+//!                                          (feature `remote`)
 //! ```
 //!
 //! `--json` prints one JSON document per command (errors too, on stderr); otherwise
@@ -24,6 +27,8 @@
 //! It is an example rather than a binary target so that the library's users build it
 //! only when they ask for it (`cargo run --release --example wharf -- …`).
 
+#[cfg(feature = "remote")]
+mod copy;
 mod moving;
 mod upkeep;
 
@@ -41,7 +46,9 @@ const USAGE: &str = "usage: wharf --root DIR [--json] [--quiet] COMMAND
   verify
   gc [--dry-run]
   lifecycle preview|apply REPO
-  rotate-key FROM TO";
+  rotate-key FROM TO
+  copy FROM TO [--creds USER:PASSWORD] [--plain-http] [--ca-cert FILE] [--platform OS/ARCH] [--referrers]
+                                      FROM/TO: docker://HOST/REPO[:TAG] and a local REPO[:TAG]";
 
 /// Why the command stopped: the exit status and the message.
 pub(crate) struct Failure {
@@ -184,6 +191,12 @@ async fn run(json: &mut bool) -> Result<(), Failure> {
         "gc" => upkeep::gc(&context, &mut parser).await,
         "lifecycle" => upkeep::lifecycle(&context, &mut parser).await,
         "rotate-key" => upkeep::rotate_key(&context, &mut parser).await,
+        #[cfg(feature = "remote")]
+        "copy" => copy::copy(&context, &mut parser).await,
+        #[cfg(not(feature = "remote"))]
+        "copy" => Err(Failure::usage(
+            "copy needs the remote feature: cargo run --example wharf --features remote",
+        )),
         other => Err(Failure::usage(format!("unknown command {other:?}"))),
     }
 }

@@ -35,10 +35,10 @@ impl Location {
 }
 
 /// Progress drawn as a bar of bytes on stderr.
-struct Bar(ProgressBar);
+pub(crate) struct Bar(ProgressBar);
 
 impl Bar {
-    fn new(shown: bool, verb: &'static str) -> Arc<Self> {
+    pub(crate) fn new(shown: bool, verb: &'static str) -> Arc<Self> {
         let bar = ProgressBar::with_draw_target(
             Some(0),
             if shown {
@@ -54,6 +54,11 @@ impl Bar {
         }
         bar.set_message(verb);
         Arc::new(Bar(bar))
+    }
+
+    /// Takes the bar off the screen.
+    pub(crate) fn finish(&self) {
+        self.0.finish_and_clear();
     }
 }
 
@@ -106,7 +111,7 @@ pub(crate) async fn import(context: &Context, parser: &mut lexopt::Parser) -> Re
             .import_layout(&repo, source, &options)
             .await
     };
-    bar.0.finish_and_clear();
+    bar.finish();
     let report = report?;
     let seconds = started.elapsed().as_secs_f64();
     let images: Vec<serde_json::Value> = report
@@ -205,7 +210,7 @@ pub(crate) async fn export(context: &Context, parser: &mut lexopt::Parser) -> Re
             .export_layout(&repo, &references, sink, &options)
             .await
     };
-    bar.0.finish_and_clear();
+    bar.finish();
     let report = report?;
     let seconds = started.elapsed().as_secs_f64();
     context.print(

@@ -67,11 +67,12 @@ pub struct ExportReport {
 
 /// The graph of an export: every blob (manifests as bytes, others as descriptors) once.
 #[derive(Default)]
-struct Graph {
-    manifests: Vec<(Descriptor, Bytes)>,
-    blobs: Vec<Descriptor>,
+pub(super) struct Graph {
+    /// Manifests, each after the manifests it lists and before its referrers.
+    pub(super) manifests: Vec<(Descriptor, Bytes)>,
+    pub(super) blobs: Vec<Descriptor>,
     seen: HashSet<Digest>,
-    referrers: Vec<Descriptor>,
+    pub(super) referrers: Vec<Descriptor>,
 }
 
 impl Registry {
@@ -177,7 +178,7 @@ impl Registry {
 
     /// Adds the manifest `descriptor` names, what it lists and (with referrers) what
     /// refers to it, to `graph`.
-    async fn export_graph(
+    pub(super) async fn export_graph(
         &self,
         repo: &RepoName,
         descriptor: &Descriptor,

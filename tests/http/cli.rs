@@ -284,3 +284,68 @@ fn a_directory_held_by_a_running_registry_is_named_with_its_process() {
     assert!(message.contains("registry"), "{message}");
     drop(server);
 }
+
+#[cfg(feature = "remote")]
+#[tokio::test]
+async fn copy_pushes_to_and_pulls_from_a_registry_that_wants_tokens() {
+    use super::auth::{ALICE, BOB, start};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("server")).unwrap();
+    let server = start(&dir.path().join("server"));
+    let host = server.url().trim_start_matches("http://").to_owned();
+    let layout = sample_layout(dir.path()).await;
+    let root = dir.path().join("registry");
+    let imported = ok(
+        &root,
+        &["import", "team/app", &format!("oci:{}", layout.display())],
+    );
+    let alice = format!("{}:{}", ALICE.0, ALICE.1);
+    let pushed = ok(
+        &root,
+        &[
+            "copy",
+            "team/app:v1",
+            &format!("docker://{host}/team/app"),
+            "--plain-http",
+            "--creds",
+            &alice,
+        ],
+    );
+    assert_eq!(pushed["digest"], imported["images"][0]["digest"]);
+    assert_eq!(pushed["blobs"], 2);
+
+    let other = dir.path().join("other");
+    // `import` creates a registry; `copy` needs one there.
+    std::fs::create_dir_all(&other).unwrap();
+    drop(Registry::open_local(&other).unwrap());
+    let bob = format!("{}:{}", BOB.0, BOB.1);
+    let pulled = ok(
+        &other,
+        &[
+            "copy",
+            &format!("docker://{host}/team/app:v1"),
+            "mirror/app",
+            "--plain-http",
+            "--creds",
+            &bob,
+        ],
+    );
+    assert_eq!(pulled["digest"], imported["images"][0]["digest"]);
+    let listed = ok(&other, &["ls", "mirror/app"]);
+    assert_eq!(listed["images"][0]["tags"], serde_json::json!(["v1"]));
+
+    // Refused credentials: a failure with the remote's word for it, nothing copied.
+    let (status, error) = wharf(
+        &other,
+        &[
+            "copy",
+            &format!("docker://{host}/team/app:v1"),
+            "wrong/app",
+            "--plain-http",
+            "--creds",
+            "bob:nope",
+        ],
+    );
+    assert_eq!(status, 1, "{error}");
+    assert_eq!(error["error"]["code"], "UNAUTHORIZED");
+}
