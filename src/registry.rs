@@ -53,6 +53,9 @@ mod pulls;
 mod referrers;
 #[cfg(feature = "remote")]
 mod remote_copy;
+#[cfg(feature = "remote")]
+mod replication;
+mod replication_records;
 mod repositories;
 mod scan_rematch;
 mod scan_results;
@@ -81,6 +84,9 @@ pub use self::pulls::DEFAULT_PULL_TIME_RESOLUTION;
 pub use self::referrers::Referrers;
 #[cfg(feature = "remote")]
 pub use self::remote_copy::{CopyOptions, CopyReport};
+#[cfg(feature = "remote")]
+pub use self::replication::{ReplicationRule, Replicator};
+pub use self::replication_records::{ReplicationState, ReplicationStatus};
 pub use self::repositories::{
     MAX_MUTABILITY_EXCLUSIONS, Repository, RepositorySettings, TagMutability,
 };

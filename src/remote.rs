@@ -445,6 +445,17 @@ impl RemoteRegistry {
         }
     }
 
+    /// Deletes the manifest `digest` of `repo`; one already gone is not an error.
+    pub async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<()> {
+        let url = self.url_of(&format!("v2/{repo}/manifests/{digest}"))?;
+        let scope = format!("repository:{repo}:delete");
+        let response = self.send(Method::DELETE, url.clone(), &scope, None).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        self.check(response, &url).await.map(|_| ())
+    }
+
     /// The response if it succeeded, else an error with the remote's code and message.
     async fn check(&self, response: reqwest::Response, url: &Url) -> Result<reqwest::Response> {
         let status = response.status();

@@ -31,6 +31,9 @@ mod protocol;
 #[cfg(feature = "remote")]
 #[path = "http/remote_copy.rs"]
 mod remote_copy;
+#[cfg(feature = "remote")]
+#[path = "http/replication.rs"]
+mod replication;
 #[path = "http/scanning.rs"]
 mod scanning;
 #[path = "http/server.rs"]

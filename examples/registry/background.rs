@@ -54,6 +54,10 @@ impl Background {
                 deliveries.clone(),
             )?));
         }
+        subscribers.extend(crate::replication::subscribers(
+            registry,
+            &config.operations.replication,
+        )?);
         let (stop, stopped) = watch::channel(false);
         let (dispatcher, delivery) = if subscribers.is_empty() {
             (None, None)

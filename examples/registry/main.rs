@@ -38,6 +38,7 @@ mod login;
 mod manifests;
 mod metrics;
 mod operations;
+mod replication;
 mod routes;
 mod scanning;
 mod scheduler;

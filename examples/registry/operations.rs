@@ -66,6 +66,8 @@ pub(crate) struct Operations {
     pub(crate) scheduler: SchedulerConfig,
     /// The scanner and its vulnerability data.
     pub(crate) scanning: crate::scanning::ScanningConfig,
+    /// Replication rules, started with the event dispatcher.
+    pub(crate) replication: Vec<crate::replication::FileReplication>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +81,8 @@ struct File {
     scheduler: FileScheduler,
     #[serde(default)]
     scanning: crate::scanning::FileScanning,
+    #[serde(default)]
+    replication: Vec<crate::replication::FileReplication>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +202,7 @@ impl Operations {
         let scanning = crate::scanning::ScanningConfig::from_flags(&values, file.scanning)?;
         Ok(Self {
             scanning,
+            replication: file.replication,
             log_json,
             webhooks,
             max_event_age: pick(

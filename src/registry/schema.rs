@@ -49,6 +49,7 @@ use super::key_identity::KekRecord;
 use super::leases::LeaseRecord;
 use super::manifests::ManifestRecord;
 use super::outbox::Slot;
+use super::replication_records::ReplicationRecord;
 use super::repositories::RepositoryRecord;
 use super::scans::ScanRecord;
 use super::tags::TagRecord;
@@ -103,8 +104,12 @@ pub(crate) const LEASES: Table<SubscriberName, LeaseRecord> = Table::new("lease/
 /// `scan/<repo>@<digest>`: where an image manifest's scan stands, and its results.
 pub(crate) const SCANS: Table<InRepo<Digest>, ScanRecord> = Table::new("scan/");
 
+/// `replication/<repo>@<digest>`: how an image stands with each replication destination.
+pub(crate) const REPLICATIONS: Table<InRepo<Digest>, ReplicationRecord> =
+    Table::new("replication/");
+
 /// Every table's prefix with its longest key: the one list the layout checks read.
-pub(crate) const TABLES: [(&str, usize); 23] = [
+pub(crate) const TABLES: [(&str, usize); 24] = [
     REPOSITORIES.describe(),
     REPOSITORY_POLICIES.describe(),
     LINKS.describe(),
@@ -128,6 +133,7 @@ pub(crate) const TABLES: [(&str, usize); 23] = [
     DEAD_LETTERS.describe(),
     LEASES.describe(),
     SCANS.describe(),
+    REPLICATIONS.describe(),
 ];
 
 // Every key fits the store's limit at the longest names and digests (contract point 7 of
@@ -508,6 +514,7 @@ impl<T: Json> Value for T {
 
 impl Json for RepositoryRecord {}
 impl Json for ScanRecord {}
+impl Json for ReplicationRecord {}
 impl Json for PolicyRecord {}
 impl Json for LinkRecord {}
 impl Json for ManifestRecord {}

@@ -168,10 +168,11 @@ async fn copies_through_token_authentication_both_ways() {
     assert_eq!(refused.kind(), ErrorKind::Unauthorized, "{refused}");
 }
 
-/// Distribution with Basic authentication on a free port.
-struct Distribution {
+/// Distribution with Basic authentication (deletes enabled) on a free port.
+pub(super) struct Distribution {
     child: Child,
-    url: String,
+    pub(super) url: String,
+    pub(super) port: u16,
 }
 
 impl Drop for Distribution {
@@ -181,7 +182,7 @@ impl Drop for Distribution {
     }
 }
 
-fn distribution(dir: &Path, user: (&str, &str)) -> Option<Distribution> {
+pub(super) fn distribution(dir: &Path, user: (&str, &str)) -> Option<Distribution> {
     if Command::new("docker-registry")
         .arg("--version")
         .output()
@@ -199,13 +200,18 @@ fn distribution(dir: &Path, user: (&str, &str)) -> Option<Distribution> {
         .local_addr()
         .unwrap()
         .port();
+    Some(distribution_on(dir, user, port))
+}
+
+/// Distribution on `port`, its storage in `dir` (so a restart finds what it held).
+pub(super) fn distribution_on(dir: &Path, user: (&str, &str), port: u16) -> Distribution {
     let hash = bcrypt::hash(user.1, 4).unwrap().replacen("$2b$", "$2y$", 1);
     std::fs::write(dir.join("htpasswd"), format!("{}:{hash}\n", user.0)).unwrap();
     let config = dir.join("config.yml");
     std::fs::write(
         &config,
         format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: wharf-test\n    path: {}\n",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: wharf-test\n    path: {}\n",
             dir.join("storage").display(),
             dir.join("htpasswd").display()
         ),
@@ -223,10 +229,11 @@ fn distribution(dir: &Path, user: (&str, &str)) -> Option<Distribution> {
         assert!(Instant::now() < deadline, "docker-registry did not listen");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Some(Distribution {
+    Distribution {
         child,
         url: format!("http://127.0.0.1:{port}"),
-    })
+        port,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

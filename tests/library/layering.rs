@@ -17,6 +17,7 @@ const LAYERS: &[&[&str]] = &[
         "access",
         "scan",
         "transfer",
+        "remote",
     ],
     &["blob", "meta", "keys", "manifest"],
     &["codec", "reference", "digest", "sigv4"],
