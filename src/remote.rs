@@ -313,6 +313,17 @@ impl RemoteRegistry {
         }))
     }
 
+    /// The manifest `reference` of `repo`; [`ErrorKind::ManifestUnknown`] naming it if
+    /// the remote has none.
+    pub async fn required_manifest(&self, repo: &str, reference: &str) -> Result<RemoteManifest> {
+        self.manifest(repo, reference).await?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::ManifestUnknown,
+                format!("{}{repo} has no manifest {reference}", self.base),
+            )
+        })
+    }
+
     /// Whether `repo` holds the blob `digest`.
     pub async fn has_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
         let url = self.url_of(&format!("v2/{repo}/blobs/{digest}"))?;

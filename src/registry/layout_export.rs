@@ -88,16 +88,7 @@ impl Registry {
         let mut graph = Graph::default();
         let mut entries = Vec::new();
         for reference in references {
-            let (digest, record) = self.resolve(repo, reference).await?;
-            let descriptor = Descriptor {
-                media_type: record.media_type.clone(),
-                digest: digest.clone(),
-                size: record.size,
-                artifact_type: None,
-                annotations: Default::default(),
-                urls: Vec::new(),
-                platform: None,
-            };
+            let descriptor = self.descriptor_of(repo, reference).await?;
             self.export_graph(repo, &descriptor, &mut graph, options)
                 .await?;
             let tag = match reference {
@@ -174,6 +165,24 @@ impl Registry {
         let index = layout::write_index(&layout::merge_index(existing, &entries));
         thread.finish(index).await?;
         Ok(report)
+    }
+
+    /// The descriptor of the manifest `reference` names in `repo`.
+    pub(super) async fn descriptor_of(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Descriptor> {
+        let (digest, record) = self.resolve(repo, reference).await?;
+        Ok(Descriptor {
+            media_type: record.media_type,
+            digest,
+            size: record.size,
+            artifact_type: None,
+            annotations: Default::default(),
+            urls: Vec::new(),
+            platform: None,
+        })
     }
 
     /// Adds the manifest `descriptor` names, what it lists and (with referrers) what

@@ -89,14 +89,8 @@ impl Registry {
         options: &CopyOptions,
     ) -> Result<CopyReport> {
         let top = remote
-            .manifest(remote_repo, &reference.to_string())
-            .await?
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::ManifestUnknown,
-                    format!("{}{remote_repo} has no manifest {reference}", remote.url()),
-                )
-            })?;
+            .required_manifest(remote_repo, &reference.to_string())
+            .await?;
         let top = match &options.platform {
             Some(platform) => {
                 self.pick_platform(remote, remote_repo, top, platform)
@@ -172,14 +166,8 @@ impl Registry {
             )
         })?;
         remote
-            .manifest(remote_repo, child.digest.as_str())
-            .await?
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::ManifestUnknown,
-                    format!("{remote_repo} lacks manifest {}", child.digest),
-                )
-            })
+            .required_manifest(remote_repo, child.digest.as_str())
+            .await
     }
 
     /// Adds `manifest`, the manifests it lists (fetched) and their blobs, children first.
@@ -212,14 +200,8 @@ impl Registry {
             } => {
                 for child in children {
                     let fetched = remote
-                        .manifest(remote_repo, child.digest.as_str())
-                        .await?
-                        .ok_or_else(|| {
-                            Error::new(
-                                ErrorKind::ManifestUnknown,
-                                format!("{remote_repo} lacks manifest {}", child.digest),
-                            )
-                        })?;
+                        .required_manifest(remote_repo, child.digest.as_str())
+                        .await?;
                     Box::pin(self.remote_graph(
                         remote,
                         remote_repo,
@@ -315,16 +297,8 @@ impl Registry {
         remote_repo: &str,
         options: &CopyOptions,
     ) -> Result<CopyReport> {
-        let (digest, record) = self.resolve(repo, reference).await?;
-        let top = Descriptor {
-            media_type: record.media_type.clone(),
-            digest: digest.clone(),
-            size: record.size,
-            artifact_type: None,
-            annotations: Default::default(),
-            urls: Vec::new(),
-            platform: None,
-        };
+        let top = self.descriptor_of(repo, reference).await?;
+        let digest = top.digest.clone();
         let mut graph = Graph::default();
         let walk = ExportOptions {
             referrers: options.referrers,
