@@ -90,7 +90,10 @@ pub use crate::registry::{
     ScanFindings, StorageStats, StoredManifest, TAG_HISTORY_LEN, TagMove, TagMutability,
 };
 #[cfg(feature = "remote")]
-pub use crate::registry::{CopyOptions, CopyReport, ReplicationRule, Replicator};
+pub use crate::registry::{
+    CopyOptions, CopyReport, DEFAULT_TAG_TTL, PullThroughRule, PullThroughSettings,
+    ReplicationRule, Replicator,
+};
 pub use crate::registry::{DEFAULT_GC_GRACE, GcCursor, GcOptions, GcReport};
 pub use crate::registry::{ExportOptions, ExportReport, ImportOptions, ImportReport};
 pub use crate::registry::{ReplicationState, ReplicationStatus};

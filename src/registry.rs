@@ -49,6 +49,11 @@ mod manifest_records;
 mod manifests;
 mod open_writers;
 mod outbox;
+#[cfg(feature = "remote")]
+mod pull_through;
+#[cfg(feature = "remote")]
+mod pull_through_fetch;
+mod pull_through_records;
 mod pulls;
 mod referrers;
 #[cfg(feature = "remote")]
@@ -80,6 +85,8 @@ pub use self::leases::Lease;
 pub use self::lifecycle::LifecycleReport;
 pub use self::manifests::{ManifestInfo, PushedManifest, StoredManifest};
 pub use self::outbox::ANNOUNCE_DEADLINE;
+#[cfg(feature = "remote")]
+pub use self::pull_through::{DEFAULT_TAG_TTL, PullThroughRule, PullThroughSettings};
 pub use self::pulls::DEFAULT_PULL_TIME_RESOLUTION;
 pub use self::referrers::Referrers;
 #[cfg(feature = "remote")]
@@ -206,6 +213,9 @@ struct Inner {
     outbox_wake: tokio::sync::Notify,
     /// The scanner and the scans running in this process.
     scans: scans::ScanRunner,
+    /// Pull-through rules and the fetches running in this process.
+    #[cfg(feature = "remote")]
+    pull_through: pull_through::PullThroughState,
 }
 
 impl fmt::Debug for Registry {

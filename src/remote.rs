@@ -61,6 +61,22 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// A blob as a remote serves it.
+pub struct RemoteBlob {
+    /// The size the remote announced (`Content-Length`), if it did.
+    pub size: Option<u64>,
+    /// The bytes, not yet verified.
+    pub body: ByteStream,
+}
+
+impl std::fmt::Debug for RemoteBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteBlob")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A remote registry.
 pub struct RemoteRegistry {
     base: Url,
@@ -326,19 +342,31 @@ impl RemoteRegistry {
 
     /// Whether `repo` holds the blob `digest`.
     pub async fn has_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        Ok(self.blob_size(repo, digest).await?.is_some())
+    }
+
+    /// The size of the blob `digest` of `repo` (`HEAD`), or `None` if it has none.
+    pub async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
         let url = self.url_of(&format!("v2/{repo}/blobs/{digest}"))?;
         let response = self
             .send(Method::HEAD, url.clone(), &pull_scope(repo), None)
             .await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => Ok(false),
-            status if status.is_success() => Ok(true),
-            _ => self.check(response, &url).await.map(|_| true),
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
         }
+        let response = self.check(response, &url).await?;
+        let size = content_length(&response).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Storage,
+                format!("{url} answered HEAD without a Content-Length"),
+            )
+        })?;
+        Ok(Some(size))
     }
 
-    /// The bytes of the blob `digest` of `repo`, streamed (the caller verifies them).
-    pub async fn blob(&self, repo: &str, digest: &Digest) -> Result<ByteStream> {
+    /// The bytes of the blob `digest` of `repo`, streamed (the caller verifies them),
+    /// with the size the remote announced.
+    pub async fn blob(&self, repo: &str, digest: &Digest) -> Result<RemoteBlob> {
         let url = self.url_of(&format!("v2/{repo}/blobs/{digest}"))?;
         let response = self
             .send(Method::GET, url.clone(), &pull_scope(repo), None)
@@ -350,12 +378,14 @@ impl RemoteRegistry {
             ));
         }
         let response = self.check(response, &url).await?;
-        Ok(response
+        let size = content_length(&response);
+        let body = response
             .bytes_stream()
             .map_err(move |e| {
                 Error::new(ErrorKind::Storage, format!("reading {url}: {e}")).retryable()
             })
-            .boxed())
+            .boxed();
+        Ok(RemoteBlob { size, body })
     }
 
     /// The referrers of `digest` in `repo`; none when the remote lacks the referrers API.
@@ -499,6 +529,15 @@ fn basic(credentials: &Credentials) -> String {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(pair)
     )
+}
+
+/// The body's length as the response announces it.
+fn content_length(response: &reqwest::Response) -> Option<u64> {
+    response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn pull_scope(repo: &str) -> String {

@@ -29,6 +29,9 @@ mod podman;
 #[path = "http/protocol.rs"]
 mod protocol;
 #[cfg(feature = "remote")]
+#[path = "http/pull_through.rs"]
+mod pull_through;
+#[cfg(feature = "remote")]
 #[path = "http/remote_copy.rs"]
 mod remote_copy;
 #[cfg(feature = "remote")]

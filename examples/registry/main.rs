@@ -38,6 +38,8 @@ mod login;
 mod manifests;
 mod metrics;
 mod operations;
+mod pull_through;
+mod remotes;
 mod replication;
 mod routes;
 mod scanning;
@@ -111,6 +113,7 @@ fn main() {
 
 async fn run(config: Config) -> Result<(), String> {
     let (registry, login) = config.open().await?;
+    pull_through::install(&registry, &config.operations.pull_through)?;
     if login.is_none() && !config.listen.ip().is_loopback() {
         tracing::warn!(
             "wharf registry: warning: listening on {} without --auth: anyone who reaches it may push and delete",

@@ -11,13 +11,15 @@
 //!   }],
 //!   "events": {"max_age": "24h"},
 //!   "scheduler": {"gc_interval": "1h", "gc_pace": "1s", "lifecycle_interval": "24h"},
-//!   "scanning": {"vuln_db": "/var/lib/osv", "scan_on_push": true, "refresh": "1h"}
+//!   "scanning": {"vuln_db": "/var/lib/osv", "scan_on_push": true, "refresh": "1h"},
+//!   "replication": […], "pull_through": […]
 //! }
 //! ```
 //!
 //! `--webhook URL` (repeatable), `--webhook-secret`, `--webhook-format` and the scheduler
 //! flags add to or override it. A webhook without a name is named after its URL, so its
-//! delivery cursor survives a restart and a reordering.
+//! delivery cursor survives a restart and a reordering. `replication.rs` and
+//! `pull_through.rs` show their rules.
 
 use std::path::Path;
 use std::time::Duration;
@@ -68,6 +70,8 @@ pub(crate) struct Operations {
     pub(crate) scanning: crate::scanning::ScanningConfig,
     /// Replication rules, started with the event dispatcher.
     pub(crate) replication: Vec<crate::replication::FileReplication>,
+    /// Pull-through cache rules.
+    pub(crate) pull_through: Vec<crate::pull_through::FilePullThrough>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +87,8 @@ struct File {
     scanning: crate::scanning::FileScanning,
     #[serde(default)]
     replication: Vec<crate::replication::FileReplication>,
+    #[serde(default)]
+    pull_through: Vec<crate::pull_through::FilePullThrough>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +209,7 @@ impl Operations {
         Ok(Self {
             scanning,
             replication: file.replication,
+            pull_through: file.pull_through,
             log_json,
             webhooks,
             max_event_age: pick(

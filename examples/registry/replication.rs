@@ -38,31 +38,19 @@ pub(crate) fn subscribers(
     registry: &Registry,
     rules: &[FileReplication],
 ) -> Result<Vec<Arc<dyn Subscriber>>, String> {
+    use crate::remotes::RemoteFields;
     use wharf::ReplicationRule;
-    use wharf::remote::{Credentials, RemoteRegistry};
 
     let mut subscribers: Vec<Arc<dyn Subscriber>> = Vec::new();
     for rule in rules {
         let what = format!("replication to {:?}", rule.destination);
-        let credentials = match (&rule.user, &rule.password_env) {
-            (Some(user), Some(variable)) => Some(Credentials {
-                user: user.clone(),
-                password: std::env::var(variable)
-                    .map_err(|_| format!("{what}: environment variable {variable} is not set"))?,
-            }),
-            (None, None) => None,
-            _ => {
-                return Err(format!(
-                    "{what}: give both user and password_env, or neither"
-                ));
-            }
-        };
-        let ca = match &rule.ca_cert {
-            Some(path) => Some(std::fs::read(path).map_err(|e| format!("{what}: {path}: {e}"))?),
-            None => None,
-        };
-        let remote = RemoteRegistry::new(&rule.url, credentials, ca.as_deref())
-            .map_err(|e| format!("{what}: {}", e.message()))?;
+        let remote = RemoteFields {
+            url: &rule.url,
+            user: rule.user.as_deref(),
+            password_env: rule.password_env.as_deref(),
+            ca_cert: rule.ca_cert.as_deref(),
+        }
+        .connect(&what)?;
         let replicator = registry
             .replicator(ReplicationRule {
                 destination: rule.destination.clone(),

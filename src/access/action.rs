@@ -31,6 +31,7 @@ actions! {
     BatchCheckLayerAvailability => "BatchCheckLayerAvailability": "Whether layers are stored (blob `HEAD`).",
     BatchDeleteImage => "BatchDeleteImage": "Delete images or tags (manifest `DELETE`).",
     BatchGetImage => "BatchGetImage": "Read manifests (manifest `GET`/`HEAD`).",
+    BatchImportUpstreamImage => "BatchImportUpstreamImage": "Bring an image or layer in from a pull-through cache's upstream (a pull that misses).",
     CompleteLayerUpload => "CompleteLayerUpload": "Finish a layer upload.",
     CreateRepository => "CreateRepository": "Create a repository (also by a first push).",
     DeleteLifecyclePolicy => "DeleteLifecyclePolicy": "Remove a repository's lifecycle policy.",

@@ -290,6 +290,8 @@ impl RegistryBuilder {
                 events: self.events.unwrap_or_else(|| Arc::new(DiscardEvents)),
                 outbox_next: std::sync::atomic::AtomicU64::new(0),
                 outbox_wake: tokio::sync::Notify::new(),
+                #[cfg(feature = "remote")]
+                pull_through: Default::default(),
                 scans: super::scans::ScanRunner::new(
                     self.scanner,
                     self.scan_concurrency

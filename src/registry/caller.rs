@@ -8,7 +8,9 @@
 //! catalog `DescribeRepositories` (only the repositories the caller may describe). A push
 //! into a repository that does not exist also needs `CreateRepository`. A mount from a
 //! repository the caller may not read fails as if the blob were not there, so the client
-//! uploads instead and learns nothing about the source.
+//! uploads instead and learns nothing about the source. In a repository a pull-through
+//! rule covers (feature `remote`), reads go through the cache, and what misses is brought
+//! in from upstream only if the caller may also `BatchImportUpstreamImage`.
 
 use bytes::Bytes;
 
@@ -35,10 +37,26 @@ fn finish_actions(last_chunk: bool) -> &'static [Action] {
 }
 
 impl CallerRegistry {
+    /// For a repository a pull-through rule covers, whether the caller may bring what
+    /// is missing in from upstream (`ecr:BatchImportUpstreamImage`); `None` elsewhere.
+    #[cfg(feature = "remote")]
+    async fn pull_through_import(&self, repo: &RepoName) -> Result<Option<bool>> {
+        if self.registry.pull_through_rule(repo).is_none() {
+            return Ok(None);
+        }
+        self.may(Action::BatchImportUpstreamImage, repo)
+            .await
+            .map(Some)
+    }
+
     /// [`Registry::stat_blob`](super::Registry::stat_blob) (`ecr:BatchCheckLayerAvailability`).
     pub async fn stat_blob(&self, repo: &RepoName, digest: &Digest) -> Result<BlobInfo> {
         self.authorize(Action::BatchCheckLayerAvailability, repo)
             .await?;
+        #[cfg(feature = "remote")]
+        if self.registry.pull_through_rule(repo).is_some() {
+            return self.registry.stat_blob_through(repo, digest).await;
+        }
         self.registry.stat_blob(repo, digest).await
     }
 
@@ -50,6 +68,13 @@ impl CallerRegistry {
         range: Option<std::ops::Range<u64>>,
     ) -> Result<BlobRead> {
         self.authorize(Action::GetDownloadUrlForLayer, repo).await?;
+        #[cfg(feature = "remote")]
+        if let Some(import) = self.pull_through_import(repo).await? {
+            return self
+                .registry
+                .read_blob_through(repo, digest, range, import)
+                .await;
+        }
         self.registry.read_blob(repo, digest, range).await
     }
 
@@ -212,6 +237,13 @@ impl CallerRegistry {
         reference: &Reference,
     ) -> Result<ManifestInfo> {
         self.authorize(Action::BatchGetImage, repo).await?;
+        #[cfg(feature = "remote")]
+        if let Some(import) = self.pull_through_import(repo).await? {
+            return self
+                .registry
+                .stat_manifest_through(repo, reference, import)
+                .await;
+        }
         self.registry.stat_manifest(repo, reference).await
     }
 
@@ -222,6 +254,13 @@ impl CallerRegistry {
         reference: &Reference,
     ) -> Result<StoredManifest> {
         self.authorize(Action::BatchGetImage, repo).await?;
+        #[cfg(feature = "remote")]
+        if let Some(import) = self.pull_through_import(repo).await? {
+            return self
+                .registry
+                .get_manifest_through(repo, reference, import)
+                .await;
+        }
         self.registry.get_manifest(repo, reference).await
     }
 

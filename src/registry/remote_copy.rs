@@ -55,9 +55,9 @@ impl std::fmt::Debug for CopyOptions {
 
 /// The graph of a pull: manifests children first, and the blobs they list, each once.
 #[derive(Default)]
-struct RemoteGraph {
-    manifests: Vec<RemoteManifest>,
-    blobs: Vec<Descriptor>,
+pub(super) struct RemoteGraph {
+    pub(super) manifests: Vec<RemoteManifest>,
+    pub(super) blobs: Vec<Descriptor>,
     seen: std::collections::HashSet<Digest>,
 }
 
@@ -129,19 +129,29 @@ impl Registry {
             }
         }
         for manifest in manifests {
-            self.push_manifest(
-                repo,
-                &Reference::Digest(manifest.digest),
-                manifest.raw,
-                Some(&manifest.media_type),
-            )
-            .await?;
+            self.store_remote_manifest(repo, manifest).await?;
             report.manifests += 1;
         }
         if let Reference::Tag(tag) = reference {
             self.tag_manifest(repo, tag, &top.digest).await?;
         }
         Ok(report)
+    }
+
+    /// Pushes a manifest fetched from a remote into `repo`, by its digest.
+    pub(super) async fn store_remote_manifest(
+        &self,
+        repo: &RepoName,
+        manifest: RemoteManifest,
+    ) -> Result<()> {
+        self.push_manifest(
+            repo,
+            &Reference::Digest(manifest.digest),
+            manifest.raw,
+            Some(&manifest.media_type),
+        )
+        .await
+        .map(drop)
     }
 
     /// The platform's manifest, when `top` is an index; `top` itself otherwise.
@@ -171,7 +181,7 @@ impl Registry {
     }
 
     /// Adds `manifest`, the manifests it lists (fetched) and their blobs, children first.
-    async fn remote_graph(
+    pub(super) async fn remote_graph(
         &self,
         remote: &RemoteRegistry,
         remote_repo: &str,
@@ -268,6 +278,7 @@ impl Registry {
         let body = remote
             .blob(remote_repo, &blob.digest)
             .await?
+            .body
             .inspect(move |chunk| {
                 if let Ok(chunk) = chunk {
                     counter.advanced(chunk.len() as u64);

@@ -49,6 +49,7 @@ use super::key_identity::KekRecord;
 use super::leases::LeaseRecord;
 use super::manifests::ManifestRecord;
 use super::outbox::Slot;
+use super::pull_through_records::UpstreamTagRecord;
 use super::replication_records::ReplicationRecord;
 use super::repositories::RepositoryRecord;
 use super::scans::ScanRecord;
@@ -108,8 +109,11 @@ pub(crate) const SCANS: Table<InRepo<Digest>, ScanRecord> = Table::new("scan/");
 pub(crate) const REPLICATIONS: Table<InRepo<Digest>, ReplicationRecord> =
     Table::new("replication/");
 
+/// `upstream-tag/<repo>@<tag>`: what a pull-through cache last learnt of a tag upstream.
+pub(crate) const UPSTREAM_TAGS: Table<InRepo<Tag>, UpstreamTagRecord> = Table::new("upstream-tag/");
+
 /// Every table's prefix with its longest key: the one list the layout checks read.
-pub(crate) const TABLES: [(&str, usize); 24] = [
+pub(crate) const TABLES: [(&str, usize); 25] = [
     REPOSITORIES.describe(),
     REPOSITORY_POLICIES.describe(),
     LINKS.describe(),
@@ -134,6 +138,7 @@ pub(crate) const TABLES: [(&str, usize); 24] = [
     LEASES.describe(),
     SCANS.describe(),
     REPLICATIONS.describe(),
+    UPSTREAM_TAGS.describe(),
 ];
 
 // Every key fits the store's limit at the longest names and digests (contract point 7 of
@@ -515,6 +520,7 @@ impl<T: Json> Value for T {
 impl Json for RepositoryRecord {}
 impl Json for ScanRecord {}
 impl Json for ReplicationRecord {}
+impl Json for UpstreamTagRecord {}
 impl Json for PolicyRecord {}
 impl Json for LinkRecord {}
 impl Json for ManifestRecord {}

@@ -205,23 +205,49 @@ pub(super) fn distribution(dir: &Path, user: (&str, &str)) -> Option<Distributio
 
 /// Distribution on `port`, its storage in `dir` (so a restart finds what it held).
 pub(super) fn distribution_on(dir: &Path, user: (&str, &str), port: u16) -> Distribution {
+    launch(dir, user, port, None)
+}
+
+/// Distribution on `port` (storage in `dir`) writing every request it answers to
+/// `access_log`, appended across restarts.
+pub(super) fn distribution_logged(
+    dir: &Path,
+    user: (&str, &str),
+    port: u16,
+    access_log: &Path,
+) -> Distribution {
+    launch(dir, user, port, Some(access_log))
+}
+
+fn launch(dir: &Path, user: (&str, &str), port: u16, access_log: Option<&Path>) -> Distribution {
     let hash = bcrypt::hash(user.1, 4).unwrap().replacen("$2b$", "$2y$", 1);
     std::fs::write(dir.join("htpasswd"), format!("{}:{hash}\n", user.0)).unwrap();
     let config = dir.join("config.yml");
     std::fs::write(
         &config,
         format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: wharf-test\n    path: {}\n",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: {}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: wharf-test\n    path: {}\n",
+            access_log.is_none(),
             dir.join("storage").display(),
             dir.join("htpasswd").display()
         ),
     )
     .unwrap();
+    let output = || match access_log {
+        Some(path) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap(),
+        ),
+        None => Stdio::null(),
+    };
     let child = Command::new("docker-registry")
         .arg("serve")
         .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(output())
+        .stderr(output())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -25,6 +25,15 @@ pub enum ScopeAction {
     All,
 }
 
+/// Reads, and what a read that misses in a pull-through cache does: bring the image in.
+const PULL: &[Action] = &[
+    Action::BatchCheckLayerAvailability,
+    Action::BatchGetImage,
+    Action::GetDownloadUrlForLayer,
+    Action::ListImages,
+    Action::BatchImportUpstreamImage,
+];
+
 /// Blob and manifest writes, and the create a push into a new repository needs.
 const PUSH: &[Action] = &[
     Action::BatchCheckLayerAvailability,
@@ -40,6 +49,7 @@ const DELETE: &[Action] = &[Action::BatchDeleteImage];
 const ALL: &[Action] = &[
     Action::BatchCheckLayerAvailability,
     Action::BatchGetImage,
+    Action::BatchImportUpstreamImage,
     Action::GetDownloadUrlForLayer,
     Action::ListImages,
     Action::InitiateLayerUpload,
@@ -54,7 +64,7 @@ impl ScopeAction {
     /// The ECR actions this grant stands for on a repository.
     pub fn actions(self) -> &'static [Action] {
         match self {
-            ScopeAction::Pull => Action::PULL,
+            ScopeAction::Pull => PULL,
             ScopeAction::Push => PUSH,
             ScopeAction::Delete => DELETE,
             ScopeAction::All => ALL,
