@@ -34,6 +34,8 @@ mod events_delivery;
 mod fuzz_corpus;
 #[path = "library/gc.rs"]
 mod gc;
+#[path = "library/gc_push_deadline.rs"]
+mod gc_push_deadline;
 #[path = "library/inventory.rs"]
 mod inventory;
 #[path = "library/keys.rs"]

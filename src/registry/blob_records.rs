@@ -83,6 +83,37 @@ pub(crate) struct CandidateRecord {
     pub(crate) since_ms: u64,
 }
 
+/// The latest moment a push may reach its commit point after recording its holds.
+///
+/// A collection treats a hold whose manifest is not visible as a push in flight only for
+/// its grace period, so a push must commit within half of it or not at all. The check
+/// runs right before the write that commits, on every attempt: lost races, their
+/// back-off and the outbox can stretch the time between holding and committing far
+/// beyond the push's own work.
+#[derive(Debug, Clone)]
+pub(crate) struct HoldDeadline {
+    by_ms: u64,
+    limit: Duration,
+    pushing: String,
+}
+
+impl HoldDeadline {
+    /// Fails with a retryable `Conflict` once `now_ms` is past the deadline.
+    pub(crate) fn check(&self, now_ms: u64) -> Result<()> {
+        if now_ms <= self.by_ms {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "{} took longer than {:?} between recording its blobs and committing; push it again",
+                self.pushing, self.limit
+            ),
+        )
+        .retryable())
+    }
+}
+
 /// How long a claim waits for a collector that is removing the same blob.
 const DELETION_WAIT: Duration = Duration::from_millis(20);
 
@@ -98,6 +129,22 @@ impl Registry {
         digest: &Digest,
     ) -> Result<Option<(BlobRecord, Version)>> {
         BLOBS.get(self.meta(), digest).await
+    }
+
+    /// The deadline of a push of `manifest` to `repo` whose holds are recorded from now
+    /// on; `None` without a grace period (nothing is collected while anything is pushed).
+    pub(crate) fn hold_deadline(&self, repo: &RepoName, manifest: &Digest) -> Option<HoldDeadline> {
+        let limit = self.inner.gc_grace / 2;
+        (!limit.is_zero()).then(|| HoldDeadline {
+            by_ms: self.now_millis() + limit.as_millis() as u64,
+            limit,
+            pushing: format!("push of {manifest} to {repo}"),
+        })
+    }
+
+    /// Checks `deadline`, if there is one, against the registry's clock.
+    pub(crate) fn check_hold_deadline(&self, deadline: Option<&HoldDeadline>) -> Result<()> {
+        deadline.map_or(Ok(()), |d| d.check(self.now_millis()))
     }
 
     /// Marks `digest` as possibly garbage from now on.

@@ -33,7 +33,8 @@
 //! yet named by a manifest (the client pushes the manifest next), and a reference whose
 //! manifest record is not written yet. A candidate, or a reference without a manifest,
 //! is left alone until it is older than the grace period, and a push that took more than
-//! half of it between its references and its commit point fails rather than commit, so
+//! half of it between its references and its commit point fails rather than commit
+//! (checked right before the write that commits, on every attempt), so
 //! a collection never judges a push that can still commit. It should exceed the time a
 //! client takes between uploading its last blob and pushing its manifest, as zot's
 //! `gcDelay` must. Processes must agree on it and their clocks within half of it.

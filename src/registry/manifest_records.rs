@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Registry;
+use super::blob_records::HoldDeadline;
 use super::outbox::{CarriesEvents, Outcome};
 use super::schema::{Change, InRepo, MANIFESTS};
 use crate::digest::Digest;
@@ -134,15 +135,17 @@ impl Registry {
 
     /// [`Registry::commit_manifest_record`] as the commit point of a push by digest,
     /// announcing `event`: the record is written even when it was committed already, so
-    /// every push has its event.
+    /// every push has its event. Not after `deadline` (see [`HoldDeadline`]).
     pub(super) async fn commit_pushed_record(
         &self,
         repo: &RepoName,
         digest: &Digest,
         record: &ManifestRecord,
         event: Event,
+        deadline: Option<&HoldDeadline>,
     ) -> Result<()> {
-        self.commit_with_event(&MANIFESTS, &InRepo::new(repo, digest), |existing| {
+        let key = InRepo::new(repo, digest);
+        self.commit_with_event_by(&MANIFESTS, &key, deadline, |existing| {
             let next = ManifestRecord {
                 pending: false,
                 ..existing.map_or_else(|| record.clone(), |(r, _)| r.clone())

@@ -74,27 +74,6 @@ impl Registry {
         )
     }
 
-    /// A collection treats a hold without its manifest record as a push in flight only
-    /// for its grace period; a push slower than half of it must not commit.
-    fn check_push_deadline(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        held_at: std::time::Instant,
-    ) -> Result<()> {
-        let limit = self.inner.gc_grace / 2;
-        if !limit.is_zero() && held_at.elapsed() > limit {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                format!(
-                    "push of {digest} to {repo} took longer than {limit:?} between recording its blobs and committing; push it again"
-                ),
-            )
-            .retryable());
-        }
-        Ok(())
-    }
-
     /// A descriptor of a stored manifest (an index entry, a subject) must state its size
     /// and media type, as a layer's size must match its blob.
     fn check_descriptor(
@@ -203,9 +182,9 @@ impl Registry {
         self.put_bytes_in(repo, &digest, manifest.raw().clone())
             .await?;
         self.index_manifest(repo, &digest, &manifest).await?;
-        let held_at = std::time::Instant::now();
+        let deadline = self.hold_deadline(repo, &digest);
         let record = self.hold_manifest_blobs(repo, &digest, &manifest).await?;
-        self.check_push_deadline(repo, &digest, held_at)?;
+        self.check_hold_deadline(deadline.as_ref())?;
         match reference {
             // The record is the commit point of a push by digest.
             Reference::Digest(_) => {
@@ -217,7 +196,7 @@ impl Registry {
                     tag: None,
                     previous: None,
                 };
-                self.commit_pushed_record(repo, &digest, &record, event)
+                self.commit_pushed_record(repo, &digest, &record, event, deadline.as_ref())
                     .await?;
             }
             // The tag move is the commit point of a push by tag: the record is staged
@@ -225,7 +204,7 @@ impl Registry {
             // either nothing visible or the manifest and its tag together.
             Reference::Tag(tag) => {
                 self.stage_manifest_record(repo, &digest, &record).await?;
-                self.check_push_deadline(repo, &digest, held_at)?;
+                self.check_hold_deadline(deadline.as_ref())?;
                 let mutable = repository.settings.tag_is_mutable(tag);
                 let pushed = |from: Option<&Digest>| Event::ManifestPushed {
                     repo: repo.clone(),
@@ -241,6 +220,7 @@ impl Registry {
                     Some(&digest),
                     |now| Self::may_move(repo, tag, mutable, now, &digest),
                     pushed,
+                    deadline.as_ref(),
                 )
                 .await?;
                 self.commit_manifest_record(repo, &digest, &record).await?;
@@ -363,6 +343,7 @@ impl Registry {
             Some(digest),
             |now| Self::may_move(repo, tag, mutable, now, digest),
             moved,
+            None,
         )
         .await?;
         // A delete of the manifest that ran meanwhile may have missed the new tag: a tag

@@ -34,6 +34,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::Registry;
+use super::blob_records::HoldDeadline;
 use super::schema::{EVENT_HEAD, EVENTS, Key, Prefix, Retry, Seq, Singleton, Table, Value};
 use crate::error::{ErrorKind, Result};
 use crate::events::{Event, EventId, EventRecord};
@@ -285,6 +286,22 @@ impl Registry {
         &self,
         table: &Table<K, V>,
         key: &K,
+        decide: impl FnMut(Option<(&V, Version)>) -> Result<Option<(Outcome<V>, Event)>>,
+    ) -> Result<Applied<V>>
+    where
+        K: Key,
+        V: Value + CarriesEvents + Clone,
+    {
+        self.commit_with_event_by(table, key, None, decide).await
+    }
+
+    /// [`Registry::commit_with_event`] for a push that must commit by `deadline`: it is
+    /// checked right before each attempt's write.
+    pub(crate) async fn commit_with_event_by<K, V>(
+        &self,
+        table: &Table<K, V>,
+        key: &K,
+        deadline: Option<&HoldDeadline>,
         mut decide: impl FnMut(Option<(&V, Version)>) -> Result<Option<(Outcome<V>, Event)>>,
     ) -> Result<Applied<V>>
     where
@@ -322,6 +339,7 @@ impl Registry {
             };
             let announced = self.announce(&event, witness, replaced).await?;
             self.within_deadline(&announced)?;
+            self.check_hold_deadline(deadline)?;
             let written = match outcome {
                 Outcome::Put(mut value) => {
                     value.carry(&announced.id);

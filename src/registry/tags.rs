@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Registry;
+use super::blob_records::HoldDeadline;
 use super::outbox::{SlotState, Witness};
 use super::schema::{InRepo, Marker, Nested, Prefix, Retry, TAG_HISTORY, TAGGED, TAGS};
 use crate::digest::Digest;
@@ -103,6 +104,7 @@ impl Registry {
         to: Option<&Digest>,
         when: impl Fn(Option<&Digest>) -> Result<bool>,
         event: impl Fn(Option<&Digest>) -> Event,
+        deadline: Option<&HoldDeadline>,
     ) -> Result<()> {
         if let Some(to) = to {
             let reverse = Nested::new(repo, to, tag);
@@ -159,6 +161,7 @@ impl Registry {
             let from = record.history.last().and_then(|m| m.from.clone());
             record.digest = to.cloned();
             self.within_deadline(&announced)?;
+            self.check_hold_deadline(deadline)?;
             let moved = match to {
                 Some(_) => self.set_tag(repo, tag, &record, expect, deleted).await,
                 None => self.remove_tag(repo, tag, &record, expect).await,
@@ -197,8 +200,15 @@ impl Registry {
             digest: digest.clone(),
             rule,
         };
-        self.move_tag(repo, tag, None, |now| Ok(now == Some(digest)), deleted)
-            .await
+        self.move_tag(
+            repo,
+            tag,
+            None,
+            |now| Ok(now == Some(digest)),
+            deleted,
+            None,
+        )
+        .await
     }
 
     /// Writes a live tag (the commit point); a deleted tag's history record it took its
