@@ -54,8 +54,8 @@ impl CallerRegistry {
         self.authorize(Action::BatchCheckLayerAvailability, repo)
             .await?;
         #[cfg(feature = "remote")]
-        if self.registry.pull_through_rule(repo).is_some() {
-            return self.registry.stat_blob_through(repo, digest).await;
+        if let Some(import) = self.pull_through_import(repo).await? {
+            return self.registry.stat_blob_through(repo, digest, import).await;
         }
         self.registry.stat_blob(repo, digest).await
     }

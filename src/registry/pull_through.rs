@@ -27,13 +27,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 
-use super::pull_through_fetch::BlobFetch;
+use super::pull_through_fetch::{BlobFetch, OnDrop};
 use super::pull_through_records::UpstreamTagRecord;
 use super::remote_copy::{CopyOptions, RemoteGraph};
 use super::schema::{InRepo, UPSTREAM_TAGS};
-use super::{ManifestInfo, Registry, RepositorySettings, StoredManifest};
+use super::{ManifestInfo, Registry, StoredManifest};
 use crate::blob::{BlobInfo, BlobRead};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
@@ -93,7 +93,7 @@ impl PullThroughRule {
     }
 
     /// The name upstream of `repo` (which the rule covers).
-    fn upstream_name(&self, repo: &RepoName) -> String {
+    pub(super) fn upstream_name(&self, repo: &RepoName) -> String {
         let rest = &repo.as_str()[self.prefix.len()..];
         format!("{}{rest}", self.upstream_prefix)
     }
@@ -123,9 +123,9 @@ impl PullThroughSettings {
 #[derive(Debug, Default)]
 pub(super) struct PullThroughState {
     settings: RwLock<Option<Arc<PullThroughSettings>>>,
-    fetches: Mutex<HashMap<(RepoName, Digest), Arc<BlobFetch>>>,
-    imports: Mutex<HashSet<(RepoName, Digest)>>,
-    idle: tokio::sync::Notify,
+    pub(super) fetches: Mutex<HashMap<(RepoName, Digest), Arc<BlobFetch>>>,
+    imports: Mutex<HashSet<(RepoName, Digest, Option<Tag>)>>,
+    pub(super) idle: tokio::sync::Notify,
 }
 
 impl PullThroughState {
@@ -174,7 +174,7 @@ impl Registry {
             .cloned()
     }
 
-    fn pull_through_settings(&self) -> Option<Arc<PullThroughSettings>> {
+    pub(super) fn pull_through_settings(&self) -> Option<Arc<PullThroughSettings>> {
         self.inner.pull_through.settings.read().ok()?.clone()
     }
 
@@ -202,17 +202,30 @@ impl Registry {
             return self.get_manifest(repo, reference).await;
         };
         let held = self.held(&rule, repo, reference).await?;
-        if held == Held::Fresh {
-            return self.get_manifest(repo, reference).await;
+        match (held, import) {
+            (Held::Fresh, _) | (Held::Stale, false) => {
+                return self.get_manifest(repo, reference).await;
+            }
+            // Only a caller who may import makes the cache ask upstream or write.
+            (Held::Missing, false) => {
+                return Err(Error::new(
+                    ErrorKind::Denied,
+                    format!(
+                        "{reference} is not cached in {repo}, and bringing it from upstream needs ecr:BatchImportUpstreamImage"
+                    ),
+                ));
+            }
+            (Held::Stale | Held::Missing, true) => {}
         }
         let upstream_name = rule.upstream_name(repo);
+        let asked_at_ms = self.inner.clock.now_millis();
         let asked = rule
             .upstream
             .manifest(&upstream_name, &reference.to_string())
             .await;
         match asked {
             Ok(Some(remote)) => {
-                self.answer_from_upstream(&rule, repo, reference, remote, held, import)
+                self.answer_from_upstream(&rule, repo, reference, remote, asked_at_ms)
                     .await
             }
             Ok(None) if held == Held::Stale => self.get_manifest(repo, reference).await,
@@ -227,10 +240,7 @@ impl Registry {
                 tracing::warn!(%repo, %reference, error = %e, "upstream unavailable: serving the cached manifest");
                 self.get_manifest(repo, reference).await
             }
-            Err(e) => Err(e.context(format!(
-                "pull-through of {repo} from {}{upstream_name}",
-                rule.upstream.url()
-            ))),
+            Err(e) => Err(upstream_failure(&rule, &upstream_name, e)),
         }
     }
 
@@ -275,22 +285,29 @@ impl Registry {
     }
 
     /// [`Registry::stat_blob`], through the pull-through cache: upstream's size for a
-    /// blob not held (nothing is fetched).
-    pub async fn stat_blob_through(&self, repo: &RepoName, digest: &Digest) -> Result<BlobInfo> {
+    /// blob not held (nothing is fetched), if `import` says the caller may bring it in
+    /// (else a HEAD would promise what a GET then refuses).
+    pub async fn stat_blob_through(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        import: bool,
+    ) -> Result<BlobInfo> {
         let Some(rule) = self.pull_through_rule(repo) else {
             return self.stat_blob(repo, digest).await;
         };
         match self.stat_blob(repo, digest).await {
-            Err(e) if e.kind() == ErrorKind::BlobUnknown => {}
+            Err(e) if e.kind() == ErrorKind::BlobUnknown && import => {}
             other => return other,
         }
+        let upstream_name = rule.upstream_name(repo);
         let size = match self.running_fetch(repo, digest) {
             Some(fetch) => Some(fetch.size().await?),
-            None => {
-                rule.upstream
-                    .blob_size(&rule.upstream_name(repo), digest)
-                    .await?
-            }
+            None => rule
+                .upstream
+                .blob_size(&upstream_name, digest)
+                .await
+                .map_err(|e| upstream_failure(&rule, &upstream_name, e))?,
         };
         size.map(|size| BlobInfo {
             digest: digest.clone(),
@@ -332,16 +349,15 @@ impl Registry {
         Ok(if fresh { Held::Fresh } else { Held::Stale })
     }
 
-    /// Answers with what upstream named: from here if it is held (moving the tag to it),
-    /// else upstream's bytes while an import brings the image in.
+    /// Answers with what upstream named (at `asked_at_ms`): from here if it is held
+    /// (moving the tag to it), else upstream's bytes while an import brings the image in.
     async fn answer_from_upstream(
         &self,
         rule: &PullThroughRule,
         repo: &RepoName,
         reference: &Reference,
         remote: RemoteManifest,
-        held: Held,
-        import: bool,
+        asked_at_ms: u64,
     ) -> Result<StoredManifest> {
         let tag = match reference {
             Reference::Tag(tag) => Some(tag),
@@ -349,24 +365,18 @@ impl Registry {
         };
         if self.manifest_record(repo, &remote.digest).await?.is_some() {
             if let Some(tag) = tag {
-                self.settle_tag(repo, tag, &remote.digest).await?;
+                let answer = UpstreamTagRecord {
+                    digest: remote.digest.clone(),
+                    checked_at_ms: asked_at_ms,
+                };
+                self.settle_tag(repo, tag, answer).await?;
             }
             return self
                 .get_manifest(repo, &Reference::Digest(remote.digest))
                 .await;
         }
-        if !import {
-            if held == Held::Stale {
-                return self.get_manifest(repo, reference).await;
-            }
-            return Err(Error::new(
-                ErrorKind::Denied,
-                format!(
-                    "{reference} is not cached in {repo}, and bringing it from upstream needs ecr:BatchImportUpstreamImage"
-                ),
-            ));
-        }
-        self.start_import(rule, repo, tag.cloned(), remote.clone());
+        let tag = tag.map(|tag| (tag.clone(), asked_at_ms));
+        self.start_import(rule, repo, tag, remote.clone());
         Ok(StoredManifest {
             digest: remote.digest,
             media_type: remote.media_type,
@@ -374,31 +384,48 @@ impl Registry {
         })
     }
 
-    /// Points `tag` at `digest` (held here) and notes upstream's answer and its time.
-    async fn settle_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> Result<()> {
-        if self.tag_target(repo, tag).await?.as_ref() != Some(digest) {
-            self.tag_manifest(repo, tag, digest).await?;
-        }
-        let record = UpstreamTagRecord {
-            digest: digest.clone(),
-            checked_at_ms: self.inner.clock.now_millis(),
+    /// Points `tag` at the manifest upstream named (held here) and notes the answer,
+    /// unless an answer upstream gave later is noted already: a slow import of what a
+    /// tag named before must not move it back.
+    async fn settle_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        answer: UpstreamTagRecord,
+    ) -> Result<()> {
+        let key = InRepo::new(repo, tag);
+        let noted = UPSTREAM_TAGS.get(self.meta(), &key).await?;
+        let expect = match &noted {
+            Some((newer, _)) if newer.checked_at_ms > answer.checked_at_ms => return Ok(()),
+            Some((_, version)) => Expect::Version(*version),
+            None => Expect::Absent,
         };
-        UPSTREAM_TAGS
-            .put(self.meta(), &InRepo::new(repo, tag), &record, Expect::Any)
-            .await
-            .map(drop)
+        if self.tag_target(repo, tag).await?.as_ref() != Some(&answer.digest) {
+            self.tag_manifest(repo, tag, &answer.digest).await?;
+        }
+        match UPSTREAM_TAGS.put(self.meta(), &key, &answer, expect).await {
+            // Another answer was noted meanwhile; the tag is where one of them put it,
+            // and the next pull past the TTL asks again.
+            Err(e) if e.kind() == ErrorKind::Conflict => Ok(()),
+            other => other.map(drop),
+        }
     }
 
     /// Brings `top` and everything it references from upstream in the background, once
-    /// per image however many pulls ask.
+    /// per image and tag however many pulls ask; `tag` comes with the time upstream
+    /// named `top` for it.
     fn start_import(
         &self,
         rule: &PullThroughRule,
         repo: &RepoName,
-        tag: Option<Tag>,
+        tag: Option<(Tag, u64)>,
         top: RemoteManifest,
     ) {
-        let key = (repo.clone(), top.digest.clone());
+        let key = (
+            repo.clone(),
+            top.digest.clone(),
+            tag.as_ref().map(|(tag, _)| tag.clone()),
+        );
         let Ok(mut imports) = self.inner.pull_through.imports.lock() else {
             return;
         };
@@ -409,16 +436,22 @@ impl Registry {
         let registry = self.clone();
         let rule = rule.clone();
         let repo = repo.clone();
+        let forget = {
+            let registry = self.clone();
+            OnDrop::new(Box::new(move || {
+                let state = &registry.inner.pull_through;
+                if let Ok(mut imports) = state.imports.lock() {
+                    imports.remove(&key);
+                }
+                state.idle.notify_waiters();
+            }))
+        };
         tokio::spawn(async move {
+            let _forget = forget;
             let digest = top.digest.clone();
-            if let Err(e) = registry.import(&rule, &repo, tag.as_ref(), top).await {
+            if let Err(e) = registry.import(&rule, &repo, tag, top).await {
                 tracing::warn!(%repo, %digest, error = %e, "pull-through import failed");
             }
-            let state = &registry.inner.pull_through;
-            if let Ok(mut imports) = state.imports.lock() {
-                imports.remove(&key);
-            }
-            state.idle.notify_waiters();
         });
     }
 
@@ -427,7 +460,7 @@ impl Registry {
         &self,
         rule: &PullThroughRule,
         repo: &RepoName,
-        tag: Option<&Tag>,
+        tag: Option<(Tag, u64)>,
         top: RemoteManifest,
     ) -> Result<()> {
         self.ensure_cache_repository(repo).await?;
@@ -462,8 +495,12 @@ impl Registry {
                 self.store_remote_manifest(repo, manifest).await?;
             }
         }
-        if let Some(tag) = tag {
-            self.settle_tag(repo, tag, &digest).await?;
+        if let Some((tag, checked_at_ms)) = tag {
+            let answer = UpstreamTagRecord {
+                digest,
+                checked_at_ms,
+            };
+            self.settle_tag(repo, &tag, answer).await?;
         }
         Ok(())
     }
@@ -487,78 +524,27 @@ impl Registry {
         };
         fetch.stored().await.map(drop)
     }
+}
 
-    fn running_fetch(&self, repo: &RepoName, digest: &Digest) -> Option<Arc<BlobFetch>> {
-        let fetches = self.inner.pull_through.fetches.lock().ok()?;
-        fetches.get(&(repo.clone(), digest.clone())).cloned()
-    }
-
-    /// The fetch of `digest` into `repo`: the one running, or a new one.
-    fn blob_fetch(
-        &self,
-        rule: &PullThroughRule,
-        repo: &RepoName,
-        digest: &Digest,
-    ) -> Result<Arc<BlobFetch>> {
-        let state = &self.inner.pull_through;
-        let spool_dir = self
-            .pull_through_settings()
-            .map(|s| s.spool_dir.clone())
-            .unwrap_or_else(std::env::temp_dir);
-        let key = (repo.clone(), digest.clone());
-        let mut fetches = state
-            .fetches
-            .lock()
-            .map_err(|_| Error::new(ErrorKind::Storage, "pull-through fetches poisoned"))?;
-        if let Some(fetch) = fetches.get(&key) {
-            return Ok(fetch.clone());
-        }
-        let registry = self.clone();
-        let upstream = rule.upstream.clone();
-        let upstream_name = rule.upstream_name(repo);
-        let (repo_owned, digest_owned) = key.clone();
-        let connect = async move {
-            registry.ensure_cache_repository(&repo_owned).await?;
-            upstream.blob(&upstream_name, &digest_owned).await
-        }
-        .boxed();
-        let forget = {
-            let registry = self.clone();
-            let key = key.clone();
-            Box::new(move || {
-                let state = &registry.inner.pull_through;
-                if let Ok(mut fetches) = state.fetches.lock() {
-                    fetches.remove(&key);
-                }
-                state.idle.notify_waiters();
-            })
-        };
-        let fetch = BlobFetch::start(
-            self.clone(),
-            repo.clone(),
-            digest.clone(),
-            &spool_dir,
-            connect,
-            forget,
-        )?;
-        fetches.insert(key, fetch.clone());
-        Ok(fetch)
-    }
-
-    /// Creates `repo` for the cache if it does not exist (the rule consents to it).
-    async fn ensure_cache_repository(&self, repo: &RepoName) -> Result<()> {
-        match self.repository(repo).await {
-            Err(e) if e.kind() == ErrorKind::NameUnknown => {
-                let settings = RepositorySettings {
-                    scan_on_push: self.scan_on_push_by_default(),
-                    ..RepositorySettings::default()
-                };
-                match self.create_repository(repo, settings).await {
-                    Err(e) if e.kind() != ErrorKind::Conflict => Err(e),
-                    _ => Ok(()),
-                }
+/// What upstream's failure means to a client of the cache: upstream refusing the cache's
+/// credentials, or the request, is the registry's own failure, never the client's (a
+/// 401 would make clients ask their user for a password that is not the problem).
+pub(super) fn upstream_failure(rule: &PullThroughRule, upstream_name: &str, error: Error) -> Error {
+    let context = format!("pull-through from {}{upstream_name}", rule.upstream.url());
+    match error.kind() {
+        ErrorKind::Unauthorized | ErrorKind::Denied | ErrorKind::InvalidArgument => {
+            let retryable = error.is_retryable();
+            let failure = Error::new(
+                ErrorKind::Storage,
+                format!("upstream refused the cache: {}", error.message()),
+            )
+            .context(context);
+            if retryable {
+                failure.retryable()
+            } else {
+                failure
             }
-            other => other.map(drop),
         }
+        _ => error.context(context),
     }
 }

@@ -23,10 +23,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use futures::{StreamExt, stream};
+use futures::{FutureExt, StreamExt, stream};
 use tokio::sync::{mpsc, watch};
 
-use super::Registry;
+use super::pull_through::{PullThroughRule, upstream_failure};
+use super::{Registry, RepositorySettings};
 use crate::blob::{BlobInfo, BlobRead, ByteStream};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
@@ -55,7 +56,11 @@ enum FetchState {
     /// Every byte received, verified and stored.
     Stored(BlobInfo),
     /// It failed; readers end with this error.
-    Failed { kind: ErrorKind, message: String },
+    Failed {
+        kind: ErrorKind,
+        message: String,
+        retryable: bool,
+    },
 }
 
 impl FetchState {
@@ -63,6 +68,31 @@ impl FetchState {
         FetchState::Failed {
             kind: error.kind(),
             message: error.message().to_owned(),
+            retryable: error.is_retryable(),
+        }
+    }
+}
+
+/// The error a failed fetch ends its readers with.
+fn failure(kind: ErrorKind, message: &str, retryable: bool) -> Error {
+    let error = Error::new(kind, message.to_owned());
+    if retryable { error.retryable() } else { error }
+}
+
+/// Runs its closure when dropped: when the task holding it ends, panics or is cancelled
+/// alike, so what a task registered is always taken back.
+pub(super) struct OnDrop(Option<Box<dyn FnOnce() + Send>>);
+
+impl OnDrop {
+    pub(super) fn new(run: Box<dyn FnOnce() + Send>) -> Self {
+        OnDrop(Some(run))
+    }
+}
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if let Some(run) = self.0.take() {
+            run();
         }
     }
 }
@@ -86,7 +116,7 @@ impl std::fmt::Debug for BlobFetch {
 impl BlobFetch {
     /// Starts fetching `digest` into `repo`: `connect` asks upstream for the bytes, then
     /// they stream into the registry and a spool in `spool_dir`. `done` runs when the fetch
-    /// has ended either way.
+    /// has ended, however it ended (a panic and a runtime shutting down included).
     pub(super) fn start(
         registry: Registry,
         repo: RepoName,
@@ -103,6 +133,7 @@ impl BlobFetch {
             state,
         });
         tokio::spawn(async move {
+            let _done = OnDrop::new(done);
             let outcome = receive(&registry, &repo, &digest, spool, connect, &tell).await;
             let last = match &outcome {
                 Ok(info) => FetchState::Stored(info.clone()),
@@ -112,7 +143,6 @@ impl BlobFetch {
                 }
             };
             tell.send_replace(last);
-            done();
         });
         Ok(fetch)
     }
@@ -125,9 +155,11 @@ impl BlobFetch {
                 FetchState::Connecting => {}
                 FetchState::Receiving { size, .. } => return Ok(*size),
                 FetchState::Stored(info) => return Ok(info.size),
-                FetchState::Failed { kind, message } => {
-                    return Err(Error::new(*kind, message.clone()));
-                }
+                FetchState::Failed {
+                    kind,
+                    message,
+                    retryable,
+                } => return Err(failure(*kind, message, *retryable)),
             }
             if state.changed().await.is_err() {
                 return Err(self.abandoned());
@@ -141,9 +173,11 @@ impl BlobFetch {
         loop {
             match &*state.borrow_and_update() {
                 FetchState::Stored(info) => return Ok(info.clone()),
-                FetchState::Failed { kind, message } => {
-                    return Err(Error::new(*kind, message.clone()));
-                }
+                FetchState::Failed {
+                    kind,
+                    message,
+                    retryable,
+                } => return Err(failure(*kind, message, *retryable)),
                 FetchState::Connecting | FetchState::Receiving { .. } => {}
             }
             if state.changed().await.is_err() {
@@ -212,8 +246,12 @@ impl Tail {
                 // The last byte waits for the digest to be verified.
                 FetchState::Receiving { size, received } => received.min(size - 1),
                 FetchState::Stored(info) => info.size,
-                FetchState::Failed { kind, message } => {
-                    let error = Error::new(kind, message);
+                FetchState::Failed {
+                    kind,
+                    message,
+                    retryable,
+                } => {
+                    let error = failure(kind, &message, retryable);
                     self.at = self.end;
                     return Some((Err(error), self));
                 }
@@ -369,4 +407,96 @@ async fn read_at(spool: Arc<File>, offset: u64, len: u64) -> Result<Bytes> {
     .await
     .map_err(|e| Error::new(ErrorKind::Storage, format!("spool reader: {e}")))?
     .map_err(|e| Error::new(ErrorKind::Storage, format!("reading the spool: {e}")))
+}
+
+/// The registry's side of fetches: finding the one running, starting one.
+impl Registry {
+    pub(super) fn running_fetch(&self, repo: &RepoName, digest: &Digest) -> Option<Arc<BlobFetch>> {
+        let fetches = self.inner.pull_through.fetches.lock().ok()?;
+        fetches.get(&(repo.clone(), digest.clone())).cloned()
+    }
+
+    /// The fetch of `digest` into `repo`: the one running, or a new one.
+    pub(super) fn blob_fetch(
+        &self,
+        rule: &PullThroughRule,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Arc<BlobFetch>> {
+        let state = &self.inner.pull_through;
+        let spool_dir = self
+            .pull_through_settings()
+            .map(|s| s.spool_dir.clone())
+            .unwrap_or_else(std::env::temp_dir);
+        let key = (repo.clone(), digest.clone());
+        let mut fetches = state
+            .fetches
+            .lock()
+            .map_err(|_| Error::new(ErrorKind::Storage, "pull-through fetches poisoned"))?;
+        if let Some(fetch) = fetches.get(&key) {
+            return Ok(fetch.clone());
+        }
+        let registry = self.clone();
+        let upstream = rule.upstream.clone();
+        let rule_owned = rule.clone();
+        let upstream_name = rule.upstream_name(repo);
+        let (repo_owned, digest_owned) = key.clone();
+        // A fetch that ended just before this one started may have stored the blob:
+        // then it is read from here, not asked of upstream again. The repository is made
+        // only once upstream has the blob: a miss of a name upstream does not know
+        // creates nothing here.
+        let connect = async move {
+            if let Ok(held) = registry.read_blob(&repo_owned, &digest_owned, None).await {
+                return Ok(RemoteBlob {
+                    size: Some(held.info.size),
+                    body: held.stream,
+                });
+            }
+            let blob = upstream
+                .blob(&upstream_name, &digest_owned)
+                .await
+                .map_err(|e| upstream_failure(&rule_owned, &upstream_name, e))?;
+            registry.ensure_cache_repository(&repo_owned).await?;
+            Ok(blob)
+        }
+        .boxed();
+        let forget = {
+            let registry = self.clone();
+            let key = key.clone();
+            Box::new(move || {
+                let state = &registry.inner.pull_through;
+                if let Ok(mut fetches) = state.fetches.lock() {
+                    fetches.remove(&key);
+                }
+                state.idle.notify_waiters();
+            })
+        };
+        let fetch = BlobFetch::start(
+            self.clone(),
+            repo.clone(),
+            digest.clone(),
+            &spool_dir,
+            connect,
+            forget,
+        )?;
+        fetches.insert(key, fetch.clone());
+        Ok(fetch)
+    }
+
+    /// Creates `repo` for the cache if it does not exist (the rule consents to it).
+    pub(super) async fn ensure_cache_repository(&self, repo: &RepoName) -> Result<()> {
+        match self.repository(repo).await {
+            Err(e) if e.kind() == ErrorKind::NameUnknown => {
+                let settings = RepositorySettings {
+                    scan_on_push: self.scan_on_push_by_default(),
+                    ..RepositorySettings::default()
+                };
+                match self.create_repository(repo, settings).await {
+                    Err(e) if e.kind() != ErrorKind::Conflict => Err(e),
+                    _ => Ok(()),
+                }
+            }
+            other => other.map(drop),
+        }
+    }
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use wharf::access::{Context, Identity, Policy, Principal};
 use wharf::remote::{Credentials, RemoteRegistry};
 use wharf::testing::ManualClock;
@@ -312,17 +312,44 @@ async fn a_tampered_blob_upstream_is_never_stored_and_its_response_fails() {
     };
     let registry = cache(&upstream, Arc::new(ManualClock::starting_now()));
     let view = registry.as_trusted();
-    let layer = Bytes::from(noise(300_000, seed_for("pull-through tampered")));
+    // Large, and tampered near its end, so the read below begins while the fetch runs.
+    let layer = Bytes::from(noise(16 << 20, seed_for("pull-through tampered")));
     let image = Image::of(&Bytes::from_static(b"{\"tampered\":true}"), &[&layer]);
     upstream.publish("team/bad", "v1", &image).await;
     let digest = image.digest(&layer);
     let file = upstream.blob_file(&digest);
     let mut bytes = std::fs::read(&file).unwrap();
-    bytes[150_000] ^= 0x20;
+    let near_end = bytes.len() - 1000;
+    bytes[near_end] ^= 0x20;
     std::fs::write(&file, &bytes).unwrap();
 
-    let failed = blob(&view, "hub/team/bad", &digest).await.unwrap_err();
+    // The response ends in the error before its last byte: a client never holds every
+    // byte of a blob that failed its digest.
+    // (A fetch that failed before the read began fails the read at once.)
+    let mut received = 0;
+    let failed = match view.read_blob(&repo("hub/team/bad"), &digest, None).await {
+        Err(e) => e,
+        Ok(read) => {
+            assert_eq!(read.info.size, layer.len() as u64);
+            let mut stream = read.stream;
+            loop {
+                match stream.next().await {
+                    Some(Ok(chunk)) => received += chunk.len(),
+                    Some(Err(e)) => break e,
+                    None => panic!("the tampered blob's response ended without an error"),
+                }
+            }
+        }
+    };
     assert_eq!(failed.kind(), ErrorKind::DigestInvalid, "{failed}");
+    assert!(
+        received < layer.len(),
+        "all {received} bytes were handed out"
+    );
+    eprintln!(
+        "{received} of {} bytes handed out before the error",
+        layer.len()
+    );
     let name = repo("hub/team/bad");
     let unknown = registry.stat_blob(&name, &digest).await.unwrap_err();
     assert_eq!(unknown.kind(), ErrorKind::BlobUnknown, "{unknown}");
@@ -378,12 +405,24 @@ async fn importing_needs_its_own_permission_reading_the_cache_does_not() {
     let layer = image.digest(&image.layers[0]);
     let refused = blob(&reader, "hub/team/gated", &layer).await.unwrap_err();
     assert_eq!(refused.kind(), ErrorKind::BlobUnknown, "{refused}");
+    // A HEAD promises nothing a GET would refuse.
+    let refused = reader
+        .stat_blob(&repo("hub/team/gated"), &layer)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::BlobUnknown, "{refused}");
     registry.pull_through_settled().await;
+    // The reader made the cache neither ask upstream nor create anything.
     let asked = upstream.requests();
     assert!(
-        asked[published..].iter().all(|l| !l.contains("/blobs/")),
+        asked[published..].iter().all(|l| !l.contains("team/gated")),
         "{asked:#?}"
     );
+    let none = registry
+        .repository(&repo("hub/team/gated"))
+        .await
+        .unwrap_err();
+    assert_eq!(none.kind(), ErrorKind::NameUnknown, "{none}");
 
     let importer = caller(
         &registry,
@@ -394,6 +433,35 @@ async fn importing_needs_its_own_permission_reading_the_cache_does_not() {
     registry.pull_through_settled().await;
     // Cached now: the reader gets it.
     pull(&reader, "hub/team/gated", "v1", &image).await;
+
+    // Upstream refusing the cache's own credentials is the cache's failure (a server
+    // error), never the caller's (a 401 would have clients re-enter their password).
+    let url = &upstream.peer.as_ref().unwrap().url;
+    let wrong = Credentials {
+        user: USER.0.into(),
+        password: "not the password".into(),
+    };
+    let locked_out = Registry::in_memory();
+    let rule = PullThroughRule::new(
+        "hub/",
+        Arc::new(RemoteRegistry::new(url, Some(wrong), None).unwrap()),
+    );
+    locked_out
+        .set_pull_through(PullThroughSettings::new(vec![rule]))
+        .unwrap();
+    let view = locked_out.as_trusted();
+    let failed = view
+        .get_manifest(&repo("hub/team/gated"), &"v1".parse().unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(failed.kind(), ErrorKind::Storage, "{failed}");
+    let failed = blob(&view, "hub/team/gated", &layer).await.unwrap_err();
+    assert_eq!(failed.kind(), ErrorKind::Storage, "{failed}");
+    let none = locked_out
+        .repository(&repo("hub/team/gated"))
+        .await
+        .unwrap_err();
+    assert_eq!(none.kind(), ErrorKind::NameUnknown, "{none}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
