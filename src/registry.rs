@@ -66,6 +66,7 @@ mod scan_rematch;
 mod scan_results;
 mod scans;
 mod schema;
+mod tag_layout;
 mod tags;
 mod uploads;
 mod written_blobs;
@@ -211,6 +212,8 @@ struct Inner {
     outbox_next: std::sync::atomic::AtomicU64,
     /// Woken after every commit, so a dispatcher in this process delivers at once.
     outbox_wake: tokio::sync::Notify,
+    /// `tag/` is known to hold live tags only (`tag_layout.rs`).
+    live_tags_only: std::sync::atomic::AtomicBool,
     /// The scanner and the scans running in this process.
     scans: scans::ScanRunner,
     /// Pull-through rules and the fetches running in this process.

@@ -56,6 +56,8 @@ mod manifest_parsing;
 mod manifest_push;
 #[path = "library/meta_model.rs"]
 mod meta_model;
+#[path = "library/meta_requests.rs"]
+mod meta_requests;
 #[path = "library/registry.rs"]
 mod registry;
 #[path = "library/repositories.rs"]

@@ -289,6 +289,7 @@ impl RegistryBuilder {
                     .unwrap_or(crate::manifest::DEFAULT_MAX_MANIFEST_SIZE),
                 events: self.events.unwrap_or_else(|| Arc::new(DiscardEvents)),
                 outbox_next: std::sync::atomic::AtomicU64::new(0),
+                live_tags_only: std::sync::atomic::AtomicBool::new(false),
                 outbox_wake: tokio::sync::Notify::new(),
                 #[cfg(feature = "remote")]
                 pull_through: Default::default(),

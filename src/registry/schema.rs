@@ -53,6 +53,7 @@ use super::pull_through_records::UpstreamTagRecord;
 use super::replication_records::ReplicationRecord;
 use super::repositories::RepositoryRecord;
 use super::scans::ScanRecord;
+use super::tag_layout::TagLayoutRecord;
 use super::tags::TagRecord;
 use super::uploads::SessionRecord;
 
@@ -68,6 +69,8 @@ pub(crate) const MANIFESTS: Table<InRepo<Digest>, ManifestRecord> = Table::new("
 pub(crate) const TAGS: Table<InRepo<Tag>, TagRecord> = Table::new("tag/");
 /// `tag-history/<repo>@<tag>`: a deleted tag's moves.
 pub(crate) const TAG_HISTORY: Table<InRepo<Tag>, TagRecord> = Table::new("tag-history/");
+/// `tag-layout`: `tag/` holds live tags only (stores from before `tag-history/` are moved once).
+pub(crate) const TAG_LAYOUT: Table<Singleton, TagLayoutRecord> = Table::new("tag-layout");
 /// `tagged/<repo>@<digest>/<tag>`: reverse index, the tags that may point at a digest.
 pub(crate) const TAGGED: Table<Nested<Tag>, Marker> = Table::new("tagged/");
 /// `parent/<repo>@<child>/<index>`: reverse index, the indexes that list a manifest.
@@ -113,13 +116,14 @@ pub(crate) const REPLICATIONS: Table<InRepo<Digest>, ReplicationRecord> =
 pub(crate) const UPSTREAM_TAGS: Table<InRepo<Tag>, UpstreamTagRecord> = Table::new("upstream-tag/");
 
 /// Every table's prefix with its longest key: the one list the layout checks read.
-pub(crate) const TABLES: [(&str, usize); 25] = [
+pub(crate) const TABLES: [(&str, usize); 26] = [
     REPOSITORIES.describe(),
     REPOSITORY_POLICIES.describe(),
     LINKS.describe(),
     MANIFESTS.describe(),
     TAGS.describe(),
     TAG_HISTORY.describe(),
+    TAG_LAYOUT.describe(),
     TAGGED.describe(),
     PARENTS.describe(),
     REFERRERS.describe(),
@@ -525,6 +529,7 @@ impl Json for PolicyRecord {}
 impl Json for LinkRecord {}
 impl Json for ManifestRecord {}
 impl Json for TagRecord {}
+impl Json for TagLayoutRecord {}
 impl Json for Descriptor {}
 impl Json for u64 {}
 impl Json for SessionRecord {}

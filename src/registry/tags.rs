@@ -268,30 +268,12 @@ impl Registry {
         last: Option<&Tag>,
     ) -> Result<Vec<Tag>> {
         self.repository(repo).await?;
-        let within = Prefix::in_repo(repo);
-        let mut after = last.map(|t| InRepo::new(repo, t));
-        let mut tags = Vec::with_capacity(n.min(1024));
-        while tags.len() < n {
-            let want = n - tags.len();
-            let entries = TAGS
-                .list(self.meta(), &within, after.as_ref(), want)
-                .await?;
-            // Only an empty page ends the listing: a store may return fewer entries
-            // than asked when keys go while it lists (a tag deleted meanwhile).
-            let ended = entries.is_empty();
-            for entry in &entries {
-                // Stores from before `tag-history/` kept deleted tags here with no
-                // target: skipped, and the page goes on past them so it comes back full.
-                if entry.value.digest.is_some() {
-                    tags.push(entry.key.item.clone());
-                }
-            }
-            after = entries.last().map(|e| e.key.clone());
-            if ended {
-                break;
-            }
-        }
-        Ok(tags)
+        self.ensure_live_tags_only().await?;
+        let after = last.map(|t| InRepo::new(repo, t));
+        let keys = TAGS
+            .list_keys(self.meta(), &Prefix::in_repo(repo), after.as_ref(), n)
+            .await?;
+        Ok(keys.into_iter().map(|key| key.item).collect())
     }
 
     /// Where `tag` pointed over time, oldest first (at most [`TAG_HISTORY_LEN`] moves),
