@@ -250,8 +250,15 @@ impl Registry {
                     ..RepositorySettings::default()
                 };
                 match self.create_repository(name, settings).await {
-                    // Created concurrently by another push: use that one.
-                    Err(e) if e.kind() == ErrorKind::Conflict => self.repository(name).await,
+                    // Created concurrently by another push: use that one. A conflict
+                    // that created nothing (writers racing for the outbox) is the
+                    // error to report, not a missing repository.
+                    Err(e) if e.kind() == ErrorKind::Conflict => {
+                        match self.repository(name).await {
+                            Err(missing) if missing.kind() == ErrorKind::NameUnknown => Err(e),
+                            found => found,
+                        }
+                    }
                     other => other,
                 }
             }
