@@ -44,6 +44,7 @@ mod layout_import;
 mod layout_io;
 mod leases;
 mod lifecycle;
+mod manifest_cache;
 mod manifest_deletes;
 mod manifest_records;
 mod manifests;
@@ -212,6 +213,8 @@ struct Inner {
     outbox_next: std::sync::atomic::AtomicU64,
     /// Woken after every commit, so a dispatcher in this process delivers at once.
     outbox_wake: tokio::sync::Notify,
+    /// Verified manifest bytes by digest.
+    manifests: manifest_cache::ManifestCache,
     /// `tag/` is known to hold live tags only (`tag_layout.rs`).
     live_tags_only: std::sync::atomic::AtomicBool,
     /// The scanner and the scans running in this process.

@@ -396,7 +396,14 @@ impl Registry {
         reference: &Reference,
     ) -> Result<StoredManifest> {
         let (digest, record) = self.resolve(repo, reference).await?;
-        let raw = self.get_bytes_in(repo, &digest).await?;
+        let raw = match self.inner.manifests.get(&digest) {
+            Some(raw) => raw,
+            None => {
+                let raw = self.get_bytes_in(repo, &digest).await?;
+                self.inner.manifests.insert(&digest, &raw);
+                raw
+            }
+        };
         self.record_pull(repo, &digest).await?;
         Ok(StoredManifest {
             digest,
