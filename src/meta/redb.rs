@@ -1,12 +1,21 @@
 //! The embedded metadata store on redb: the single-machine default.
+//!
+//! Writes are group-committed: one thread owns redb's single writer, takes every write
+//! that is waiting, applies them one after another in one transaction (each with its own
+//! compare-and-swap, as if alone) and commits once, so concurrent writers share one
+//! durable commit instead of queueing for one each. A write is answered only after the
+//! commit that holds it is durable; a failed commit fails every write in it and applies
+//! none.
 
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use tokio::sync::oneshot;
 
 use super::{Entry, Expect, MetaStore, Version, Versioned, check_key, conflict, expectation_holds};
 use crate::error::{Error, ErrorKind, Result};
@@ -16,6 +25,9 @@ const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("wharf_meta")
 /// One counter for all keys, so versions never repeat, even across delete and re-create.
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("wharf_meta_counters");
 const LAST_VERSION: &str = "last_version";
+
+/// Most writes joined in one transaction.
+const GROUP_LIMIT: usize = 256;
 
 /// A [`MetaStore`] in one redb database file: ACID, crash-safe, one writer at a time.
 ///
@@ -31,6 +43,136 @@ const LAST_VERSION: &str = "last_version";
 #[derive(Debug, Clone)]
 pub struct RedbMetaStore {
     db: Arc<Database>,
+    writer: Arc<GroupWriter>,
+}
+
+/// A write waiting for the next group commit.
+struct PendingWrite {
+    key: String,
+    /// `None` deletes.
+    value: Option<Bytes>,
+    expect: Expect,
+    answer: oneshot::Sender<Result<Version>>,
+}
+
+/// The thread that owns the database's writer, and how much it has committed.
+#[derive(Debug)]
+struct GroupWriter {
+    queue: Option<mpsc::Sender<PendingWrite>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    commits: Arc<AtomicU64>,
+}
+
+impl GroupWriter {
+    fn start(db: Arc<Database>) -> Result<Self> {
+        let (queue, waiting) = mpsc::channel();
+        let commits = Arc::new(AtomicU64::new(0));
+        let counted = commits.clone();
+        let thread = std::thread::Builder::new()
+            .name("wharf-meta-commit".into())
+            .spawn(move || commit_groups(&db, &waiting, &counted))
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Storage,
+                    format!("starting the metadata writer: {e}"),
+                )
+            })?;
+        Ok(Self {
+            queue: Some(queue),
+            thread: Some(thread),
+            commits,
+        })
+    }
+}
+
+impl Drop for GroupWriter {
+    /// Closes the queue and waits for the thread, so the database is closed (and another
+    /// process may open it) once the last handle is gone.
+    fn drop(&mut self) {
+        self.queue = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The writer thread: waits for a write, takes every other one waiting, commits them as
+/// one transaction, answers each; until every handle is gone.
+fn commit_groups(db: &Database, waiting: &mpsc::Receiver<PendingWrite>, commits: &AtomicU64) {
+    while let Ok(first) = waiting.recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP_LIMIT {
+            match waiting.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        match commit_group(db, &group) {
+            Ok(outcomes) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                for (write, outcome) in group.into_iter().zip(outcomes) {
+                    let _ = write.answer.send(outcome);
+                }
+            }
+            Err(failed) => {
+                for write in group {
+                    let error = Error::new(failed.kind(), failed.message().to_owned());
+                    let _ = write.answer.send(Err(error));
+                }
+            }
+        }
+    }
+}
+
+/// Applies `group` in order in one transaction and commits it: each write's own outcome
+/// (a compare-and-swap that did not hold fails that write alone), or the error that
+/// failed them all.
+fn commit_group(db: &Database, group: &[PendingWrite]) -> Result<Vec<Result<Version>>> {
+    let txn = db.begin_write().map_err(|e| db_error("begin", e))?;
+    let mut outcomes = Vec::with_capacity(group.len());
+    for write in group {
+        outcomes.push(apply(&txn, write)?);
+    }
+    txn.commit().map_err(|e| db_error("commit", e))?;
+    Ok(outcomes)
+}
+
+/// One write within a group's transaction: `Ok(Err(conflict))` when its expectation does
+/// not hold, `Err` when the database failed (which fails the group).
+fn apply(txn: &WriteTransaction, write: &PendingWrite) -> Result<Result<Version>> {
+    let key = write.key.as_str();
+    let mut entries = txn
+        .open_table(ENTRIES)
+        .map_err(|e| db_error("open table", e))?;
+    let current = match entries.get(key).map_err(|e| db_error("get", e))? {
+        Some(raw) => Some(decode(key, raw.value())?.version),
+        None => None,
+    };
+    if !expectation_holds(write.expect, current) {
+        return Ok(Err(conflict(key, write.expect, current)));
+    }
+    let Some(value) = &write.value else {
+        entries.remove(key).map_err(|e| db_error("remove", e))?;
+        return Ok(Ok(current.unwrap_or(Version(0))));
+    };
+    let mut counters = txn
+        .open_table(COUNTERS)
+        .map_err(|e| db_error("open table", e))?;
+    let last = counters
+        .get(LAST_VERSION)
+        .map_err(|e| db_error("get", e))?
+        .map_or(0, |v| v.value());
+    let version = Version(last + 1);
+    counters
+        .insert(LAST_VERSION, version.0)
+        .map_err(|e| db_error("insert", e))?;
+    let mut record = Vec::with_capacity(8 + value.len());
+    record.extend_from_slice(&version.0.to_le_bytes());
+    record.extend_from_slice(value);
+    entries
+        .insert(key, record.as_slice())
+        .map_err(|e| db_error("insert", e))?;
+    Ok(Ok(version))
 }
 
 fn db_error(context: &str, err: impl Into<redb::Error>) -> Error {
@@ -137,7 +279,15 @@ impl RedbMetaStore {
         txn.open_table(COUNTERS)
             .map_err(|e| db_error("open table", e))?;
         txn.commit().map_err(|e| db_error("commit", e))?;
-        Ok(Self { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let writer = Arc::new(GroupWriter::start(db.clone())?);
+        Ok(Self { db, writer })
+    }
+
+    /// Transactions committed so far by this store's writer: each is one durable commit
+    /// (redb syncs it to disk), however many writes it held. For benches and reports.
+    pub fn commits(&self) -> u64 {
+        self.writer.commits.load(Ordering::Relaxed)
     }
 
     async fn blocking<T: Send + 'static>(
@@ -155,56 +305,21 @@ impl RedbMetaStore {
             })?
     }
 
-    /// Applies a write (`Some(value)`) or delete (`None`) under `expect`, in one transaction.
+    /// Applies a write (`Some(value)`) or delete (`None`) under `expect`, in the next
+    /// group commit; answers once that commit is durable.
     async fn write(&self, key: &str, value: Option<Bytes>, expect: Expect) -> Result<Version> {
         check_key(key)?;
-        let key = key.to_owned();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(|e| db_error("begin", e))?;
-            let version = {
-                let mut entries = txn
-                    .open_table(ENTRIES)
-                    .map_err(|e| db_error("open table", e))?;
-                let current = match entries.get(key.as_str()).map_err(|e| db_error("get", e))? {
-                    Some(raw) => Some(decode(&key, raw.value())?.version),
-                    None => None,
-                };
-                if !expectation_holds(expect, current) {
-                    return Err(conflict(&key, expect, current));
-                }
-                match value {
-                    Some(value) => {
-                        let mut counters = txn
-                            .open_table(COUNTERS)
-                            .map_err(|e| db_error("open table", e))?;
-                        let last = counters
-                            .get(LAST_VERSION)
-                            .map_err(|e| db_error("get", e))?
-                            .map_or(0, |v| v.value());
-                        let version = Version(last + 1);
-                        counters
-                            .insert(LAST_VERSION, version.0)
-                            .map_err(|e| db_error("insert", e))?;
-                        let mut record = Vec::with_capacity(8 + value.len());
-                        record.extend_from_slice(&version.0.to_le_bytes());
-                        record.extend_from_slice(&value);
-                        entries
-                            .insert(key.as_str(), record.as_slice())
-                            .map_err(|e| db_error("insert", e))?;
-                        version
-                    }
-                    None => {
-                        entries
-                            .remove(key.as_str())
-                            .map_err(|e| db_error("remove", e))?;
-                        current.unwrap_or(Version(0))
-                    }
-                }
-            };
-            txn.commit().map_err(|e| db_error("commit", e))?;
-            Ok(version)
-        })
-        .await
+        let stopped = || Error::new(ErrorKind::Storage, "the metadata writer stopped");
+        let (answer, answered) = oneshot::channel();
+        let write = PendingWrite {
+            key: key.to_owned(),
+            value,
+            expect,
+            answer,
+        };
+        let queue = self.writer.queue.as_ref().ok_or_else(stopped)?;
+        queue.send(write).map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
     }
 }
 
