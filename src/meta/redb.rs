@@ -137,15 +137,20 @@ fn commit_group(db: &Database, group: &[PendingWrite]) -> Result<Vec<Result<Vers
     Ok(outcomes)
 }
 
-/// One write within a group's transaction: `Ok(Err(conflict))` when its expectation does
-/// not hold, `Err` when the database failed (which fails the group).
+/// One write within a group's transaction: `Ok(Err(..))` when its expectation does not
+/// hold or its key's record is corrupt, `Err` when the database failed (which fails the
+/// group).
 fn apply(txn: &WriteTransaction, write: &PendingWrite) -> Result<Result<Version>> {
     let key = write.key.as_str();
     let mut entries = txn
         .open_table(ENTRIES)
         .map_err(|e| db_error("open table", e))?;
+    // A corrupt record fails the write to its key, not the others in the group.
     let current = match entries.get(key).map_err(|e| db_error("get", e))? {
-        Some(raw) => Some(decode(key, raw.value())?.version),
+        Some(raw) => match decode(key, raw.value()) {
+            Ok(stored) => Some(stored.version),
+            Err(corrupt) => return Ok(Err(corrupt)),
+        },
         None => None,
     };
     if !expectation_holds(write.expect, current) {
