@@ -75,6 +75,7 @@ pub use crate::manifest::{
 };
 pub use crate::meta::{
     Entry, Expect, MemoryMetaStore, MetaStore, ObjectMetaStore, RedbMetaStore, Version, Versioned,
+    Write,
 };
 pub use crate::reference::{MAX_REPO_NAME_LEN, MAX_TAG_LEN, Reference, RepoName, Tag};
 pub use crate::registry::{

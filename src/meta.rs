@@ -80,6 +80,43 @@ pub struct Entry {
     pub value: Bytes,
 }
 
+/// One write of a [`MetaStore::batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Writes `value` at `key` if `expect` holds, as [`MetaStore::put`].
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: Bytes,
+        /// What the key must hold first.
+        expect: Expect,
+    },
+    /// Removes `key` if `expect` holds, as [`MetaStore::delete`].
+    Delete {
+        /// The key.
+        key: String,
+        /// What the key must hold first.
+        expect: Expect,
+    },
+}
+
+impl Write {
+    /// The key written.
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Put { key, .. } | Self::Delete { key, .. } => key,
+        }
+    }
+
+    /// What the key must hold for the write to apply.
+    pub fn expect(&self) -> Expect {
+        match self {
+            Self::Put { expect, .. } | Self::Delete { expect, .. } => *expect,
+        }
+    }
+}
+
 /// Longest key accepted, in bytes. Keys are built by wharf from validated names; the
 /// bound keeps every implementation's encoding within its backend's limits.
 pub const MAX_KEY_LEN: usize = 480;
@@ -101,6 +138,15 @@ pub const MAX_KEY_LEN: usize = 480;
 ///    given, in ascending byte order, at most `limit` of them; deleted keys never appear.
 /// 6. Of many concurrent `put`s with the same expectation, exactly one succeeds.
 /// 7. Keys are non-empty UTF-8 of at most [`MAX_KEY_LEN`] bytes; values may be empty.
+/// 8. `batch` applies its writes in the order given, each under its own expectation as
+///    `put` and `delete` would, and returns each write's new version (`None` for a
+///    delete). The first write whose expectation fails ends the batch with its `Conflict`;
+///    none after it is applied. A batch whose keys repeat or break point 7 is refused with
+///    `InvalidArgument` before anything is applied; an empty batch does nothing.
+/// 9. Where `atomic_batches` is true, a batch is all or nothing: a failed one changes
+///    nothing, and a reader sees all of a batch or none of it. Elsewhere the writes before
+///    a failure stay (as they may after a crash part way), so callers order a batch's
+///    writes such that every prefix of it is a safe state.
 #[async_trait]
 pub trait MetaStore: Send + Sync + fmt::Debug + 'static {
     /// Reads a key.
@@ -119,6 +165,35 @@ pub trait MetaStore: Send + Sync + fmt::Debug + 'static {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Entry>>;
+
+    /// Whether [`MetaStore::batch`] is all or nothing (contract point 9). The default,
+    /// `false`, is what the default `batch` gives.
+    fn atomic_batches(&self) -> bool {
+        false
+    }
+
+    /// Applies `writes` in order, each if its expectation holds, stopping at the first
+    /// that does not (contract points 8 and 9).
+    ///
+    /// The default writes them one after another with `put` and `delete`: ordered, not
+    /// atomic. Stores that can commit several writes at once override it (and
+    /// [`MetaStore::atomic_batches`]), which saves a durable commit per write.
+    async fn batch(&self, writes: Vec<Write>) -> Result<Vec<Option<Version>>> {
+        check_batch(&writes)?;
+        let mut versions = Vec::with_capacity(writes.len());
+        for write in writes {
+            match write {
+                Write::Put { key, value, expect } => {
+                    versions.push(Some(self.put(&key, value, expect).await?));
+                }
+                Write::Delete { key, expect } => {
+                    self.delete(&key, expect).await?;
+                    versions.push(None);
+                }
+            }
+        }
+        Ok(versions)
+    }
 
     /// Keys with `prefix`, after `start_after`, ascending, at most `limit`.
     ///
@@ -145,6 +220,21 @@ pub(crate) fn check_key(key: &str) -> Result<()> {
                 key.len()
             ),
         ));
+    }
+    Ok(())
+}
+
+/// Checks a batch against contract point 8: valid keys, none twice.
+pub(crate) fn check_batch(writes: &[Write]) -> Result<()> {
+    let mut keys = std::collections::HashSet::with_capacity(writes.len());
+    for write in writes {
+        check_key(write.key())?;
+        if !keys.insert(write.key()) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("metadata key {:?} appears twice in one batch", write.key()),
+            ));
+        }
     }
     Ok(())
 }

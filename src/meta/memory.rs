@@ -7,7 +7,10 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{Entry, Expect, MetaStore, Version, Versioned, check_key, conflict, expectation_holds};
+use super::{
+    Entry, Expect, MetaStore, Version, Versioned, Write, check_batch, check_key, conflict,
+    expectation_holds,
+};
 use crate::error::Result;
 
 /// A [`MetaStore`] in process memory: for tests and throwaway registries.
@@ -43,8 +46,8 @@ impl MemoryMetaStore {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the map half-updated (each operation
-        // is one insert or remove), so the data is still good.
+        // A panic while holding the lock cannot leave the map half-updated (an operation
+        // checks everything before it changes anything), so the data is still good.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -80,6 +83,39 @@ impl MetaStore for MemoryMetaStore {
         }
         state.entries.remove(key);
         Ok(())
+    }
+
+    fn atomic_batches(&self) -> bool {
+        true
+    }
+
+    async fn batch(&self, writes: Vec<Write>) -> Result<Vec<Option<Version>>> {
+        check_batch(&writes)?;
+        let mut state = self.state();
+        // Every expectation first (keys are distinct, so no write affects another's
+        // check), then every change: a failed batch changes nothing.
+        for write in &writes {
+            let current = state.entries.get(write.key()).map(|v| v.version);
+            if !expectation_holds(write.expect(), current) {
+                return Err(conflict(write.key(), write.expect(), current));
+            }
+        }
+        let mut versions = Vec::with_capacity(writes.len());
+        for write in writes {
+            match write {
+                Write::Put { key, value, .. } => {
+                    state.last_version += 1;
+                    let version = Version(state.last_version);
+                    state.entries.insert(key, Versioned { version, value });
+                    versions.push(Some(version));
+                }
+                Write::Delete { key, .. } => {
+                    state.entries.remove(&key);
+                    versions.push(None);
+                }
+            }
+        }
+        Ok(versions)
     }
 
     async fn list(

@@ -1,11 +1,11 @@
 //! The embedded metadata store on redb: the single-machine default.
 //!
-//! Writes are group-committed: one thread owns redb's single writer, takes every write
-//! that is waiting, applies them one after another in one transaction (each with its own
-//! compare-and-swap, as if alone) and commits once, so concurrent writers share one
-//! durable commit instead of queueing for one each. A write is answered only after the
-//! commit that holds it is durable; a failed commit fails every write in it and applies
-//! none.
+//! Writes are group-committed: one thread owns redb's single writer, takes every batch
+//! that is waiting (a `put` or `delete` is a batch of one), applies them one after
+//! another in one transaction (each with its own compare-and-swaps, as if alone, all of a
+//! batch or none of it) and commits once, so concurrent writers share one durable commit
+//! instead of queueing for one each. A batch is answered only after the commit that holds
+//! it is durable; a failed commit fails every batch in it and applies none.
 
 use std::ops::Bound;
 use std::path::Path;
@@ -17,7 +17,10 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::oneshot;
 
-use super::{Entry, Expect, MetaStore, Version, Versioned, check_key, conflict, expectation_holds};
+use super::{
+    Entry, Expect, MetaStore, Version, Versioned, Write, check_batch, check_key, conflict,
+    expectation_holds,
+};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Values, each stored as its 8-byte little-endian version followed by the value bytes.
@@ -26,7 +29,7 @@ const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("wharf_meta")
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("wharf_meta_counters");
 const LAST_VERSION: &str = "last_version";
 
-/// Most writes joined in one transaction.
+/// Most batches joined in one transaction.
 const GROUP_LIMIT: usize = 256;
 
 /// A [`MetaStore`] in one redb database file: ACID, crash-safe, one writer at a time.
@@ -46,19 +49,16 @@ pub struct RedbMetaStore {
     writer: Arc<GroupWriter>,
 }
 
-/// A write waiting for the next group commit.
-struct PendingWrite {
-    key: String,
-    /// `None` deletes.
-    value: Option<Bytes>,
-    expect: Expect,
-    answer: oneshot::Sender<Result<Version>>,
+/// A batch (one write, for `put` and `delete`) waiting for the next group commit.
+struct PendingBatch {
+    writes: Vec<Write>,
+    answer: oneshot::Sender<Result<Vec<Option<Version>>>>,
 }
 
 /// The thread that owns the database's writer, and how much it has committed.
 #[derive(Debug)]
 struct GroupWriter {
-    queue: Option<mpsc::Sender<PendingWrite>>,
+    queue: Option<mpsc::Sender<PendingBatch>>,
     thread: Option<std::thread::JoinHandle<()>>,
     commits: Arc<AtomicU64>,
 }
@@ -98,7 +98,7 @@ impl Drop for GroupWriter {
 
 /// The writer thread: waits for a write, takes every other one waiting, commits them as
 /// one transaction, answers each; until every handle is gone.
-fn commit_groups(db: &Database, waiting: &mpsc::Receiver<PendingWrite>, commits: &AtomicU64) {
+fn commit_groups(db: &Database, waiting: &mpsc::Receiver<PendingBatch>, commits: &AtomicU64) {
     while let Ok(first) = waiting.recv() {
         let mut group = vec![first];
         while group.len() < GROUP_LIMIT {
@@ -124,10 +124,13 @@ fn commit_groups(db: &Database, waiting: &mpsc::Receiver<PendingWrite>, commits:
     }
 }
 
-/// Applies `group` in order in one transaction and commits it: each write's own outcome
-/// (a compare-and-swap that did not hold fails that write alone), or the error that
+/// Applies `group` in order in one transaction and commits it: each batch's own outcome
+/// (a compare-and-swap that did not hold fails that batch alone), or the error that
 /// failed them all.
-fn commit_group(db: &Database, group: &[PendingWrite]) -> Result<Vec<Result<Version>>> {
+fn commit_group(
+    db: &Database,
+    group: &[PendingBatch],
+) -> Result<Vec<Result<Vec<Option<Version>>>>> {
     let txn = db.begin_write().map_err(|e| db_error("begin", e))?;
     let mut outcomes = Vec::with_capacity(group.len());
     for write in group {
@@ -137,47 +140,60 @@ fn commit_group(db: &Database, group: &[PendingWrite]) -> Result<Vec<Result<Vers
     Ok(outcomes)
 }
 
-/// One write within a group's transaction: `Ok(Err(..))` when its expectation does not
-/// hold or its key's record is corrupt, `Err` when the database failed (which fails the
-/// group).
-fn apply(txn: &WriteTransaction, write: &PendingWrite) -> Result<Result<Version>> {
-    let key = write.key.as_str();
+/// One batch within a group's transaction: `Ok(Err(..))` when an expectation does not
+/// hold or a key's record is corrupt (which fails that batch alone, before it changed
+/// anything), `Err` when the database failed (which fails the group).
+fn apply(txn: &WriteTransaction, batch: &PendingBatch) -> Result<Result<Vec<Option<Version>>>> {
     let mut entries = txn
         .open_table(ENTRIES)
         .map_err(|e| db_error("open table", e))?;
-    // A corrupt record fails the write to its key, not the others in the group.
-    let current = match entries.get(key).map_err(|e| db_error("get", e))? {
-        Some(raw) => match decode(key, raw.value()) {
-            Ok(stored) => Some(stored.version),
-            Err(corrupt) => return Ok(Err(corrupt)),
-        },
-        None => None,
-    };
-    if !expectation_holds(write.expect, current) {
-        return Ok(Err(conflict(key, write.expect, current)));
+    // Every expectation first (keys are distinct, so no write affects another's check).
+    for write in &batch.writes {
+        let key = write.key();
+        let current = match entries.get(key).map_err(|e| db_error("get", e))? {
+            Some(raw) => match decode(key, raw.value()) {
+                Ok(stored) => Some(stored.version),
+                Err(corrupt) => return Ok(Err(corrupt)),
+            },
+            None => None,
+        };
+        if !expectation_holds(write.expect(), current) {
+            return Ok(Err(conflict(key, write.expect(), current)));
+        }
     }
-    let Some(value) = &write.value else {
-        entries.remove(key).map_err(|e| db_error("remove", e))?;
-        return Ok(Ok(current.unwrap_or(Version(0))));
-    };
     let mut counters = txn
         .open_table(COUNTERS)
         .map_err(|e| db_error("open table", e))?;
-    let last = counters
+    let mut last = counters
         .get(LAST_VERSION)
         .map_err(|e| db_error("get", e))?
         .map_or(0, |v| v.value());
-    let version = Version(last + 1);
+    let mut versions = Vec::with_capacity(batch.writes.len());
+    let mut record = Vec::new();
+    for write in &batch.writes {
+        match write {
+            Write::Put { key, value, .. } => {
+                last += 1;
+                record.clear();
+                record.extend_from_slice(&last.to_le_bytes());
+                record.extend_from_slice(value);
+                entries
+                    .insert(key.as_str(), record.as_slice())
+                    .map_err(|e| db_error("insert", e))?;
+                versions.push(Some(Version(last)));
+            }
+            Write::Delete { key, .. } => {
+                entries
+                    .remove(key.as_str())
+                    .map_err(|e| db_error("remove", e))?;
+                versions.push(None);
+            }
+        }
+    }
     counters
-        .insert(LAST_VERSION, version.0)
+        .insert(LAST_VERSION, last)
         .map_err(|e| db_error("insert", e))?;
-    let mut record = Vec::with_capacity(8 + value.len());
-    record.extend_from_slice(&version.0.to_le_bytes());
-    record.extend_from_slice(value);
-    entries
-        .insert(key, record.as_slice())
-        .map_err(|e| db_error("insert", e))?;
-    Ok(Ok(version))
+    Ok(Ok(versions))
 }
 
 fn db_error(context: &str, err: impl Into<redb::Error>) -> Error {
@@ -310,20 +326,18 @@ impl RedbMetaStore {
             })?
     }
 
-    /// Applies a write (`Some(value)`) or delete (`None`) under `expect`, in the next
-    /// group commit; answers once that commit is durable.
-    async fn write(&self, key: &str, value: Option<Bytes>, expect: Expect) -> Result<Version> {
-        check_key(key)?;
+    /// Applies `writes` in the next group commit; answers once that commit is durable.
+    async fn write(&self, writes: Vec<Write>) -> Result<Vec<Option<Version>>> {
+        check_batch(&writes)?;
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
         let stopped = || Error::new(ErrorKind::Storage, "the metadata writer stopped");
         let (answer, answered) = oneshot::channel();
-        let write = PendingWrite {
-            key: key.to_owned(),
-            value,
-            expect,
-            answer,
-        };
         let queue = self.writer.queue.as_ref().ok_or_else(stopped)?;
-        queue.send(write).map_err(|_| stopped())?;
+        queue
+            .send(PendingBatch { writes, answer })
+            .map_err(|_| stopped())?;
         answered.await.map_err(|_| stopped())?
     }
 }
@@ -349,11 +363,29 @@ impl MetaStore for RedbMetaStore {
     }
 
     async fn put(&self, key: &str, value: Bytes, expect: Expect) -> Result<Version> {
-        self.write(key, Some(value), expect).await
+        let key = key.to_owned();
+        let versions = self.write(vec![Write::Put { key, value, expect }]).await?;
+        versions.first().copied().flatten().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Storage,
+                "the metadata writer answered no version",
+            )
+        })
     }
 
     async fn delete(&self, key: &str, expect: Expect) -> Result<()> {
-        self.write(key, None, expect).await.map(drop)
+        let key = key.to_owned();
+        self.write(vec![Write::Delete { key, expect }])
+            .await
+            .map(drop)
+    }
+
+    fn atomic_batches(&self) -> bool {
+        true
+    }
+
+    async fn batch(&self, writes: Vec<Write>) -> Result<Vec<Option<Version>>> {
+        self.write(writes).await
     }
 
     async fn list(

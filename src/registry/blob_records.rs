@@ -36,7 +36,7 @@ use crate::blob::Footprint;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::Event;
-use crate::meta::{Expect, Version};
+use crate::meta::{Expect, Version, Write};
 use crate::reference::RepoName;
 
 /// Where a blob stands with the garbage collector.
@@ -170,10 +170,14 @@ impl Registry {
         let key = BLOBS.key(digest);
         let mut retry = Retry::new(&key);
         loop {
+            let atomic = self.meta().atomic_batches();
             let (next, expect, created) = match self.blob_record(digest).await? {
                 None => {
-                    // A candidate from the start: it may never be referenced.
-                    self.add_candidate(digest).await?;
+                    // A candidate from the start: it may never be referenced. Written
+                    // first, or in one batch with the record where batches are atomic.
+                    if !atomic {
+                        self.add_candidate(digest).await?;
+                    }
                     let record = BlobRecord {
                         state: BlobState::Live,
                         touched_at_ms: self.now_millis(),
@@ -203,8 +207,23 @@ impl Registry {
                     (record, Expect::Version(version), false)
                 }
             };
-            match BLOBS.put(self.meta(), digest, &next, expect).await {
-                Ok(_) => return Ok(created),
+            let written = if created && atomic {
+                let candidate = CandidateRecord {
+                    since_ms: self.now_millis(),
+                };
+                let writes = vec![
+                    GC_CANDIDATES.put_write(digest, &candidate, Expect::Any)?,
+                    BLOBS.put_write(digest, &next, expect)?,
+                ];
+                self.meta().batch(writes).await.map(drop)
+            } else {
+                BLOBS
+                    .put(self.meta(), digest, &next, expect)
+                    .await
+                    .map(drop)
+            };
+            match written {
+                Ok(()) => return Ok(created),
                 Err(e) if e.kind() == ErrorKind::Conflict => retry.again(e).await?,
                 Err(e) => return Err(e),
             }
@@ -308,18 +327,45 @@ impl Registry {
         blob: &Digest,
         linked: bool,
     ) -> Result<()> {
+        self.record_holds(repo, manifest, std::slice::from_ref(blob), Vec::new())
+            .await?;
+        self.confirm_held(repo, manifest, blob, linked).await
+    }
+
+    /// Records that `manifest` in `repo` holds each of `blobs`, in one batch after
+    /// `first` (writes the caller needs before the holds). Each hold must then be
+    /// confirmed with [`Registry::confirm_held`].
+    pub(crate) async fn record_holds(
+        &self,
+        repo: &RepoName,
+        manifest: &Digest,
+        blobs: &[Digest],
+        first: Vec<Write>,
+    ) -> Result<()> {
         let holder = RefRecord {
             repo: repo.to_string(),
             manifest: manifest.clone(),
             at_ms: self.now_millis(),
         };
-        REFS.put(
-            self.meta(),
-            &RefKey::new(blob, repo, manifest),
-            &holder,
-            Expect::Any,
-        )
-        .await?;
+        let mut writes = first;
+        for blob in blobs {
+            let key = RefKey::new(blob, repo, manifest);
+            writes.push(REFS.put_write(&key, &holder, Expect::Any)?);
+        }
+        self.meta().batch(writes).await.map(drop)
+    }
+
+    /// Confirms that `blob`, whose hold by `manifest` is recorded, is still there (see
+    /// the module docs): a condemned record is made live again; a removed blob is
+    /// [`ErrorKind::ManifestBlobUnknown`]. `linked` says the blob must also still be
+    /// linked in `repo`.
+    pub(crate) async fn confirm_held(
+        &self,
+        repo: &RepoName,
+        manifest: &Digest,
+        blob: &Digest,
+        linked: bool,
+    ) -> Result<()> {
         let gone = || {
             Error::new(
                 ErrorKind::ManifestBlobUnknown,

@@ -11,6 +11,7 @@ use super::schema::{Change, InRepo, MANIFESTS};
 use crate::digest::Digest;
 use crate::error::{ErrorKind, Result};
 use crate::events::{Event, EventId};
+use crate::meta::{Expect, Write};
 use crate::reference::RepoName;
 
 /// What wharf keeps about a manifest in a repository.
@@ -131,6 +132,26 @@ impl Registry {
             })
             .await
             .map(|_| ())
+    }
+
+    /// [`Registry::commit_manifest_record`] as a batch write, for a batch that commits
+    /// it together with its tag move: by compare-and-swap on the record as it is now.
+    pub(super) async fn committed_record_write(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        record: &ManifestRecord,
+    ) -> Result<Write> {
+        let key = InRepo::new(repo, digest);
+        let (record, expect) = match MANIFESTS.get(self.meta(), &key).await? {
+            Some((existing, version)) => (existing, Expect::Version(version)),
+            None => (record.clone(), Expect::Absent),
+        };
+        let committed = ManifestRecord {
+            pending: false,
+            ..record
+        };
+        MANIFESTS.put_write(&key, &committed, expect)
     }
 
     /// [`Registry::commit_manifest_record`] as the commit point of a push by digest,

@@ -17,11 +17,12 @@ use bytes::Bytes;
 use super::Registry;
 pub(crate) use super::manifest_records::ManifestRecord;
 use super::schema::{Marker, Nested, PARENTS, REFERRERS};
+use super::tags::PushCommit;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::Event;
 use crate::manifest::{Descriptor, Manifest, ManifestMediaType};
-use crate::meta::Expect;
+use crate::meta::{Expect, Write};
 use crate::reference::{Reference, RepoName, Tag};
 
 /// A manifest as stored: its bytes, digest and media type.
@@ -181,7 +182,6 @@ impl Registry {
         self.claim_blob(&digest, None).await?;
         self.put_bytes_in(repo, &digest, manifest.raw().clone())
             .await?;
-        self.index_manifest(repo, &digest, &manifest).await?;
         let deadline = self.hold_deadline(repo, &digest);
         let record = self.hold_manifest_blobs(repo, &digest, &manifest).await?;
         self.check_hold_deadline(deadline.as_ref())?;
@@ -202,9 +202,13 @@ impl Registry {
             // The tag move is the commit point of a push by tag: the record is staged
             // (invisible) before it and committed after it, so a crash in between leaves
             // either nothing visible or the manifest and its tag together.
+            // Where batches are atomic, the record is committed in the tag move's batch.
             Reference::Tag(tag) => {
-                self.stage_manifest_record(repo, &digest, &record).await?;
-                self.check_hold_deadline(deadline.as_ref())?;
+                let atomic = self.meta().atomic_batches();
+                if !atomic {
+                    self.stage_manifest_record(repo, &digest, &record).await?;
+                    self.check_hold_deadline(deadline.as_ref())?;
+                }
                 let mutable = repository.settings.tag_is_mutable(tag);
                 let pushed = |from: Option<&Digest>| Event::ManifestPushed {
                     repo: repo.clone(),
@@ -214,16 +218,22 @@ impl Registry {
                     tag: Some(tag.clone()),
                     previous: from.cloned(),
                 };
-                self.move_tag(
-                    repo,
-                    tag,
-                    Some(&digest),
-                    |now| Self::may_move(repo, tag, mutable, now, &digest),
-                    pushed,
-                    deadline.as_ref(),
-                )
-                .await?;
-                self.commit_manifest_record(repo, &digest, &record).await?;
+                let moved = self
+                    .move_tag(
+                        repo,
+                        tag,
+                        Some(&digest),
+                        |now| Self::may_move(repo, tag, mutable, now, &digest),
+                        pushed,
+                        Some(PushCommit {
+                            deadline: deadline.as_ref(),
+                            record: &record,
+                        }),
+                    )
+                    .await?;
+                if !(atomic && moved) {
+                    self.commit_manifest_record(repo, &digest, &record).await?;
+                }
             }
         }
         // Pushing an archived image again restores it, as in ECR: its blobs were just
@@ -237,15 +247,11 @@ impl Registry {
         })
     }
 
-    /// Writes the entries that find a manifest before its record exists (readers check
-    /// them against the record): its referrers entry under its subject, and a parent
-    /// entry under each child it lists.
-    async fn index_manifest(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        manifest: &Manifest,
-    ) -> Result<()> {
+    /// The entries that find a manifest before its record exists (readers check them
+    /// against the record): its referrers entry under its subject, and a parent entry
+    /// under each child it lists.
+    fn index_writes(repo: &RepoName, digest: &Digest, manifest: &Manifest) -> Result<Vec<Write>> {
+        let mut writes = Vec::new();
         if let Some(subject) = manifest.subject() {
             let entry = Descriptor {
                 media_type: manifest.media_type().as_str().to_owned(),
@@ -257,20 +263,18 @@ impl Registry {
                 platform: None,
             };
             let key = Nested::new(repo, &subject.digest, digest);
-            REFERRERS
-                .put(self.meta(), &key, &entry, Expect::Any)
-                .await?;
+            writes.push(REFERRERS.put_write(&key, &entry, Expect::Any)?);
         }
         for child in manifest.children() {
             let key = Nested::new(repo, &child.digest, digest);
-            PARENTS.put(self.meta(), &key, &Marker, Expect::Any).await?;
+            writes.push(PARENTS.put_write(&key, &Marker, Expect::Any)?);
         }
-        Ok(())
+        Ok(writes)
     }
 
-    /// Holds every blob the manifest stores (and its own bytes) before its record exists,
-    /// so a collector either sees the holds or the push sees the collector (see
-    /// `blob_records.rs`); returns the record to commit.
+    /// Indexes the manifest and holds every blob it stores (and its own bytes) before its
+    /// record exists, in one batch, so a collector either sees the holds or the push sees
+    /// the collector (see `blob_records.rs`); returns the record to commit.
     async fn hold_manifest_blobs(
         &self,
         repo: &RepoName,
@@ -278,10 +282,18 @@ impl Registry {
         manifest: &Manifest,
     ) -> Result<ManifestRecord> {
         let blobs: Vec<Digest> = stored_blobs(manifest).cloned().collect();
+        // Each blob once (a layer may be listed twice; a batch names each key once),
+        // and its own bytes.
+        let mut held = blobs.clone();
+        held.push(digest.clone());
+        held.sort();
+        held.dedup();
+        let index = Self::index_writes(repo, digest, manifest)?;
+        self.record_holds(repo, digest, &held, index).await?;
         for blob in &blobs {
-            self.hold_blob(repo, digest, blob, true).await?;
+            self.confirm_held(repo, digest, blob, true).await?;
         }
-        self.hold_blob(repo, digest, digest, false).await?;
+        self.confirm_held(repo, digest, digest, false).await?;
         Ok(ManifestRecord {
             media_type: manifest.media_type().as_str().to_owned(),
             size: manifest.raw().len() as u64,

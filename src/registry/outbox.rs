@@ -19,6 +19,14 @@
 //!   (plus a margin) with no proof. A writer never commits after its slot's deadline
 //!   ([`ANNOUNCE_DEADLINE`]), so a voided slot cannot come true later.
 //!
+//! # One batch where the store has them
+//!
+//! On a store whose batches are all or nothing (redb, memory), the slot is written
+//! already `Committed` in the same batch as the change: the batch is the commit point,
+//! so the slot and its change are seen together or not at all, and a push pays one
+//! durable commit instead of three (announce, change, mark). A lost race leaves no slot,
+//! so the log stays gapless. Object stores keep the announce-change-mark sequence above.
+//!
 //! # Order
 //!
 //! Slots are numbered without gaps: slot `n` is created only once `n - 1` exists, so a
@@ -38,7 +46,7 @@ use super::blob_records::HoldDeadline;
 use super::schema::{EVENT_HEAD, EVENTS, Key, Prefix, Retry, Seq, Singleton, Table, Value};
 use crate::error::{ErrorKind, Result};
 use crate::events::{Event, EventId, EventRecord};
-use crate::meta::{Expect, Version};
+use crate::meta::{Expect, Version, Write};
 
 /// A writer that announced an event must reach its commit point within this time, or
 /// give up: a slot older than this (plus [`SETTLE_MARGIN`]) with no proof is void.
@@ -159,12 +167,7 @@ impl Registry {
         let deadline_ms = at_ms + ANNOUNCE_DEADLINE.as_millis() as u64;
         let head = EVENTS.prefix();
         let mut retry = Retry::new(head);
-        // `outbox_next` is one past the next free slot this process knows of (0: none
-        // known yet), so the slot before it exists and the log stays gapless.
-        let mut seq = match self.inner.outbox_next.load(Ordering::Acquire) {
-            0 => self.log_end().await?,
-            known => known - 1,
-        };
+        let mut seq = self.next_slot().await?;
         loop {
             let slot = Slot {
                 id: EventId::new(seq, getrandom::u64().unwrap_or_default()),
@@ -177,12 +180,7 @@ impl Registry {
             };
             match EVENTS.create(self.meta(), &Seq(seq), &slot).await {
                 Ok(version) => {
-                    self.inner.outbox_next.fetch_max(seq + 2, Ordering::AcqRel);
-                    if seq % HEAD_HINT_EVERY == 0 {
-                        EVENT_HEAD
-                            .put(self.meta(), &Singleton, &seq, Expect::Any)
-                            .await?;
-                    }
+                    self.slot_taken(seq).await?;
                     return Ok(Announced {
                         seq,
                         id: slot.id.clone(),
@@ -199,6 +197,80 @@ impl Registry {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Commits `event` and its change in one atomic batch (only where
+    /// [`crate::MetaStore::atomic_batches`]): the next slot, written `Committed`, then
+    /// the writes `change` makes for the event's id. A slot taken meanwhile moves on to
+    /// the next; a failed expectation of the change is the caller's retryable
+    /// `Conflict`, with nothing written. Returns the change's versions.
+    pub(crate) async fn commit_in_batch(
+        &self,
+        event: &Event,
+        witness: Witness,
+        replaced: Vec<EventId>,
+        deadline: Option<&HoldDeadline>,
+        mut change: impl FnMut(&EventId) -> Result<Vec<Write>>,
+    ) -> Result<Vec<Option<Version>>> {
+        let at_ms = self.now_millis();
+        let mut retry = Retry::new(EVENTS.prefix());
+        let mut seq = self.next_slot().await?;
+        loop {
+            let slot = Slot {
+                id: EventId::new(seq, getrandom::u64().unwrap_or_default()),
+                at_ms,
+                deadline_ms: at_ms + ANNOUNCE_DEADLINE.as_millis() as u64,
+                state: SlotState::Committed,
+                witness: witness.clone(),
+                replaced: replaced.clone(),
+                event: event.clone(),
+            };
+            let mut writes = vec![Write::Put {
+                key: EVENTS.key(&Seq(seq)),
+                value: slot.encode()?,
+                expect: Expect::Absent,
+            }];
+            writes.extend(change(&slot.id)?);
+            self.check_hold_deadline(deadline)?;
+            match self.meta().batch(writes).await {
+                Ok(mut versions) => {
+                    self.slot_taken(seq).await?;
+                    versions.remove(0);
+                    return Ok(versions);
+                }
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    if EVENTS.get(self.meta(), &Seq(seq)).await?.is_none() {
+                        // The slot was free: the change's own expectation failed.
+                        return Err(e);
+                    }
+                    seq = self.log_end_after(seq).await?;
+                    retry.again(e).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The next free slot as this process knows it.
+    async fn next_slot(&self) -> Result<u64> {
+        // `outbox_next` is one past the next free slot this process knows of (0: none
+        // known yet), so the slot before it exists and the log stays gapless.
+        match self.inner.outbox_next.load(Ordering::Acquire) {
+            0 => self.log_end().await,
+            known => Ok(known - 1),
+        }
+    }
+
+    /// After this writer created slot `seq`: later ones start after it, and every
+    /// [`HEAD_HINT_EVERY`] slots the head hint moves.
+    async fn slot_taken(&self, seq: u64) -> Result<()> {
+        self.inner.outbox_next.fetch_max(seq + 2, Ordering::AcqRel);
+        if seq.is_multiple_of(HEAD_HINT_EVERY) {
+            EVENT_HEAD
+                .put(self.meta(), &Singleton, &seq, Expect::Any)
+                .await?;
+        }
+        Ok(())
     }
 
     /// The first free slot: the last one found after the head hint, plus one.
@@ -337,6 +409,24 @@ impl Registry {
                         .unwrap_or_default(),
                 ),
             };
+            if self.meta().atomic_batches() {
+                match self
+                    .commit_outcome_in_batch(
+                        &event, witness, replaced, deadline, &store_key, outcome, expect,
+                    )
+                    .await
+                {
+                    Ok(applied) => {
+                        self.after_commit(event);
+                        return Ok(applied);
+                    }
+                    Err(e) if e.kind() == ErrorKind::Conflict => {
+                        retry.again(e).await?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             let announced = self.announce(&event, witness, replaced).await?;
             self.within_deadline(&announced)?;
             self.check_hold_deadline(deadline)?;
@@ -366,6 +456,47 @@ impl Registry {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// [`Registry::commit_in_batch`] of one record's change: the value carries the event.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_outcome_in_batch<V: Value + CarriesEvents + Clone>(
+        &self,
+        event: &Event,
+        witness: Witness,
+        replaced: Vec<EventId>,
+        deadline: Option<&HoldDeadline>,
+        store_key: &str,
+        outcome: Outcome<V>,
+        expect: Expect,
+    ) -> Result<Applied<V>> {
+        let mut written = None;
+        let versions = self
+            .commit_in_batch(event, witness, replaced, deadline, |id| {
+                let write = match &outcome {
+                    Outcome::Put(value) => {
+                        let mut value = value.clone();
+                        value.carry(id);
+                        let encoded = value.encode()?;
+                        written = Some(value);
+                        Write::Put {
+                            key: store_key.to_owned(),
+                            value: encoded,
+                            expect,
+                        }
+                    }
+                    Outcome::Delete => Write::Delete {
+                        key: store_key.to_owned(),
+                        expect,
+                    },
+                };
+                Ok(vec![write])
+            })
+            .await?;
+        Ok(match (written, versions.first().copied().flatten()) {
+            (Some(value), Some(version)) => Applied::Put(value, version),
+            _ => Applied::Deleted,
+        })
     }
 
     /// After a change committed: the in-process sink hears of it, and a dispatcher in

@@ -14,12 +14,13 @@ use serde::{Deserialize, Serialize};
 
 use super::Registry;
 use super::blob_records::HoldDeadline;
+use super::manifests::ManifestRecord;
 use super::outbox::{SlotState, Witness};
 use super::schema::{InRepo, Marker, Nested, Prefix, Retry, TAG_HISTORY, TAGGED, TAGS};
 use crate::digest::Digest;
 use crate::error::{ErrorKind, Result};
 use crate::events::{Event, EventId};
-use crate::meta::{Expect, Version};
+use crate::meta::{Expect, Version, Write};
 use crate::reference::{RepoName, Tag};
 use crate::util::from_millis;
 
@@ -31,6 +32,74 @@ pub const TAG_HISTORY_LEN: usize = 50;
 pub(super) struct TagRecord {
     pub(super) digest: Option<Digest>,
     pub(super) history: Vec<TagMove>,
+}
+
+impl TagRecord {
+    /// This record after a move from `from` to `to` by the event `id`: the move appended
+    /// to the history (the oldest dropped beyond [`TAG_HISTORY_LEN`]).
+    fn moved(&self, from: Option<Digest>, to: Option<&Digest>, at_ms: u64, id: &EventId) -> Self {
+        let mut record = self.clone();
+        record.history.push(TagMove {
+            from,
+            to: to.cloned(),
+            at_ms,
+            event: Some(id.clone()),
+        });
+        let overflow = record.history.len().saturating_sub(TAG_HISTORY_LEN);
+        record.history.drain(..overflow);
+        record.digest = to.cloned();
+        record
+    }
+}
+
+/// One move of a tag as the writes of an atomic batch: the tag, its history record and
+/// the reverse index change together.
+struct TagChange<'a> {
+    repo: &'a RepoName,
+    tag: &'a Tag,
+    from: Option<&'a Digest>,
+    to: Option<&'a Digest>,
+    /// What the live tag must be.
+    expect: Expect,
+    /// The version of the deleted tag's history record it takes its history from.
+    deleted: Option<Version>,
+    /// A push's manifest record, committed with the move.
+    record: Option<Write>,
+}
+
+/// What a push by tag commits with its tag move.
+pub(super) struct PushCommit<'a> {
+    /// The push's deadline (see [`HoldDeadline`]).
+    pub(super) deadline: Option<&'a HoldDeadline>,
+    /// The manifest's record: written committed in the move's batch where batches are
+    /// atomic; elsewhere the push stages it before the move and commits it after.
+    pub(super) record: &'a ManifestRecord,
+}
+
+impl TagChange<'_> {
+    fn writes(&self, record: &TagRecord) -> Result<Vec<Write>> {
+        let key = InRepo::new(self.repo, self.tag);
+        let mut writes = Vec::with_capacity(5);
+        writes.extend(self.record.clone());
+        match self.to {
+            Some(to) => {
+                writes.push(TAGS.put_write(&key, record, self.expect)?);
+                if let Some(version) = self.deleted {
+                    writes.push(TAG_HISTORY.delete_write(&key, Expect::Version(version)));
+                }
+                let reverse = Nested::new(self.repo, to, self.tag);
+                writes.push(TAGGED.put_write(&reverse, &Marker, Expect::Any)?);
+            }
+            None => {
+                writes.push(TAG_HISTORY.put_write(&key, record, Expect::Any)?);
+                writes.push(TAGS.delete_write(&key, self.expect));
+            }
+        }
+        if let Some(from) = self.from {
+            writes.push(TAGGED.delete_write(&Nested::new(self.repo, from, self.tag), Expect::Any));
+        }
+        Ok(writes)
+    }
 }
 
 /// One move of a tag.
@@ -96,7 +165,8 @@ impl Registry {
 
     /// Points `tag` at `to` (`None` removes it) if `when` holds for where it points now,
     /// by compare-and-swap, recording the move and keeping the reverse index ahead of it.
-    /// The move is the commit point of the event `event` makes of where the tag pointed.
+    /// The move is the commit point of the event `event` makes of where the tag pointed,
+    /// and of `push` if it is one. Returns whether the tag moved.
     pub(super) async fn move_tag(
         &self,
         repo: &RepoName,
@@ -104,9 +174,11 @@ impl Registry {
         to: Option<&Digest>,
         when: impl Fn(Option<&Digest>) -> Result<bool>,
         event: impl Fn(Option<&Digest>) -> Event,
-        deadline: Option<&HoldDeadline>,
-    ) -> Result<()> {
-        if let Some(to) = to {
+        push: Option<PushCommit<'_>>,
+    ) -> Result<bool> {
+        let deadline = push.as_ref().and_then(|p| p.deadline);
+        let atomic = self.meta().atomic_batches();
+        if let (Some(to), false) = (to, atomic) {
             let reverse = Nested::new(repo, to, tag);
             TAGGED
                 .put(self.meta(), &reverse, &Marker, Expect::Any)
@@ -121,65 +193,80 @@ impl Registry {
                 Some(_) => None,
                 None => self.deleted_tag_record(repo, tag).await?,
             };
-            let (mut record, expect) = match (&live, &deleted) {
+            let (record, expect) = match (&live, &deleted) {
                 (Some((record, version)), _) => (record.clone(), Expect::Version(*version)),
                 (None, Some((history, _))) => (history.clone(), Expect::Absent),
                 (None, None) => (TagRecord::default(), Expect::Absent),
             };
             // A history record left with a target (an old store) does not count as one.
-            if live.is_none() {
-                record.digest = None;
+            let from = live.as_ref().and(record.digest.clone());
+            if from.as_ref() == to || !when(from.as_ref())? {
+                return Ok(false);
             }
-            if record.digest.as_ref() == to || !when(record.digest.as_ref())? {
-                return Ok(());
-            }
-            if let Some(old) = &record.digest {
+            if let Some(old) = &from {
                 // The old target may be visible only through this tag.
                 self.settle_pending(repo, old).await?;
             }
-            let event = event(record.digest.as_ref());
-            let announced = match to {
+            let event = event(from.as_ref());
+            let (witness, replaced) = match to {
                 Some(_) => {
                     let keys = vec![key.clone(), TAG_HISTORY.key(&InRepo::new(repo, tag))];
-                    self.announce(&event, Witness::Carried { keys }, Vec::new())
-                        .await?
+                    (Witness::Carried { keys }, Vec::new())
                 }
                 None => {
                     let replaced = record.history.iter().filter_map(|m| m.event.clone());
-                    let witness = Witness::Removed { key: key.clone() };
-                    self.announce(&event, witness, replaced.collect()).await?
+                    (Witness::Removed { key: key.clone() }, replaced.collect())
                 }
             };
-            record.history.push(TagMove {
-                from: record.digest.take(),
-                to: to.cloned(),
-                at_ms: self.now_millis(),
-                event: Some(announced.id.clone()),
-            });
-            let overflow = record.history.len().saturating_sub(TAG_HISTORY_LEN);
-            record.history.drain(..overflow);
-            let from = record.history.last().and_then(|m| m.from.clone());
-            record.digest = to.cloned();
-            self.within_deadline(&announced)?;
-            self.check_hold_deadline(deadline)?;
-            let moved = match to {
-                Some(_) => self.set_tag(repo, tag, &record, expect, deleted).await,
-                None => self.remove_tag(repo, tag, &record, expect).await,
+            let moved = |id: &EventId| record.moved(from.clone(), to, self.now_millis(), id);
+            let record_write = match (&push, to, atomic) {
+                (Some(push), Some(to), true) => {
+                    Some(self.committed_record_write(repo, to, push.record).await?)
+                }
+                _ => None,
             };
-            match moved {
+            let change = TagChange {
+                repo,
+                tag,
+                from: from.as_ref(),
+                to,
+                expect,
+                deleted: deleted.as_ref().map(|(_, version)| *version),
+                record: record_write,
+            };
+            let committed = if atomic {
+                self.commit_in_batch(&event, witness, replaced, deadline, |id| {
+                    change.writes(&moved(id))
+                })
+                .await
+                .map(drop)
+            } else {
+                let announced = self.announce(&event, witness, replaced).await?;
+                self.within_deadline(&announced)?;
+                self.check_hold_deadline(deadline)?;
+                let record = moved(&announced.id);
+                let written = match to {
+                    Some(_) => self.set_tag(repo, tag, &record, expect, deleted).await,
+                    None => self.remove_tag(repo, tag, &record, expect).await,
+                };
+                let state = match written {
+                    Ok(()) => SlotState::Committed,
+                    Err(ref e) if e.kind() == ErrorKind::Conflict => SlotState::Void,
+                    Err(e) => return Err(e),
+                };
+                self.mark(&announced, state).await;
+                if let (Ok(()), Some(from)) = (&written, &from) {
+                    let reverse = Nested::new(repo, from, tag);
+                    TAGGED.delete(self.meta(), &reverse, Expect::Any).await?;
+                }
+                written
+            };
+            match committed {
                 Ok(()) => {
-                    self.mark(&announced, SlotState::Committed).await;
                     self.after_commit(event);
-                    if let Some(from) = from {
-                        let reverse = Nested::new(repo, &from, tag);
-                        TAGGED.delete(self.meta(), &reverse, Expect::Any).await?;
-                    }
-                    return Ok(());
+                    return Ok(true);
                 }
-                Err(e) if e.kind() == ErrorKind::Conflict => {
-                    self.mark(&announced, SlotState::Void).await;
-                    retry.again(e).await?
-                }
+                Err(e) if e.kind() == ErrorKind::Conflict => retry.again(e).await?,
                 Err(e) => return Err(e),
             }
         }
@@ -209,6 +296,7 @@ impl Registry {
             None,
         )
         .await
+        .map(drop)
     }
 
     /// Writes a live tag (the commit point); a deleted tag's history record it took its

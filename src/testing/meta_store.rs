@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::error::ErrorKind;
-use crate::meta::{Expect, MAX_KEY_LEN, MetaStore, Version};
+use crate::meta::{Expect, MAX_KEY_LEN, MetaStore, Version, Write};
 
 /// Runs every check against `store`.
 pub async fn all(store: &dyn MetaStore) {
@@ -15,6 +15,10 @@ pub async fn all(store: &dyn MetaStore) {
     concurrent_creates_have_one_winner(store).await;
     concurrent_updates_have_one_winner(store).await;
     keys_and_values_at_the_limits(store).await;
+    batches_apply_in_order(store).await;
+    batches_stop_at_the_first_failed_expectation(store).await;
+    batches_refuse_bad_keys_before_writing(store).await;
+    concurrent_batches_have_one_winner(store).await;
 }
 
 /// A prefix no other run uses, so the suite can share a bucket.
@@ -334,4 +338,163 @@ pub async fn keys_and_values_at_the_limits(store: &dyn MetaStore) {
         big,
         "7: a 1 MiB value round-trips"
     );
+}
+
+fn put(key: &str, value: &str, expect: Expect) -> Write {
+    Write::Put {
+        key: key.to_owned(),
+        value: Bytes::from(value.to_owned()),
+        expect,
+    }
+}
+
+/// Contract 8, a batch that applies.
+pub async fn batches_apply_in_order(store: &dyn MetaStore) {
+    let base = scope("batch");
+    let (a, b, c) = (format!("{base}a"), format!("{base}b"), format!("{base}c"));
+    let vb = store.put(&b, "old".into(), Expect::Absent).await.unwrap();
+    let vc = store.put(&c, "gone".into(), Expect::Absent).await.unwrap();
+    let versions = store
+        .batch(vec![
+            put(&a, "new", Expect::Absent),
+            put(&b, "updated", Expect::Version(vb)),
+            Write::Delete {
+                key: c.clone(),
+                expect: Expect::Version(vc),
+            },
+        ])
+        .await
+        .expect("8: a batch whose expectations hold applies");
+    assert_eq!(versions.len(), 3, "8: one answer per write");
+    let (Some(va), Some(vb2), None) = (versions[0], versions[1], versions[2]) else {
+        panic!("8: puts answer their version, deletes none: {versions:?}");
+    };
+    assert_ne!(va, vb2, "8: every write gets its own version");
+    assert!(vb2 > vb, "3: a batch's versions are new for their keys");
+    let got_a = store.get(&a).await.unwrap().expect("8: batch put readable");
+    assert_eq!((got_a.value, got_a.version), (Bytes::from("new"), va));
+    let got_b = store
+        .get(&b)
+        .await
+        .unwrap()
+        .expect("8: batch update readable");
+    assert_eq!((got_b.value, got_b.version), (Bytes::from("updated"), vb2));
+    assert_eq!(
+        store.get(&c).await.unwrap(),
+        None,
+        "8: batch delete applied"
+    );
+    assert_eq!(
+        store.batch(Vec::new()).await.unwrap(),
+        Vec::<Option<Version>>::new(),
+        "8: an empty batch does nothing"
+    );
+}
+
+/// Contracts 8 and 9, a batch that fails part way.
+pub async fn batches_stop_at_the_first_failed_expectation(store: &dyn MetaStore) {
+    let base = scope("batch-fail");
+    let (a, b, c) = (format!("{base}a"), format!("{base}b"), format!("{base}c"));
+    let vb = store.put(&b, "taken".into(), Expect::Absent).await.unwrap();
+    let err = store
+        .batch(vec![
+            put(&a, "first", Expect::Absent),
+            put(&b, "second", Expect::Absent),
+            put(&c, "third", Expect::Absent),
+        ])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Conflict,
+        "8: the failed write's Conflict"
+    );
+    assert!(
+        err.to_string().contains(&b),
+        "8: the error names the key: {err}"
+    );
+    let got_b = store.get(&b).await.unwrap().unwrap();
+    assert_eq!((got_b.value, got_b.version), (Bytes::from("taken"), vb));
+    assert_eq!(
+        store.get(&c).await.unwrap(),
+        None,
+        "8: nothing after the failed write applies"
+    );
+    let first = store.get(&a).await.unwrap();
+    if store.atomic_batches() {
+        assert_eq!(first, None, "9: a failed atomic batch changes nothing");
+    } else {
+        assert_eq!(
+            first.map(|v| v.value),
+            Some(Bytes::from("first")),
+            "9: without atomic batches the writes before the failure stay"
+        );
+    }
+}
+
+/// Contract 8, refusals before any write.
+pub async fn batches_refuse_bad_keys_before_writing(store: &dyn MetaStore) {
+    let base = scope("batch-keys");
+    let a = format!("{base}a");
+    let repeated = store
+        .batch(vec![put(&a, "1", Expect::Any), put(&a, "2", Expect::Any)])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        repeated.kind(),
+        ErrorKind::InvalidArgument,
+        "8: a key twice"
+    );
+    let too_long = format!("{base}{}", "x".repeat(MAX_KEY_LEN));
+    let invalid = store
+        .batch(vec![
+            put(&a, "1", Expect::Any),
+            put(&too_long, "2", Expect::Any),
+        ])
+        .await
+        .unwrap_err();
+    assert_eq!(invalid.kind(), ErrorKind::InvalidArgument, "8: a bad key");
+    assert_eq!(
+        store.get(&a).await.unwrap(),
+        None,
+        "8: a refused batch writes nothing, even before the bad key"
+    );
+}
+
+/// Contracts 6, 8 and 9: batches racing for one key.
+pub async fn concurrent_batches_have_one_winner(store: &dyn MetaStore) {
+    let base = scope("batch-race");
+    let shared = format!("{base}shared");
+    let attempts = (0..16).map(|i| {
+        let own = format!("{base}own-{i:02}");
+        store.batch(vec![
+            put(&own, "mine", Expect::Absent),
+            put(&shared, &format!("writer {i}"), Expect::Absent),
+        ])
+    });
+    let results = futures::future::join_all(attempts).await;
+    let winners: Vec<usize> = (0..results.len()).filter(|&i| results[i].is_ok()).collect();
+    assert_eq!(winners.len(), 1, "6: one batch wins the key: {results:?}");
+    assert_eq!(
+        store.get(&shared).await.unwrap().unwrap().value,
+        format!("writer {}", winners[0]),
+        "8: the winner's write is stored"
+    );
+    let owned = store
+        .list_keys(&format!("{base}own-"), None, 100)
+        .await
+        .unwrap();
+    if store.atomic_batches() {
+        assert_eq!(
+            owned,
+            vec![format!("{base}own-{:02}", winners[0])],
+            "9: losing atomic batches leave nothing"
+        );
+    } else {
+        assert_eq!(
+            owned.len(),
+            16,
+            "9: ordered batches keep the writes before a failure"
+        );
+    }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{Key, Value};
 use crate::error::{Error, ErrorKind, Result};
-use crate::meta::{Expect, MetaStore, Version};
+use crate::meta::{Expect, MetaStore, Version, Write};
 
 /// Attempts at a compare-and-swap under contention before giving up.
 pub(crate) const ATTEMPTS: u32 = 64;
@@ -129,6 +129,23 @@ impl<K: Key, V: Value> Table<K, V> {
         expect: Expect,
     ) -> Result<Version> {
         meta.put(&self.key(key), value.encode()?, expect).await
+    }
+
+    /// The batch write of `value` at `key` under `expect` (see [`MetaStore::batch`]).
+    pub(crate) fn put_write(&self, key: &K, value: &V, expect: Expect) -> Result<Write> {
+        Ok(Write::Put {
+            key: self.key(key),
+            value: value.encode()?,
+            expect,
+        })
+    }
+
+    /// The batch removal of `key` under `expect`.
+    pub(crate) fn delete_write(&self, key: &K, expect: Expect) -> Write {
+        Write::Delete {
+            key: self.key(key),
+            expect,
+        }
     }
 
     /// Writes `value` at `key` if there is nothing; [`ErrorKind::Conflict`] if there is.
