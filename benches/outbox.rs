@@ -24,8 +24,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use object_store::local::LocalFileSystem;
 use serde_json::json;
 use wharf::{
-    Algorithm, Digest, Entry, Expect, MetaStore, ObjectBlobStore, RedbMetaStore, Reference,
-    Registry, RepoName, Version, Versioned, Write,
+    Algorithm, Digest, Durability, Entry, Expect, MetaStore, ObjectBlobStore, RedbMetaStore,
+    Reference, Registry, RepoName, Version, Versioned, Write,
 };
 
 /// Counts operations by kind and table (the key up to its first `/` or `@`).
@@ -68,7 +68,11 @@ impl MetaStore for Counting {
     fn atomic_batches(&self) -> bool {
         self.inner.atomic_batches()
     }
-    async fn batch(&self, writes: Vec<Write>) -> wharf::Result<Vec<Option<Version>>> {
+    async fn batch(
+        &self,
+        writes: Vec<Write>,
+        durability: Durability,
+    ) -> wharf::Result<Vec<Option<Version>>> {
         for write in &writes {
             let op = match write {
                 Write::Put { .. } => "put",
@@ -76,7 +80,7 @@ impl MetaStore for Counting {
             };
             self.count(op, write.key());
         }
-        self.inner.batch(writes).await
+        self.inner.batch(writes, durability).await
     }
     async fn list(
         &self,

@@ -74,8 +74,8 @@ pub use crate::manifest::{
     ManifestContent, ManifestMediaType, OCI_EMPTY, OCI_IMAGE_INDEX, OCI_IMAGE_MANIFEST, Platform,
 };
 pub use crate::meta::{
-    Entry, Expect, MemoryMetaStore, MetaStore, ObjectMetaStore, RedbMetaStore, Version, Versioned,
-    Write,
+    Durability, Entry, Expect, MemoryMetaStore, MetaStore, ObjectMetaStore, RedbMetaStore, Version,
+    Versioned, Write,
 };
 pub use crate::reference::{MAX_REPO_NAME_LEN, MAX_TAG_LEN, Reference, RepoName, Tag};
 pub use crate::registry::{

@@ -117,6 +117,17 @@ impl Write {
     }
 }
 
+/// How soon a [`MetaStore::batch`] must survive a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// On stable storage before `batch` returns: what every `put` and `delete` gets.
+    Durable,
+    /// May be lost at a crash or power loss until a durable batch commits after it (which
+    /// makes it durable too), never torn: for records whose loss only restarts work, such
+    /// as upload sessions. Stores without a cheaper path write it durably.
+    Relaxed,
+}
+
 /// Longest key accepted, in bytes. Keys are built by wharf from validated names; the
 /// bound keeps every implementation's encoding within its backend's limits.
 pub const MAX_KEY_LEN: usize = 480;
@@ -147,6 +158,9 @@ pub const MAX_KEY_LEN: usize = 480;
 ///    nothing, and a reader sees all of a batch or none of it. Elsewhere the writes before
 ///    a failure stay (as they may after a crash part way), so callers order a batch's
 ///    writes such that every prefix of it is a safe state.
+/// 10. A [`Durability::Relaxed`] batch is read back at once like any other; only a crash
+///     may take it back, and with it every relaxed batch after it, until a durable batch
+///     commits after them.
 #[async_trait]
 pub trait MetaStore: Send + Sync + fmt::Debug + 'static {
     /// Reads a key.
@@ -173,12 +187,17 @@ pub trait MetaStore: Send + Sync + fmt::Debug + 'static {
     }
 
     /// Applies `writes` in order, each if its expectation holds, stopping at the first
-    /// that does not (contract points 8 and 9).
+    /// that does not (contract points 8 to 10).
     ///
-    /// The default writes them one after another with `put` and `delete`: ordered, not
-    /// atomic. Stores that can commit several writes at once override it (and
-    /// [`MetaStore::atomic_batches`]), which saves a durable commit per write.
-    async fn batch(&self, writes: Vec<Write>) -> Result<Vec<Option<Version>>> {
+    /// The default writes them one after another with `put` and `delete`, durably:
+    /// ordered, not atomic. Stores that can commit several writes at once override it
+    /// (and [`MetaStore::atomic_batches`]), which saves a durable commit per write.
+    async fn batch(
+        &self,
+        writes: Vec<Write>,
+        durability: Durability,
+    ) -> Result<Vec<Option<Version>>> {
+        let _ = durability;
         check_batch(&writes)?;
         let mut versions = Vec::with_capacity(writes.len());
         for write in writes {

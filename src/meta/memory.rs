@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    Entry, Expect, MetaStore, Version, Versioned, Write, check_batch, check_key, conflict,
-    expectation_holds,
+    Durability, Entry, Expect, MetaStore, Version, Versioned, Write, check_batch, check_key,
+    conflict, expectation_holds,
 };
 use crate::error::Result;
 
@@ -89,7 +89,12 @@ impl MetaStore for MemoryMetaStore {
         true
     }
 
-    async fn batch(&self, writes: Vec<Write>) -> Result<Vec<Option<Version>>> {
+    /// Memory survives no crash: both durabilities are the same here.
+    async fn batch(
+        &self,
+        writes: Vec<Write>,
+        _durability: Durability,
+    ) -> Result<Vec<Option<Version>>> {
         check_batch(&writes)?;
         let mut state = self.state();
         // Every expectation first (keys are distinct, so no write affects another's

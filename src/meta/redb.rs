@@ -18,8 +18,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 use tokio::sync::oneshot;
 
 use super::{
-    Entry, Expect, MetaStore, Version, Versioned, Write, check_batch, check_key, conflict,
-    expectation_holds,
+    Durability, Entry, Expect, MetaStore, Version, Versioned, Write, check_batch, check_key,
+    conflict, expectation_holds,
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -52,6 +52,7 @@ pub struct RedbMetaStore {
 /// A batch (one write, for `put` and `delete`) waiting for the next group commit.
 struct PendingBatch {
     writes: Vec<Write>,
+    durability: Durability,
     answer: oneshot::Sender<Result<Vec<Option<Version>>>>,
 }
 
@@ -131,7 +132,13 @@ fn commit_group(
     db: &Database,
     group: &[PendingBatch],
 ) -> Result<Vec<Result<Vec<Option<Version>>>>> {
-    let txn = db.begin_write().map_err(|e| db_error("begin", e))?;
+    let mut txn = db.begin_write().map_err(|e| db_error("begin", e))?;
+    // A group is synced if any batch in it must be; one of relaxed batches only is
+    // not, and the next synced commit carries it to disk.
+    if group.iter().all(|b| b.durability == Durability::Relaxed) {
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| db_error("relaxed durability", e))?;
+    }
     let mut outcomes = Vec::with_capacity(group.len());
     for write in group {
         outcomes.push(apply(&txn, write)?);
@@ -327,7 +334,11 @@ impl RedbMetaStore {
     }
 
     /// Applies `writes` in the next group commit; answers once that commit is durable.
-    async fn write(&self, writes: Vec<Write>) -> Result<Vec<Option<Version>>> {
+    async fn write(
+        &self,
+        writes: Vec<Write>,
+        durability: Durability,
+    ) -> Result<Vec<Option<Version>>> {
         check_batch(&writes)?;
         if writes.is_empty() {
             return Ok(Vec::new());
@@ -336,7 +347,11 @@ impl RedbMetaStore {
         let (answer, answered) = oneshot::channel();
         let queue = self.writer.queue.as_ref().ok_or_else(stopped)?;
         queue
-            .send(PendingBatch { writes, answer })
+            .send(PendingBatch {
+                writes,
+                durability,
+                answer,
+            })
             .map_err(|_| stopped())?;
         answered.await.map_err(|_| stopped())?
     }
@@ -364,7 +379,9 @@ impl MetaStore for RedbMetaStore {
 
     async fn put(&self, key: &str, value: Bytes, expect: Expect) -> Result<Version> {
         let key = key.to_owned();
-        let versions = self.write(vec![Write::Put { key, value, expect }]).await?;
+        let versions = self
+            .write(vec![Write::Put { key, value, expect }], Durability::Durable)
+            .await?;
         versions.first().copied().flatten().ok_or_else(|| {
             Error::new(
                 ErrorKind::Storage,
@@ -375,7 +392,7 @@ impl MetaStore for RedbMetaStore {
 
     async fn delete(&self, key: &str, expect: Expect) -> Result<()> {
         let key = key.to_owned();
-        self.write(vec![Write::Delete { key, expect }])
+        self.write(vec![Write::Delete { key, expect }], Durability::Durable)
             .await
             .map(drop)
     }
@@ -384,8 +401,12 @@ impl MetaStore for RedbMetaStore {
         true
     }
 
-    async fn batch(&self, writes: Vec<Write>) -> Result<Vec<Option<Version>>> {
-        self.write(writes).await
+    async fn batch(
+        &self,
+        writes: Vec<Write>,
+        durability: Durability,
+    ) -> Result<Vec<Option<Version>>> {
+        self.write(writes, durability).await
     }
 
     async fn list(

@@ -36,7 +36,7 @@ use crate::blob::Footprint;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::Event;
-use crate::meta::{Expect, Version, Write};
+use crate::meta::{Durability, Expect, Version, Write};
 use crate::reference::RepoName;
 
 /// Where a blob stands with the garbage collector.
@@ -215,7 +215,10 @@ impl Registry {
                     GC_CANDIDATES.put_write(digest, &candidate, Expect::Any)?,
                     BLOBS.put_write(digest, &next, expect)?,
                 ];
-                self.meta().batch(writes).await.map(drop)
+                self.meta()
+                    .batch(writes, Durability::Durable)
+                    .await
+                    .map(drop)
             } else {
                 BLOBS
                     .put(self.meta(), digest, &next, expect)
@@ -352,7 +355,10 @@ impl Registry {
             let key = RefKey::new(blob, repo, manifest);
             writes.push(REFS.put_write(&key, &holder, Expect::Any)?);
         }
-        self.meta().batch(writes).await.map(drop)
+        self.meta()
+            .batch(writes, Durability::Durable)
+            .await
+            .map(drop)
     }
 
     /// Confirms that `blob`, whose hold by `manifest` is recorded, is still there (see

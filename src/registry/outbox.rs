@@ -46,7 +46,7 @@ use super::blob_records::HoldDeadline;
 use super::schema::{EVENT_HEAD, EVENTS, Key, Prefix, Retry, Seq, Singleton, Table, Value};
 use crate::error::{ErrorKind, Result};
 use crate::events::{Event, EventId, EventRecord};
-use crate::meta::{Expect, Version, Write};
+use crate::meta::{Durability, Expect, Version, Write};
 
 /// A writer that announced an event must reach its commit point within this time, or
 /// give up: a slot older than this (plus [`SETTLE_MARGIN`]) with no proof is void.
@@ -232,7 +232,7 @@ impl Registry {
             }];
             writes.extend(change(&slot.id)?);
             self.check_hold_deadline(deadline)?;
-            match self.meta().batch(writes).await {
+            match self.meta().batch(writes, Durability::Durable).await {
                 Ok(mut versions) => {
                     self.slot_taken(seq).await?;
                     versions.remove(0);

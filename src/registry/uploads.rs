@@ -10,6 +10,11 @@
 //! unverified becomes visible, because the blob is published only after its digest
 //! matches. `checkpoint_interval(0)` makes every chunk durable before it is
 //! acknowledged, for deployments whose replicas do not keep a session's requests together.
+//!
+//! A session's creation and its end are relaxed writes ([`Durability::Relaxed`]): a
+//! crash may take back a session that received nothing durable yet (its client starts
+//! again) or bring back one that had finished (it has nothing left to finish, and expiry
+//! removes it); every checkpoint is durable.
 
 use std::time::{Duration, SystemTime};
 
@@ -24,7 +29,7 @@ use super::schema::UPLOADS;
 use crate::blob::{BlobInfo, ByteStream, WriterState};
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, ErrorKind, Result};
-use crate::meta::{Expect, Version};
+use crate::meta::{Durability, Expect, Version};
 use crate::reference::RepoName;
 use crate::upload::{ExpiryReport, UploadId, UploadStatus};
 use crate::util::{from_millis, to_millis};
@@ -82,7 +87,9 @@ impl Registry {
             updated_at_ms: now,
             writer,
         };
-        UPLOADS.create(self.meta(), &id, &record).await?;
+        // Relaxed: a session lost at a crash only makes its client start again.
+        let create = UPLOADS.put_write(&id, &record, Expect::Absent)?;
+        self.meta().batch(vec![create], Durability::Relaxed).await?;
         Ok(record.status(&id))
     }
 
@@ -323,8 +330,10 @@ impl Registry {
         if let Ok(info) = &committed {
             self.link(repo, info, Some(None)).await?;
         }
-        // The session is over whether the digest matched or not.
-        UPLOADS.delete(self.meta(), id, Expect::Any).await?;
+        // The session is over whether the digest matched or not. Relaxed: one that comes
+        // back after a crash has nothing left to finish, and expiry removes it.
+        let end = UPLOADS.delete_write(id, Expect::Any);
+        self.meta().batch(vec![end], Durability::Relaxed).await?;
         self.inner.open_writers.remove(id);
         committed
     }

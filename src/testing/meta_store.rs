@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::error::ErrorKind;
-use crate::meta::{Expect, MAX_KEY_LEN, MetaStore, Version, Write};
+use crate::meta::{Durability, Expect, MAX_KEY_LEN, MetaStore, Version, Write};
 
 /// Runs every check against `store`.
 pub async fn all(store: &dyn MetaStore) {
@@ -19,6 +19,7 @@ pub async fn all(store: &dyn MetaStore) {
     batches_stop_at_the_first_failed_expectation(store).await;
     batches_refuse_bad_keys_before_writing(store).await;
     concurrent_batches_have_one_winner(store).await;
+    relaxed_batches_read_back_at_once(store).await;
 }
 
 /// A prefix no other run uses, so the suite can share a bucket.
@@ -355,14 +356,17 @@ pub async fn batches_apply_in_order(store: &dyn MetaStore) {
     let vb = store.put(&b, "old".into(), Expect::Absent).await.unwrap();
     let vc = store.put(&c, "gone".into(), Expect::Absent).await.unwrap();
     let versions = store
-        .batch(vec![
-            put(&a, "new", Expect::Absent),
-            put(&b, "updated", Expect::Version(vb)),
-            Write::Delete {
-                key: c.clone(),
-                expect: Expect::Version(vc),
-            },
-        ])
+        .batch(
+            vec![
+                put(&a, "new", Expect::Absent),
+                put(&b, "updated", Expect::Version(vb)),
+                Write::Delete {
+                    key: c.clone(),
+                    expect: Expect::Version(vc),
+                },
+            ],
+            Durability::Durable,
+        )
         .await
         .expect("8: a batch whose expectations hold applies");
     assert_eq!(versions.len(), 3, "8: one answer per write");
@@ -385,7 +389,7 @@ pub async fn batches_apply_in_order(store: &dyn MetaStore) {
         "8: batch delete applied"
     );
     assert_eq!(
-        store.batch(Vec::new()).await.unwrap(),
+        store.batch(Vec::new(), Durability::Durable).await.unwrap(),
         Vec::<Option<Version>>::new(),
         "8: an empty batch does nothing"
     );
@@ -397,11 +401,14 @@ pub async fn batches_stop_at_the_first_failed_expectation(store: &dyn MetaStore)
     let (a, b, c) = (format!("{base}a"), format!("{base}b"), format!("{base}c"));
     let vb = store.put(&b, "taken".into(), Expect::Absent).await.unwrap();
     let err = store
-        .batch(vec![
-            put(&a, "first", Expect::Absent),
-            put(&b, "second", Expect::Absent),
-            put(&c, "third", Expect::Absent),
-        ])
+        .batch(
+            vec![
+                put(&a, "first", Expect::Absent),
+                put(&b, "second", Expect::Absent),
+                put(&c, "third", Expect::Absent),
+            ],
+            Durability::Durable,
+        )
         .await
         .unwrap_err();
     assert_eq!(
@@ -437,7 +444,10 @@ pub async fn batches_refuse_bad_keys_before_writing(store: &dyn MetaStore) {
     let base = scope("batch-keys");
     let a = format!("{base}a");
     let repeated = store
-        .batch(vec![put(&a, "1", Expect::Any), put(&a, "2", Expect::Any)])
+        .batch(
+            vec![put(&a, "1", Expect::Any), put(&a, "2", Expect::Any)],
+            Durability::Durable,
+        )
         .await
         .unwrap_err();
     assert_eq!(
@@ -447,10 +457,10 @@ pub async fn batches_refuse_bad_keys_before_writing(store: &dyn MetaStore) {
     );
     let too_long = format!("{base}{}", "x".repeat(MAX_KEY_LEN));
     let invalid = store
-        .batch(vec![
-            put(&a, "1", Expect::Any),
-            put(&too_long, "2", Expect::Any),
-        ])
+        .batch(
+            vec![put(&a, "1", Expect::Any), put(&too_long, "2", Expect::Any)],
+            Durability::Durable,
+        )
         .await
         .unwrap_err();
     assert_eq!(invalid.kind(), ErrorKind::InvalidArgument, "8: a bad key");
@@ -467,10 +477,19 @@ pub async fn concurrent_batches_have_one_winner(store: &dyn MetaStore) {
     let shared = format!("{base}shared");
     let attempts = (0..16).map(|i| {
         let own = format!("{base}own-{i:02}");
-        store.batch(vec![
-            put(&own, "mine", Expect::Absent),
-            put(&shared, &format!("writer {i}"), Expect::Absent),
-        ])
+        // Relaxed and durable batches race alike.
+        let durability = if i % 2 == 0 {
+            Durability::Durable
+        } else {
+            Durability::Relaxed
+        };
+        store.batch(
+            vec![
+                put(&own, "mine", Expect::Absent),
+                put(&shared, &format!("writer {i}"), Expect::Absent),
+            ],
+            durability,
+        )
     });
     let results = futures::future::join_all(attempts).await;
     let winners: Vec<usize> = (0..results.len()).filter(|&i| results[i].is_ok()).collect();
@@ -497,4 +516,45 @@ pub async fn concurrent_batches_have_one_winner(store: &dyn MetaStore) {
             "9: ordered batches keep the writes before a failure"
         );
     }
+}
+
+/// Contract 10.
+pub async fn relaxed_batches_read_back_at_once(store: &dyn MetaStore) {
+    let base = scope("relaxed");
+    let (a, b) = (format!("{base}a"), format!("{base}b"));
+    let relaxed = store
+        .batch(
+            vec![put(&a, "session", Expect::Absent)],
+            Durability::Relaxed,
+        )
+        .await
+        .expect("10: a relaxed batch applies");
+    let got = store.get(&a).await.unwrap().expect("10: read back at once");
+    assert_eq!(
+        (got.value, Some(got.version)),
+        (Bytes::from("session"), relaxed[0])
+    );
+    let later = store
+        .batch(
+            vec![
+                put(&a, "moved", Expect::Version(got.version)),
+                put(&b, "durable", Expect::Absent),
+            ],
+            Durability::Durable,
+        )
+        .await
+        .expect("10: a durable batch after a relaxed one sees it");
+    assert!(
+        later[0] > relaxed[0],
+        "3: versions stay new across durabilities"
+    );
+    let err = store
+        .batch(vec![put(&b, "again", Expect::Absent)], Durability::Relaxed)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Conflict,
+        "10: relaxed batches keep expectations"
+    );
 }

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use wharf::testing::{blob_store, meta_store};
-use wharf::{MemoryMetaStore, ObjectBlobStore, ObjectMetaStore, RedbMetaStore};
+use wharf::{
+    Durability, Expect, MemoryMetaStore, MetaStore, ObjectBlobStore, ObjectMetaStore,
+    RedbMetaStore, Write,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_meta_store() {
@@ -20,6 +23,35 @@ async fn redb_meta_store() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbMetaStore::open(dir.path().join("meta.redb")).unwrap();
     meta_store::all(&store).await;
+}
+
+/// Relaxed batches skip redb's sync, not its commit: the next durable commit carries them,
+/// and they are in the file when it is opened again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_relaxed_batches_are_carried_by_the_next_durable_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.redb");
+    let store = RedbMetaStore::open(&path).unwrap();
+    let put = |key: &str| Write::Put {
+        key: key.to_owned(),
+        value: "v".into(),
+        expect: Expect::Absent,
+    };
+    for key in ["upload/a", "upload/b"] {
+        store
+            .batch(vec![put(key)], Durability::Relaxed)
+            .await
+            .unwrap();
+    }
+    store
+        .batch(vec![put("blob/c")], Durability::Durable)
+        .await
+        .unwrap();
+    drop(store);
+    let reopened = RedbMetaStore::open(&path).unwrap();
+    for key in ["upload/a", "upload/b", "blob/c"] {
+        assert!(reopened.get(key).await.unwrap().is_some(), "{key} kept");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
