@@ -162,9 +162,22 @@ async fn every_change_is_delivered_once_in_commit_order() {
     );
 }
 
+/// In memory batches are atomic: each move and its event are one batch.
 #[tokio::test]
 async fn a_tag_moved_again_and_again_is_delivered_in_the_order_it_moved() {
-    let registry = common::registry_without_grace();
+    tag_moves_delivered_in_order(common::registry_without_grace()).await;
+}
+
+/// Over an object store batches are ordered, not atomic: announce, move, mark.
+#[tokio::test]
+async fn a_tag_moved_again_and_again_is_delivered_in_order_without_atomic_batches() {
+    let store = Arc::new(object_store::memory::InMemory::new());
+    let registry = common::builder_over(store).await.build().unwrap();
+    tag_moves_delivered_in_order(registry).await;
+}
+
+/// Eight writers move one tag at once, many times: the moves delivered chain.
+async fn tag_moves_delivered_in_order(registry: Registry) {
     let recorder = Recorder::new("order");
     let dispatcher = dispatcher_for(&registry, &recorder).await;
     let r = repo("race/tags");
