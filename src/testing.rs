@@ -10,10 +10,12 @@
 //! [`ManualClock`] is a [`Clock`](crate::Clock) that moves only when told to.
 //!
 //! [`FaultyStore`] wraps an `ObjectStore` and fails one operation, or every operation
-//! from one on ("a crash"), to prove that no failure leaves a partial blob visible.
+//! from one on ("a crash"), to prove that no failure leaves a partial blob visible;
+//! [`FaultyMeta`] does the same to a [`MetaStore`](crate::MetaStore).
 
 pub mod blob_store;
 mod clock;
+mod faulty_meta;
 mod faulty_store;
 pub mod fuzz;
 mod fuzz_scan;
@@ -21,4 +23,5 @@ pub mod key_provider;
 pub mod meta_store;
 
 pub use self::clock::ManualClock;
+pub use self::faulty_meta::FaultyMeta;
 pub use self::faulty_store::{FaultMode, FaultyStore};

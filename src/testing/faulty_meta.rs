@@ -1,0 +1,156 @@
+//! [`FaultyMeta`]: a [`MetaStore`] that fails one operation, or every one from one on.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::FaultMode;
+use crate::error::{Error, ErrorKind, Result};
+use crate::meta::{Durability, Entry, Expect, MetaStore, Version, Versioned, Write};
+
+/// Wraps a [`MetaStore`] and fails operation number `fail_at` (counting from 0) and, in
+/// [`FaultMode::Crash`], everything after it. Every call counts once: gets, puts,
+/// deletes, listings and each batch (whole: a failed batch writes none of it, as an
+/// atomic store's would). A failed operation does nothing. Batches keep the wrapped
+/// store's atomicity, so a fault sweep over a `MemoryMetaStore` exercises the registry's
+/// atomic-batch paths, and one over an `ObjectMetaStore` its ordered ones.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use wharf::testing::{FaultMode, FaultyMeta};
+/// use wharf::{Expect, MemoryMetaStore, MetaStore};
+///
+/// let meta = FaultyMeta::new(Arc::new(MemoryMetaStore::new()));
+/// meta.arm(1, FaultMode::FailOnce);
+/// assert!(meta.put("a", "x".into(), Expect::Any).await.is_ok()); // operation 0
+/// assert!(meta.put("b", "x".into(), Expect::Any).await.is_err()); // 1: fails
+/// assert!(meta.get("b").await.unwrap().is_none()); // and wrote nothing
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct FaultyMeta {
+    inner: Arc<dyn MetaStore>,
+    state: Arc<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    ops: AtomicUsize,
+    fail_at: AtomicUsize,
+    crash: AtomicBool,
+}
+
+impl fmt::Debug for FaultyMeta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FaultyMeta")
+            .field("inner", &self.inner)
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+impl FaultyMeta {
+    /// Wraps `inner`, with no fault armed.
+    pub fn new(inner: Arc<dyn MetaStore>) -> Self {
+        Self {
+            inner,
+            state: Arc::new(State {
+                ops: AtomicUsize::new(0),
+                fail_at: AtomicUsize::new(usize::MAX),
+                crash: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Arms a fault at operation `fail_at`, counting from zero again.
+    pub fn arm(&self, fail_at: usize, mode: FaultMode) {
+        self.state.ops.store(0, Ordering::SeqCst);
+        self.state
+            .crash
+            .store(mode == FaultMode::Crash, Ordering::SeqCst);
+        self.state.fail_at.store(fail_at, Ordering::SeqCst);
+    }
+
+    /// Disarms: every operation succeeds again (the "restarted process").
+    pub fn disarm(&self) {
+        self.state.fail_at.store(usize::MAX, Ordering::SeqCst);
+    }
+
+    /// Operations counted since the last [`FaultyMeta::arm`] (or creation).
+    pub fn operations(&self) -> usize {
+        self.state.ops.load(Ordering::SeqCst)
+    }
+
+    /// Whether an armed fault has fired.
+    pub fn fired(&self) -> bool {
+        self.operations() > self.state.fail_at.load(Ordering::SeqCst)
+    }
+
+    fn check(&self, what: &str) -> Result<()> {
+        let n = self.state.ops.fetch_add(1, Ordering::SeqCst);
+        let fail_at = self.state.fail_at.load(Ordering::SeqCst);
+        let crashed = self.state.crash.load(Ordering::SeqCst) && n > fail_at;
+        if n == fail_at || crashed {
+            return Err(Error::new(
+                ErrorKind::Storage,
+                format!("injected metadata fault at operation {n} ({what})"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl MetaStore for FaultyMeta {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>> {
+        self.check("get")?;
+        self.inner.get(key).await
+    }
+
+    async fn put(&self, key: &str, value: Bytes, expect: Expect) -> Result<Version> {
+        self.check("put")?;
+        self.inner.put(key, value, expect).await
+    }
+
+    async fn delete(&self, key: &str, expect: Expect) -> Result<()> {
+        self.check("delete")?;
+        self.inner.delete(key, expect).await
+    }
+
+    fn atomic_batches(&self) -> bool {
+        self.inner.atomic_batches()
+    }
+
+    async fn batch(
+        &self,
+        writes: Vec<Write>,
+        durability: Durability,
+    ) -> Result<Vec<Option<Version>>> {
+        self.check("batch")?;
+        self.inner.batch(writes, durability).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Entry>> {
+        self.check("list")?;
+        self.inner.list(prefix, start_after, limit).await
+    }
+
+    async fn list_keys(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        self.check("list")?;
+        self.inner.list_keys(prefix, start_after, limit).await
+    }
+}
