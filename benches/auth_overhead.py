@@ -48,7 +48,7 @@ def bcrypt_hash(password):
 class Wharf:
     def __init__(self, work, name, extra):
         self.port = free_port()
-        binary = os.path.join(REPO_ROOT, "target", "release", "examples", "registry")
+        binary = os.path.join(REPO_ROOT, "target", "release", "wharf-registry")
         log = open(os.path.join(work, f"{name}.log"), "w")
         self.proc = subprocess.Popen(
             [binary, "--root", os.path.join(work, name), "--listen", f"127.0.0.1:{self.port}",
@@ -124,7 +124,7 @@ def main():
     parser.add_argument("--requests", type=int, default=10000, help="per round")
     parser.add_argument("--rounds", type=int, default=9)
     args = parser.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--example", "registry"], cwd=REPO_ROOT,
+    subprocess.run(["cargo", "build", "--release", "--features", "server", "--bin", "wharf-registry"], cwd=REPO_ROOT,
                    check=True)
     work = tempfile.mkdtemp(prefix="wharf-auth-bench-")
     users = os.path.join(work, "users.json")

@@ -13,7 +13,7 @@ client's own CPU does not count), and the server's peak RSS (VmHWM). Ratios are
 Distribution's figure over wharf's: above 1 means wharf spends less.
 
 Needs root (or both packages present) to install `docker-registry` and `skopeo`, and
-builds the example with `cargo build --release --example registry`.
+builds the server with `cargo build --release --features server --bin wharf-registry`.
 """
 
 import argparse
@@ -50,7 +50,7 @@ def ensure_tools():
         subprocess.run(["apt-get", "update", "-qq"], check=True)
         subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True,
                        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    subprocess.run(["cargo", "build", "--release", "--example", "registry"], cwd=REPO_ROOT,
+    subprocess.run(["cargo", "build", "--release", "--features", "server", "--bin", "wharf-registry"], cwd=REPO_ROOT,
                    check=True)
 
 
@@ -90,7 +90,7 @@ class Server:
 
 def start_servers(work):
     servers = []
-    wharf = os.path.join(REPO_ROOT, "target", "release", "examples", "registry")
+    wharf = os.path.join(REPO_ROOT, "target", "release", "wharf-registry")
     for name, extra in (("wharf", ["--compression", "off", "--encryption", "off"]),
                         ("wharf+codec", [])):
         port = free_port()

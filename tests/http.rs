@@ -1,4 +1,4 @@
-//! The registry example (`examples/registry`) as a process, driven by plain HTTP and by
+//! The registry server (`src/bin/wharf-registry`) as a process, driven by plain HTTP and by
 //! real clients (oci-client, skopeo, podman): protocol, limits, hostile clients.
 
 #[path = "common/mod.rs"]

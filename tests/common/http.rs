@@ -1,4 +1,4 @@
-//! A plain HTTP client for the registry example (`examples/registry`), for the tests that
+//! A plain HTTP client for the registry server (`src/bin/wharf-registry`), for the tests that
 //! drive its API request by request: [`Api`] sends one request at a time and reads each
 //! answer whole into a [`Reply`], whose helpers check statuses, headers and the spec's
 //! error bodies; `Api` also has the steps of a push (uploads, chunks, blobs, manifests)

@@ -1,4 +1,4 @@
-//! The registry example (`examples/registry`) as a child process, for tests that drive it
+//! The registry server (`src/bin/wharf-registry`) as a child process, for tests that drive it
 //! with real HTTP clients.
 
 use std::io::{BufRead, BufReader};
@@ -34,12 +34,12 @@ pub(crate) struct RegistryServer {
     _dir: Option<tempfile::TempDir>,
 }
 
-/// The example binary that `cargo test` builds next to the test executables.
+/// The server binary that `cargo test` builds next to the test executables.
 pub(crate) fn registry_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/examples/registry
+    // target/<profile>/deps/<test> -> target/<profile>/wharf-registry
     let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let binary = profile_dir.join("examples").join("registry");
+    let binary = profile_dir.join("wharf-registry");
     assert!(
         binary.exists(),
         "{} is missing: `cargo test` builds it (run the tests through cargo)",
@@ -138,7 +138,7 @@ impl RegistryServer {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn the registry example");
+            .expect("spawn the registry server");
         let stderr = child.stderr.take().unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (addr_tx, addr_rx) = mpsc::channel();

@@ -1,4 +1,4 @@
-//! The registry example (`examples/registry`) over plain HTTP, against local and S3
+//! The registry server (`src/bin/wharf-registry`) over plain HTTP, against local and S3
 //! storage, blob endpoints and the rest of the protocol, driven request by request with
 //! each status and header checked: blobs pushed whole, read whole and by byte range, and
 //! deleted; chunked uploads resumed, refused out of order, closed and cancelled;

@@ -1,4 +1,4 @@
-//! The registry example over plain HTTP, against local and S3 storage: image manifests
+//! The registry server over plain HTTP, against local and S3 storage: image manifests
 //! written by hand and pushed by tag and by digest, read back byte for byte, untagged and
 //! deleted; referrers listed and filtered; tags and the catalog page by page through
 //! `Link`.

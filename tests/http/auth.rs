@@ -1,4 +1,4 @@
-//! The registry example with `--auth`: users with bcrypt passwords and IAM identity
+//! The registry server with `--auth`: users with bcrypt passwords and IAM identity
 //! policies, groups, a seeded public repository; Basic credentials on every request; a
 //! Bearer challenge (naming the token endpoint) for anonymous callers; 401 for bad credentials with nothing said about
 //! which part was wrong; 403 for what a user's policies do not allow; throttling after

@@ -13,7 +13,12 @@ use crate::common::images::Image;
 use crate::common::server::{RegistryServer, registry_binary};
 
 fn cli_binary() -> PathBuf {
-    registry_binary().with_file_name("wharf")
+    // target/<profile>/wharf-registry -> target/<profile>/examples/wharf
+    let profile_dir = registry_binary()
+        .parent()
+        .expect("target dir")
+        .to_path_buf();
+    profile_dir.join("examples").join("wharf")
 }
 
 /// Runs `wharf --root ROOT --json ARGS`: the exit status and the JSON it printed (stdout

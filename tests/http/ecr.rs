@@ -1,4 +1,4 @@
-//! The ECR-compatible API of the registry example, driven by boto3 (the AWS SDK for
+//! The ECR-compatible API of the registry server, driven by boto3 (the AWS SDK for
 //! Python) with an endpoint override and by hand-signed requests: repositories created,
 //! described page by page and deleted (refused while they hold images, unless forced);
 //! repository policies set, read and deleted, and obeyed on `/v2/`; a login token from

@@ -1,4 +1,4 @@
-//! The `aws` CLI against the registry example's ECR API, as its users run it: a
+//! The `aws` CLI against the registry server's ECR API, as its users run it: a
 //! repository with tag immutability and an exclusion, `get-login-password` into
 //! `skopeo login`, a push, and the images described, listed, deleted.
 

@@ -1,4 +1,4 @@
-//! The registry example with its key-encryption keys in KMS (moto's, beside its S3):
+//! The registry server with its key-encryption keys in KMS (moto's, beside its S3):
 //! repositories with KMS keys of their own, a restart, a disabled key, and two replicas
 //! on one bucket.
 

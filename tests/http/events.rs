@@ -1,4 +1,4 @@
-//! Webhooks from the registry example: every change arrives once, in order, signed, in
+//! Webhooks from the registry server: every change arrives once, in order, signed, in
 //! the webhook's format; a receiver that is down gets everything once it is back, also
 //! after the registry was killed between a push and its delivery. And `/metrics`,
 //! `/healthz`, `/readyz`.

@@ -1,4 +1,4 @@
-//! The registry example (`examples/registry`) at and past its limits, on local storage:
+//! The registry server (`src/bin/wharf-registry`) at and past its limits, on local storage:
 //! many chunked uploads open at once on a small blocking pool; hundreds of idle
 //! connections over the connection cap and past the process's descriptor limit; every
 //! connection busy (the next one refused with 503, the busy ones unharmed); connections

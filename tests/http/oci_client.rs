@@ -1,4 +1,4 @@
-//! The registry example (`examples/registry`) driven by a real client library,
+//! The registry server (`src/bin/wharf-registry`) driven by a real client library,
 //! `oci-client`, against local and S3 storage: an image pushed by tag and pulled back byte
 //! for byte; a two-platform image index pushed child manifests first and resolved; tags
 //! listed whole and page by page (`n`, `last`); and artifacts found through the referrers

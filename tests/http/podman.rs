@@ -1,4 +1,4 @@
-//! The registry example (`examples/registry`) driven by podman: several `podman push`es of
+//! The registry server (`src/bin/wharf-registry`) driven by podman: several `podman push`es of
 //! a 10-layer image (4 MiB of random data a layer) at once, as CI jobs do, all finish and
 //! every pushed image reads back whole. Three concurrent pushes once hung the registry
 //! for good (each open upload parked a thread of its blocking pool).

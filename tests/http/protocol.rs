@@ -1,4 +1,4 @@
-//! The registry example (`examples/registry`) held to the protocol, on local storage:
+//! The registry server (`src/bin/wharf-registry`) held to the protocol, on local storage:
 //! `Content-Range` on chunks checked strictly (and on a closing `PUT`); blob byte ranges
 //! and `If-Range` as RFC 9110 has them; the statuses of bad requests (pagination, methods
 //! with `Allow`, malformed references); tag pages kept full past deleted tags, with a

@@ -1,4 +1,4 @@
-//! Scanning through the registry example: `--scan-on-push` with `--vuln-db`, an image
+//! Scanning through the registry server: `--scan-on-push` with `--vuln-db`, an image
 //! pushed over `/v2/` and scanned after the push answered; the results fetched as
 //! referrers by oci-client and through the ECR API by boto3 (`DescribeImageScanFindings`,
 //! `DescribeImages`, `StartImageScan`, `PutImageScanningConfiguration`).

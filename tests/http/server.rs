@@ -1,4 +1,4 @@
-//! The registry example (`examples/registry`) as a process, on local storage: a graceful
+//! The registry server (`src/bin/wharf-registry`) as a process, on local storage: a graceful
 //! stop (SIGTERM or SIGINT) exits cleanly and leaves an open upload for the next process
 //! on the same directory to resume; bad flags end in a message naming them and a non-zero
 //! exit, never a panic; a replica whose key file holds another key under a name the
@@ -80,7 +80,7 @@ async fn run_registry(args: &[String]) -> Run {
     let output = tokio::time::timeout(Duration::from_secs(60), command.output())
         .await
         .unwrap_or_else(|_| panic!("registry {args:?} still runs after 60 s"))
-        .expect("run the registry example");
+        .expect("run the registry server");
     Run {
         status: output.status,
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -1,4 +1,4 @@
-//! The registry example (`examples/registry`) driven by skopeo, against local and S3
+//! The registry server (`src/bin/wharf-registry`) driven by skopeo, against local and S3
 //! storage: a two-platform image written by hand as an OCI image layout is copied in with
 //! `--all` and back out unchanged (same index digest, same blobs byte for byte), its tags
 //! are listed, a registry-to-registry copy mounts blobs across repositories instead of

@@ -1,4 +1,4 @@
-//! The registry example over TLS (`--tls-cert`, `--tls-key`), with `--auth`: a
+//! The registry server over TLS (`--tls-cert`, `--tls-key`), with `--auth`: a
 //! throwaway CA and server certificate made with `openssl` at test time; the token realm
 //! is `https`; oci-client and skopeo log in, push and pull as their users' policies say;
 //! many clients at once; plain HTTP, a silent client and a mismatched key pair.

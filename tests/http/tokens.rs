@@ -1,4 +1,4 @@
-//! Docker token authentication in the registry example: the Bearer challenge names the
+//! Docker token authentication in the registry server: the Bearer challenge names the
 //! token endpoint and the scope a request needs; `/token` grants the scope asked as far
 //! as the caller's policies allow; tokens are refused when expired, tampered with,
 //! signed by another key, or for another scope; a mount needs `pull` on its source in

@@ -1,6 +1,6 @@
 //! `"pull_through"` in `--config`: repositories under a prefix cached from an upstream
 //! registry, as ECR's pull-through cache rules have it (needs the `remote` feature:
-//! `cargo run --release --features remote --example registry`).
+//! `cargo run --release --features server,remote --bin wharf-registry`).
 //!
 //! ```json
 //! "pull_through": [{"prefix": "hub/", "url": "https://registry-1.docker.io",
@@ -78,7 +78,7 @@ pub(crate) fn install(_registry: &Registry, rules: &[FilePullThrough]) -> Result
     match rules.first() {
         None => Ok(()),
         Some(rule) => Err(format!(
-            "pull-through rule {:?} needs the remote feature: cargo run --release --features remote --example registry",
+            "pull-through rule {:?} needs the remote feature: cargo run --release --features server,remote --bin wharf-registry",
             rule.prefix
         )),
     }

@@ -1,6 +1,6 @@
 //! `"replication"` in `--config`: rules that copy every push under some repository
 //! prefixes to another registry, from the outbox, retried until it arrives (needs the
-//! `remote` feature: `cargo run --release --features remote --example registry`).
+//! `remote` feature: `cargo run --release --features server,remote --bin wharf-registry`).
 //!
 //! ```json
 //! "replication": [{"destination": "dr-site", "url": "https://dr.example",
@@ -73,7 +73,7 @@ pub(crate) fn subscribers(
     match rules.first() {
         None => Ok(Vec::new()),
         Some(rule) => Err(format!(
-            "replication to {:?} needs the remote feature: cargo run --release --features remote --example registry",
+            "replication to {:?} needs the remote feature: cargo run --release --features server,remote --bin wharf-registry",
             rule.destination
         )),
     }

@@ -1,7 +1,7 @@
 //! An OCI Distribution v1.1 registry over HTTP, built on wharf.
 //!
 //! ```text
-//! cargo run --release --example registry [-- --root DIR --listen ADDR ...]
+//! cargo run --release --features server --bin wharf-registry [-- --root DIR --listen ADDR ...]
 //! ```
 //!
 //! By default it serves `127.0.0.1:5000` from `./wharf-data`: blobs on the local
