@@ -3,7 +3,7 @@
 
     python3 benches/auth_overhead.py [--requests N]
 
-Starts the registry example (release build, codec off) three ways on fresh directories:
+Starts the registry server (release build, codec off) three ways on fresh directories:
 without --auth (the baseline, measured in the same run), with --auth and Basic
 credentials on every request, and with --auth and a Bearer token from /token. Each gets
 the same blob HEADs on one keep-alive connection, in interleaved rounds; the figure is

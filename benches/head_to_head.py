@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Head-to-head: the wharf registry example against CNCF Distribution, same workloads, same run.
+"""Head-to-head: the wharf registry server against CNCF Distribution, same workloads, same run.
 
     python3 benches/head_to_head.py [--quick] [--skip-skopeo]
 
