@@ -15,6 +15,7 @@
 
 pub mod blob_store;
 mod clock;
+mod fault_plan;
 mod faulty_meta;
 mod faulty_store;
 pub mod fuzz;
@@ -23,5 +24,6 @@ pub mod key_provider;
 pub mod meta_store;
 
 pub use self::clock::ManualClock;
+pub use self::fault_plan::FaultMode;
 pub use self::faulty_meta::FaultyMeta;
-pub use self::faulty_store::{FaultMode, FaultyStore};
+pub use self::faulty_store::FaultyStore;

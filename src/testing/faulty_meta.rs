@@ -2,12 +2,11 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::FaultMode;
+use super::fault_plan::{FaultMode, FaultPlan};
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::{Durability, Entry, Expect, MetaStore, Version, Versioned, Write};
 
@@ -34,21 +33,14 @@ use crate::meta::{Durability, Entry, Expect, MetaStore, Version, Versioned, Writ
 #[derive(Clone)]
 pub struct FaultyMeta {
     inner: Arc<dyn MetaStore>,
-    state: Arc<State>,
-}
-
-#[derive(Debug)]
-struct State {
-    ops: AtomicUsize,
-    fail_at: AtomicUsize,
-    crash: AtomicBool,
+    plan: Arc<FaultPlan>,
 }
 
 impl fmt::Debug for FaultyMeta {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FaultyMeta")
             .field("inner", &self.inner)
-            .field("state", &self.state)
+            .field("plan", &self.plan)
             .finish()
     }
 }
@@ -58,43 +50,32 @@ impl FaultyMeta {
     pub fn new(inner: Arc<dyn MetaStore>) -> Self {
         Self {
             inner,
-            state: Arc::new(State {
-                ops: AtomicUsize::new(0),
-                fail_at: AtomicUsize::new(usize::MAX),
-                crash: AtomicBool::new(false),
-            }),
+            plan: Arc::default(),
         }
     }
 
     /// Arms a fault at operation `fail_at`, counting from zero again.
     pub fn arm(&self, fail_at: usize, mode: FaultMode) {
-        self.state.ops.store(0, Ordering::SeqCst);
-        self.state
-            .crash
-            .store(mode == FaultMode::Crash, Ordering::SeqCst);
-        self.state.fail_at.store(fail_at, Ordering::SeqCst);
+        self.plan.arm(fail_at, mode);
     }
 
     /// Disarms: every operation succeeds again (the "restarted process").
     pub fn disarm(&self) {
-        self.state.fail_at.store(usize::MAX, Ordering::SeqCst);
+        self.plan.disarm();
     }
 
     /// Operations counted since the last [`FaultyMeta::arm`] (or creation).
     pub fn operations(&self) -> usize {
-        self.state.ops.load(Ordering::SeqCst)
+        self.plan.operations()
     }
 
     /// Whether an armed fault has fired.
     pub fn fired(&self) -> bool {
-        self.operations() > self.state.fail_at.load(Ordering::SeqCst)
+        self.plan.fired()
     }
 
     fn check(&self, what: &str) -> Result<()> {
-        let n = self.state.ops.fetch_add(1, Ordering::SeqCst);
-        let fail_at = self.state.fail_at.load(Ordering::SeqCst);
-        let crashed = self.state.crash.load(Ordering::SeqCst) && n > fail_at;
-        if n == fail_at || crashed {
+        if let Some(n) = self.plan.strike() {
             return Err(Error::new(
                 ErrorKind::Storage,
                 format!("injected metadata fault at operation {n} ({what})"),

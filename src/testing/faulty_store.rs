@@ -3,7 +3,6 @@
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -15,14 +14,7 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, UploadPart,
 };
 
-/// How a [`FaultyStore`] fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultMode {
-    /// Only the chosen operation fails; later ones succeed (a transient error).
-    FailOnce,
-    /// The chosen operation and every later one fail, as if the process died there.
-    Crash,
-}
+use super::fault_plan::{FaultMode, FaultPlan};
 
 /// Wraps an `ObjectStore` and fails operation number `fail_at` (counting from 0) and,
 /// in [`FaultMode::Crash`], everything after it. Every call that reaches the backend
@@ -50,9 +42,7 @@ pub struct FaultyStore {
 
 #[derive(Debug)]
 struct State {
-    ops: AtomicUsize,
-    fail_at: AtomicUsize,
-    crash: std::sync::atomic::AtomicBool,
+    plan: FaultPlan,
     /// Every successful get: the object and the byte range it returned.
     gets: std::sync::Mutex<Vec<(Path, Range<u64>)>>,
 }
@@ -63,9 +53,7 @@ impl FaultyStore {
         Self {
             inner,
             state: Arc::new(State {
-                ops: AtomicUsize::new(0),
-                fail_at: AtomicUsize::new(usize::MAX),
-                crash: false.into(),
+                plan: FaultPlan::default(),
                 gets: Default::default(),
             }),
         }
@@ -74,26 +62,22 @@ impl FaultyStore {
     /// Arms a fault at operation `fail_at`, counting from the operations done so far
     /// reset to zero.
     pub fn arm(&self, fail_at: usize, mode: FaultMode) {
-        self.state.ops.store(0, Ordering::SeqCst);
-        self.state
-            .crash
-            .store(mode == FaultMode::Crash, Ordering::SeqCst);
-        self.state.fail_at.store(fail_at, Ordering::SeqCst);
+        self.state.plan.arm(fail_at, mode);
     }
 
     /// Disarms: every operation succeeds again (the "restarted process").
     pub fn disarm(&self) {
-        self.state.fail_at.store(usize::MAX, Ordering::SeqCst);
+        self.state.plan.disarm();
     }
 
     /// Operations counted since the last [`FaultyStore::arm`] (or creation).
     pub fn operations(&self) -> usize {
-        self.state.ops.load(Ordering::SeqCst)
+        self.state.plan.operations()
     }
 
     /// Whether an armed fault has fired.
     pub fn fired(&self) -> bool {
-        self.operations() > self.state.fail_at.load(Ordering::SeqCst)
+        self.state.plan.fired()
     }
 
     /// Takes the record of successful gets so far (object and byte range returned), to
@@ -114,10 +98,7 @@ impl FaultyStore {
 
 impl State {
     fn check(&self, what: &str) -> object_store::Result<()> {
-        let n = self.ops.fetch_add(1, Ordering::SeqCst);
-        let fail_at = self.fail_at.load(Ordering::SeqCst);
-        let crashed = self.crash.load(Ordering::SeqCst) && n > fail_at;
-        if n == fail_at || crashed {
+        if let Some(n) = self.plan.strike() {
             return Err(object_store::Error::Generic {
                 store: "FaultyStore",
                 source: format!("injected fault at operation {n} ({what})").into(),
