@@ -245,9 +245,15 @@ pub(crate) fn check_key(key: &str) -> Result<()> {
 
 /// Checks a batch against contract point 8: valid keys, none twice.
 pub(crate) fn check_batch(writes: &[Write]) -> Result<()> {
-    let mut keys = std::collections::HashSet::with_capacity(writes.len());
     for write in writes {
         check_key(write.key())?;
+    }
+    // Every `put` and `delete` is a batch of one: it needs no set.
+    if writes.len() < 2 {
+        return Ok(());
+    }
+    let mut keys = std::collections::HashSet::with_capacity(writes.len());
+    for write in writes {
         if !keys.insert(write.key()) {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,

@@ -149,13 +149,19 @@ impl Registry {
 
     /// Marks `digest` as possibly garbage from now on.
     pub(crate) async fn add_candidate(&self, digest: &Digest) -> Result<()> {
+        let write = self.candidate_write(digest)?;
+        self.meta()
+            .batch(vec![write], Durability::Durable)
+            .await
+            .map(drop)
+    }
+
+    /// The write that marks `digest` as possibly garbage from now on.
+    fn candidate_write(&self, digest: &Digest) -> Result<Write> {
         let record = CandidateRecord {
             since_ms: self.now_millis(),
         };
-        GC_CANDIDATES
-            .put(self.meta(), digest, &record, Expect::Any)
-            .await
-            .map(|_| ())
+        GC_CANDIDATES.put_write(digest, &record, Expect::Any)
     }
 
     /// Claims `digest` before its bytes are published or linked (into `repo`, if given):
@@ -170,14 +176,8 @@ impl Registry {
         let key = BLOBS.key(digest);
         let mut retry = Retry::new(&key);
         loop {
-            let atomic = self.meta().atomic_batches();
             let (next, expect, created) = match self.blob_record(digest).await? {
                 None => {
-                    // A candidate from the start: it may never be referenced. Written
-                    // first, or in one batch with the record where batches are atomic.
-                    if !atomic {
-                        self.add_candidate(digest).await?;
-                    }
                     let record = BlobRecord {
                         state: BlobState::Live,
                         touched_at_ms: self.now_millis(),
@@ -207,26 +207,15 @@ impl Registry {
                     (record, Expect::Version(version), false)
                 }
             };
-            let written = if created && atomic {
-                let candidate = CandidateRecord {
-                    since_ms: self.now_millis(),
-                };
-                let writes = vec![
-                    GC_CANDIDATES.put_write(digest, &candidate, Expect::Any)?,
-                    BLOBS.put_write(digest, &next, expect)?,
-                ];
-                self.meta()
-                    .batch(writes, Durability::Durable)
-                    .await
-                    .map(drop)
-            } else {
-                BLOBS
-                    .put(self.meta(), digest, &next, expect)
-                    .await
-                    .map(drop)
-            };
-            match written {
-                Ok(()) => return Ok(created),
+            let mut writes = Vec::with_capacity(2);
+            if created {
+                // A candidate from the start, as it may never be referenced: written
+                // before the record (in one batch with it where batches are atomic).
+                writes.push(self.candidate_write(digest)?);
+            }
+            writes.push(BLOBS.put_write(digest, &next, expect)?);
+            match self.meta().batch(writes, Durability::Durable).await {
+                Ok(_) => return Ok(created),
                 Err(e) if e.kind() == ErrorKind::Conflict => retry.again(e).await?,
                 Err(e) => return Err(e),
             }

@@ -103,6 +103,27 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
+    /// A new slot `seq` for `event`, written at `at_ms` in `state`, with a fresh id and
+    /// the deadline [`ANNOUNCE_DEADLINE`] after.
+    fn new(
+        seq: u64,
+        at_ms: u64,
+        state: SlotState,
+        witness: &Witness,
+        replaced: &[EventId],
+        event: &Event,
+    ) -> Self {
+        Self {
+            id: EventId::new(seq, getrandom::u64().unwrap_or_default()),
+            at_ms,
+            deadline_ms: at_ms + ANNOUNCE_DEADLINE.as_millis() as u64,
+            state,
+            witness: witness.clone(),
+            replaced: replaced.to_vec(),
+            event: event.clone(),
+        }
+    }
+
     pub(crate) fn record(&self) -> EventRecord {
         EventRecord {
             id: self.id.clone(),
@@ -164,27 +185,18 @@ impl Registry {
         replaced: Vec<EventId>,
     ) -> Result<Announced> {
         let at_ms = self.now_millis();
-        let deadline_ms = at_ms + ANNOUNCE_DEADLINE.as_millis() as u64;
         let head = EVENTS.prefix();
         let mut retry = Retry::new(head);
         let mut seq = self.next_slot().await?;
         loop {
-            let slot = Slot {
-                id: EventId::new(seq, getrandom::u64().unwrap_or_default()),
-                at_ms,
-                deadline_ms,
-                state: SlotState::Pending,
-                witness: witness.clone(),
-                replaced: replaced.clone(),
-                event: event.clone(),
-            };
+            let slot = Slot::new(seq, at_ms, SlotState::Pending, &witness, &replaced, event);
             match EVENTS.create(self.meta(), &Seq(seq), &slot).await {
                 Ok(version) => {
                     self.slot_taken(seq).await?;
                     return Ok(Announced {
                         seq,
                         id: slot.id.clone(),
-                        deadline_ms,
+                        deadline_ms: slot.deadline_ms,
                         slot: Box::new(slot),
                         version,
                     });
@@ -216,15 +228,7 @@ impl Registry {
         let mut retry = Retry::new(EVENTS.prefix());
         let mut seq = self.next_slot().await?;
         loop {
-            let slot = Slot {
-                id: EventId::new(seq, getrandom::u64().unwrap_or_default()),
-                at_ms,
-                deadline_ms: at_ms + ANNOUNCE_DEADLINE.as_millis() as u64,
-                state: SlotState::Committed,
-                witness: witness.clone(),
-                replaced: replaced.clone(),
-                event: event.clone(),
-            };
+            let slot = Slot::new(seq, at_ms, SlotState::Committed, &witness, &replaced, event);
             let mut writes = vec![Write::Put {
                 key: EVENTS.key(&Seq(seq)),
                 value: slot.encode()?,
