@@ -2,6 +2,8 @@
 //! `object_store` put and get), so each figure reads as a ratio.
 //!
 //! `cargo bench --bench blob` runs 1 MiB and 64 MiB; `WHARF_BENCH_1GIB=1` adds 1 GiB.
+//! `publish_parts` times the publish of a checkpointed write, with and without a
+//! composer, against a plain file copy.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,9 +14,10 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
+use wharf::blob::LocalComposer;
 use wharf::{
-    Algorithm, BlobStore, BlobStoreExt, Digest, MemoryMetaStore, ObjectBlobStore, RedbMetaStore,
-    Registry, RepoName,
+    Algorithm, AtRest, BlobStore, BlobStoreExt, Digest, MemoryMetaStore, ObjectBlobStore,
+    RedbMetaStore, Registry, RepoName,
 };
 
 const MIB: usize = 1 << 20;
@@ -292,5 +295,66 @@ fn chunked_upload(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, put, get, chunked_upload);
+/// Publishing a write checkpointed into eight parts on local disk (fsync on): streamed
+/// through the process (no composer) against joined by the kernel (`LocalComposer`),
+/// with a plain file copy and sync of the same bytes as the baseline. Only the commit is
+/// timed.
+fn publish_parts(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("publish_parts");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(8));
+    let size = 64 * MIB;
+    let data = random_bytes(size);
+    let digest = Digest::of(Algorithm::Sha256, &data);
+    group.throughput(Throughput::Bytes(size as u64));
+    group.bench_function("baseline_file_copy_and_sync", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = tempfile::tempdir().unwrap();
+                let (source, copy) = (dir.path().join("source"), dir.path().join("copy"));
+                std::fs::write(&source, &data).unwrap();
+                let start = Instant::now();
+                std::fs::copy(&source, &copy).unwrap();
+                std::fs::File::open(&copy).unwrap().sync_all().unwrap();
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    for (name, composed) in [("fs_streamed_join", false), ("fs_local_composer", true)] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let dir = tempfile::tempdir().unwrap();
+                    let mut store =
+                        ObjectBlobStore::new(local_fs(dir.path())).with_at_rest(AtRest::plain());
+                    if composed {
+                        store = store.with_composer(Arc::new(LocalComposer::new(dir.path())));
+                    }
+                    let writer = rt.block_on(async {
+                        let mut writer = store.writer(Algorithm::Sha256).await.unwrap();
+                        for part in data.chunks(size / 8) {
+                            writer.write(data.slice_ref(part)).await.unwrap();
+                            writer.checkpoint().await.unwrap();
+                        }
+                        writer
+                    });
+                    let start = Instant::now();
+                    rt.block_on(writer.commit(&digest, Some(size as u64)))
+                        .unwrap();
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, put, get, chunked_upload, publish_parts);
 criterion_main!(benches);

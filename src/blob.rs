@@ -10,6 +10,7 @@
 //! [`ObjectBlobStore`] implements the store over any `object_store::ObjectStore`.
 
 mod at_rest;
+pub mod compose;
 mod encoded;
 mod encoding;
 mod hashing;
@@ -22,6 +23,9 @@ mod wraps;
 mod writer;
 
 pub use self::at_rest::AtRest;
+pub use self::compose::{Composer, LocalComposer, StagedObject};
+#[cfg(feature = "s3")]
+pub use self::compose::{S3Composer, S3ComposerConfig};
 pub use self::object::{DEFAULT_PART_SIZE, DEFAULT_PARTS_IN_FLIGHT, ObjectBlobStore};
 pub use self::wraps::RotationProgress;
 pub(crate) use self::wraps::check_kek_name;

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use self::open_writers::OpenWriters;
 use self::schema::{InRepo, LINKS, Prefix};
-use crate::blob::{AtRest, BlobInfo, BlobRead, BlobStore, ByteStream};
+use crate::blob::{AtRest, BlobInfo, BlobRead, BlobStore, ByteStream, LocalComposer};
 use crate::clock::Clock;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
@@ -275,6 +275,7 @@ impl Registry {
         let keys = LocalKeyProvider::open(dir.join("keys.json"))?;
         Self::builder()
             .object_store(Arc::new(fs))
+            .composer(Arc::new(LocalComposer::new(&blob_dir)))
             .key_provider(Arc::new(keys))
             .meta_store(Arc::new(RedbMetaStore::open(dir.join("meta.redb"))?))
             .build()

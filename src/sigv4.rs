@@ -176,7 +176,7 @@ pub fn canonical_request(request: &Signable<'_>, signed: &[String]) -> String {
     let mut text = String::new();
     text.push_str(request.method);
     text.push('\n');
-    text.push_str(&encode(request.path, false));
+    text.push_str(&uri_encode(request.path, false));
     text.push('\n');
     text.push_str(&canonical_query(request.query));
     text.push('\n');
@@ -318,7 +318,7 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
 
 /// URI-encodes as SigV4 does: unreserved characters stay, every other byte is `%XX`;
 /// `/` stays too when `slash` is false (paths).
-fn encode(text: &str, slash: bool) -> String {
+pub fn uri_encode(text: &str, slash: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
         match b {
@@ -341,7 +341,7 @@ fn canonical_query(query: &str) -> String {
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (encode(&decode(k), true), encode(&decode(v), true))
+            (uri_encode(&decode(k), true), uri_encode(&decode(v), true))
         })
         .collect();
     pairs.sort();

@@ -22,6 +22,8 @@ mod at_rest_rotation;
 mod codec;
 #[path = "library/codec_vectors.rs"]
 mod codec_vectors;
+#[path = "library/compose_local.rs"]
+mod compose_local;
 #[path = "library/concurrent_uploads.rs"]
 mod concurrent_uploads;
 #[path = "library/conformance.rs"]

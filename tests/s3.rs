@@ -3,6 +3,8 @@
 //! one, and the KMS key provider.
 
 mod common;
+#[path = "s3/compose.rs"]
+mod compose;
 
 use std::sync::Arc;
 

@@ -15,9 +15,10 @@
 //! A write streams through bounded memory: bytes are cut into parts of `part_size` and
 //! sent as a multipart upload with a few parts in flight, while hashing goes on in order
 //! and frames are sealed on blocking threads. Publishing a single-part write is a
-//! rename; a write checkpointed into several parts is joined by streaming the parts into
-//! the final object. Either way the final object appears atomically, because object
-//! stores make multipart uploads and renames visible only when complete. An encrypted
+//! rename; a write checkpointed into several parts is joined inside the backend by a
+//! [`Composer`] when the store has one, else by streaming the parts into the final
+//! object. Either way the final object appears atomically, because object stores make
+//! multipart uploads and renames visible only when complete. An encrypted
 //! blob's wrapped key is stored before the blob appears.
 //!
 //! A read of an encoded blob fetches its header and frame index, then only the frames
@@ -31,6 +32,7 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
+use super::compose::Composer;
 use super::encoded;
 use super::encoding::Encoding;
 use super::objects::{BLOBS, ENCODED_SUFFIX, Form, Objects, UPLOADS, is_safe_id};
@@ -92,6 +94,7 @@ impl ObjectBlobStore {
                 part_size: DEFAULT_PART_SIZE,
                 parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
                 frame_size: DEFAULT_FRAME_SIZE,
+                composer: None,
             },
             at_rest: AtRest::default(),
         }
@@ -119,6 +122,16 @@ impl ObjectBlobStore {
     /// Sets the provider that wraps and unwraps data keys.
     pub fn with_key_provider(mut self, provider: Arc<dyn KeyProvider>) -> Self {
         self.objects.wraps = Wraps::new(self.objects.store.clone(), Some(provider));
+        self
+    }
+
+    /// Sets the [`Composer`] that publishes writes staged in several parts (and single
+    /// parts larger than [`Composer::rename_limit`]) inside the backend. Without one,
+    /// such parts are read back and written again, and on S3 a single part over 5 GiB
+    /// cannot be published (`CopyObject` refuses it): give an S3 store an
+    /// `S3Composer`.
+    pub fn with_composer(mut self, composer: Arc<dyn Composer>) -> Self {
+        self.objects.composer = Some(composer);
         self
     }
 

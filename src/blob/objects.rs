@@ -7,6 +7,7 @@ use std::sync::Arc;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
+use super::compose::Composer;
 use super::part_writer::PartWriter;
 use super::wraps::{Wraps, delete_prefix};
 use crate::codec::{HEADER_LEN, Header};
@@ -35,6 +36,8 @@ pub(super) struct Objects {
     pub(super) parts_in_flight: usize,
     pub(super) frame_size: usize,
     pub(super) wraps: Wraps,
+    /// Joins staged parts inside the backend; without one they are streamed through.
+    pub(super) composer: Option<Arc<dyn Composer>>,
 }
 
 impl Objects {

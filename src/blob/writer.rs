@@ -14,6 +14,7 @@ use futures::stream;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 
+use super::compose::StagedObject;
 use super::encoded::logical_stream;
 use super::encoding::Encoding;
 use super::hashing::PipelinedDigester;
@@ -190,20 +191,35 @@ impl ObjectBlobWriter {
             return self.objects.discard_staging(&self.staging_id).await;
         }
         self.store_wrap(&info.digest).await?;
-        match self.parts.as_slice() {
-            [] => {
+        let rename_limit = self
+            .objects
+            .composer
+            .as_ref()
+            .map_or(u64::MAX, |c| c.rename_limit());
+        match (self.parts.as_slice(), &self.objects.composer) {
+            ([], _) => {
                 store
                     .put(&target, PutPayload::new())
                     .await
                     .map_err(|e| Error::storage(context(), e))?;
             }
-            [only] => {
+            ([only], _) if only.len <= rename_limit => {
                 store
                     .rename(&self.staging.clone().join(only.name.as_str()), &target)
                     .await
                     .map_err(|e| Error::storage(context(), e))?;
             }
-            _ => {
+            (parts, Some(composer)) => {
+                let staged: Vec<StagedObject> = parts
+                    .iter()
+                    .map(|part| StagedObject {
+                        path: self.staging.clone().join(part.name.as_str()),
+                        len: part.len,
+                    })
+                    .collect();
+                composer.compose(&staged, &target).await?;
+            }
+            (_, None) => {
                 let mut joined = self.objects.part_writer(target);
                 let mut chunks = self.staged_bytes().await?;
                 while let Some(chunk) = chunks.next().await {

@@ -15,7 +15,7 @@ use super::{
     key_identity, pulls,
 };
 use crate::access::{Authorizer, IamAuthorizer};
-use crate::blob::{AtRest, BlobStore, ObjectBlobStore};
+use crate::blob::{AtRest, BlobStore, Composer, ObjectBlobStore};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{DiscardEvents, EventSink};
@@ -28,6 +28,7 @@ use crate::scan::{SbomFormat, Scanner};
 pub struct RegistryBuilder {
     blobs: Option<Arc<dyn BlobStore>>,
     object_store: Option<Arc<dyn ObjectStore>>,
+    composer: Option<Arc<dyn Composer>>,
     archive_object_store: Option<Arc<dyn ObjectStore>>,
     key_provider: Option<Arc<dyn KeyProvider>>,
     at_rest: Option<AtRest>,
@@ -63,6 +64,13 @@ impl RegistryBuilder {
     pub fn object_store(mut self, store: Arc<dyn ObjectStore>) -> Self {
         self.object_store = Some(store);
         self.blobs = None;
+        self
+    }
+
+    /// Publishes blobs staged in several parts in the [`object_store`](Self::object_store)
+    /// with `composer` (see [`ObjectBlobStore::with_composer`]).
+    pub fn composer(mut self, composer: Arc<dyn Composer>) -> Self {
+        self.composer = Some(composer);
         self
     }
 
@@ -246,12 +254,14 @@ impl RegistryBuilder {
             Some(_) => AtRest::encrypted(DEFAULT_KEK),
             None => AtRest::default(),
         });
-        let over = |store: Arc<dyn ObjectStore>| {
-            let blobs = ObjectBlobStore::new(store).with_at_rest(at_rest.clone());
-            let blobs = match &self.key_provider {
-                Some(provider) => blobs.with_key_provider(provider.clone()),
-                None => blobs,
-            };
+        let over = |store: Arc<dyn ObjectStore>, composer: Option<Arc<dyn Composer>>| {
+            let mut blobs = ObjectBlobStore::new(store).with_at_rest(at_rest.clone());
+            if let Some(provider) = &self.key_provider {
+                blobs = blobs.with_key_provider(provider.clone());
+            }
+            if let Some(composer) = composer {
+                blobs = blobs.with_composer(composer);
+            }
             Arc::new(blobs) as Arc<dyn BlobStore>
         };
         if at_rest.encryption.is_some() && self.key_provider.is_none() && self.blobs.is_none() {
@@ -262,10 +272,10 @@ impl RegistryBuilder {
         }
         let blobs = match (self.blobs, self.object_store) {
             (Some(blobs), _) => blobs,
-            (None, Some(store)) => over(store),
+            (None, Some(store)) => over(store, self.composer.clone()),
             (None, None) => return Err(missing("blob store")),
         };
-        let archive = self.archive_object_store.map(over);
+        let archive = self.archive_object_store.map(|store| over(store, None));
         Ok(Registry {
             inner: Arc::new(Inner {
                 blobs,

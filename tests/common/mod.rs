@@ -39,6 +39,22 @@ pub(crate) fn disable_kms_key(endpoint: &str, key: &str) {
 /// The S3 store named by `WHARF_S3_ENDPOINT` and `WHARF_S3_BUCKET`, each call under a fresh
 /// prefix. `None` when the variables are unset; under CI that is a failure, not a skip.
 pub(crate) fn s3_store() -> Option<std::sync::Arc<dyn object_store::ObjectStore>> {
+    Some(s3_bucket()?.store)
+}
+
+/// The test bucket's parts: the store under a fresh prefix, and what an
+/// `S3Composer` for it is made from.
+#[cfg(feature = "s3")]
+pub(crate) struct S3Bucket {
+    pub(crate) store: std::sync::Arc<dyn object_store::ObjectStore>,
+    pub(crate) builder: object_store::aws::AmazonS3Builder,
+    pub(crate) s3: object_store::aws::AmazonS3,
+    pub(crate) prefix: String,
+}
+
+/// As [`s3_store`], with the parts an `S3Composer` needs.
+#[cfg(feature = "s3")]
+pub(crate) fn s3_bucket() -> Option<S3Bucket> {
     let Ok(endpoint) = std::env::var("WHARF_S3_ENDPOINT") else {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -48,22 +64,28 @@ pub(crate) fn s3_store() -> Option<std::sync::Arc<dyn object_store::ObjectStore>
         return None;
     };
     let bucket = std::env::var("WHARF_S3_BUCKET").unwrap_or_else(|_| "wharf-test".into());
-    let s3 = object_store::aws::AmazonS3Builder::new()
+    let builder = object_store::aws::AmazonS3Builder::new()
         .with_endpoint(endpoint)
         .with_allow_http(true)
         .with_bucket_name(bucket)
         .with_region("us-east-1")
         .with_access_key_id("test")
-        .with_secret_access_key("test")
-        .build()
-        .expect("S3 store configuration");
+        .with_secret_access_key("test");
+    let s3 = builder.clone().build().expect("S3 store configuration");
     let prefix = format!(
         "run-{}",
         std::process::id() as u64 * 1_000_000 + fastrand_u32() as u64
     );
-    Some(std::sync::Arc::new(object_store::prefix::PrefixStore::new(
-        s3, prefix,
-    )))
+    let store = std::sync::Arc::new(object_store::prefix::PrefixStore::new(
+        s3.clone(),
+        prefix.as_str(),
+    ));
+    Some(S3Bucket {
+        store,
+        builder,
+        s3,
+        prefix,
+    })
 }
 
 #[cfg(feature = "s3")]

@@ -88,6 +88,26 @@ async fn blob_store_on_local_filesystem() {
     blob_store::all(&store).await;
 }
 
+/// Checkpointed writes are joined by the kernel instead of streamed through, in both
+/// forms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_store_on_local_filesystem_with_composer() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalFileSystem::new_with_prefix(dir.path())
+        .unwrap()
+        .with_automatic_cleanup(true);
+    let store = ObjectBlobStore::new(Arc::new(local))
+        .with_part_size(64 << 10)
+        .with_composer(Arc::new(wharf::blob::LocalComposer::new(dir.path())));
+    blob_store::all(&store).await;
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+    let store = encoding_store(Arc::new(local))
+        .with_composer(Arc::new(wharf::blob::LocalComposer::new(dir.path())));
+    blob_store::all(&store).await;
+    blob_store::at_rest(&store, "kek-a", "kek-b").await;
+}
+
 /// A store that compresses and encrypts by default, under a provider with two KEKs.
 fn encoding_store(store: Arc<dyn object_store::ObjectStore>) -> ObjectBlobStore {
     let keys = wharf::keys::MemoryKeyProvider::default();

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
+use wharf::blob::{Composer, LocalComposer};
 use wharf::codec::Compression;
 use wharf::keys::{DEFAULT_KEK, KeyProvider, LocalKeyProvider};
 use wharf::{AtRest, MetaStore, ObjectBlobStore, RedbMetaStore, Registry, ResourceAccount};
@@ -455,7 +456,7 @@ impl Config {
         };
         std::fs::create_dir_all(&self.root)
             .map_err(|e| format!("cannot create --root {}: {e}", self.root.display()))?;
-        let blobs: Arc<dyn ObjectStore> = match &self.s3 {
+        let (blobs, composer): BlobObjects = match &self.s3 {
             Some(s3) => s3_store(s3)?,
             None => {
                 let dir = self.root.join("blobs");
@@ -466,7 +467,7 @@ impl Config {
                     .with_automatic_cleanup(true)
                     // A published blob must survive power loss, not only a crash.
                     .with_fsync(true);
-                Arc::new(fs)
+                (Arc::new(fs), Arc::new(LocalComposer::new(&dir)))
             }
         };
         let meta: Arc<dyn MetaStore> = match self.metadata {
@@ -500,7 +501,8 @@ impl Config {
         let blob_store = ObjectBlobStore::new(blobs)
             .with_at_rest(at_rest.clone())
             .with_key_provider(keys.clone())
-            .with_part_size(part_size);
+            .with_part_size(part_size)
+            .with_composer(composer);
         let registry = Registry::builder()
             .blob_store(Arc::new(blob_store))
             .meta_store(meta)
@@ -568,8 +570,12 @@ fn kms_provider(kms: &KmsConfig, _region: &str) -> Result<Keys, String> {
     ))
 }
 
+/// Where blobs are kept, and the composer that publishes their staged parts in place.
+type BlobObjects = (Arc<dyn ObjectStore>, Arc<dyn Composer>);
+
+/// The bucket's store and composer.
 #[cfg(feature = "s3")]
-fn s3_store(s3: &S3Config) -> Result<Arc<dyn ObjectStore>, String> {
+fn s3_store(s3: &S3Config) -> Result<BlobObjects, String> {
     let mut builder = object_store::aws::AmazonS3Builder::from_env()
         .with_bucket_name(&s3.bucket)
         .with_allow_http(s3.allow_http);
@@ -578,20 +584,24 @@ fn s3_store(s3: &S3Config) -> Result<Arc<dyn ObjectStore>, String> {
     }
     builder = builder.with_region(s3.region.as_deref().unwrap_or("us-east-1"));
     let store = builder
+        .clone()
         .build()
         .map_err(|e| format!("S3 bucket {}: {e}", s3.bucket))?;
-    Ok(if s3.prefix.is_empty() {
+    let composer = wharf::blob::S3Composer::for_store(&builder, &store, &s3.prefix)
+        .map_err(|e| format!("S3 bucket {}: {e}", s3.bucket))?;
+    let store: Arc<dyn ObjectStore> = if s3.prefix.is_empty() {
         Arc::new(store)
     } else {
         Arc::new(object_store::prefix::PrefixStore::new(
             store,
             s3.prefix.as_str(),
         ))
-    })
+    };
+    Ok((store, Arc::new(composer)))
 }
 
 #[cfg(not(feature = "s3"))]
-fn s3_store(s3: &S3Config) -> Result<Arc<dyn ObjectStore>, String> {
+fn s3_store(s3: &S3Config) -> Result<BlobObjects, String> {
     Err(format!(
         "--s3-bucket {}: this build has no S3 support; run it with --features s3",
         s3.bucket

@@ -1,0 +1,465 @@
+//! [`S3Composer`]: staged parts joined inside S3 by a multipart upload of server-side
+//! copies (`UploadPartCopy`).
+//!
+//! `object_store` has no ranged part copy, so the composer sends its own requests,
+//! signed with [`crate::sigv4`] under the credentials of the `AmazonS3` store it
+//! serves:
+//!
+//! 1. `POST <key>?uploads` starts the upload at the blob's key;
+//! 2. one `PUT <key>?partNumber=N&uploadId=ID` per part of the [plan](super::plan):
+//!    with `x-amz-copy-source` and `x-amz-copy-source-range` for a copied range, or
+//!    with the bytes of gathered small objects (fetched by ranged `GET`s);
+//! 3. `POST <key>?uploadId=ID` completes it, and the object appears whole. S3 may
+//!    answer `200 OK` with an error in the body; the composer reads the body.
+//!
+//! Any failure aborts the upload (`DELETE <key>?uploadId=ID`), best effort: an
+//! abandoned upload is invisible and a bucket lifecycle rule removes it.
+
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt, stream};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, AwsCredentialProvider};
+use object_store::path::Path;
+use serde::Deserialize;
+
+use super::plan::{Piece, plan};
+use super::{Composer, StagedObject};
+use crate::error::{Error, ErrorKind, Result};
+use crate::sigv4::{self, Signable};
+
+/// S3's smallest part (all but the last part of an upload).
+pub const S3_MIN_PART: u64 = 5 << 20;
+/// S3's largest part, and the largest source `CopyObject` (a rename) accepts.
+pub const S3_MAX_COPY_PART: u64 = 5 << 30;
+/// S3's most parts in one upload.
+pub const S3_MAX_PARTS: usize = 10_000;
+/// Parts copied or sent at once by one compose.
+const PARTS_IN_FLIGHT: usize = 4;
+
+/// Credentials the composer signs with: the `AmazonS3` store's own
+/// ([`AmazonS3::credentials`]), so both follow the same rotation.
+pub type S3Credentials = AwsCredentialProvider;
+
+/// Where the composer sends requests, and the part limits it plans with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3ComposerConfig {
+    /// The bucket's URL: `https://s3.<region>.amazonaws.com/<bucket>` (path style), or
+    /// the virtual-hosted `https://<bucket>.s3.<region>.amazonaws.com`.
+    pub bucket_endpoint: String,
+    /// The bucket (copy sources name it).
+    pub bucket: String,
+    /// The region requests are signed for.
+    pub region: String,
+    /// The key prefix the blob store lives under (a `PrefixStore`'s), or empty.
+    pub prefix: String,
+    /// The smallest part but the last ([`S3_MIN_PART`]).
+    pub min_part: u64,
+    /// The largest copied part, and the largest single object a rename publishes
+    /// ([`S3_MAX_COPY_PART`]; lower only to test).
+    pub max_copy_part: u64,
+}
+
+impl S3ComposerConfig {
+    /// The settings `builder` builds its store with, under `prefix`, and S3's limits.
+    /// The bucket URL is made as `object_store` makes it (S3 Express zonal endpoints are
+    /// not supported).
+    pub fn from_builder(builder: &AmazonS3Builder, prefix: &str) -> Result<Self> {
+        let get = |key| builder.get_config_value(&key);
+        let bucket = get(AmazonS3ConfigKey::Bucket)
+            .ok_or_else(|| Error::new(ErrorKind::Configuration, "S3 composer: no bucket is set"))?;
+        let region = get(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".to_owned());
+        let virtual_hosted = get(AmazonS3ConfigKey::VirtualHostedStyleRequest)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let bucket_endpoint = match (get(AmazonS3ConfigKey::Endpoint), virtual_hosted) {
+            (Some(endpoint), true) => endpoint,
+            (Some(endpoint), false) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
+            (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+            (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
+        };
+        Ok(Self {
+            bucket_endpoint,
+            bucket,
+            region,
+            prefix: prefix.to_owned(),
+            min_part: S3_MIN_PART,
+            max_copy_part: S3_MAX_COPY_PART,
+        })
+    }
+}
+
+/// Joins staged parts inside S3 (see the module docs).
+#[derive(Debug, Clone)]
+pub struct S3Composer {
+    client: reqwest::Client,
+    config: S3ComposerConfig,
+    credentials: S3Credentials,
+    /// `scheme://host[:port]` of the bucket endpoint.
+    origin: String,
+    /// `host[:port]`, as signed.
+    host: String,
+    /// The endpoint's own path (`/<bucket>` in path style, else empty).
+    endpoint_path: String,
+    /// The prefix without slashes at its ends, or empty.
+    prefix: String,
+}
+
+impl S3Composer {
+    /// A composer for the store `s3` built from `builder`, with the blob store under
+    /// `prefix` in it.
+    pub fn for_store(builder: &AmazonS3Builder, s3: &AmazonS3, prefix: &str) -> Result<Self> {
+        Self::new(
+            S3ComposerConfig::from_builder(builder, prefix)?,
+            s3.credentials().clone(),
+        )
+    }
+
+    /// A composer sending requests as `config` says, signed with `credentials`.
+    pub fn new(config: S3ComposerConfig, credentials: S3Credentials) -> Result<Self> {
+        let bad = |why: String| Error::new(ErrorKind::Configuration, format!("S3 composer: {why}"));
+        if config.min_part == 0 || config.max_copy_part < 2 * config.min_part {
+            return Err(bad(format!(
+                "parts of {}..{} bytes: the largest must be at least twice the smallest",
+                config.min_part, config.max_copy_part
+            )));
+        }
+        let url = reqwest::Url::parse(&config.bucket_endpoint)
+            .map_err(|e| bad(format!("bucket endpoint {:?}: {e}", config.bucket_endpoint)))?;
+        let host = match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => return Err(bad(format!("{url} has no host"))),
+        };
+        // Keys are signed as sent; a prefix that would need escaping is refused
+        // rather than signed one way and sent another.
+        let prefix = config.prefix.trim_matches('/');
+        if !prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
+        {
+            return Err(bad(format!(
+                "prefix {prefix:?} must be letters, digits, '-', '_', '.' and '/'"
+            )));
+        }
+        let endpoint_path = url.path().trim_end_matches('/').to_owned();
+        let prefix = prefix.to_owned();
+        let client = reqwest::Client::builder()
+            .build()
+            .map_err(|e| bad(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            client,
+            origin: format!("{}://{host}", url.scheme()),
+            host,
+            endpoint_path,
+            prefix,
+            config,
+            credentials,
+        })
+    }
+
+    /// The object key of `path` in the bucket.
+    fn object_key(&self, path: &Path) -> String {
+        match self.prefix.as_str() {
+            "" => path.as_ref().to_owned(),
+            prefix => format!("{prefix}/{path}"),
+        }
+    }
+
+    /// Sends one signed request for the object `request.key`.
+    async fn send(&self, request: Request<'_>) -> Result<reqwest::Response> {
+        let credential = self.credentials.get_credential().await.map_err(|e| {
+            Error::new(
+                ErrorKind::Storage,
+                format!("S3 {}: no credentials: {e}", request.what),
+            )
+        })?;
+        let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+        let payload = sigv4::payload_hash(&request.body);
+        let mut headers: Vec<(&str, &str)> = vec![
+            ("host", &self.host),
+            ("x-amz-content-sha256", &payload),
+            ("x-amz-date", &amz_date),
+        ];
+        if let Some(token) = &credential.token {
+            headers.push(("x-amz-security-token", token));
+        }
+        headers.extend(request.headers.iter().map(|(n, v)| (*n, v.as_str())));
+        let path = format!("{}/{}", self.endpoint_path, request.key);
+        let authorization = sigv4::sign(
+            &Signable {
+                method: request.method.as_str(),
+                path: &path,
+                query: &request.query,
+                headers: &headers,
+                payload_sha256: &payload,
+            },
+            &credential.key_id,
+            &credential.secret_key,
+            &self.config.region,
+            "s3",
+            &amz_date,
+        );
+        let mut url = format!("{}{path}", self.origin);
+        if !request.query.is_empty() {
+            url = format!("{url}?{}", request.query);
+        }
+        let mut builder = self.client.request(request.method.clone(), url);
+        for (name, value) in headers.iter().filter(|(n, _)| *n != "host") {
+            builder = builder.header(*name, *value);
+        }
+        builder
+            .header("authorization", authorization)
+            .body(request.body)
+            .send()
+            .await
+            .map_err(|e| {
+                Error::new(ErrorKind::Storage, format!("S3 {}: {e}", request.what)).retryable()
+            })
+    }
+
+    /// Sends `request` and reads its answer: the response headers and body of a
+    /// success, or S3's error (also when it comes in a `200 OK` body).
+    async fn call(&self, request: Request<'_>) -> Result<(reqwest::header::HeaderMap, Bytes)> {
+        let what = request.what.clone();
+        let response = self.send(request).await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| Error::new(ErrorKind::Storage, format!("S3 {what}: {e}")).retryable())?;
+        let text = std::str::from_utf8(&body).unwrap_or_default();
+        let is_error = !status.is_success() || root_element(text).as_deref() == Some("Error");
+        if !is_error {
+            return Ok((headers, body));
+        }
+        let error: S3Error = quick_xml::de::from_str(text).unwrap_or_default();
+        let error = Error::new(
+            ErrorKind::Storage,
+            format!(
+                "S3 {what}: {status}: {} {}",
+                error.code.as_deref().unwrap_or("no error code"),
+                error.message.unwrap_or_default()
+            ),
+        );
+        let transient = status.is_server_error()
+            || status.as_u16() == 429
+            || matches!(
+                error_code(text).as_deref(),
+                Some("SlowDown" | "InternalError" | "ServiceUnavailable")
+            );
+        Err(if transient { error.retryable() } else { error })
+    }
+
+    async fn start(&self, target: &str) -> Result<String> {
+        let (_, body) = self
+            .call(Request::new(
+                reqwest::Method::POST,
+                target,
+                "uploads",
+                "start",
+            ))
+            .await?;
+        let started: Started = parse(&body, "starting a multipart upload")?;
+        Ok(started.upload_id)
+    }
+
+    /// Uploads part `number` (from 1) as `piece` says; its ETag.
+    async fn put_piece(
+        &self,
+        target: &str,
+        upload_id: &str,
+        number: usize,
+        piece: &Piece,
+        sources: &[String],
+    ) -> Result<String> {
+        let query = format!(
+            "partNumber={number}&uploadId={}",
+            sigv4::uri_encode(upload_id, true)
+        );
+        let mut request = Request::new(reqwest::Method::PUT, target, &query, "part");
+        match piece {
+            Piece::Copy { source, range } => {
+                let copy_source = format!("{}/{}", self.config.bucket, sources[*source]);
+                request.headers = vec![
+                    ("x-amz-copy-source", copy_source),
+                    (
+                        "x-amz-copy-source-range",
+                        format!("bytes={}-{}", range.start, range.end - 1),
+                    ),
+                ];
+                let (_, body) = self.call(request).await?;
+                let copied: CopyResult = parse(&body, "copying a part")?;
+                Ok(copied.etag)
+            }
+            Piece::Send(ranges) => {
+                let mut bytes = BytesMut::with_capacity(piece.len() as usize);
+                for (source, range) in ranges {
+                    bytes.extend_from_slice(&self.fetch(&sources[*source], range).await?);
+                }
+                request.body = bytes.freeze();
+                let (headers, _) = self.call(request).await?;
+                headers
+                    .get(reqwest::header::ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::Storage,
+                            "S3 part upload answered without an ETag",
+                        )
+                    })
+            }
+        }
+    }
+
+    async fn fetch(&self, key: &str, range: &std::ops::Range<u64>) -> Result<Bytes> {
+        let mut request = Request::new(reqwest::Method::GET, key, "", "read");
+        request.headers = vec![("range", format!("bytes={}-{}", range.start, range.end - 1))];
+        let (_, body) = self.call(request).await?;
+        if body.len() as u64 != range.end - range.start {
+            return Err(Error::new(
+                ErrorKind::Storage,
+                format!(
+                    "S3 read of {key}: {} bytes for a range of {}",
+                    body.len(),
+                    range.end - range.start
+                ),
+            ));
+        }
+        Ok(body)
+    }
+
+    async fn complete(&self, target: &str, upload_id: &str, etags: &[String]) -> Result<()> {
+        let mut xml = String::from("<CompleteMultipartUpload>");
+        for (i, etag) in etags.iter().enumerate() {
+            xml.push_str(&format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>",
+                i + 1,
+                quick_xml::escape::escape(etag.as_str())
+            ));
+        }
+        xml.push_str("</CompleteMultipartUpload>");
+        let query = format!("uploadId={}", sigv4::uri_encode(upload_id, true));
+        let mut request = Request::new(reqwest::Method::POST, target, &query, "complete");
+        request.body = Bytes::from(xml);
+        self.call(request).await.map(drop)
+    }
+
+    async fn abort(&self, target: &str, upload_id: &str) {
+        let query = format!("uploadId={}", sigv4::uri_encode(upload_id, true));
+        let request = Request::new(reqwest::Method::DELETE, target, &query, "abort");
+        let _ = self.call(request).await;
+    }
+}
+
+#[async_trait::async_trait]
+impl Composer for S3Composer {
+    fn rename_limit(&self) -> u64 {
+        self.config.max_copy_part
+    }
+
+    async fn compose(&self, parts: &[StagedObject], target: &Path) -> Result<()> {
+        let lens: Vec<u64> = parts.iter().map(|p| p.len).collect();
+        let pieces = plan(&lens, self.config.min_part, self.config.max_copy_part);
+        if pieces.len() > S3_MAX_PARTS {
+            return Err(Error::new(
+                ErrorKind::Storage,
+                format!(
+                    "composing {target}: {} parts, more than S3's {S3_MAX_PARTS}",
+                    pieces.len()
+                ),
+            ));
+        }
+        let sources: Vec<String> = parts.iter().map(|p| self.object_key(&p.path)).collect();
+        let target_key = self.object_key(target);
+        let upload_id = self.start(&target_key).await?;
+        let uploaded = async {
+            // By index: a closure over borrowed pieces trips async_trait's lifetimes.
+            let etags: Vec<String> = stream::iter(0..pieces.len())
+                .map(|i| self.put_piece(&target_key, &upload_id, i + 1, &pieces[i], &sources))
+                .buffered(PARTS_IN_FLIGHT)
+                .try_collect()
+                .await?;
+            self.complete(&target_key, &upload_id, &etags).await
+        }
+        .await;
+        if let Err(e) = uploaded {
+            self.abort(&target_key, &upload_id).await;
+            return Err(e.context(format!("composing {target}")));
+        }
+        Ok(())
+    }
+}
+
+/// One request to send.
+struct Request<'a> {
+    method: reqwest::Method,
+    /// The object key, without the bucket.
+    key: &'a str,
+    query: String,
+    headers: Vec<(&'static str, String)>,
+    body: Bytes,
+    /// What it does, for errors.
+    what: String,
+}
+
+impl<'a> Request<'a> {
+    fn new(method: reqwest::Method, key: &'a str, query: &str, what: &str) -> Self {
+        Self {
+            method,
+            key,
+            query: query.to_owned(),
+            headers: Vec::new(),
+            body: Bytes::new(),
+            what: format!("{what} {key}"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Started {
+    #[serde(rename = "UploadId")]
+    upload_id: String,
+}
+
+#[derive(Deserialize)]
+struct CopyResult {
+    #[serde(rename = "ETag")]
+    etag: String,
+}
+
+#[derive(Deserialize, Default)]
+struct S3Error {
+    #[serde(rename = "Code")]
+    code: Option<String>,
+    #[serde(rename = "Message")]
+    message: Option<String>,
+}
+
+fn parse<'de, T: Deserialize<'de>>(body: &'de [u8], what: &str) -> Result<T> {
+    let text = std::str::from_utf8(body).unwrap_or_default();
+    quick_xml::de::from_str(text).map_err(|e| {
+        Error::new(
+            ErrorKind::Storage,
+            format!("S3 answered {what} with XML that does not parse: {e}"),
+        )
+    })
+}
+
+/// The name of the document's first element.
+fn root_element(xml: &str) -> Option<String> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xml);
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e) | Event::Empty(e)) => {
+                return Some(String::from_utf8_lossy(e.name().as_ref()).into_owned());
+            }
+            Ok(Event::Eof) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn error_code(xml: &str) -> Option<String> {
+    quick_xml::de::from_str::<S3Error>(xml).ok()?.code
+}
