@@ -62,8 +62,10 @@ pub struct BlobRead {
     pub info: BlobInfo,
     /// The byte range the stream delivers.
     pub range: Range<u64>,
-    /// The bytes. A full read checks the digest at the end: content that does not match
-    /// ends the stream with [`ErrorKind::CorruptData`](crate::ErrorKind::CorruptData).
+    /// The bytes. A full read is checked: content that does not match the digest ends
+    /// the stream with [`ErrorKind::CorruptData`](crate::ErrorKind::CorruptData). An
+    /// encrypted blob's frames authenticate it (under a data key bound to the digest);
+    /// every other full read is hashed again.
     pub stream: ByteStream,
 }
 

@@ -77,7 +77,13 @@ pub(crate) async fn open<'a>(
     };
     let parsed = Header::decode(&header).map_err(|e| name_blob(e, digest))?;
     let key = if parsed.encrypted {
-        Some(wraps.open(digest, &parsed.salt, keks).await?)
+        let key = wraps.open(digest, &parsed.salt, keks).await;
+        // A key that does not unwrap for this digest is this blob's corruption: say
+        // which blob. Other refusals (an unknown KEK, a provider down) pass as they are.
+        Some(key.map_err(|e| match e.kind() {
+            ErrorKind::CorruptData => name_blob(e, digest),
+            _ => e,
+        })?)
     } else {
         None
     };

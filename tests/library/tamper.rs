@@ -128,6 +128,56 @@ async fn encoded_tamper_cases(store: Arc<dyn ObjectStore>, at_rest: AtRest) {
     assert_eq!(blobs.get_bytes(&digest).await.unwrap(), data, "restored");
 }
 
+/// A full read of an encrypted blob is not hashed again: its frames vouch for it. So
+/// another blob's object copied over its name, with that object's wrapped key copied
+/// beside it, must still be refused: the wrap is bound to the other digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_object_copied_over_another_blob_is_corrupt() {
+    use futures::TryStreamExt;
+    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let keys = MemoryKeyProvider::default();
+    keys.generate("main").unwrap();
+    let blobs = ObjectBlobStore::new(store.clone())
+        .with_key_provider(Arc::new(keys))
+        .with_at_rest(AtRest::encrypted("main"));
+    let (x, y) = (
+        Bytes::from(vec![b'x'; 70_000]),
+        Bytes::from(vec![b'y'; 70_000]),
+    );
+    let (dx, dy) = (
+        Digest::of(Algorithm::Sha256, &x),
+        Digest::of(Algorithm::Sha256, &y),
+    );
+    blobs.put_bytes(&dx, x).await.unwrap();
+    blobs.put_bytes(&dy, y.clone()).await.unwrap();
+    let y_object = store.get(&encoded_path(&dy)).await.unwrap().bytes().await;
+    store
+        .put(&encoded_path(&dx), y_object.unwrap().into())
+        .await
+        .unwrap();
+    let (hx, hy) = (dx.hex(), dy.hex());
+    let y_keys = Path::from(format!("keys/sha256/{}/{hy}", &hy[..2]));
+    let wraps: Vec<_> = store.list(Some(&y_keys)).try_collect().await.unwrap();
+    assert!(!wraps.is_empty());
+    for wrap in wraps {
+        let bytes = store.get(&wrap.location).await.unwrap().bytes().await;
+        let moved = wrap
+            .location
+            .as_ref()
+            .replace(&format!("{}/{hy}", &hy[..2]), &format!("{}/{hx}", &hx[..2]));
+        store
+            .put(&Path::from(moved), bytes.unwrap().into())
+            .await
+            .unwrap();
+    }
+    assert_corrupt(&blobs, &dx, None, "y's object and wrap under x's name").await;
+    assert_eq!(
+        blobs.get_bytes(&dy).await.unwrap(),
+        y,
+        "y itself still reads"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_blobs_in_memory_are_corrupt() {
     tamper_cases(Arc::new(object_store::memory::InMemory::new())).await;
