@@ -156,14 +156,17 @@ fn bench(c: &mut Criterion) {
 
     // The operations one push makes, by table (after the first, which creates the
     // repository).
-    let commits = runtime.block_on(async {
+    let (commits, synced) = runtime.block_on(async {
         push_image(&registry, &r, next).await;
         next += 1;
         meta.take();
-        let before = meta.inner.commits();
+        let before = (meta.inner.commits(), meta.inner.synced_commits());
         push_image(&registry, &r, next).await;
         next += 1;
-        meta.inner.commits() - before
+        (
+            meta.inner.commits() - before.0,
+            meta.inner.synced_commits() - before.1,
+        )
     });
     let counts = meta.take();
     let writes: u64 = counts
@@ -173,7 +176,7 @@ fn bench(c: &mut Criterion) {
         .sum();
     let all: u64 = counts.values().sum();
     eprintln!(
-        "metadata operations per tiny image push: {all} ({writes} writes in {commits} redb commits)"
+        "metadata operations per tiny image push: {all} ({writes} writes in {commits} redb commits, {synced} synced)"
     );
     for (what, n) in &counts {
         eprintln!("  {what:<24} {n}");

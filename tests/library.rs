@@ -86,6 +86,8 @@ mod scan_sqlite;
 mod scan_versions;
 #[path = "library/sigv4.rs"]
 mod sigv4;
+#[path = "library/synced_commits.rs"]
+mod synced_commits;
 #[path = "library/tags_and_referrers.rs"]
 mod tags_and_referrers;
 #[path = "library/tamper.rs"]

@@ -61,14 +61,21 @@ struct PendingBatch {
 struct GroupWriter {
     queue: Option<mpsc::Sender<PendingBatch>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    commits: Arc<AtomicU64>,
+    counts: Arc<CommitCounts>,
+}
+
+/// Transactions the writer committed: all of them, and those synced to disk.
+#[derive(Debug, Default)]
+struct CommitCounts {
+    all: AtomicU64,
+    synced: AtomicU64,
 }
 
 impl GroupWriter {
     fn start(db: Arc<Database>) -> Result<Self> {
         let (queue, waiting) = mpsc::channel();
-        let commits = Arc::new(AtomicU64::new(0));
-        let counted = commits.clone();
+        let counts = Arc::new(CommitCounts::default());
+        let counted = counts.clone();
         let thread = std::thread::Builder::new()
             .name("wharf-meta-commit".into())
             .spawn(move || commit_groups(&db, &waiting, &counted))
@@ -81,7 +88,7 @@ impl GroupWriter {
         Ok(Self {
             queue: Some(queue),
             thread: Some(thread),
-            commits,
+            counts,
         })
     }
 }
@@ -99,7 +106,7 @@ impl Drop for GroupWriter {
 
 /// The writer thread: waits for a write, takes every other one waiting, commits them as
 /// one transaction, answers each; until every handle is gone.
-fn commit_groups(db: &Database, waiting: &mpsc::Receiver<PendingBatch>, commits: &AtomicU64) {
+fn commit_groups(db: &Database, waiting: &mpsc::Receiver<PendingBatch>, counts: &CommitCounts) {
     while let Ok(first) = waiting.recv() {
         let mut group = vec![first];
         while group.len() < GROUP_LIMIT {
@@ -109,8 +116,11 @@ fn commit_groups(db: &Database, waiting: &mpsc::Receiver<PendingBatch>, commits:
             }
         }
         match commit_group(db, &group) {
-            Ok(outcomes) => {
-                commits.fetch_add(1, Ordering::Relaxed);
+            Ok((outcomes, synced)) => {
+                counts.all.fetch_add(1, Ordering::Relaxed);
+                counts
+                    .synced
+                    .fetch_add(u64::from(synced), Ordering::Relaxed);
                 for (write, outcome) in group.into_iter().zip(outcomes) {
                     let _ = write.answer.send(outcome);
                 }
@@ -126,16 +136,14 @@ fn commit_groups(db: &Database, waiting: &mpsc::Receiver<PendingBatch>, commits:
 }
 
 /// Applies `group` in order in one transaction and commits it: each batch's own outcome
-/// (a compare-and-swap that did not hold fails that batch alone), or the error that
-/// failed them all.
-fn commit_group(
-    db: &Database,
-    group: &[PendingBatch],
-) -> Result<Vec<Result<Vec<Option<Version>>>>> {
+/// (a compare-and-swap that did not hold fails that batch alone) and whether the commit
+/// was synced, or the error that failed them all.
+fn commit_group(db: &Database, group: &[PendingBatch]) -> Result<(Vec<BatchOutcome>, bool)> {
     let mut txn = db.begin_write().map_err(|e| db_error("begin", e))?;
     // A group is synced if any batch in it must be; one of relaxed batches only is
     // not, and the next synced commit carries it to disk.
-    if group.iter().all(|b| b.durability == Durability::Relaxed) {
+    let synced = group.iter().any(|b| b.durability == Durability::Durable);
+    if !synced {
         txn.set_durability(redb::Durability::None)
             .map_err(|e| db_error("relaxed durability", e))?;
     }
@@ -144,8 +152,11 @@ fn commit_group(
         outcomes.push(apply(&txn, write)?);
     }
     txn.commit().map_err(|e| db_error("commit", e))?;
-    Ok(outcomes)
+    Ok((outcomes, synced))
 }
+
+/// One batch's outcome within its group.
+type BatchOutcome = Result<Vec<Option<Version>>>;
 
 /// One batch within a group's transaction: `Ok(Err(..))` when an expectation does not
 /// hold or a key's record is corrupt (which fails that batch alone, before it changed
@@ -312,10 +323,16 @@ impl RedbMetaStore {
         Ok(Self { db, writer })
     }
 
-    /// Transactions committed so far by this store's writer: each is one durable commit
-    /// (redb syncs it to disk), however many writes it held. For benches and reports.
+    /// Transactions committed so far by this store's writer, however many writes each
+    /// held. For benches and reports.
     pub fn commits(&self) -> u64 {
-        self.writer.commits.load(Ordering::Relaxed)
+        self.writer.counts.all.load(Ordering::Relaxed)
+    }
+
+    /// Of [`commits`](Self::commits), those synced to disk (an `fdatasync` each): every
+    /// one with a durable batch in it.
+    pub fn synced_commits(&self) -> u64 {
+        self.writer.counts.synced.load(Ordering::Relaxed)
     }
 
     async fn blocking<T: Send + 'static>(

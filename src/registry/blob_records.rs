@@ -168,6 +168,13 @@ impl Registry {
     /// creates its record, or makes it `live` again with a fresh touch time. Waits for a
     /// collector that is removing it, so the bytes written next are not removed after.
     /// Returns whether the record is new.
+    ///
+    /// The claim is a relaxed batch: the link or manifest commit that follows it is
+    /// durable and carries it. A crash before that commit can take the claim back, but
+    /// nothing was acknowledged then: a condemned record stays condemned, and bytes
+    /// published meanwhile are untracked until a full-scan collection
+    /// ([`GcOptions::full_scan`](crate::GcOptions::full_scan)) or the next upload of the
+    /// same digest adopts them. Collectors in this process see the claim at once.
     pub(crate) async fn claim_blob(
         &self,
         digest: &Digest,
@@ -214,7 +221,7 @@ impl Registry {
                 writes.push(self.candidate_write(digest)?);
             }
             writes.push(BLOBS.put_write(digest, &next, expect)?);
-            match self.meta().batch(writes, Durability::Durable).await {
+            match self.meta().batch(writes, Durability::Relaxed).await {
                 Ok(_) => return Ok(created),
                 Err(e) if e.kind() == ErrorKind::Conflict => retry.again(e).await?,
                 Err(e) => return Err(e),

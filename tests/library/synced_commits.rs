@@ -1,0 +1,63 @@
+//! What a write costs in metadata commits on redb, and how many of them are synced to
+//! disk (an `fdatasync` each): counted, so a change that adds a sync shows here.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use wharf::{RedbMetaStore, Registry};
+
+use crate::common::{repo, sha256};
+
+/// A registry on local disk over `meta`.
+fn registry(dir: &std::path::Path, meta: Arc<RedbMetaStore>) -> Registry {
+    let blobs = object_store::local::LocalFileSystem::new_with_prefix(dir).unwrap();
+    Registry::builder()
+        .object_store(Arc::new(blobs))
+        .meta_store(meta)
+        .build()
+        .unwrap()
+}
+
+/// (commits, synced commits) that `work` made.
+async fn counted<F: std::future::Future<Output = ()>>(meta: &RedbMetaStore, work: F) -> (u64, u64) {
+    let before = (meta.commits(), meta.synced_commits());
+    work.await;
+    (meta.commits() - before.0, meta.synced_commits() - before.1)
+}
+
+/// A new blob pushed whole: its claim is relaxed and rides on the link's commit, the one
+/// sync. Through an upload session: the session's start and end are relaxed too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_blob_costs_one_synced_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Arc::new(RedbMetaStore::open(dir.path().join("meta.redb")).unwrap());
+    let registry = registry(dir.path(), meta.clone());
+    let r = repo("sync/app");
+    let first = Bytes::from_static(b"creates the repository");
+    registry
+        .push_blob(&r, &sha256(&first), first)
+        .await
+        .unwrap();
+
+    let blob = Bytes::from(vec![7u8; 4096]);
+    let pushed = counted(&meta, async {
+        registry
+            .push_blob(&r, &sha256(&blob), blob.clone())
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_eq!(pushed, (2, 1), "push_blob: claim (relaxed), then link");
+
+    let blob = Bytes::from(vec![8u8; 4096]);
+    let uploaded = counted(&meta, async {
+        let upload = registry.start_upload(&r).await.unwrap();
+        registry
+            .finish_upload(&r, &upload.id, &sha256(&blob), Some(blob.clone()))
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_eq!(uploaded.1, 1, "one sync for a session upload: {uploaded:?}");
+    assert!(registry.read_blob(&r, &sha256(&blob), None).await.is_ok());
+}
