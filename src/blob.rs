@@ -19,6 +19,7 @@ mod objects;
 mod part_writer;
 mod read_stream;
 mod reads;
+mod sizes;
 mod wraps;
 mod writer;
 

@@ -95,6 +95,7 @@ impl ObjectBlobStore {
                 parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
                 frame_size: DEFAULT_FRAME_SIZE,
                 composer: None,
+                logical_sizes: Arc::default(),
             },
             at_rest: AtRest::default(),
         }
@@ -254,12 +255,21 @@ impl BlobStore for ObjectBlobStore {
                         logical: size,
                         stored: size,
                     }),
-                Form::Encoded => {
-                    let path = self.objects.object_path(digest, Form::Encoded);
-                    encoded::sizes(&self.objects.store, &path, digest)
+                Form::Encoded => match self.objects.logical_sizes.get(digest) {
+                    Some(logical) => self
+                        .objects
+                        .head(digest, Form::Encoded)
                         .await?
-                        .map(|(logical, stored)| Footprint { logical, stored })
-                }
+                        .map(|stored| Footprint { logical, stored }),
+                    None => {
+                        let path = self.objects.object_path(digest, Form::Encoded);
+                        let sizes = encoded::sizes(&self.objects.store, &path, digest).await?;
+                        sizes.map(|(logical, stored)| {
+                            self.objects.logical_sizes.remember(digest, logical);
+                            Footprint { logical, stored }
+                        })
+                    }
+                },
             };
             if found.is_some() {
                 return Ok(found);
@@ -312,6 +322,7 @@ impl BlobStore for ObjectBlobStore {
     }
 
     async fn delete(&self, digest: &Digest) -> Result<()> {
+        self.objects.logical_sizes.forget(digest);
         for form in [Form::Encoded, Form::Raw] {
             match self
                 .objects

@@ -9,6 +9,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::compose::Composer;
 use super::part_writer::PartWriter;
+use super::sizes::LogicalSizes;
 use super::wraps::{Wraps, delete_prefix};
 use crate::codec::{HEADER_LEN, Header};
 use crate::digest::Digest;
@@ -38,6 +39,8 @@ pub(super) struct Objects {
     pub(super) wraps: Wraps,
     /// Joins staged parts inside the backend; without one they are streamed through.
     pub(super) composer: Option<Arc<dyn Composer>>,
+    /// Encoded blobs' logical sizes read so far, so a stat is a metadata lookup.
+    pub(super) logical_sizes: Arc<LogicalSizes>,
 }
 
 impl Objects {

@@ -196,3 +196,26 @@ async fn tampered_blobs_on_disk_are_corrupt() {
     let local = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
     tamper_cases(Arc::new(local)).await;
 }
+
+/// A stat of an encoded blob reads its size from the footer once and remembers it; it
+/// still looks for the object every time, so bytes lost behind wharf's back stop being
+/// reported (and a client uploads them again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stat_still_sees_an_encoded_object_go() {
+    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let blobs = ObjectBlobStore::new(store.clone()).with_at_rest(AtRest::default());
+    let data = Bytes::from(vec![3u8; 50_000]);
+    let digest = Digest::of(Algorithm::Sha256, &data);
+    blobs.put_bytes(&digest, data.clone()).await.unwrap();
+    for _ in 0..2 {
+        let info = blobs.stat(&digest).await.unwrap().unwrap();
+        assert_eq!(info.size, 50_000);
+    }
+    store.delete(&encoded_path(&digest)).await.unwrap();
+    assert_eq!(blobs.stat(&digest).await.unwrap(), None);
+    blobs.put_bytes(&digest, data).await.unwrap();
+    assert_eq!(
+        blobs.stat(&digest).await.unwrap().map(|i| i.size),
+        Some(50_000)
+    );
+}
