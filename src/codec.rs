@@ -10,9 +10,9 @@
 //! header   "WHRF" | version (1) | flags (bit 0: encrypted) | log2(frame size) | 0
 //!          | salt (16 random bytes)                                    = 24 bytes
 //! frames   per frame: encoding (0 raw, 1 zstd) | payload length (u32 LE) | payload
-//!          payload = ciphertext and 16-byte tag (encrypted), or bytes and CRC-32C
+//!          payload = ciphertext and 16-byte tag (encrypted), or bytes and CRC-32
 //! footer   stored frame lengths (u32 LE each) | logical size (u64 LE)
-//!          | frame count (u64 LE) | tag (16 bytes: GCM tag, or CRC-32C and zeros)
+//!          | frame count (u64 LE) | tag (16 bytes: GCM tag, or CRC-32 and zeros)
 //!          | footer length (u32 LE) | "WHRI"
 //! ```
 //!
@@ -22,8 +22,8 @@
 //! and the encoding. So truncation (the last frame has the flag), reordering and swapping
 //! frames within or between objects, and any bit flip fail authentication and read as
 //! [`ErrorKind::CorruptData`], never as content. The footer is authenticated the same
-//! way under its own nonce. Unencrypted objects carry CRC-32C checksums instead: they
-//! catch accidents, not attackers.
+//! way under its own nonce. Unencrypted objects carry CRC-32 (IEEE) checksums instead:
+//! they catch accidents, not attackers.
 //!
 //! The digest of a blob is always that of its logical bytes: clients, deduplication and
 //! mounts never see this format.

@@ -145,6 +145,52 @@ async fn s3_composer_reports_a_missing_part_and_publishes_nothing() {
     ));
 }
 
+/// Blob bytes are data even when they read as an S3 error document: a gathered part
+/// that starts with `<Error>` is fetched and sent like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_composer_takes_blob_bytes_that_look_like_an_error_as_bytes() {
+    let Some(bucket) = common::s3_bucket() else {
+        return;
+    };
+    use wharf::blob::{Composer, StagedObject};
+    let composer = composer(&bucket, 12 * MIB as u64);
+    let head = Bytes::from_static(b"<Error><Code>SlowDown</Code><Message>no</Message></Error>");
+    let rest = pattern(6 * MIB, 5);
+    let (first, second) = (
+        Path::from("uploads/xml/000000-a"),
+        Path::from("uploads/xml/000001-b"),
+    );
+    bucket.store.put(&first, head.clone().into()).await.unwrap();
+    bucket
+        .store
+        .put(&second, rest.clone().into())
+        .await
+        .unwrap();
+    let target = Path::from("blobs/xml-composed");
+    let staged = |path: &Path, len: usize| StagedObject {
+        path: path.clone(),
+        len: len as u64,
+    };
+    composer
+        .compose(
+            &[staged(&first, head.len()), staged(&second, rest.len())],
+            &target,
+        )
+        .await
+        .unwrap();
+    let joined = bucket
+        .store
+        .get(&target)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(joined.len(), head.len() + rest.len());
+    assert_eq!(joined.slice(..head.len()), head);
+    assert!(joined.slice(head.len()..) == rest);
+}
+
 /// A blob over 5 GiB, S3's limit for one `CopyObject`, publishes as a multipart upload
 /// of two copied ranges. Slow (6 GiB through the S3 server): run by
 /// `scripts/large-blob-test`, not by `scripts/test`.

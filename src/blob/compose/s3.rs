@@ -34,6 +34,13 @@ pub const S3_MAX_COPY_PART: u64 = 5 << 30;
 pub const S3_MAX_PARTS: usize = 10_000;
 /// Parts copied or sent at once by one compose.
 const PARTS_IN_FLIGHT: usize = 4;
+/// Tries per request, and the pause before the first retry (doubled after each).
+const ATTEMPTS: u32 = 3;
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long a connection may take to open, and a request to be answered: a server-side
+/// copy of a 5 GiB range can take minutes.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(900);
 
 /// Credentials the composer signs with: the `AmazonS3` store's own
 /// ([`AmazonS3::credentials`]), so both follow the same rotation.
@@ -142,6 +149,8 @@ impl S3Composer {
         let endpoint_path = url.path().trim_end_matches('/').to_owned();
         let prefix = prefix.to_owned();
         let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|e| bad(format!("HTTP client: {e}")))?;
         Ok(Self {
@@ -164,7 +173,7 @@ impl S3Composer {
     }
 
     /// Sends one signed request for the object `request.key`.
-    async fn send(&self, request: Request<'_>) -> Result<reqwest::Response> {
+    async fn send(&self, request: &Request<'_>) -> Result<reqwest::Response> {
         let credential = self.credentials.get_credential().await.map_err(|e| {
             Error::new(
                 ErrorKind::Storage,
@@ -207,7 +216,7 @@ impl S3Composer {
         }
         builder
             .header("authorization", authorization)
-            .body(request.body)
+            .body(request.body.clone())
             .send()
             .await
             .map_err(|e| {
@@ -215,10 +224,31 @@ impl S3Composer {
             })
     }
 
-    /// Sends `request` and reads its answer: the response headers and body of a
-    /// success, or S3's error (also when it comes in a `200 OK` body).
+    /// Sends `request` until it succeeds or fails for good: S3 asks clients to retry
+    /// `SlowDown` and server errors, and every request here may be sent again (a part
+    /// sent twice is replaced; a second start leaves an unused upload to the bucket's
+    /// lifecycle rule).
     async fn call(&self, request: Request<'_>) -> Result<(reqwest::header::HeaderMap, Bytes)> {
-        let what = request.what.clone();
+        let mut attempt = 1;
+        loop {
+            match self.call_once(&request).await {
+                Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
+                    tokio::time::sleep(RETRY_PAUSE * 2u32.pow(attempt - 1)).await;
+                    attempt += 1;
+                }
+                answer => return answer,
+            }
+        }
+    }
+
+    /// Sends `request` once and reads its answer: the response headers and body of a
+    /// success, or S3's error. Answers that may carry an error in a `200 OK` body (all
+    /// but reads, whose bodies are blob bytes) are checked for one.
+    async fn call_once(
+        &self,
+        request: &Request<'_>,
+    ) -> Result<(reqwest::header::HeaderMap, Bytes)> {
+        let what = &request.what;
         let response = self.send(request).await?;
         let status = response.status();
         let headers = response.headers().clone();
@@ -227,7 +257,9 @@ impl S3Composer {
             .await
             .map_err(|e| Error::new(ErrorKind::Storage, format!("S3 {what}: {e}")).retryable())?;
         let text = std::str::from_utf8(&body).unwrap_or_default();
-        let is_error = !status.is_success() || root_element(text).as_deref() == Some("Error");
+        let is_error = !status.is_success()
+            || (request.method != reqwest::Method::GET
+                && root_element(text).as_deref() == Some("Error"));
         if !is_error {
             return Ok((headers, body));
         }
