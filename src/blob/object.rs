@@ -227,13 +227,18 @@ impl BlobStore for ObjectBlobStore {
             None => None,
         };
         let hasher = Digester::resume(&state.hash)?;
+        // A state of no bytes staged nothing (starting a write writes no object), so a
+        // write resumed from it that ends in memory has no staging area to list and
+        // remove. Whatever an earlier attempt left there without recording it goes
+        // with upload expiry, as staging no session owns.
+        let may_be_staged = !state.is_empty() || !state.parts.is_empty();
         Ok(Box::new(ObjectBlobWriter::new(
             &self.objects,
             state.staging_id.clone(),
             hasher,
             state.parts.clone(),
             encoding,
-            true,
+            may_be_staged,
         )))
     }
 
