@@ -10,14 +10,16 @@
 //!   copied in the page cache elsewhere), synced, and renamed into place;
 //! - `S3Composer` (feature `s3`): a multipart upload whose parts are server-side
 //!   copies of the staged objects (`UploadPartCopy`). Only staged objects smaller than
-//!   S3's minimum part are fetched and sent again, at most two minimum parts at a time.
+//!   S3's minimum part (with the head of the next object, to fill a part) are fetched
+//!   and sent again, in parts under twice the minimum, a few at a time.
 //!
 //! A composer also publishes a single staged object larger than a rename can move: S3
 //! renames by `CopyObject`, which refuses sources over 5 GiB.
 //!
 //! Either way the published object appears whole or not at all, and the staged parts
 //! stay where they are (the writer discards the staging area once the blob is
-//! published, and upload expiry sweeps what a crash leaves).
+//! published, and upload expiry sweeps what a crash leaves; on S3 an interrupted
+//! multipart upload is left to the bucket's lifecycle rule).
 
 mod local;
 #[cfg(feature = "s3")]

@@ -36,6 +36,7 @@ use super::compose::Composer;
 use super::encoded;
 use super::encoding::Encoding;
 use super::objects::{BLOBS, ENCODED_SUFFIX, Form, Objects, UPLOADS, is_safe_id};
+use super::sizes::Sizes;
 use super::wraps::{RotationProgress, Wraps};
 use super::writer::ObjectBlobWriter;
 use super::{
@@ -141,6 +142,33 @@ impl ObjectBlobStore {
     pub fn with_frame_size(mut self, frame_size: usize) -> Self {
         self.objects.frame_size = frame_size;
         self
+    }
+
+    /// The footprint of `digest`'s encoded object, or `None`: from the remembered sizes
+    /// while the object's stored size is the one they were read with (a metadata
+    /// lookup), else from its footer.
+    async fn encoded_footprint(&self, digest: &Digest) -> Result<Option<Footprint>> {
+        let known = self.objects.logical_sizes.get(digest);
+        if let Some(known) = known {
+            match self.objects.head(digest, Form::Encoded).await? {
+                None => return Ok(None),
+                Some(stored) if stored == known.stored => {
+                    return Ok(Some(Footprint {
+                        logical: known.logical,
+                        stored,
+                    }));
+                }
+                Some(_) => {}
+            }
+        }
+        let path = self.objects.object_path(digest, Form::Encoded);
+        let sizes = encoded::sizes(&self.objects.store, &path, digest).await?;
+        Ok(sizes.map(|(logical, stored)| {
+            self.objects
+                .logical_sizes
+                .remember(digest, Sizes { logical, stored });
+            Footprint { logical, stored }
+        }))
     }
 
     /// The default [`AtRest`].
@@ -260,21 +288,7 @@ impl BlobStore for ObjectBlobStore {
                         logical: size,
                         stored: size,
                     }),
-                Form::Encoded => match self.objects.logical_sizes.get(digest) {
-                    Some(logical) => self
-                        .objects
-                        .head(digest, Form::Encoded)
-                        .await?
-                        .map(|stored| Footprint { logical, stored }),
-                    None => {
-                        let path = self.objects.object_path(digest, Form::Encoded);
-                        let sizes = encoded::sizes(&self.objects.store, &path, digest).await?;
-                        sizes.map(|(logical, stored)| {
-                            self.objects.logical_sizes.remember(digest, logical);
-                            Footprint { logical, stored }
-                        })
-                    }
-                },
+                Form::Encoded => self.encoded_footprint(digest).await?,
             };
             if found.is_some() {
                 return Ok(found);

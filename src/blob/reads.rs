@@ -11,6 +11,7 @@ use object_store::{GetOptions, GetRange, ObjectStoreExt};
 use super::encoded::{self, logical_stream};
 use super::objects::{Form, Objects};
 use super::read_stream::byte_stream;
+use super::sizes::Sizes;
 use super::{AtRest, BlobInfo, BlobRead, StagedPart};
 use crate::digest::{Digest, Digester};
 use crate::error::{Error, ErrorKind, Result};
@@ -125,6 +126,14 @@ impl Objects {
         };
         let layout = opened.layout;
         let size = layout.logical_size();
+        // The footer passed its check: what a later stat can trust.
+        self.logical_sizes.remember(
+            digest,
+            Sizes {
+                logical: size,
+                stored: layout.stored_size(),
+            },
+        );
         let info = BlobInfo {
             digest: digest.clone(),
             size,

@@ -169,12 +169,14 @@ impl Registry {
     /// collector that is removing it, so the bytes written next are not removed after.
     /// Returns whether the record is new.
     ///
-    /// The claim is a relaxed batch: the link or manifest commit that follows it is
-    /// durable and carries it. A crash before that commit can take the claim back, but
-    /// nothing was acknowledged then: a condemned record stays condemned, and bytes
-    /// published meanwhile are untracked until a full-scan collection
+    /// A claim that creates the record is a relaxed batch: the link or manifest commit
+    /// that follows is durable and carries it. A crash before that commit can take it
+    /// back, but nothing was acknowledged then, and bytes published meanwhile are
+    /// untracked until a full-scan collection
     /// ([`GcOptions::full_scan`](crate::GcOptions::full_scan)) or the next upload of the
-    /// same digest adopts them. Collectors in this process see the claim at once.
+    /// same digest adopts them. A claim of an existing record (rescuing a condemned
+    /// blob, refreshing its touch time) is durable: the link after it may already
+    /// exist and write nothing, so no later commit would carry it.
     pub(crate) async fn claim_blob(
         &self,
         digest: &Digest,
@@ -221,7 +223,12 @@ impl Registry {
                 writes.push(self.candidate_write(digest)?);
             }
             writes.push(BLOBS.put_write(digest, &next, expect)?);
-            match self.meta().batch(writes, Durability::Relaxed).await {
+            let durability = if created {
+                Durability::Relaxed
+            } else {
+                Durability::Durable
+            };
+            match self.meta().batch(writes, durability).await {
                 Ok(_) => return Ok(created),
                 Err(e) if e.kind() == ErrorKind::Conflict => retry.again(e).await?,
                 Err(e) => return Err(e),

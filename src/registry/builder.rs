@@ -68,7 +68,8 @@ impl RegistryBuilder {
     }
 
     /// Publishes blobs staged in several parts in the [`object_store`](Self::object_store)
-    /// with `composer` (see [`ObjectBlobStore::with_composer`]).
+    /// with `composer` (see [`ObjectBlobStore::with_composer`]). A store given whole
+    /// with [`blob_store`](Self::blob_store) keeps its own.
     pub fn composer(mut self, composer: Arc<dyn Composer>) -> Self {
         self.composer = Some(composer);
         self

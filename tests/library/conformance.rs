@@ -88,24 +88,61 @@ async fn blob_store_on_local_filesystem() {
     blob_store::all(&store).await;
 }
 
+/// A `LocalComposer` that counts the joins it makes.
+#[derive(Debug)]
+struct CountedComposer {
+    inner: wharf::blob::LocalComposer,
+    joins: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl wharf::blob::Composer for CountedComposer {
+    fn rename_limit(&self) -> u64 {
+        self.inner.rename_limit()
+    }
+    async fn compose(
+        &self,
+        parts: &[wharf::blob::StagedObject],
+        target: &object_store::path::Path,
+    ) -> wharf::Result<()> {
+        self.joins
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.compose(parts, target).await
+    }
+}
+
 /// Checkpointed writes are joined by the kernel instead of streamed through, in both
-/// forms.
+/// forms (and the composer is what joined them). Stored as received, and encoded in
+/// the smallest frames: the suite's writes are small, and an encoded write keeps its
+/// last unfinished frame out of the staged parts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blob_store_on_local_filesystem_with_composer() {
+    let counted = |dir: &std::path::Path| {
+        Arc::new(CountedComposer {
+            inner: wharf::blob::LocalComposer::new(dir),
+            joins: Default::default(),
+        })
+    };
     let dir = tempfile::tempdir().unwrap();
     let local = LocalFileSystem::new_with_prefix(dir.path())
         .unwrap()
         .with_automatic_cleanup(true);
+    let composer = counted(dir.path());
     let store = ObjectBlobStore::new(Arc::new(local))
         .with_part_size(64 << 10)
-        .with_composer(Arc::new(wharf::blob::LocalComposer::new(dir.path())));
+        .with_at_rest(wharf::AtRest::plain())
+        .with_composer(composer.clone());
     blob_store::all(&store).await;
+    assert!(composer.joins.load(std::sync::atomic::Ordering::Relaxed) > 0);
     let dir = tempfile::tempdir().unwrap();
     let local = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+    let composer = counted(dir.path());
     let store = encoding_store(Arc::new(local))
-        .with_composer(Arc::new(wharf::blob::LocalComposer::new(dir.path())));
+        .with_frame_size(1 << 16)
+        .with_composer(composer.clone());
     blob_store::all(&store).await;
     blob_store::at_rest(&store, "kek-a", "kek-b").await;
+    assert!(composer.joins.load(std::sync::atomic::Ordering::Relaxed) > 0);
 }
 
 /// A store that compresses and encrypts by default, under a provider with two KEKs.

@@ -60,4 +60,18 @@ async fn a_new_blob_costs_one_synced_commit() {
     .await;
     assert_eq!(uploaded.1, 1, "one sync for a session upload: {uploaded:?}");
     assert!(registry.read_blob(&r, &sha256(&blob), None).await.is_ok());
+
+    // Pushed again: the link exists and writes nothing, so the claim of the existing
+    // record (its fresh touch time, or a rescue from a collector) is synced itself.
+    let again = counted(&meta, async {
+        registry
+            .push_blob(&r, &sha256(&blob), blob.clone())
+            .await
+            .unwrap();
+    })
+    .await;
+    assert!(
+        again.1 >= 1,
+        "a claim of an existing record is synced: {again:?}"
+    );
 }

@@ -1,10 +1,11 @@
 //! [`LocalComposer`]: staged parts joined by the kernel on a local filesystem.
 //!
-//! The parts are copied into one new file in the staging area with `copy_file_range`
-//! (through `std::io::copy`), which shares extents on filesystems with reflinks (XFS,
-//! btrfs) and copies in the page cache elsewhere: no byte passes through this process.
-//! The file is synced, renamed over the target, and the target's directory is synced,
-//! as a published blob must survive power loss.
+//! The parts are copied into one new file in the staging area with `std::io::copy`,
+//! which uses `copy_file_range` on Linux: extents are shared on filesystems with
+//! reflinks (XFS, btrfs) and copied in the page cache elsewhere, without passing through
+//! this process (where the kernel cannot, std falls back to reading and writing). The
+//! file is synced, renamed over the target, and the directories from the target's up
+//! to the store's root are synced, as a published blob must survive power loss.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -75,7 +76,8 @@ impl Composer for LocalComposer {
         let temp = self
             .file(&first.path)?
             .with_file_name(format!(".compose-{}", crate::util::random_id()));
-        tokio::task::spawn_blocking(move || join_files(&sources, &temp, &target_file))
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || join_files(&sources, &temp, &target_file, &root))
             .await
             .map_err(|e| {
                 Error::new(
@@ -93,10 +95,18 @@ impl Composer for LocalComposer {
     }
 }
 
+/// Tries of creating the target's directories and renaming into them.
+const RENAME_ATTEMPTS: u32 = 3;
+
 /// Writes `sources` (file, bytes of it) into `temp`, then renames it to `target`
 /// durably. `temp` is removed on failure.
-fn join_files(sources: &[(PathBuf, u64)], temp: &FsPath, target: &FsPath) -> io::Result<()> {
-    let result = write_joined(sources, temp).and_then(|()| publish(temp, target));
+fn join_files(
+    sources: &[(PathBuf, u64)],
+    temp: &FsPath,
+    target: &FsPath,
+    root: &FsPath,
+) -> io::Result<()> {
+    let result = write_joined(sources, temp).and_then(|()| publish(temp, target, root));
     if result.is_err() {
         let _ = fs::remove_file(temp);
     }
@@ -120,31 +130,32 @@ fn write_joined(sources: &[(PathBuf, u64)], temp: &FsPath) -> io::Result<()> {
     out.sync_all()
 }
 
-/// Renames `temp` to `target`, creating and syncing the directories on the way.
-fn publish(temp: &FsPath, target: &FsPath) -> io::Result<()> {
+/// Renames `temp` to `target` durably: creates the target's directories, renames, then
+/// syncs the target's directory and each one above it up to `root`. Any of them may be
+/// new, made here or by a concurrent publish that has not synced it yet.
+fn publish(temp: &FsPath, target: &FsPath, root: &FsPath) -> io::Result<()> {
     let dir = target
         .parent()
         .ok_or_else(|| io::Error::other(format!("{} has no directory", target.display())))?;
-    create_dirs_durably(dir)?;
-    fs::rename(temp, target)?;
-    File::open(dir)?.sync_all()
-}
-
-/// Creates `dir` and any missing ancestors, syncing the parent of each one created so
-/// the new entries survive power loss.
-fn create_dirs_durably(dir: &FsPath) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
+    let mut attempt = 1;
+    loop {
+        fs::create_dir_all(dir)?;
+        match fs::rename(temp, target) {
+            Ok(()) => break,
+            // A store with automatic cleanup removes directories a delete left empty,
+            // and may take this one between its creation and the rename.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < RENAME_ATTEMPTS => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
-    let parent = dir
-        .parent()
-        .ok_or_else(|| io::Error::other(format!("{} has no parent", dir.display())))?;
-    create_dirs_durably(parent)?;
-    match fs::create_dir(dir) {
-        // Made by another publish meanwhile, which may not have synced it yet.
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
+    let mut at = Some(dir);
+    while let Some(dir) = at {
+        File::open(dir)?.sync_all()?;
+        at = dir
+            .parent()
+            .filter(|_| dir != root && dir.starts_with(root));
     }
-    File::open(parent)?.sync_all()
+    Ok(())
 }

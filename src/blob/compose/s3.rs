@@ -12,8 +12,10 @@
 //! 3. `POST <key>?uploadId=ID` completes it, and the object appears whole. S3 may
 //!    answer `200 OK` with an error in the body; the composer reads the body.
 //!
-//! Any failure aborts the upload (`DELETE <key>?uploadId=ID`), best effort: an
-//! abandoned upload is invisible and a bucket lifecycle rule removes it.
+//! Any failure aborts the upload (`DELETE <key>?uploadId=ID`), best effort. An upload
+//! abandoned by a crash or a dropped request is invisible, and takes space until the
+//! bucket's lifecycle rule (`AbortIncompleteMultipartUpload`) removes it, as for the
+//! store's own staged parts: set one on a registry's bucket.
 
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt, stream};
@@ -68,9 +70,33 @@ pub struct S3ComposerConfig {
 impl S3ComposerConfig {
     /// The settings `builder` builds its store with, under `prefix`, and S3's limits.
     /// The bucket URL is made as `object_store` makes it (S3 Express zonal endpoints are
-    /// not supported).
+    /// not supported). Server-side encryption settings and requester-pays are refused:
+    /// the composer's requests do not carry them, so its objects would not get the
+    /// key the store's own writes get (and SSE-C copies would fail). Bucket default
+    /// encryption applies to composed objects as to any other.
     pub fn from_builder(builder: &AmazonS3Builder, prefix: &str) -> Result<Self> {
         let get = |key| builder.get_config_value(&key);
+        for name in [
+            "aws_server_side_encryption",
+            "aws_sse_kms_key_id",
+            "aws_sse_customer_key_base64",
+            "aws_request_payer",
+        ] {
+            let key: AmazonS3ConfigKey = name.parse().map_err(|e| {
+                Error::new(
+                    ErrorKind::Configuration,
+                    format!("S3 composer: {name}: {e}"),
+                )
+            })?;
+            if get(key).is_some_and(|v| !v.is_empty() && v != "false") {
+                return Err(Error::new(
+                    ErrorKind::Configuration,
+                    format!(
+                        "S3 composer: {name} is set, and the composer's requests do not carry it; use the bucket's default encryption instead"
+                    ),
+                ));
+            }
+        }
         let bucket = get(AmazonS3ConfigKey::Bucket)
             .ok_or_else(|| Error::new(ErrorKind::Configuration, "S3 composer: no bucket is set"))?;
         let region = get(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".to_owned());
@@ -376,6 +402,12 @@ impl S3Composer {
         self.call(request).await.map(drop)
     }
 
+    /// Whether the object `key` is there (a failure to tell counts as no).
+    async fn exists(&self, key: &str) -> bool {
+        let request = Request::new(reqwest::Method::HEAD, key, "", "look up");
+        self.call(request).await.is_ok()
+    }
+
     async fn abort(&self, target: &str, upload_id: &str) {
         let query = format!("uploadId={}", sigv4::uri_encode(upload_id, true));
         let request = Request::new(reqwest::Method::DELETE, target, &query, "abort");
@@ -415,6 +447,11 @@ impl Composer for S3Composer {
         }
         .await;
         if let Err(e) = uploaded {
+            // A complete that S3 carried out but whose answer was lost fails its retry
+            // (the upload is gone): the object is there, whole, and that is success.
+            if self.exists(&target_key).await {
+                return Ok(());
+            }
             self.abort(&target_key, &upload_id).await;
             return Err(e.context(format!("composing {target}")));
         }
