@@ -148,8 +148,7 @@ impl ObjectBlobStore {
     /// while the object's stored size is the one they were read with (a metadata
     /// lookup), else from its footer.
     async fn encoded_footprint(&self, digest: &Digest) -> Result<Option<Footprint>> {
-        let known = self.objects.logical_sizes.get(digest);
-        if let Some(known) = known {
+        if let Some(known) = self.objects.logical_sizes.get(digest) {
             match self.objects.head(digest, Form::Encoded).await? {
                 None => return Ok(None),
                 Some(stored) if stored == known.stored => {

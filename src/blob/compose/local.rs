@@ -60,22 +60,20 @@ impl Composer for LocalComposer {
     }
 
     async fn compose(&self, parts: &[StagedObject], target: &Path) -> Result<()> {
-        let Some(first) = parts.first() else {
+        let sources = parts
+            .iter()
+            .map(|part| Ok((self.file(&part.path)?, part.len)))
+            .collect::<Result<Vec<_>>>()?;
+        let Some((first, _)) = sources.first() else {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 format!("composing {target}: no staged parts"),
             ));
         };
-        let sources = parts
-            .iter()
-            .map(|part| Ok((self.file(&part.path)?, part.len)))
-            .collect::<Result<Vec<_>>>()?;
         let target_file = self.file(target)?;
         // Beside the first part: inside the staging area, which the writer discards
         // after publishing and upload expiry sweeps after a crash.
-        let temp = self
-            .file(&first.path)?
-            .with_file_name(format!(".compose-{}", crate::util::random_id()));
+        let temp = first.with_file_name(format!(".compose-{}", crate::util::random_id()));
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || join_files(&sources, &temp, &target_file, &root))
             .await

@@ -289,21 +289,21 @@ impl S3Composer {
         if !is_error {
             return Ok((headers, body));
         }
-        let error: S3Error = quick_xml::de::from_str(text).unwrap_or_default();
+        let answer: S3Error = quick_xml::de::from_str(text).unwrap_or_default();
+        let transient = status.is_server_error()
+            || status.as_u16() == 429
+            || matches!(
+                answer.code.as_deref(),
+                Some("SlowDown" | "InternalError" | "ServiceUnavailable")
+            );
         let error = Error::new(
             ErrorKind::Storage,
             format!(
                 "S3 {what}: {status}: {} {}",
-                error.code.as_deref().unwrap_or("no error code"),
-                error.message.unwrap_or_default()
+                answer.code.as_deref().unwrap_or("no error code"),
+                answer.message.unwrap_or_default()
             ),
         );
-        let transient = status.is_server_error()
-            || status.as_u16() == 429
-            || matches!(
-                error_code(text).as_deref(),
-                Some("SlowDown" | "InternalError" | "ServiceUnavailable")
-            );
         Err(if transient { error.retryable() } else { error })
     }
 
@@ -527,8 +527,4 @@ fn root_element(xml: &str) -> Option<String> {
             Ok(_) => {}
         }
     }
-}
-
-fn error_code(xml: &str) -> Option<String> {
-    quick_xml::de::from_str::<S3Error>(xml).ok()?.code
 }
