@@ -5,14 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::ObjectStore;
-use object_store::local::LocalFileSystem;
-use wharf::blob::{Composer, LocalComposer};
 use wharf::codec::Compression;
 use wharf::keys::{DEFAULT_KEK, KeyProvider, LocalKeyProvider};
 use wharf::{AtRest, MetaStore, ObjectBlobStore, RedbMetaStore, Registry, ResourceAccount};
 
 use crate::auth::Auth;
+use crate::backends;
 use crate::connections::Limits;
 use crate::login::Login;
 use crate::tokens::Tokens;
@@ -144,9 +142,9 @@ pub(crate) struct Config {
 
 /// The key provider, the KEK names it holds, and where they come from (for errors).
 pub(crate) struct Keys {
-    provider: Arc<dyn KeyProvider>,
-    names: Vec<String>,
-    source: String,
+    pub(crate) provider: Arc<dyn KeyProvider>,
+    pub(crate) names: Vec<String>,
+    pub(crate) source: String,
 }
 
 /// The KMS key the default KEK is, and the KMS endpoint.
@@ -445,7 +443,7 @@ impl Config {
                 source: path.display().to_string(),
             });
         };
-        kms_provider(kms, &self.region)
+        backends::kms_provider(kms, &self.region)
     }
 
     /// Opens the stores and builds the registry; errors name what is wrong.
@@ -456,19 +454,9 @@ impl Config {
         };
         std::fs::create_dir_all(&self.root)
             .map_err(|e| format!("cannot create --root {}: {e}", self.root.display()))?;
-        let (blobs, composer): BlobObjects = match &self.s3 {
-            Some(s3) => s3_store(s3)?,
-            None => {
-                let dir = self.root.join("blobs");
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                let fs = LocalFileSystem::new_with_prefix(&dir)
-                    .map_err(|e| format!("cannot open {}: {e}", dir.display()))?
-                    .with_automatic_cleanup(true)
-                    // A published blob must survive power loss, not only a crash.
-                    .with_fsync(true);
-                (Arc::new(fs), Arc::new(LocalComposer::new(&dir)))
-            }
+        let (blobs, composer) = match &self.s3 {
+            Some(s3) => backends::s3_store(s3)?,
+            None => backends::local_store(&self.root.join("blobs"))?,
         };
         let meta: Arc<dyn MetaStore> = match self.metadata {
             Metadata::Embedded => Arc::new(
@@ -543,67 +531,4 @@ impl Config {
         };
         Ok((registry, login))
     }
-}
-
-#[cfg(feature = "kms")]
-fn kms_provider(kms: &KmsConfig, region: &str) -> Result<Keys, String> {
-    let credentials = wharf::keys::AwsCredentials::from_env().map_err(|e| e.to_string())?;
-    let provider = wharf::keys::AwsKmsKeyProvider::new(
-        region,
-        kms.endpoint.as_deref(),
-        credentials,
-        Some(&kms.key_id),
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(Keys {
-        provider: Arc::new(provider),
-        names: vec![DEFAULT_KEK.to_owned()],
-        source: format!("--kms-key-id {}", kms.key_id),
-    })
-}
-
-#[cfg(not(feature = "kms"))]
-fn kms_provider(kms: &KmsConfig, _region: &str) -> Result<Keys, String> {
-    Err(format!(
-        "--kms-key-id {}: this build has no KMS support; run it with --features kms",
-        kms.key_id
-    ))
-}
-
-/// Where blobs are kept, and the composer that publishes their staged parts in place.
-type BlobObjects = (Arc<dyn ObjectStore>, Arc<dyn Composer>);
-
-/// The bucket's store and composer.
-#[cfg(feature = "s3")]
-fn s3_store(s3: &S3Config) -> Result<BlobObjects, String> {
-    let mut builder = object_store::aws::AmazonS3Builder::from_env()
-        .with_bucket_name(&s3.bucket)
-        .with_allow_http(s3.allow_http);
-    if let Some(endpoint) = &s3.endpoint {
-        builder = builder.with_endpoint(endpoint);
-    }
-    builder = builder.with_region(s3.region.as_deref().unwrap_or("us-east-1"));
-    let store = builder
-        .clone()
-        .build()
-        .map_err(|e| format!("S3 bucket {}: {e}", s3.bucket))?;
-    let composer = wharf::blob::S3Composer::for_store(&builder, &store, &s3.prefix)
-        .map_err(|e| format!("S3 bucket {}: {e}", s3.bucket))?;
-    let store: Arc<dyn ObjectStore> = if s3.prefix.is_empty() {
-        Arc::new(store)
-    } else {
-        Arc::new(object_store::prefix::PrefixStore::new(
-            store,
-            s3.prefix.as_str(),
-        ))
-    };
-    Ok((store, Arc::new(composer)))
-}
-
-#[cfg(not(feature = "s3"))]
-fn s3_store(s3: &S3Config) -> Result<BlobObjects, String> {
-    Err(format!(
-        "--s3-bucket {}: this build has no S3 support; run it with --features s3",
-        s3.bucket
-    ))
 }

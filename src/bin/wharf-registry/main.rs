@@ -22,6 +22,7 @@
 //! - `connections.rs` (the connection cap, timeouts), `tls.rs` (HTTPS).
 
 mod auth;
+mod backends;
 mod background;
 mod blobs;
 mod config;
