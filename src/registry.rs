@@ -56,6 +56,7 @@ mod pull_through;
 mod pull_through_fetch;
 mod pull_through_records;
 mod pulls;
+mod referrer_lists;
 mod referrers;
 #[cfg(feature = "remote")]
 mod remote_copy;
@@ -217,6 +218,8 @@ struct Inner {
     manifests: manifest_cache::ManifestCache,
     /// `tag/` is known to hold live tags only (`tag_layout.rs`).
     live_tags_only: std::sync::atomic::AtomicBool,
+    /// Every referrer is known to be in a `referrer-list/` record (`referrer_lists.rs`).
+    referrer_lists_only: std::sync::atomic::AtomicBool,
     /// The scanner and the scans running in this process.
     scans: scans::ScanRunner,
     /// Pull-through rules and the fetches running in this process.

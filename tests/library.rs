@@ -60,6 +60,8 @@ mod manifest_push;
 mod meta_model;
 #[path = "library/meta_requests.rs"]
 mod meta_requests;
+#[path = "library/referrer_lists.rs"]
+mod referrer_lists;
 #[path = "library/registry.rs"]
 mod registry;
 #[path = "library/repositories.rs"]

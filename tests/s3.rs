@@ -5,6 +5,8 @@
 mod common;
 #[path = "s3/compose.rs"]
 mod compose;
+#[path = "s3/listings.rs"]
+mod listings;
 
 use std::sync::Arc;
 

@@ -301,6 +301,7 @@ impl RegistryBuilder {
                 events: self.events.unwrap_or_else(|| Arc::new(DiscardEvents)),
                 outbox_next: std::sync::atomic::AtomicU64::new(0),
                 live_tags_only: std::sync::atomic::AtomicBool::new(false),
+                referrer_lists_only: std::sync::atomic::AtomicBool::new(false),
                 manifests: super::manifest_cache::ManifestCache::new(
                     super::manifest_cache::DEFAULT_MANIFEST_CACHE_BYTES,
                 ),

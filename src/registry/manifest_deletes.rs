@@ -91,6 +91,10 @@ impl Registry {
             };
             self.untag(repo, &tag, digest, rule).await?;
         }
+        // Marked before the commit point, so no listing confirms it from here on.
+        if let Some(subject) = &record.subject {
+            self.mark_referrer_deleting(repo, subject, digest).await?;
+        }
         // The commit point: from here the manifest is gone; the rest tidies up after it.
         let event = match cause {
             DeleteCause::Explicit => Event::ManifestDeleted {
@@ -118,6 +122,7 @@ impl Registry {
             // the push came after it, and the manifest is there again.
             Err(e) if e.kind() == ErrorKind::Conflict => {
                 self.mark(&announced, SlotState::Void).await;
+                self.keep_listed(repo, digest, &record).await?;
                 return Ok(expected.is_none());
             }
             other => other?,
@@ -128,6 +133,7 @@ impl Registry {
             // A tag moved to it just before the commit point: the decision was made on
             // other tags, so the manifest comes back (a push racing it re-commits too).
             self.commit_manifest_record(repo, digest, &record).await?;
+            self.keep_listed(repo, digest, &record).await?;
             return Ok(false);
         }
         if self.raw_manifest_record(repo, digest).await?.is_some() {
@@ -136,6 +142,8 @@ impl Registry {
         }
         self.forget_pulls(repo, digest).await?;
         if let Some(subject) = &record.subject {
+            self.unlist_referrer(repo, subject, digest).await?;
+            // An entry of the older layout, if a store from before the lists kept one.
             let entry = Nested::new(repo, subject, digest);
             REFERRERS.delete(self.meta(), &entry, Expect::Any).await?;
         }
@@ -147,5 +155,19 @@ impl Registry {
         // candidates while the manifest still held its blobs.
         self.release_blobs(&held).await?;
         Ok(true)
+    }
+
+    /// After a delete that did not happen (the manifest was pushed or tagged again): its
+    /// referrer entry is `pending` again, so a listing may confirm it.
+    async fn keep_listed(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        record: &super::manifests::ManifestRecord,
+    ) -> Result<()> {
+        match &record.subject {
+            Some(subject) => self.unmark_referrer_deleting(repo, subject, digest).await,
+            None => Ok(()),
+        }
     }
 }

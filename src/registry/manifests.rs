@@ -16,7 +16,7 @@ use bytes::Bytes;
 
 use super::Registry;
 pub(crate) use super::manifest_records::ManifestRecord;
-use super::schema::{Marker, Nested, PARENTS, REFERRERS};
+use super::schema::{Marker, Nested, PARENTS};
 use super::tags::PushCommit;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
@@ -236,6 +236,9 @@ impl Registry {
                 }
             }
         }
+        if let Some(subject) = &record.subject {
+            self.confirm_referrer(repo, subject, &digest).await?;
+        }
         // Pushing an archived image again restores it, as in ECR: its blobs were just
         // checked and held.
         self.reactivate(repo, &digest).await?;
@@ -248,28 +251,29 @@ impl Registry {
     }
 
     /// The entries that find a manifest before its record exists (readers check them
-    /// against the record): its referrers entry under its subject, and a parent entry
-    /// under each child it lists.
+    /// against the record): a parent entry under each child it lists.
     fn index_writes(repo: &RepoName, digest: &Digest, manifest: &Manifest) -> Result<Vec<Write>> {
         let mut writes = Vec::new();
-        if let Some(subject) = manifest.subject() {
-            let entry = Descriptor {
-                media_type: manifest.media_type().as_str().to_owned(),
-                digest: digest.clone(),
-                size: manifest.raw().len() as u64,
-                artifact_type: manifest.referrer_artifact_type().map(str::to_owned),
-                annotations: manifest.annotations().clone(),
-                urls: Vec::new(),
-                platform: None,
-            };
-            let key = Nested::new(repo, &subject.digest, digest);
-            writes.push(REFERRERS.put_write(&key, &entry, Expect::Any)?);
-        }
         for child in manifest.children() {
             let key = Nested::new(repo, &child.digest, digest);
             writes.push(PARENTS.put_write(&key, &Marker, Expect::Any)?);
         }
         Ok(writes)
+    }
+
+    /// The manifest's subject and its descriptor as the referrers API lists it.
+    fn referrer_entry(digest: &Digest, manifest: &Manifest) -> Option<(Digest, Descriptor)> {
+        let subject = manifest.subject()?;
+        let entry = Descriptor {
+            media_type: manifest.media_type().as_str().to_owned(),
+            digest: digest.clone(),
+            size: manifest.raw().len() as u64,
+            artifact_type: manifest.referrer_artifact_type().map(str::to_owned),
+            annotations: manifest.annotations().clone(),
+            urls: Vec::new(),
+            platform: None,
+        };
+        Some((subject.digest.clone(), entry))
     }
 
     /// Indexes the manifest and holds every blob it stores (and its own bytes) before its
@@ -288,6 +292,9 @@ impl Registry {
         held.push(digest.clone());
         held.sort();
         held.dedup();
+        if let Some((subject, entry)) = Self::referrer_entry(digest, manifest) {
+            self.list_referrer(repo, &subject, &entry).await?;
+        }
         let index = Self::index_writes(repo, digest, manifest)?;
         self.record_holds(repo, digest, &held, index).await?;
         for blob in &blobs {

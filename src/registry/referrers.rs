@@ -1,15 +1,15 @@
 //! Referrers on [`Registry`]: the manifests whose `subject` is a given digest, as the
 //! distribution spec's referrers API lists them.
 //!
-//! Each referrer is the entry `referrer/<repo>@<subject>/<digest>` holding its descriptor,
-//! written before the referrer's manifest record; an entry whose manifest is not visible
-//! (a push that has not committed, or never will) is not listed.
+//! A subject's referrers are one record, `referrer-list/<repo>@<subject>`
+//! (`referrer_lists.rs`): a listing reads it, and looks at the manifest record only of
+//! entries not yet confirmed (pushes in flight, or left by a push or delete that stopped).
 
 use bytes::Bytes;
 use serde::Serialize;
 
 use super::Registry;
-use super::schema::{Prefix, REFERRERS};
+use super::referrer_lists::{ListedState, Tidy};
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{Descriptor, OCI_IMAGE_INDEX};
@@ -33,20 +33,51 @@ impl Registry {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Referrers> {
-        let within = Prefix::of_subject(repo, subject);
+        let (list, version) = self.referrer_list(repo, subject).await?;
+        let grace_ms = self.inner.gc_grace.as_millis() as u64;
+        let now = self.now_millis();
         let mut descriptors = Vec::new();
-        for entry in REFERRERS.list_all(self.meta(), &within).await? {
-            let descriptor = entry.value;
-            if artifact_type.is_some_and(|t| descriptor.artifact_type.as_deref() != Some(t)) {
-                continue;
+        let mut decisions = Vec::new();
+        for entry in list.entries() {
+            let descriptor = &entry.descriptor;
+            let digest = &descriptor.digest;
+            let visible = match entry.state {
+                ListedState::Confirmed => true,
+                ListedState::Pending | ListedState::Deleting => {
+                    let record = self.raw_manifest_record(repo, digest).await?;
+                    match record {
+                        Some((record, _)) => {
+                            // Seen committed after the list was read: confirm it.
+                            if entry.state == ListedState::Pending && !record.pending {
+                                decisions.push(Tidy::Confirm(digest.clone()));
+                            }
+                            self.is_visible(repo, digest, &record).await?
+                        }
+                        None => {
+                            let left = entry.state == ListedState::Deleting
+                                || (grace_ms > 0 && entry.older_than(grace_ms, now));
+                            if left {
+                                decisions.push(Tidy::Remove(digest.clone()));
+                            }
+                            false
+                        }
+                    }
+                }
+            };
+            let wanted =
+                artifact_type.is_none_or(|t| descriptor.artifact_type.as_deref() == Some(t));
+            if visible && wanted {
+                descriptors.push(descriptor.clone());
             }
-            // An entry written by a push that had not finished is not a referrer yet.
-            if self
-                .manifest_record(repo, &descriptor.digest)
-                .await?
-                .is_some()
+        }
+        if let Some(version) = version.filter(|_| !decisions.is_empty()) {
+            // One try: a list that changed meanwhile is looked at again next time.
+            match self
+                .tidy_referrers(repo, subject, list, version, decisions)
+                .await
             {
-                descriptors.push(descriptor);
+                Err(e) if e.kind() != ErrorKind::Conflict => return Err(e),
+                _ => {}
             }
         }
         #[derive(Serialize)]

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use super::Registry;
 use super::outbox::{Applied, CarriesEvents, Outcome};
 use super::schema::{
-    LINKS, MANIFESTS, PARENTS, PULLS, Prefix, REFERRERS, REPOSITORIES, TAG_HISTORY, TAGGED, TAGS,
+    LINKS, MANIFESTS, PARENTS, PULLS, Prefix, REFERRER_LISTS, REFERRERS, REPOSITORIES, TAG_HISTORY,
+    TAGGED, TAGS,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Event, EventId};
@@ -180,7 +181,7 @@ impl RepositoryRecord {
 }
 
 /// Keys of everything a repository owns in the metadata store start with one of these.
-fn owned_prefixes(name: &RepoName) -> [String; 8] {
+fn owned_prefixes(name: &RepoName) -> [String; 9] {
     [
         LINKS.prefix(),
         MANIFESTS.prefix(),
@@ -189,6 +190,7 @@ fn owned_prefixes(name: &RepoName) -> [String; 8] {
         TAGGED.prefix(),
         PARENTS.prefix(),
         REFERRERS.prefix(),
+        REFERRER_LISTS.prefix(),
         PULLS.prefix(),
     ]
     .map(|table| format!("{table}{}", Prefix::in_repo(name).text))

@@ -50,6 +50,7 @@ use super::leases::LeaseRecord;
 use super::manifests::ManifestRecord;
 use super::outbox::Slot;
 use super::pull_through_records::UpstreamTagRecord;
+use super::referrer_lists::{ReferrerLayoutRecord, ReferrerList};
 use super::replication_records::ReplicationRecord;
 use super::repositories::RepositoryRecord;
 use super::scans::ScanRecord;
@@ -75,8 +76,15 @@ pub(crate) const TAG_LAYOUT: Table<Singleton, TagLayoutRecord> = Table::new("tag
 pub(crate) const TAGGED: Table<Nested<Tag>, Marker> = Table::new("tagged/");
 /// `parent/<repo>@<child>/<index>`: reverse index, the indexes that list a manifest.
 pub(crate) const PARENTS: Table<Nested<Digest>, Marker> = Table::new("parent/");
-/// `referrer/<repo>@<subject>/<digest>`: a referrer's descriptor.
+/// `referrer/<repo>@<subject>/<digest>`: a referrer's descriptor, as stores from before
+/// `referrer-list/` kept them (moved into the lists once, see `referrer-layout`).
 pub(crate) const REFERRERS: Table<Nested<Digest>, Descriptor> = Table::new("referrer/");
+/// `referrer-list/<repo>@<subject>`: the subject's referrers, each with what is known of
+/// its manifest.
+pub(crate) const REFERRER_LISTS: Table<InRepo<Digest>, ReferrerList> = Table::new("referrer-list/");
+/// `referrer-layout`: every referrer is in `referrer-list/`.
+pub(crate) const REFERRER_LAYOUT: Table<Singleton, ReferrerLayoutRecord> =
+    Table::new("referrer-layout");
 /// `pulled/<repo>@<digest>`: the last pull time, in milliseconds.
 pub(crate) const PULLS: Table<InRepo<Digest>, u64> = Table::new("pulled/");
 /// `upload/<id>`: an open upload session.
@@ -116,7 +124,7 @@ pub(crate) const REPLICATIONS: Table<InRepo<Digest>, ReplicationRecord> =
 pub(crate) const UPSTREAM_TAGS: Table<InRepo<Tag>, UpstreamTagRecord> = Table::new("upstream-tag/");
 
 /// Every table's prefix with its longest key: the one list the layout checks read.
-pub(crate) const TABLES: [(&str, usize); 26] = [
+pub(crate) const TABLES: [(&str, usize); 28] = [
     REPOSITORIES.describe(),
     REPOSITORY_POLICIES.describe(),
     LINKS.describe(),
@@ -127,6 +135,8 @@ pub(crate) const TABLES: [(&str, usize); 26] = [
     TAGGED.describe(),
     PARENTS.describe(),
     REFERRERS.describe(),
+    REFERRER_LISTS.describe(),
+    REFERRER_LAYOUT.describe(),
     PULLS.describe(),
     UPLOADS.describe(),
     KEKS.describe(),
@@ -425,6 +435,11 @@ impl<T: Clone> Nested<T> {
             item: item.clone(),
         }
     }
+
+    /// The subject, unless the key writes it hashed.
+    pub(crate) fn subject_digest(&self) -> Option<Digest> {
+        self.subject.parse().ok()
+    }
 }
 
 /// How a nested key writes `subject` (see the module docs).
@@ -530,6 +545,8 @@ impl Json for LinkRecord {}
 impl Json for ManifestRecord {}
 impl Json for TagRecord {}
 impl Json for TagLayoutRecord {}
+impl Json for ReferrerList {}
+impl Json for ReferrerLayoutRecord {}
 impl Json for Descriptor {}
 impl Json for u64 {}
 impl Json for SessionRecord {}

@@ -187,3 +187,83 @@ async fn crash_at_every_operation_of_a_manifest_push() {
 async fn transient_failure_at_every_operation_of_a_manifest_push() {
     interrupted_at_every_operation(FaultMode::FailOnce).await;
 }
+
+/// The signature's entries in the referrers listing, as digests.
+async fn listed_referrers(registry: &Registry, r: &RepoName, p: &Push) -> Vec<String> {
+    let referrers = registry
+        .referrers(r, &sha256(&p.image), None)
+        .await
+        .unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&referrers.index).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A referrer's delete interrupted at every storage operation: the listing shows the
+/// referrer exactly while its manifest is readable, deleting again finishes the job, and
+/// pushing it again lists it again.
+async fn delete_interrupted_at_every_operation(mode: FaultMode) {
+    let content = push_content();
+    let r: RepoName = "crash/referrer-delete".parse().unwrap();
+    let signature = sha256(&content.signature);
+    for n in 0.. {
+        let faulty = FaultyStore::new(Arc::new(InMemory::new()));
+        let registry = registry_over(Arc::new(faulty.clone())).await;
+        push(&registry, &r, &content).await.unwrap();
+        // Listed once, so the listing's one-time layout check is behind us.
+        assert_eq!(listed_referrers(&registry, &r, &content).await.len(), 1);
+        faulty.arm(n, mode);
+        let outcome = registry.delete_manifest(&r, &signature).await;
+        let fired = faulty.fired();
+        faulty.disarm();
+        if !fired {
+            outcome.expect("an undisturbed delete succeeds");
+            assert!(n > 3, "the delete ran through only {n} operations");
+            eprintln!(
+                "{mode:?}: referrer delete interrupted at each of its {n} storage operations"
+            );
+            return;
+        }
+        let restarted = registry_over(Arc::new(faulty.clone())).await;
+        check_consistent(&restarted, &r, &content, n).await;
+        let readable = restarted
+            .get_manifest(&r, &Reference::Digest(signature.clone()))
+            .await
+            .is_ok();
+        let listed = listed_referrers(&restarted, &r, &content).await;
+        assert_eq!(
+            !listed.is_empty(),
+            readable,
+            "op {n}: signature listed {listed:?}, readable {readable}"
+        );
+        if readable {
+            restarted.delete_manifest(&r, &signature).await.unwrap();
+        }
+        assert!(
+            listed_referrers(&restarted, &r, &content).await.is_empty(),
+            "op {n}: listed after its delete"
+        );
+        push(&restarted, &r, &content)
+            .await
+            .unwrap_or_else(|e| panic!("op {n}: push after restart: {e}"));
+        assert_eq!(
+            listed_referrers(&restarted, &r, &content).await,
+            [signature.to_string()],
+            "op {n}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_every_operation_of_a_referrer_delete() {
+    delete_interrupted_at_every_operation(FaultMode::Crash).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failure_at_every_operation_of_a_referrer_delete() {
+    delete_interrupted_at_every_operation(FaultMode::FailOnce).await;
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use object_store::memory::InMemory;
 use wharf::testing::FaultyStore;
-use wharf::{Expect, Registry, RepositorySettings, Tag};
+use wharf::{Expect, Reference, Registry, RepositorySettings, Tag};
 
 /// A registry whose blobs and metadata are objects in one counted store.
 async fn counted() -> (Registry, FaultyStore) {
@@ -119,4 +119,116 @@ async fn deleted_tags_an_older_store_kept_are_moved_out_by_the_first_listing() {
     registry.tag_manifest(&r, &gone, &digest).await.unwrap();
     assert_eq!(registry.tag_history(&r, &gone).await.unwrap().len(), 3);
     assert_eq!(registry.resolve_tag(&r, &gone).await.unwrap(), digest);
+}
+
+/// The referrers of a subject are one record: a listing of 100 costs one read.
+#[tokio::test]
+async fn a_listing_of_many_referrers_costs_one_read() {
+    let (registry, store) = counted().await;
+    let r = repo("signed/app");
+    let image = Image::seeded("signed");
+    let subject = image.push(&registry, &r, &tag("v1")).await.unwrap();
+    let size = image.manifest().len();
+    let mut pushed = Vec::new();
+    for i in 0..100 {
+        let sig = Image::seeded(&format!("signature {i}")).referring_to(
+            &subject,
+            size,
+            "application/vnd.example.sig",
+        );
+        let digest = sig.digest(&sig.manifest());
+        sig.push(&registry, &r, &Reference::Digest(digest.clone()))
+            .await
+            .unwrap();
+        pushed.push(digest.to_string());
+    }
+    pushed.sort();
+
+    let (listing, sent) = requests(&store, registry.referrers(&r, &subject, None)).await;
+    let index: serde_json::Value = serde_json::from_slice(&listing.unwrap().index).unwrap();
+    let listed: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, pushed);
+    // The store's layout mark, once per process, and the list.
+    assert!(sent <= 2, "a listing of 100 referrers cost {sent} requests");
+    let (_, sent) = requests(&store, registry.referrers(&r, &subject, None)).await;
+    assert_eq!(sent, 1, "a second listing cost {sent} requests");
+    let filtered = registry.referrers(&r, &subject, Some("application/other"));
+    let (_, sent) = requests(&store, filtered).await;
+    assert_eq!(sent, 1);
+}
+
+/// A store from before the lists kept one `referrer/` entry per referrer: the first
+/// listing moves them in, lists those whose manifest is there, and marks the store.
+#[tokio::test]
+async fn referrer_entries_an_older_store_kept_are_moved_in_by_the_first_listing() {
+    let (registry, store) = counted().await;
+    let r = repo("old/signed");
+    let image = Image::seeded("old subject");
+    let subject = image.push(&registry, &r, &tag("v1")).await.unwrap();
+    let size = image.manifest().len();
+    let sig =
+        Image::seeded("old signature").referring_to(&subject, size, "application/vnd.example.sig");
+    let sig_digest = sig.digest(&sig.manifest());
+    sig.push(&registry, &r, &Reference::Digest(sig_digest.clone()))
+        .await
+        .unwrap();
+    // Rewrite the store as an older version left it: per-referrer entries, one of them
+    // for a push that never committed, and no lists.
+    let meta = registry.meta_store();
+    let list_key = format!("referrer-list/{r}@{subject}");
+    meta.delete(&list_key, Expect::Any).await.unwrap();
+    let never = Image::seeded("never committed").referring_to(
+        &subject,
+        size,
+        "application/vnd.example.sig",
+    );
+    let never_digest = never.digest(&never.manifest());
+    for digest in [&sig_digest, &never_digest] {
+        let descriptor = serde_json::json!({
+            "mediaType": wharf::OCI_IMAGE_MANIFEST,
+            "digest": digest.to_string(),
+            "size": size,
+            "artifactType": "application/vnd.example.sig",
+        });
+        meta.put(
+            &format!("referrer/{r}@{subject}/{digest}"),
+            Bytes::from(serde_json::to_vec(&descriptor).unwrap()),
+            Expect::Absent,
+        )
+        .await
+        .unwrap();
+    }
+    let reopened = common::builder_over(Arc::new(store.clone()))
+        .await
+        .build()
+        .unwrap();
+    let meta = reopened.meta_store();
+    meta.delete("referrer-layout", Expect::Any).await.unwrap();
+
+    let listing = reopened.referrers(&r, &subject, None).await.unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&listing.index).unwrap();
+    let listed: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [sig_digest.as_str()]);
+    assert!(
+        meta.list_keys("referrer/", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(meta.get("referrer-layout").await.unwrap().is_some());
+    assert!(meta.get(&list_key).await.unwrap().is_some());
+    // The signature was confirmed by that listing; the entry that never committed costs
+    // a look at its record until the grace period has passed.
+    let (_, sent) = requests(&store, reopened.referrers(&r, &subject, None)).await;
+    assert_eq!(sent, 2);
 }

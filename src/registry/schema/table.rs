@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{Key, Value};
 use crate::error::{Error, ErrorKind, Result};
-use crate::meta::{Expect, MetaStore, Version, Write};
+use crate::meta::{Durability, Expect, MetaStore, Version, Write};
 
 /// Attempts at a compare-and-swap under contention before giving up.
 pub(crate) const ATTEMPTS: u32 = 64;
@@ -165,6 +165,21 @@ impl<K: Key, V: Value> Table<K, V> {
         &self,
         meta: &dyn MetaStore,
         key: &K,
+        change: impl FnMut(Option<V>) -> Result<Change<V>>,
+    ) -> Result<Option<V>>
+    where
+        V: Clone,
+    {
+        self.update_with(meta, key, Durability::Durable, change)
+            .await
+    }
+
+    /// [`Table::update`], writing with `durability`.
+    pub(crate) async fn update_with(
+        &self,
+        meta: &dyn MetaStore,
+        key: &K,
+        durability: Durability,
         mut change: impl FnMut(Option<V>) -> Result<Change<V>>,
     ) -> Result<Option<V>>
     where
@@ -185,7 +200,18 @@ impl<K: Key, V: Value> Table<K, V> {
                 Change::Keep => return Ok(value),
                 Change::Put(next) => next,
             };
-            let written = meta.put(&store_key, next.encode()?, expect).await;
+            let value = next.encode()?;
+            let written = match durability {
+                Durability::Durable => meta.put(&store_key, value, expect).await.map(drop),
+                Durability::Relaxed => {
+                    let write = Write::Put {
+                        key: store_key.clone(),
+                        value,
+                        expect,
+                    };
+                    meta.batch(vec![write], durability).await.map(drop)
+                }
+            };
             match written {
                 Ok(_) => return Ok(Some(next)),
                 Err(e) if e.kind() == ErrorKind::Conflict => retry.again(e).await?,
