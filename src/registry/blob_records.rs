@@ -182,6 +182,18 @@ impl Registry {
         digest: &Digest,
         repo: Option<&RepoName>,
     ) -> Result<bool> {
+        self.claim_blob_with(digest, repo, &[]).await
+    }
+
+    /// [`Registry::claim_blob`], with `also` written in the claim's batch (after it):
+    /// writes that need no commit of their own, such as the end of the upload session
+    /// that stored the bytes.
+    pub(crate) async fn claim_blob_with(
+        &self,
+        digest: &Digest,
+        repo: Option<&RepoName>,
+        also: &[Write],
+    ) -> Result<bool> {
         let key = BLOBS.key(digest);
         let mut retry = Retry::new(&key);
         loop {
@@ -216,13 +228,14 @@ impl Registry {
                     (record, Expect::Version(version), false)
                 }
             };
-            let mut writes = Vec::with_capacity(2);
+            let mut writes = Vec::with_capacity(2 + also.len());
             if created {
                 // A candidate from the start, as it may never be referenced: written
                 // before the record (in one batch with it where batches are atomic).
                 writes.push(self.candidate_write(digest)?);
             }
             writes.push(BLOBS.put_write(digest, &next, expect)?);
+            writes.extend_from_slice(also);
             let durability = if created {
                 Durability::Relaxed
             } else {

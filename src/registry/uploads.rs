@@ -325,16 +325,17 @@ impl Registry {
                 }
             }
         }
-        self.claim_blob(digest, Some(repo)).await?;
+        // The session ends with the claim, in its batch: it is over whether the digest
+        // matches or not, and its staging area goes with the writer's commit. Relaxed
+        // (where the claim is): one that comes back after a crash has nothing left to
+        // finish, and expiry removes it.
+        let end = UPLOADS.delete_write(id, Expect::Any);
+        self.claim_blob_with(digest, Some(repo), &[end]).await?;
+        self.inner.open_writers.remove(id);
         let committed = open.writer.commit(digest, None).await;
         if let Ok(info) = &committed {
             self.link(repo, info, Some(None)).await?;
         }
-        // The session is over whether the digest matched or not. Relaxed: one that comes
-        // back after a crash has nothing left to finish, and expiry removes it.
-        let end = UPLOADS.delete_write(id, Expect::Any);
-        self.meta().batch(vec![end], Durability::Relaxed).await?;
-        self.inner.open_writers.remove(id);
         committed
     }
 
