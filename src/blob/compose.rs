@@ -26,6 +26,8 @@ mod local;
 mod plan;
 #[cfg(feature = "s3")]
 mod s3;
+#[cfg(feature = "s3")]
+mod s3_xml;
 
 pub use self::local::LocalComposer;
 #[cfg(feature = "s3")]

@@ -231,3 +231,85 @@ async fn six_gib_blob_publishes_on_s3_without_copy_object() {
     assert_eq!(tail, chunk.slice(chunk.len() - 100..));
     store.delete(&digest).await.unwrap();
 }
+
+/// Credentials that hold back the `hold_at`-th request (from 1) until never, telling the
+/// test when it got there.
+#[derive(Debug)]
+struct HeldCredentials {
+    inner: wharf::blob::compose::S3Credentials,
+    calls: std::sync::atomic::AtomicUsize,
+    hold_at: usize,
+    reached: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl object_store::CredentialProvider for HeldCredentials {
+    type Credential = object_store::aws::AwsCredential;
+    async fn get_credential(&self) -> object_store::Result<Arc<Self::Credential>> {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if n == self.hold_at {
+            self.reached.notify_one();
+            std::future::pending::<()>().await;
+        }
+        self.inner.get_credential().await
+    }
+}
+
+/// A compose dropped half way (its request cancelled) aborts the upload it started, so
+/// S3 keeps no parts of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compose_dropped_half_way_aborts_its_upload() {
+    let Some(bucket) = common::s3_bucket() else {
+        return;
+    };
+    use wharf::blob::{Composer, StagedObject};
+    let mut parts = Vec::new();
+    for (i, seed) in [(0, 7), (1, 8)] {
+        let path = Path::from(format!("uploads/dropped/00000{i}-part"));
+        bucket
+            .store
+            .put(&path, pattern(6 * MIB, seed).into())
+            .await
+            .unwrap();
+        parts.push(StagedObject {
+            path,
+            len: 6 * MIB as u64,
+        });
+    }
+    let held = Arc::new(HeldCredentials {
+        inner: bucket.s3.credentials().clone(),
+        calls: Default::default(),
+        // The start, then the first part copy: held there.
+        hold_at: 2,
+        reached: Default::default(),
+    });
+    let config = S3ComposerConfig::from_builder(&bucket.builder, &bucket.prefix).unwrap();
+    let composer = S3Composer::new(config, held.clone()).unwrap();
+    let target = Path::from("blobs/dropped");
+    let composing = {
+        let (composer, parts, target) = (composer.clone(), parts.clone(), target.clone());
+        tokio::spawn(async move { composer.compose(&parts, &target).await })
+    };
+    held.reached.notified().await;
+    assert_eq!(
+        composer.incomplete_uploads(&target).await.unwrap().len(),
+        1,
+        "the compose started its upload"
+    );
+    composing.abort();
+    assert!(composing.await.unwrap_err().is_cancelled());
+    // The abort is sent from a task of its own: wait for it, within reason.
+    let mut left = Vec::new();
+    for _ in 0..100 {
+        left = composer.incomplete_uploads(&target).await.unwrap();
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(left.is_empty(), "uploads left behind: {left:?}");
+    assert!(matches!(
+        bucket.store.head(&target).await,
+        Err(object_store::Error::NotFound { .. })
+    ));
+}

@@ -12,18 +12,20 @@
 //! 3. `POST <key>?uploadId=ID` completes it, and the object appears whole. S3 may
 //!    answer `200 OK` with an error in the body; the composer reads the body.
 //!
-//! Any failure aborts the upload (`DELETE <key>?uploadId=ID`), best effort. An upload
-//! abandoned by a crash or a dropped request is invisible, and takes space until the
+//! Any failure aborts the upload (`DELETE <key>?uploadId=ID`), best effort, and so does
+//! a compose dropped half way (its request cancelled): the abort is sent from a task of
+//! its own. An upload abandoned by a crash is invisible, and takes space until the
 //! bucket's lifecycle rule (`AbortIncompleteMultipartUpload`) removes it, as for the
 //! store's own staged parts: set one on a registry's bucket.
+//! [`S3Composer::incomplete_uploads`] lists those at a key.
 
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt, stream};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, AwsCredentialProvider};
 use object_store::path::Path;
-use serde::Deserialize;
 
 use super::plan::{Piece, plan};
+use super::s3_xml::{CopyResult, ListedUploads, S3Error, Started, parse, root_element};
 use super::{Composer, StagedObject};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sigv4::{self, Signable};
@@ -413,6 +415,55 @@ impl S3Composer {
         let request = Request::new(reqwest::Method::DELETE, target, &query, "abort");
         let _ = self.call(request).await;
     }
+
+    /// The ids of multipart uploads started at `target` and neither completed nor
+    /// aborted (the first 1000): what a compose that stopped half way leaves until the
+    /// bucket's lifecycle rule removes it.
+    pub async fn incomplete_uploads(&self, target: &Path) -> Result<Vec<String>> {
+        let key = self.object_key(target);
+        let query = format!("prefix={}&uploads", sigv4::uri_encode(&key, true));
+        let request = Request::new(reqwest::Method::GET, "", &query, "list uploads");
+        let (_, body) = self.call(request).await?;
+        let listed: ListedUploads = parse(&body, "listing multipart uploads")?;
+        Ok(listed
+            .uploads
+            .into_iter()
+            .filter(|u| u.key == key)
+            .map(|u| u.upload_id)
+            .collect())
+    }
+}
+
+/// A started upload that is aborted if its compose is dropped before it completes or
+/// aborts (a client gone, a request cancelled): S3 would keep its parts, and bill them,
+/// until the bucket's lifecycle rule removes them.
+struct AbortOnDrop {
+    armed: Option<(S3Composer, String, String)>,
+}
+
+impl AbortOnDrop {
+    fn new(composer: &S3Composer, target: &str, upload_id: &str) -> Self {
+        Self {
+            armed: Some((composer.clone(), target.to_owned(), upload_id.to_owned())),
+        }
+    }
+
+    /// The compose completed or aborted the upload itself.
+    fn disarm(mut self) {
+        self.armed = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        let Some((composer, target, upload_id)) = self.armed.take() else {
+            return;
+        };
+        // Dropped outside a runtime (at shutdown): nothing to send it with.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { composer.abort(&target, &upload_id).await });
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -436,6 +487,7 @@ impl Composer for S3Composer {
         let sources: Vec<String> = parts.iter().map(|p| self.object_key(&p.path)).collect();
         let target_key = self.object_key(target);
         let upload_id = self.start(&target_key).await?;
+        let guard = AbortOnDrop::new(self, &target_key, &upload_id);
         let uploaded = async {
             // By index: a closure over borrowed pieces trips async_trait's lifetimes.
             let etags: Vec<String> = stream::iter(0..pieces.len())
@@ -446,6 +498,7 @@ impl Composer for S3Composer {
             self.complete(&target_key, &upload_id, &etags).await
         }
         .await;
+        guard.disarm();
         if let Err(e) = uploaded {
             // A complete that S3 carried out but whose answer was lost fails its retry
             // (the upload is gone): the object is there, whole, and that is success.
@@ -480,51 +533,6 @@ impl<'a> Request<'a> {
             headers: Vec::new(),
             body: Bytes::new(),
             what: format!("{what} {key}"),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct Started {
-    #[serde(rename = "UploadId")]
-    upload_id: String,
-}
-
-#[derive(Deserialize)]
-struct CopyResult {
-    #[serde(rename = "ETag")]
-    etag: String,
-}
-
-#[derive(Deserialize, Default)]
-struct S3Error {
-    #[serde(rename = "Code")]
-    code: Option<String>,
-    #[serde(rename = "Message")]
-    message: Option<String>,
-}
-
-fn parse<'de, T: Deserialize<'de>>(body: &'de [u8], what: &str) -> Result<T> {
-    let text = std::str::from_utf8(body).unwrap_or_default();
-    quick_xml::de::from_str(text).map_err(|e| {
-        Error::new(
-            ErrorKind::Storage,
-            format!("S3 answered {what} with XML that does not parse: {e}"),
-        )
-    })
-}
-
-/// The name of the document's first element.
-fn root_element(xml: &str) -> Option<String> {
-    use quick_xml::events::Event;
-    let mut reader = quick_xml::Reader::from_str(xml);
-    loop {
-        match reader.read_event() {
-            Ok(Event::Start(e) | Event::Empty(e)) => {
-                return Some(String::from_utf8_lossy(e.name().as_ref()).into_owned());
-            }
-            Ok(Event::Eof) | Err(_) => return None,
-            Ok(_) => {}
         }
     }
 }
