@@ -356,6 +356,17 @@ async fn a_client_that_stops_reading_its_response_gives_its_connection_up() {
         server.host()
     );
     stuck.write_all(head.as_bytes()).await.unwrap();
+    // Its response has begun (the status line arrived), so the connection is busy, not
+    // idle: an idle connection would give its slot to the next client at once.
+    let mut status_line = [0u8; 12];
+    within(
+        SOCKET_LIMIT,
+        "the stuck response's first bytes",
+        stuck.read_exact(&mut status_line),
+    )
+    .await
+    .unwrap();
+    assert_eq!(&status_line, b"HTTP/1.1 200");
     // Others are refused while it holds the only slot, then served once the server
     // gives the stuck response up.
     let api = api_with_fresh_connections(&server);
