@@ -218,3 +218,24 @@ pub(crate) async fn drain(dispatcher: &wharf::Dispatcher) -> wharf::DispatchRepo
         }
     }
 }
+
+/// The digests a referrers listing (an OCI image index) names, in its order.
+pub(crate) fn referrer_digests(index: &[u8]) -> Vec<String> {
+    let index: serde_json::Value = serde_json::from_slice(index).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Runs `work` and returns its result with the requests it sent to `store`.
+pub(crate) async fn requests<T>(
+    store: &wharf::testing::FaultyStore,
+    work: impl Future<Output = T>,
+) -> (T, usize) {
+    let before = store.operations();
+    let out = work.await;
+    (out, store.operations() - before)
+}

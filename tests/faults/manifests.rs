@@ -194,13 +194,7 @@ async fn listed_referrers(registry: &Registry, r: &RepoName, p: &Push) -> Vec<St
         .referrers(r, &sha256(&p.image), None)
         .await
         .unwrap();
-    let index: serde_json::Value = serde_json::from_slice(&referrers.index).unwrap();
-    index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["digest"].as_str().unwrap().to_owned())
-        .collect()
+    common::referrer_digests(&referrers.index)
 }
 
 /// A referrer's delete interrupted at every storage operation: the listing shows the

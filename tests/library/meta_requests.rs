@@ -4,7 +4,7 @@
 
 use crate::common;
 use crate::common::images::Image;
-use crate::common::{repo, tag};
+use crate::common::{referrer_digests, repo, requests, tag};
 
 use std::sync::Arc;
 
@@ -21,13 +21,6 @@ async fn counted() -> (Registry, FaultyStore) {
         .build()
         .unwrap();
     (registry, store)
-}
-
-/// Runs `work` and returns its result with the requests it sent to `store`.
-async fn requests<T>(store: &FaultyStore, work: impl Future<Output = T>) -> (T, usize) {
-    let before = store.operations();
-    let out = work.await;
-    (out, store.operations() - before)
 }
 
 #[tokio::test]
@@ -145,14 +138,7 @@ async fn a_listing_of_many_referrers_costs_one_read() {
     pushed.sort();
 
     let (listing, sent) = requests(&store, registry.referrers(&r, &subject, None)).await;
-    let index: serde_json::Value = serde_json::from_slice(&listing.unwrap().index).unwrap();
-    let listed: Vec<&str> = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["digest"].as_str().unwrap())
-        .collect();
-    assert_eq!(listed, pushed);
+    assert_eq!(referrer_digests(&listing.unwrap().index), pushed);
     // The store's layout mark, once per process, and the list.
     assert!(sent <= 2, "a listing of 100 referrers cost {sent} requests");
     let (_, sent) = requests(&store, registry.referrers(&r, &subject, None)).await;
@@ -211,14 +197,7 @@ async fn referrer_entries_an_older_store_kept_are_moved_in_by_the_first_listing(
     meta.delete("referrer-layout", Expect::Any).await.unwrap();
 
     let listing = reopened.referrers(&r, &subject, None).await.unwrap();
-    let index: serde_json::Value = serde_json::from_slice(&listing.index).unwrap();
-    let listed: Vec<&str> = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["digest"].as_str().unwrap())
-        .collect();
-    assert_eq!(listed, [sig_digest.as_str()]);
+    assert_eq!(referrer_digests(&listing.index), [sig_digest.to_string()]);
     assert!(
         meta.list_keys("referrer/", None, 10)
             .await

@@ -41,13 +41,7 @@ fn artifact(subject: &Digest, subject_len: usize, note: &str) -> Bytes {
 
 async fn listed(registry: &Registry, r: &RepoName, subject: &Digest) -> Vec<String> {
     let referrers = registry.referrers(r, subject, None).await.unwrap();
-    let index: serde_json::Value = serde_json::from_slice(&referrers.index).unwrap();
-    let mut out: Vec<String> = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["digest"].as_str().unwrap().to_owned())
-        .collect();
+    let mut out = common::referrer_digests(&referrers.index);
     out.sort();
     out
 }
