@@ -42,6 +42,7 @@ mod key_identity;
 mod layout_export;
 mod layout_import;
 mod layout_io;
+mod layout_marks;
 mod leases;
 mod lifecycle;
 mod manifest_cache;

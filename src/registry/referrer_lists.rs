@@ -35,14 +35,10 @@
 //! `pending` and marks the store (`referrer-layout`); every later listing, in any
 //! process, trusts the mark (one read per process).
 
-use std::sync::atomic::Ordering;
-
 use serde::{Deserialize, Serialize};
 
 use super::Registry;
-use super::schema::{
-    Change, InRepo, Prefix, REFERRER_LAYOUT, REFERRER_LISTS, REFERRERS, Retry, Singleton,
-};
+use super::schema::{Change, InRepo, Prefix, REFERRER_LAYOUT, REFERRER_LISTS, REFERRERS, Retry};
 use crate::digest::Digest;
 use crate::error::{ErrorKind, Result};
 use crate::manifest::Descriptor;
@@ -290,7 +286,6 @@ impl Registry {
         digest: &Digest,
     ) -> Result<()> {
         let key = InRepo::new(repo, subject);
-        let mut emptied = None;
         // Relaxed: an entry whose record is gone is removed by the next listing anyway.
         REFERRER_LISTS
             .update_with(self.meta(), &key, Durability::Relaxed, |list| {
@@ -300,28 +295,19 @@ impl Registry {
                 match list.position(digest) {
                     Ok(i) if list.entries[i].state == ListedState::Deleting => {
                         list.entries.remove(i);
-                        emptied = Some(list.entries.is_empty());
-                        Ok(Change::Put(list))
+                        // An empty list goes, in the same compare-and-swap, so a push
+                        // that added to it meanwhile keeps it.
+                        Ok(if list.entries.is_empty() {
+                            Change::Delete
+                        } else {
+                            Change::Put(list)
+                        })
                     }
                     _ => Ok(Change::Keep),
                 }
             })
-            .await?;
-        if emptied == Some(true) {
-            // The list is empty: remove it, unless a push added to it meanwhile.
-            if let Some((list, version)) = REFERRER_LISTS.get(self.meta(), &key).await?
-                && list.entries.is_empty()
-            {
-                match REFERRER_LISTS
-                    .delete(self.meta(), &key, Expect::Version(version))
-                    .await
-                {
-                    Err(e) if e.kind() != ErrorKind::Conflict => return Err(e),
-                    _ => {}
-                }
-            }
-        }
-        Ok(())
+            .await
+            .map(drop)
     }
 
     /// Sets the state of a listed referrer to what `next` says, if anything.
@@ -362,24 +348,14 @@ impl Registry {
     /// in a process, and in a store from before those records, one walk of the older
     /// per-referrer entries, ever.
     async fn ensure_referrer_lists(&self) -> Result<()> {
-        if self.inner.referrer_lists_only.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let marked = REFERRER_LAYOUT
-            .get(self.meta(), &Singleton)
-            .await?
-            .is_some_and(|(layout, _)| layout.lists_only);
-        if !marked {
-            self.move_referrer_entries_in().await?;
-            let layout = ReferrerLayoutRecord { lists_only: true };
-            REFERRER_LAYOUT
-                .put(self.meta(), &Singleton, &layout, Expect::Any)
-                .await?;
-        }
-        self.inner
-            .referrer_lists_only
-            .store(true, Ordering::Release);
-        Ok(())
+        self.ensure_layout(
+            &self.inner.referrer_lists_only,
+            &REFERRER_LAYOUT,
+            ReferrerLayoutRecord { lists_only: true },
+            |layout| layout.lists_only,
+            self.move_referrer_entries_in(),
+        )
+        .await
     }
 
     /// Moves every older per-referrer entry into its subject's list as `pending` (the

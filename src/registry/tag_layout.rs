@@ -6,12 +6,10 @@
 //! removes them, once, and then marks the store (`tag-layout`); every later listing, in
 //! any process, trusts the mark (one read per process).
 
-use std::sync::atomic::Ordering;
-
 use serde::{Deserialize, Serialize};
 
 use super::Registry;
-use super::schema::{Prefix, Singleton, TAG_HISTORY, TAG_LAYOUT, TAGS};
+use super::schema::{Prefix, TAG_HISTORY, TAG_LAYOUT, TAGS};
 use crate::error::{ErrorKind, Result};
 use crate::meta::Expect;
 
@@ -25,22 +23,14 @@ impl Registry {
     /// Makes sure `tag/` holds live tags only: one read the first time in a process, and
     /// in a store from before `tag-history/`, one walk of its tags, ever.
     pub(super) async fn ensure_live_tags_only(&self) -> Result<()> {
-        if self.inner.live_tags_only.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let marked = TAG_LAYOUT
-            .get(self.meta(), &Singleton)
-            .await?
-            .is_some_and(|(layout, _)| layout.live_only);
-        if !marked {
-            self.move_deleted_tags_out().await?;
-            let layout = TagLayoutRecord { live_only: true };
-            TAG_LAYOUT
-                .put(self.meta(), &Singleton, &layout, Expect::Any)
-                .await?;
-        }
-        self.inner.live_tags_only.store(true, Ordering::Release);
-        Ok(())
+        self.ensure_layout(
+            &self.inner.live_tags_only,
+            &TAG_LAYOUT,
+            TagLayoutRecord { live_only: true },
+            |layout| layout.live_only,
+            self.move_deleted_tags_out(),
+        )
+        .await
     }
 
     /// Moves every deleted tag left in `tag/` to `tag-history/`: its history first (kept

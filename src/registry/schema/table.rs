@@ -31,6 +31,8 @@ pub(crate) enum Change<V> {
     Keep,
     /// Store this value.
     Put(V),
+    /// Remove the value (where there is none, nothing is written).
+    Delete,
 }
 
 /// A listed entry.
@@ -160,7 +162,7 @@ impl<K: Key, V: Value> Table<K, V> {
 
     /// Applies `change` to the value at `key` by compare-and-swap: it sees the value as
     /// stored (or `None`) and says what to do; a lost race re-reads and asks again, at
-    /// most [`ATTEMPTS`] times. Returns the value stored afterwards.
+    /// most [`ATTEMPTS`] times. Returns the value stored afterwards (`None` once removed).
     pub(crate) async fn update(
         &self,
         meta: &dyn MetaStore,
@@ -198,22 +200,32 @@ impl<K: Key, V: Value> Table<K, V> {
             };
             let next = match change(value.clone())? {
                 Change::Keep => return Ok(value),
-                Change::Put(next) => next,
+                Change::Delete if value.is_none() => return Ok(None),
+                Change::Put(next) => Some(next),
+                Change::Delete => None,
             };
-            let value = next.encode()?;
-            let written = match durability {
-                Durability::Durable => meta.put(&store_key, value, expect).await.map(drop),
-                Durability::Relaxed => {
-                    let write = Write::Put {
-                        key: store_key.clone(),
-                        value,
-                        expect,
-                    };
-                    meta.batch(vec![write], durability).await.map(drop)
+            let write = match &next {
+                Some(next) => Write::Put {
+                    key: store_key.clone(),
+                    value: next.encode()?,
+                    expect,
+                },
+                None => Write::Delete {
+                    key: store_key.clone(),
+                    expect,
+                },
+            };
+            let written = match (durability, write) {
+                (Durability::Durable, Write::Put { key, value, expect }) => {
+                    meta.put(&key, value, expect).await.map(drop)
                 }
+                (Durability::Durable, Write::Delete { key, expect }) => {
+                    meta.delete(&key, expect).await
+                }
+                (_, write) => meta.batch(vec![write], durability).await.map(drop),
             };
             match written {
-                Ok(_) => return Ok(Some(next)),
+                Ok(()) => return Ok(next),
                 Err(e) if e.kind() == ErrorKind::Conflict => retry.again(e).await?,
                 Err(e) => return Err(e),
             }

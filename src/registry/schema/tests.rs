@@ -192,6 +192,35 @@ async fn update_creates_and_keeps() {
 }
 
 #[tokio::test]
+async fn update_deletes_durably_or_relaxed_and_not_what_is_absent() {
+    let meta = MemoryMetaStore::new();
+    for durability in [
+        crate::meta::Durability::Durable,
+        crate::meta::Durability::Relaxed,
+    ] {
+        let key: InRepo<Digest> = InRepo::new(&"app".parse().unwrap(), &sha512("y"));
+        PULLS.put(&meta, &key, &7, Expect::Absent).await.unwrap();
+        let removed = PULLS
+            .update_with(&meta, &key, durability, |now| {
+                assert_eq!(now, Some(7));
+                Ok(Change::Delete)
+            })
+            .await
+            .unwrap();
+        assert_eq!(removed, None);
+        assert!(PULLS.get(&meta, &key).await.unwrap().is_none());
+        let nothing = PULLS
+            .update_with(&meta, &key, durability, |now| {
+                assert_eq!(now, None);
+                Ok(Change::Delete)
+            })
+            .await
+            .unwrap();
+        assert_eq!(nothing, None);
+    }
+}
+
+#[tokio::test]
 async fn a_hashed_subject_still_lists_entries_written_under_the_old_rule() {
     let meta = MemoryMetaStore::new();
     // A name long enough that a sha512 subject is hashed now, short enough that the
