@@ -24,7 +24,7 @@ mod wraps;
 mod writer;
 
 pub use self::at_rest::AtRest;
-pub use self::compose::{Composer, LocalComposer, StagedObject};
+pub use self::compose::{Composer, LocalComposer, StagedObject, local_objects};
 #[cfg(feature = "s3")]
 pub use self::compose::{S3Composer, S3ComposerConfig};
 pub use self::object::{DEFAULT_PART_SIZE, DEFAULT_PARTS_IN_FLIGHT, ObjectBlobStore};

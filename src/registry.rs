@@ -12,13 +12,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use serde::{Deserialize, Serialize};
 
 use self::open_writers::OpenWriters;
 use self::schema::{InRepo, LINKS, Prefix};
-use crate::blob::{AtRest, BlobInfo, BlobRead, BlobStore, ByteStream, LocalComposer};
+use crate::blob::{AtRest, BlobInfo, BlobRead, BlobStore, ByteStream, local_objects};
 use crate::clock::Clock;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
@@ -263,23 +262,11 @@ impl Registry {
     /// compressed where that helps. Creates `dir` if needed.
     pub fn open_local(dir: impl AsRef<FsPath>) -> Result<Self> {
         let dir = dir.as_ref();
-        let blob_dir = dir.join("blobs");
-        std::fs::create_dir_all(&blob_dir).map_err(|e| {
-            Error::new(
-                ErrorKind::Storage,
-                format!("creating {}: {e}", blob_dir.display()),
-            )
-            .with_source(e)
-        })?;
-        let fs = LocalFileSystem::new_with_prefix(&blob_dir)
-            .map_err(|e| Error::storage(format!("opening {}", blob_dir.display()), e))?
-            .with_automatic_cleanup(true)
-            // A published blob must survive power loss, not only a process crash.
-            .with_fsync(true);
+        let (blobs, composer) = local_objects(&dir.join("blobs"))?;
         let keys = LocalKeyProvider::open(dir.join("keys.json"))?;
         Self::builder()
-            .object_store(Arc::new(fs))
-            .composer(Arc::new(LocalComposer::new(&blob_dir)))
+            .object_store(blobs)
+            .composer(composer)
             .key_provider(Arc::new(keys))
             .meta_store(Arc::new(RedbMetaStore::open(dir.join("meta.redb"))?))
             .build()

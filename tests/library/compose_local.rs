@@ -120,16 +120,12 @@ async fn odd_paths_and_no_parts_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "12 GiB of disk writes: scripts/large-blob-test runs it"]
 async fn six_gib_blob_is_joined_on_local_disk() {
-    use std::sync::Arc;
     use wharf::{Algorithm, BlobStore, Digester, ObjectBlobStore};
     let dir = tempfile::tempdir().unwrap();
-    let local = object_store::local::LocalFileSystem::new_with_prefix(dir.path())
-        .unwrap()
-        .with_automatic_cleanup(true)
-        .with_fsync(true);
-    let store = ObjectBlobStore::new(Arc::new(local))
+    let (local, composer) = wharf::blob::local_objects(dir.path()).unwrap();
+    let store = ObjectBlobStore::new(local)
         .with_at_rest(wharf::AtRest::plain())
-        .with_composer(Arc::new(LocalComposer::new(dir.path())));
+        .with_composer(composer);
     let size = 6u64 << 30;
     let chunk: bytes::Bytes = (0..8u32 << 20)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)

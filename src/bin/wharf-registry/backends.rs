@@ -6,8 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use object_store::ObjectStore;
-use object_store::local::LocalFileSystem;
-use wharf::blob::{Composer, LocalComposer};
+use wharf::blob::Composer;
 #[cfg(feature = "kms")]
 use wharf::keys::DEFAULT_KEK;
 
@@ -18,13 +17,7 @@ pub(crate) type BlobObjects = (Arc<dyn ObjectStore>, Arc<dyn Composer>);
 
 /// Blobs in the directory `dir`, created if need be.
 pub(crate) fn local_store(dir: &Path) -> Result<BlobObjects, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let fs = LocalFileSystem::new_with_prefix(dir)
-        .map_err(|e| format!("cannot open {}: {e}", dir.display()))?
-        .with_automatic_cleanup(true)
-        // A published blob must survive power loss, not only a crash.
-        .with_fsync(true);
-    Ok((Arc::new(fs), Arc::new(LocalComposer::new(dir))))
+    wharf::blob::local_objects(dir).map_err(|e| e.to_string())
 }
 
 #[cfg(feature = "kms")]

@@ -10,8 +10,11 @@
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 
 use super::{Composer, StagedObject};
@@ -22,6 +25,25 @@ use crate::error::{Error, ErrorKind, Result};
 #[derive(Debug, Clone)]
 pub struct LocalComposer {
     root: PathBuf,
+}
+
+/// Blobs kept in the directory `root` (created if need be): a local object store that
+/// syncs what it writes (a published blob must survive power loss, not only a crash)
+/// and removes directories a delete left empty, with the composer that publishes its
+/// staged parts in place.
+pub fn local_objects(root: &FsPath) -> Result<(Arc<dyn ObjectStore>, Arc<dyn Composer>)> {
+    fs::create_dir_all(root).map_err(|e| {
+        Error::new(
+            ErrorKind::Storage,
+            format!("creating {}: {e}", root.display()),
+        )
+        .with_source(e)
+    })?;
+    let store = LocalFileSystem::new_with_prefix(root)
+        .map_err(|e| Error::storage(format!("opening {}", root.display()), e))?
+        .with_automatic_cleanup(true)
+        .with_fsync(true);
+    Ok((Arc::new(store), Arc::new(LocalComposer::new(root))))
 }
 
 impl LocalComposer {
