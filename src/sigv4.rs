@@ -31,6 +31,9 @@ use std::time::{Duration, SystemTime};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest as _, Sha256};
 
+#[cfg(any(feature = "s3", feature = "kms"))]
+pub(crate) mod requests;
+
 /// How far a request's time may be from the verifier's clock, either way.
 pub const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
 

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -22,7 +22,8 @@ use zeroize::Zeroizing;
 use super::{DEFAULT_KEK, KeyProvider, WrappedKey};
 use crate::codec::DataKey;
 use crate::error::{Error, ErrorKind, Result};
-use crate::sigv4::{self, Signable};
+use crate::sigv4;
+use crate::sigv4::requests::{SigningKey, Unsigned, signed};
 
 /// The prefix of KEK names that name a KMS key directly.
 pub const KMS_KEK_PREFIX: &str = "kms.";
@@ -141,41 +142,29 @@ impl AwsKmsKeyProvider {
 
     /// Calls KMS `action` with `body`; KMS's errors mapped to wharf's, naming `key`.
     async fn call(&self, action: &str, body: &str, key: &str) -> Result<Value> {
-        let amz_date = chrono::DateTime::<chrono::Utc>::from(SystemTime::now())
-            .format("%Y%m%dT%H%M%SZ")
-            .to_string();
         let target = format!("TrentService.{action}");
-        let mut headers = vec![
+        let headers = [
             ("content-type", "application/x-amz-json-1.1"),
-            ("host", self.host.as_str()),
-            ("x-amz-date", amz_date.as_str()),
             ("x-amz-target", target.as_str()),
         ];
-        if let Some(token) = &self.credentials.session_token {
-            headers.push(("x-amz-security-token", token.as_str()));
-        }
         let payload = sigv4::payload_hash(body.as_bytes());
-        let request = Signable {
-            method: "POST",
+        let unsigned = Unsigned {
+            method: reqwest::Method::POST,
+            origin: &self.endpoint,
+            host: &self.host,
             path: "/",
             query: "",
             headers: &headers,
             payload_sha256: &payload,
         };
-        let authorization = sigv4::sign(
-            &request,
-            &self.credentials.access_key_id,
-            &self.credentials.secret_access_key,
-            &self.region,
-            "kms",
-            &amz_date,
-        );
-        let mut builder = self.client.post(format!("{}/", self.endpoint));
-        for (name, value) in headers.iter().filter(|(n, _)| *n != "host") {
-            builder = builder.header(*name, *value);
-        }
-        let response = builder
-            .header("authorization", authorization)
+        let signing = SigningKey {
+            access_key_id: &self.credentials.access_key_id,
+            secret: &self.credentials.secret_access_key,
+            session_token: self.credentials.session_token.as_deref(),
+            region: &self.region,
+            service: "kms",
+        };
+        let response = signed(&self.client, unsigned, &signing)
             .body(body.to_owned())
             .send()
             .await

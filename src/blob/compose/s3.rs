@@ -28,7 +28,8 @@ use super::plan::{Piece, plan};
 use super::s3_xml::{CopyResult, ListedUploads, S3Error, Started, parse, root_element};
 use super::{Composer, StagedObject};
 use crate::error::{Error, ErrorKind, Result};
-use crate::sigv4::{self, Signable};
+use crate::sigv4;
+use crate::sigv4::requests::{SigningKey, Unsigned, signed};
 
 /// S3's smallest part (all but the last part of an upload).
 pub const S3_MIN_PART: u64 = 5 << 20;
@@ -208,42 +209,27 @@ impl S3Composer {
                 format!("S3 {}: no credentials: {e}", request.what),
             )
         })?;
-        let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
         let payload = sigv4::payload_hash(&request.body);
-        let mut headers: Vec<(&str, &str)> = vec![
-            ("host", &self.host),
-            ("x-amz-content-sha256", &payload),
-            ("x-amz-date", &amz_date),
-        ];
-        if let Some(token) = &credential.token {
-            headers.push(("x-amz-security-token", token));
-        }
+        let mut headers: Vec<(&str, &str)> = vec![("x-amz-content-sha256", &payload)];
         headers.extend(request.headers.iter().map(|(n, v)| (*n, v.as_str())));
         let path = format!("{}/{}", self.endpoint_path, request.key);
-        let authorization = sigv4::sign(
-            &Signable {
-                method: request.method.as_str(),
-                path: &path,
-                query: &request.query,
-                headers: &headers,
-                payload_sha256: &payload,
-            },
-            &credential.key_id,
-            &credential.secret_key,
-            &self.config.region,
-            "s3",
-            &amz_date,
-        );
-        let mut url = format!("{}{path}", self.origin);
-        if !request.query.is_empty() {
-            url = format!("{url}?{}", request.query);
-        }
-        let mut builder = self.client.request(request.method.clone(), url);
-        for (name, value) in headers.iter().filter(|(n, _)| *n != "host") {
-            builder = builder.header(*name, *value);
-        }
-        builder
-            .header("authorization", authorization)
+        let unsigned = Unsigned {
+            method: request.method.clone(),
+            origin: &self.origin,
+            host: &self.host,
+            path: &path,
+            query: &request.query,
+            headers: &headers,
+            payload_sha256: &payload,
+        };
+        let key = SigningKey {
+            access_key_id: &credential.key_id,
+            secret: &credential.secret_key,
+            session_token: credential.token.as_deref(),
+            region: &self.config.region,
+            service: "s3",
+        };
+        signed(&self.client, unsigned, &key)
             .body(request.body.clone())
             .send()
             .await
