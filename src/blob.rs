@@ -14,6 +14,7 @@ pub mod compose;
 mod encoded;
 mod encoding;
 mod hashing;
+mod local_objects;
 mod object;
 mod objects;
 mod part_writer;
@@ -24,9 +25,10 @@ mod wraps;
 mod writer;
 
 pub use self::at_rest::AtRest;
-pub use self::compose::{Composer, LocalComposer, StagedObject, local_objects};
+pub use self::compose::{Composer, LocalComposer, StagedObject};
 #[cfg(feature = "s3")]
 pub use self::compose::{S3Composer, S3ComposerConfig};
+pub use self::local_objects::{INLINE_READ_LIMIT, LocalObjects, local_objects};
 pub use self::object::{DEFAULT_PART_SIZE, DEFAULT_PARTS_IN_FLIGHT, ObjectBlobStore};
 pub use self::wraps::RotationProgress;
 pub(crate) use self::wraps::check_kek_name;

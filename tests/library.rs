@@ -50,6 +50,8 @@ mod lifecycle;
 mod lifecycle_plan;
 #[path = "library/lifecycle_policy.rs"]
 mod lifecycle_policy;
+#[path = "library/local_objects.rs"]
+mod local_objects;
 #[path = "library/manifest_descriptors.rs"]
 mod manifest_descriptors;
 #[path = "library/manifest_parsing.rs"]

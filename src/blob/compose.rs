@@ -29,7 +29,7 @@ mod s3;
 #[cfg(feature = "s3")]
 mod s3_xml;
 
-pub use self::local::{LocalComposer, local_objects};
+pub use self::local::LocalComposer;
 #[cfg(feature = "s3")]
 pub use self::s3::{
     S3_MAX_COPY_PART, S3_MAX_PARTS, S3_MIN_PART, S3Composer, S3ComposerConfig, S3Credentials,

@@ -10,14 +10,12 @@
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::Arc;
 
 use async_trait::async_trait;
-use object_store::ObjectStore;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 
 use super::{Composer, StagedObject};
+use crate::blob::local_objects::plain_file;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Joins staged parts of an `ObjectBlobStore` kept in a local directory (an
@@ -27,51 +25,21 @@ pub struct LocalComposer {
     root: PathBuf,
 }
 
-/// Blobs kept in the directory `root` (created if need be): a local object store that
-/// syncs what it writes (a published blob must survive power loss, not only a crash)
-/// and removes directories a delete left empty, with the composer that publishes its
-/// staged parts in place.
-pub fn local_objects(root: &FsPath) -> Result<(Arc<dyn ObjectStore>, Arc<dyn Composer>)> {
-    fs::create_dir_all(root).map_err(|e| {
-        Error::new(
-            ErrorKind::Storage,
-            format!("creating {}: {e}", root.display()),
-        )
-        .with_source(e)
-    })?;
-    let store = LocalFileSystem::new_with_prefix(root)
-        .map_err(|e| Error::storage(format!("opening {}", root.display()), e))?
-        .with_automatic_cleanup(true)
-        .with_fsync(true);
-    Ok((Arc::new(store), Arc::new(LocalComposer::new(root))))
-}
-
 impl LocalComposer {
     /// A composer for the object store rooted at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
     }
 
-    /// The file of the object at `path`. Blob store paths are made of hex digests, ids
-    /// and fixed names; anything that would need escaping on disk is refused rather
-    /// than guessed at.
+    /// The file of the object at `path`. Anything that would need escaping on disk is
+    /// refused rather than guessed at.
     fn file(&self, path: &Path) -> Result<PathBuf> {
-        let mut file = self.root.clone();
-        for part in path.parts() {
-            let part = part.as_ref();
-            let plain = !part.starts_with('.')
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-            if !plain {
-                return Err(Error::new(
-                    ErrorKind::InvalidArgument,
-                    format!("object path {path} has a part the local composer does not map"),
-                ));
-            }
-            file.push(part);
-        }
-        Ok(file)
+        plain_file(&self.root, path).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("object path {path} has a part the local composer does not map"),
+            )
+        })
     }
 }
 
