@@ -444,9 +444,11 @@ impl SealJob {
     }
 }
 
-/// Sealing threads by default: the machine's cores, at most 8.
+/// Sealing threads by default: the machine's cores, at most 8. Asked once: the answer
+/// reads cgroup files on Linux, which cost a small write more than its sealing does.
 fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+    static WORKERS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *WORKERS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)))
 }
 
 /// Frame `index`, whose content follows [`FRAME_PREFIX_LEN`] spare bytes in `frame`,
