@@ -7,12 +7,12 @@
 //! # Format, version 1
 //!
 //! ```text
-//! header   "WHRF" | version (1) | flags (bit 0: encrypted) | log2(frame size) | 0
-//!          | salt (16 random bytes)                                    = 24 bytes
+//! header   "WHRF" | version (1) | flags (bit 0: encrypted, bit 1: named)
+//!          | log2(frame size) | 0 | salt (16 random bytes)              = 24 bytes
 //! frames   per frame: encoding (0 raw, 1 zstd) | payload length (u32 LE) | payload
 //!          payload = ciphertext and 16-byte tag (encrypted), or bytes and CRC-32
 //! footer   stored frame lengths (u32 LE each) | logical size (u64 LE)
-//!          | frame count (u64 LE) | tag (16 bytes: GCM tag, or CRC-32 and zeros)
+//!          | frame count (u64 LE) | tag (16 bytes: GCM tag, or CRC-32 and name)
 //!          | footer length (u32 LE) | "WHRI"
 //! ```
 //!
@@ -24,6 +24,14 @@
 //! [`ErrorKind::CorruptData`], never as content. The footer is authenticated the same
 //! way under its own nonce. Unencrypted objects carry CRC-32 (IEEE) checksums instead:
 //! they catch accidents, not attackers.
+//!
+//! An unencrypted object may be *named* (flag bit 1; never set with bit 0): the 12
+//! bytes after its footer's CRC-32 are the first 12 bytes of its blob's digest (the
+//! hash itself, not its hex), where an unnamed object has zeros. The name is what lets
+//! a full read trust the checksums instead of hashing the blob again: they catch bit
+//! flips, truncation and frames from another object (the salt is in every checksum),
+//! and the name catches a whole object under another blob's name. An encrypted object
+//! needs no name: its data key's wrap is bound to the digest.
 //!
 //! The digest of a blob is always that of its logical bytes: clients, deduplication and
 //! mounts never see this format.
@@ -58,6 +66,9 @@ pub const DEFAULT_FRAME_SIZE: usize = 1 << 18;
 pub const FRAME_SIZE_RANGE: Range<u32> = 16..27;
 
 const FLAG_ENCRYPTED: u8 = 1;
+const FLAG_NAMED: u8 = 2;
+/// Bytes of a blob's digest a named object's footer holds.
+pub const NAME_LEN: usize = 12;
 /// Per-frame overhead before the payload: encoding and payload length.
 pub(crate) const FRAME_PREFIX_LEN: usize = 5;
 /// Bytes of the footer after the frame lengths.
@@ -72,6 +83,8 @@ pub struct Header {
     pub frame_size_log2: u8,
     /// Random per object: binds frames to it.
     pub salt: [u8; 16],
+    /// Whether the footer names the blob (unencrypted objects only).
+    pub named: bool,
 }
 
 impl Header {
@@ -85,7 +98,8 @@ impl Header {
         let mut out = [0u8; HEADER_LEN];
         out[..4].copy_from_slice(MAGIC);
         out[4] = FORMAT_VERSION;
-        out[5] = if self.encrypted { FLAG_ENCRYPTED } else { 0 };
+        out[5] = if self.encrypted { FLAG_ENCRYPTED } else { 0 }
+            | if self.named { FLAG_NAMED } else { 0 };
         out[6] = self.frame_size_log2;
         out[8..24].copy_from_slice(&self.salt);
         out
@@ -110,8 +124,11 @@ impl Header {
                 ),
             ));
         }
-        if bytes[5] & !FLAG_ENCRYPTED != 0 || bytes[7] != 0 {
+        if bytes[5] & !(FLAG_ENCRYPTED | FLAG_NAMED) != 0 || bytes[7] != 0 {
             return Err(corrupt("the header has unknown flags set"));
+        }
+        if bytes[5] == FLAG_ENCRYPTED | FLAG_NAMED {
+            return Err(corrupt("the header says both encrypted and named"));
         }
         if !FRAME_SIZE_RANGE.contains(&u32::from(bytes[6])) {
             return Err(corrupt(format!(
@@ -125,6 +142,7 @@ impl Header {
             encrypted: bytes[5] & FLAG_ENCRYPTED != 0,
             frame_size_log2: bytes[6],
             salt,
+            named: bytes[5] & FLAG_NAMED != 0,
         })
     }
 }

@@ -15,6 +15,7 @@ use crate::codec::Compression;
 /// assert_eq!(tenant.compression, Compression::Zstd { level: 1 });
 /// assert_eq!(tenant.read_keks().collect::<Vec<_>>(), ["tenant-a"]);
 /// assert!(AtRest::plain().is_plain());
+/// assert!(!AtRest::uncompressed().is_plain());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AtRest {
@@ -25,6 +26,11 @@ pub struct AtRest {
     /// Further KEKs reads may unwrap through, after `encryption`'s: the old key of a
     /// rotation in progress.
     pub also_read_with: Vec<String>,
+    /// Whether new writes that are neither compressed nor encrypted are still kept in
+    /// frames, with checksums and the blob's name (the default): a full read then checks
+    /// CRC-32s instead of hashing the blob again. `false` keeps them exactly as received,
+    /// hashed on every full read. Compressed or encrypted writes are always framed.
+    pub framed: bool,
 }
 
 impl Default for AtRest {
@@ -34,6 +40,7 @@ impl Default for AtRest {
             compression: Compression::default(),
             encryption: None,
             also_read_with: Vec::new(),
+            framed: true,
         }
     }
 }
@@ -41,6 +48,15 @@ impl Default for AtRest {
 impl AtRest {
     /// Stored as received: no framing, compression or encryption.
     pub fn plain() -> Self {
+        Self {
+            compression: Compression::Off,
+            framed: false,
+            ..Self::default()
+        }
+    }
+
+    /// Neither compressed nor encrypted, in checksummed frames that name the blob.
+    pub fn uncompressed() -> Self {
         Self {
             compression: Compression::Off,
             ..Self::default()
@@ -57,7 +73,7 @@ impl AtRest {
 
     /// Whether new writes are stored exactly as received.
     pub fn is_plain(&self) -> bool {
-        self.compression == Compression::Off && self.encryption.is_none()
+        self.compression == Compression::Off && self.encryption.is_none() && !self.framed
     }
 
     /// The KEKs a read tries, in order.

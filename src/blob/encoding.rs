@@ -13,7 +13,7 @@ use super::objects::Objects;
 use super::wraps::check_kek_name;
 use super::{AtRest, EncodingState, StagedPart, WriterState};
 use crate::codec::{
-    DataKey, EncoderSnapshot, FrameEncoder, HEADER_LEN, Header, SealedFrames,
+    DataKey, EncoderSnapshot, FrameEncoder, HEADER_LEN, Header, NAME_LEN, SealedFrames,
     open_with_random_nonce, seal_with_random_nonce,
 };
 use crate::digest::Digest;
@@ -23,6 +23,16 @@ use crate::keys::WrappedKey;
 /// What a wrap of a staging area's data key is bound to.
 pub(super) fn staging_context(staging_id: &str) -> Vec<u8> {
     [b"wharf staging ".as_slice(), staging_id.as_bytes()].concat()
+}
+
+/// The largest blob whose encoding is finished on the caller's thread: sealing (and
+/// compressing) that little costs less than handing it to a blocking thread and back.
+const INLINE_SEAL_LIMIT: u64 = 16 * 1024;
+
+/// What a named object's footer holds for `digest` (see the codec's format): the first
+/// bytes of its hash.
+pub(super) fn blob_name(digest: &Digest) -> [u8; NAME_LEN] {
+    crate::hex::decode_array(&digest.hex()[..2 * NAME_LEN]).expect("a digest's hex is hex")
 }
 
 /// What sealed held bytes are bound to: the staging area and the object's name.
@@ -111,8 +121,13 @@ impl Encoding {
         getrandom::fill(&mut salt).map_err(|e| {
             Error::new(ErrorKind::Storage, format!("no randomness for a salt: {e}"))
         })?;
-        let encoder =
-            FrameEncoder::new(objects.frame_size, at_rest.compression, key.as_ref(), salt)?;
+        // An unencrypted object names its blob, so full reads can trust its checksums.
+        let encoder = match &key {
+            Some(key) => {
+                FrameEncoder::new(objects.frame_size, at_rest.compression, Some(key), salt)?
+            }
+            None => FrameEncoder::new_named(objects.frame_size, at_rest.compression, salt)?,
+        };
         Ok(Self {
             header: Header::decode(&encoder.header())?,
             kek: at_rest.encryption.clone(),
@@ -318,12 +333,18 @@ impl Encoding {
         Ok(out)
     }
 
-    /// Seals everything left, the last frame and the index: stored bytes in order.
-    pub(super) async fn finish(&mut self) -> Result<Vec<Vec<u8>>> {
+    /// Seals everything left, the last frame and the index naming `digest` (the hash of
+    /// every logical byte written): stored bytes in order.
+    pub(super) async fn finish(&mut self, digest: &Digest) -> Result<Vec<Vec<u8>>> {
         let mut out = self.drain().await?;
         let encoder = self.take()?;
+        let name = blob_name(digest);
+        if encoder.logical_len() <= INLINE_SEAL_LIMIT {
+            out.push(encoder.finish_named(name));
+            return Ok(out);
+        }
         out.push(
-            tokio::task::spawn_blocking(move || (*encoder).finish())
+            tokio::task::spawn_blocking(move || (*encoder).finish_named(name))
                 .await
                 .map_err(task_failed)?,
         );

@@ -4,7 +4,7 @@
 //!
 //! - `blobs/<algorithm>/<first two hex>/<hex>.whrf`: published blobs in the at-rest
 //!   format ([`crate::codec`]: frames, compressed where it helps, encrypted when a KEK is
-//!   set), written only after verification (the two-character fan-out keeps local
+//!   set, else named for the blob), written only after verification (the two-character fan-out keeps local
 //!   directories small);
 //! - `blobs/<algorithm>/<first two hex>/<hex>`: published blobs stored as received (the
 //!   form [`AtRest::plain`] writes, and every blob of stores from before the format);

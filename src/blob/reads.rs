@@ -9,6 +9,7 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStoreExt};
 
 use super::encoded::{self, logical_stream};
+use super::encoding::blob_name;
 use super::objects::{Form, Objects};
 use super::read_stream::byte_stream;
 use super::sizes::Sizes;
@@ -185,11 +186,13 @@ impl Objects {
         };
         // An encrypted object's frames are sealed under a data key whose wrap is bound
         // to this digest, and authenticate every byte, their order and the end, so a
-        // full read of them needs no second hash. CRC-checked frames catch accidents but
-        // not an object copied over another's name: a full read of those is hashed.
-        let authenticated = layout.header().encrypted;
+        // full read of them needs no second hash. CRC-checked frames catch accidents,
+        // and an object that names this digest cannot be another blob's under its
+        // name: its checksums suffice too. An unnamed one (written before names) is
+        // hashed.
+        let checked = layout.header().encrypted || layout.names(&blob_name(digest));
         let logical = logical_stream(stored, covered.start, layout, want.clone(), digest.clone());
-        let stream = if range.is_none() && !authenticated {
+        let stream = if range.is_none() && !checked {
             verify_stream(logical, digest.clone())
         } else {
             logical

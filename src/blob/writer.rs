@@ -263,10 +263,15 @@ impl ObjectBlobWriter {
     /// Seals the rest of an encoded write and sends it to the current part; returns
     /// the encoded object's index (its footer), `None` for a write stored as received.
     async fn finish_encoding(&mut self) -> Result<Option<Vec<u8>>> {
-        let Some(encoding) = self.encoding.as_mut() else {
+        if self.encoding.is_none() {
             return Ok(None);
-        };
-        let stored = encoding.finish().await?;
+        }
+        // The write's own hash of every byte, which is the blob's digest once verified
+        // (a commit under another algorithm verifies by hashing again, and a read under
+        // that digest does not find it named, so it hashes too).
+        let written = self.hasher.settle().await?.peek();
+        let encoding = self.encoding.as_mut().expect("checked above");
+        let stored = encoding.finish(&written).await?;
         let last = stored.last().expect("finishing gives the index at least");
         let footer_len = Layout::footer_len(last)?;
         let footer = last[last.len() - footer_len..].to_vec();

@@ -7,7 +7,7 @@ use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{AeadInOut, KeyInit, Nonce, Tag};
 use zeroize::Zeroizing;
 
-use super::{FRAME_PREFIX_LEN, HEADER_LEN, Header, corrupt};
+use super::{FRAME_PREFIX_LEN, HEADER_LEN, Header, NAME_LEN, corrupt};
 use crate::error::{Error, ErrorKind, Result};
 
 /// A blob's 256-bit data key. Zeroed when dropped; never shown by `Debug`.
@@ -207,8 +207,9 @@ impl Sealer {
         }
     }
 
-    /// The tag that authenticates a footer's `body`.
-    pub(crate) fn footer_tag(&self, body: &[u8]) -> [u8; 16] {
+    /// The tag that authenticates a footer's `body`; an unencrypted one carries `name`
+    /// after its checksum (zeros for an unnamed object).
+    pub(crate) fn footer_tag(&self, body: &[u8], name: [u8; NAME_LEN]) -> [u8; 16] {
         let mut sealed = Vec::with_capacity(16);
         let aad = [self.header.as_slice(), body].concat();
         let mut tag = [0u8; 16];
@@ -226,6 +227,7 @@ impl Sealer {
             None => {
                 let crc = crc32fast::hash(&aad);
                 tag[..4].copy_from_slice(&crc.to_le_bytes());
+                tag[4..].copy_from_slice(&name);
             }
         }
         tag
@@ -233,22 +235,39 @@ impl Sealer {
 }
 
 impl Sealer {
-    /// Checks the tag of a footer's `body`.
-    pub(crate) fn check_footer(&self, body: &[u8], tag: &[u8; 16]) -> Result<()> {
+    /// Checks the tag of a footer's `body`; returns the name it carries (`None` for an
+    /// encrypted object or an unnamed one). The name is not in the checksum: a damaged
+    /// one names no blob, and a read that does not find its digest named hashes.
+    pub(crate) fn check_footer(
+        &self,
+        body: &[u8],
+        tag: &[u8; 16],
+        named: bool,
+    ) -> Result<Option<[u8; NAME_LEN]>> {
         let aad = [self.header.as_slice(), body].concat();
-        let ok = match &self.cipher {
-            Some(cipher) => cipher
-                .decrypt_inout_detached(
-                    &Self::nonce(u64::MAX, Piece::Footer),
-                    &aad,
-                    (&mut [][..]).into(),
-                    &Tag::<Aes256Gcm>::from(*tag),
+        let (ok, name) = match &self.cipher {
+            Some(cipher) => (
+                cipher
+                    .decrypt_inout_detached(
+                        &Self::nonce(u64::MAX, Piece::Footer),
+                        &aad,
+                        (&mut [][..]).into(),
+                        &Tag::<Aes256Gcm>::from(*tag),
+                    )
+                    .is_ok(),
+                None,
+            ),
+            None => {
+                let name: [u8; NAME_LEN] = tag[4..].try_into().expect("twelve bytes");
+                let crc_ok = crc32fast::hash(&aad).to_le_bytes() == tag[..4];
+                (
+                    crc_ok && (named || name == [0; NAME_LEN]),
+                    named.then_some(name),
                 )
-                .is_ok(),
-            None => crc32fast::hash(&aad).to_le_bytes() == tag[..4] && tag[4..] == [0; 12],
+            }
         };
         if ok {
-            Ok(())
+            Ok(name)
         } else {
             Err(corrupt("the frame index failed authentication"))
         }

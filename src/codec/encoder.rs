@@ -1,7 +1,7 @@
 //! Writing the at-rest format: logical bytes in, stored bytes out, a frame at a time.
 
 use super::cipher::{DataKey, Sealer};
-use super::{FOOTER_FIXED_LEN, FOOTER_MAGIC, FRAME_PREFIX_LEN, FRAME_SIZE_RANGE, Header};
+use super::{FOOTER_FIXED_LEN, FOOTER_MAGIC, FRAME_PREFIX_LEN, FRAME_SIZE_RANGE, Header, NAME_LEN};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Frame encodings.
@@ -93,6 +93,7 @@ impl FrameEncoder {
             encrypted: key.is_some(),
             frame_size_log2: log2 as u8,
             salt,
+            named: false,
         };
         Ok(Self {
             sealer: Sealer::new(&header, key)?,
@@ -107,6 +108,15 @@ impl FrameEncoder {
             frame_lens: Vec::new(),
             logical: 0,
         })
+    }
+
+    /// An unencrypted encoder whose object will name its blob (see the format's docs):
+    /// finish it with [`FrameEncoder::finish_named`].
+    pub fn new_named(frame_size: usize, compression: Compression, salt: [u8; 16]) -> Result<Self> {
+        let mut encoder = Self::new(frame_size, compression, None, salt)?;
+        encoder.header.named = true;
+        encoder.sealer = Sealer::new(&encoder.header, None)?;
+        Ok(encoder)
     }
 
     /// Seals frames on at most `workers` threads at once (default: the machine's cores,
@@ -238,8 +248,21 @@ impl FrameEncoder {
         }
     }
 
-    /// Seals the last frame and appends the footer; returns their stored bytes.
-    pub fn finish(mut self) -> Vec<u8> {
+    /// Seals the last frame and appends the footer; returns their stored bytes. A named
+    /// object finished this way names no blob.
+    pub fn finish(self) -> Vec<u8> {
+        self.finish_named([0; NAME_LEN])
+    }
+
+    /// [`FrameEncoder::finish`] for an object that names its blob: `name` is the first
+    /// [`NAME_LEN`] bytes of the hash in its digest. Ignored unless the encoder was made
+    /// with [`FrameEncoder::new_named`].
+    pub fn finish_named(mut self, name: [u8; NAME_LEN]) -> Vec<u8> {
+        let name = if self.header.named {
+            name
+        } else {
+            [0; NAME_LEN]
+        };
         let mut out = Vec::new();
         self.seal_batch(&mut out);
         assert_eq!(
@@ -260,7 +283,7 @@ impl FrameEncoder {
         }
         body.extend_from_slice(&self.logical.to_le_bytes());
         body.extend_from_slice(&(self.frame_lens.len() as u64).to_le_bytes());
-        let tag = self.sealer.footer_tag(&body);
+        let tag = self.sealer.footer_tag(&body, name);
         let footer_len = (body.len() - 16 + FOOTER_FIXED_LEN) as u32;
         let mut footer = body;
         footer.extend_from_slice(&tag);

@@ -5,7 +5,9 @@ use std::ops::Range;
 
 use super::cipher::{DataKey, Sealer};
 use super::encoder::{RAW, ZSTD};
-use super::{FOOTER_FIXED_LEN, FOOTER_MAGIC, FRAME_PREFIX_LEN, HEADER_LEN, Header, corrupt};
+use super::{
+    FOOTER_FIXED_LEN, FOOTER_MAGIC, FRAME_PREFIX_LEN, HEADER_LEN, Header, NAME_LEN, corrupt,
+};
 use crate::error::Result;
 
 /// A stored object's shape: its header, logical size and where each frame is. Built from
@@ -17,6 +19,8 @@ pub struct Layout {
     /// Stored offset of each frame, then of the footer.
     offsets: Vec<u64>,
     sealer: Sealer,
+    /// The blob a named object's footer names.
+    name: Option<[u8; NAME_LEN]>,
 }
 
 impl Layout {
@@ -57,7 +61,7 @@ impl Layout {
         let body_len = count * 4 + 16;
         let (body, rest) = footer.split_at(body_len);
         let tag: [u8; 16] = rest[..16].try_into().expect("sixteen bytes");
-        sealer.check_footer(body, &tag)?;
+        let name = sealer.check_footer(body, &tag, header.named)?;
         let logical_size =
             u64::from_le_bytes(body[count * 4..count * 4 + 8].try_into().expect("8"));
         let declared = u64::from_le_bytes(body[count * 4 + 8..].try_into().expect("8"));
@@ -93,7 +97,16 @@ impl Layout {
             logical_size,
             offsets,
             sealer,
+            name,
         })
+    }
+
+    /// Whether the object is named for the blob whose digest's hash begins with
+    /// `hash_prefix` (see the format's docs): only then does a full read of an
+    /// unencrypted object need no hashing beyond its checksums.
+    pub fn names(&self, hash_prefix: &[u8]) -> bool {
+        self.name
+            .is_some_and(|name| hash_prefix.len() >= NAME_LEN && name == hash_prefix[..NAME_LEN])
     }
 
     /// The header.

@@ -249,6 +249,59 @@ async fn a_replica_with_another_key_file_refuses_to_start() {
         .await;
 }
 
+/// With compression and encryption off, `--framing` decides how a pushed blob is kept:
+/// in checksummed frames that name it (the default), or exactly as received. Either way
+/// it reads back whole and by range.
+#[tokio::test(flavor = "multi_thread")]
+async fn framing_decides_how_plain_blobs_are_kept() {
+    let data = layer_chunk(3);
+    let digest = digest_of(&data);
+    let hex = digest.trim_start_matches("sha256:");
+    for framing in ["on", "off"] {
+        let flags = [
+            "--compression",
+            "off",
+            "--encryption",
+            "off",
+            "--framing",
+            framing,
+        ];
+        let server = RegistryServer::start_with(Storage::Local, &flags).expect("a local server");
+        let api = Api::new(&server);
+        let location = api.start_upload("framing/app").await;
+        let location = api.patch(&location, 0, &data).await;
+        api.finish_upload("framing/app", &location, &data, &[])
+            .await;
+        let dir = server
+            .root()
+            .join(format!("blobs/blobs/sha256/{}", &hex[..2]));
+        let stored = |name: String| std::fs::read(dir.join(name)).ok();
+        match framing {
+            "on" => {
+                let object = stored(format!("{hex}.whrf")).expect("a framed object");
+                let header = wharf::codec::Header::decode(&object).unwrap();
+                assert!(header.named && !header.encrypted, "{header:?}");
+                assert_eq!(stored(hex.to_owned()), None, "no raw copy");
+            }
+            _ => {
+                assert_eq!(stored(hex.to_owned()), Some(data.clone()), "as received");
+                assert_eq!(stored(format!("{hex}.whrf")), None, "no framed copy");
+            }
+        }
+        api.assert_blob("framing/app", &data).await;
+        let part = api
+            .send(
+                Method::GET,
+                &format!("/v2/framing/app/blobs/{digest}"),
+                &[("range", "bytes=10-19")],
+                None,
+            )
+            .await
+            .check(206);
+        assert_eq!(part.body, data[10..20], "framing {framing}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn help_lists_the_flags() {
     let args = ["--help".to_owned()];

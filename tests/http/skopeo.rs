@@ -325,11 +325,21 @@ fn skopeo_round_trip_with_compression_and_encryption_off() {
     }
     let layout = Layout::write();
     for storage in Storage::ALL {
-        let flags = ["--compression", "off", "--encryption", "off"];
-        let Some(server) = RegistryServer::start_with(storage, &flags) else {
-            continue;
-        };
-        round_trip(&layout, &server, "skopeo/plain");
+        // In checksummed frames (the default), and exactly as received.
+        for framing in ["on", "off"] {
+            let flags = [
+                "--compression",
+                "off",
+                "--encryption",
+                "off",
+                "--framing",
+                framing,
+            ];
+            let Some(server) = RegistryServer::start_with(storage, &flags) else {
+                continue;
+            };
+            round_trip(&layout, &server, "skopeo/plain");
+        }
     }
 }
 

@@ -250,11 +250,14 @@ async fn switches_per_repository_and_older_blobs_stay_readable() {
         .await
         .unwrap();
     let hex = sha256(&first).hex().to_owned();
-    let raw = Path::from(format!("blobs/sha256/{}/{hex}", &hex[..2]));
+    let framed = Path::from(format!("blobs/sha256/{}/{hex}.whrf", &hex[..2]));
+    let object = store.get(&framed).await.unwrap().bytes().await.unwrap();
+    let header = wharf::codec::Header::decode(&object).unwrap();
+    assert!(!header.encrypted && header.named, "{header:?}");
     assert_eq!(
-        store.get(&raw).await.unwrap().bytes().await.unwrap(),
+        wharf::codec::decode(&object, None).unwrap(),
         first,
-        "stored as received"
+        "framed, neither compressed nor encrypted"
     );
 
     let encrypted_only = RepositorySettings {

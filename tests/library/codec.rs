@@ -226,6 +226,53 @@ fn headers_are_checked() {
     assert!(FrameEncoder::new(1000, Compression::Off, None, [0; 16]).is_err());
 }
 
+/// A named object (unencrypted) carries its blob's name after the footer's checksum;
+/// an unnamed one must have zeros there, and no object is both named and encrypted.
+#[test]
+fn names_are_read_and_checked() {
+    let data = random(2 * FRAME + 5, 9);
+    let name = *b"twelve bytes";
+    let mut encoder = FrameEncoder::new_named(FRAME, Compression::default(), [3; 16]).unwrap();
+    let mut named = encoder.header().to_vec();
+    named.extend(encoder.push(&data));
+    named.extend(encoder.finish_named(name));
+    assert_eq!(decode(&named, None).unwrap(), data);
+    let parsed = layout(&named, None).unwrap();
+    assert!(parsed.header().named && parsed.names(&name));
+    assert!(!parsed.names(b"twelve bytez"), "another name");
+    assert!(!parsed.names(b"twelve"), "a prefix too short to name");
+    // The name is outside the checksum: a damaged one names no blob, and reads go on
+    // (a full read then hashes).
+    let name_at = named.len() - 8 - 12;
+    let mut damaged = named.clone();
+    damaged[name_at] ^= 1;
+    assert_eq!(decode(&damaged, None).unwrap(), data);
+    assert!(!layout(&damaged, None).unwrap().names(&name));
+
+    let unnamed = encode(&data, Compression::default(), None, 3);
+    let parsed = layout(&unnamed, None).unwrap();
+    assert!(!parsed.header().named && !parsed.names(&[0; 12]));
+    let mut claims_a_name = unnamed.clone();
+    claims_a_name[name_at] = 1;
+    assert_corrupt(
+        decode(&claims_a_name, None),
+        "an unnamed object with a name",
+    );
+    // An encoder not made named names nothing, whatever it is given.
+    let mut encoder = FrameEncoder::new(FRAME, Compression::Off, None, [3; 16]).unwrap();
+    let mut object = encoder.header().to_vec();
+    object.extend(encoder.push(b"abc"));
+    object.extend(encoder.finish_named(name));
+    assert!(!layout(&object, None).unwrap().names(&name));
+
+    let mut both = encode(b"x", Compression::Off, Some(&key(1)), 1);
+    both[5] |= 2;
+    assert_corrupt(decode(&both, Some(&key(1))), "named and encrypted");
+    let mut unknown = unnamed.clone();
+    unknown[5] |= 4;
+    assert_corrupt(decode(&unknown, None), "an unknown flag");
+}
+
 #[test]
 fn an_empty_blob_is_one_empty_frame() {
     for key in [None, Some(key(1))] {

@@ -12,6 +12,8 @@ struct Case {
     content: fn() -> Vec<u8>,
     encrypted: bool,
     compression: Compression,
+    /// Unencrypted and named for its content's sha256.
+    named: bool,
 }
 
 fn text() -> Vec<u8> {
@@ -33,30 +35,42 @@ const CASES: &[Case] = &[
         content: Vec::new,
         encrypted: true,
         compression: Compression::Zstd { level: 1 },
+        named: false,
     },
     Case {
         name: "hello-plain",
         content: || b"hello, wharf".to_vec(),
         encrypted: false,
         compression: Compression::Off,
+        named: false,
     },
     Case {
         name: "hello-encrypted",
         content: || b"hello, wharf".to_vec(),
         encrypted: true,
         compression: Compression::Off,
+        named: false,
     },
     Case {
         name: "text-3-frames-compressed-encrypted",
         content: text,
         encrypted: true,
         compression: Compression::Zstd { level: 1 },
+        named: false,
     },
     Case {
         name: "pattern-2-frames-compressed-plain",
         content: pattern,
         encrypted: false,
         compression: Compression::Zstd { level: 3 },
+        named: false,
+    },
+    Case {
+        name: "pattern-2-frames-named",
+        content: pattern,
+        encrypted: false,
+        compression: Compression::Off,
+        named: true,
     },
 ];
 
@@ -66,17 +80,33 @@ fn test_key() -> DataKey {
 
 fn encode(case: &Case) -> Vec<u8> {
     let key = test_key();
-    let mut encoder = FrameEncoder::new(
-        1 << 16,
-        case.compression,
-        case.encrypted.then_some(&key),
-        *b"golden-vec-salt!",
-    )
+    let salt = *b"golden-vec-salt!";
+    let content = (case.content)();
+    let mut encoder = if case.named {
+        FrameEncoder::new_named(1 << 16, case.compression, salt)
+    } else {
+        FrameEncoder::new(
+            1 << 16,
+            case.compression,
+            case.encrypted.then_some(&key),
+            salt,
+        )
+    }
     .unwrap();
     let mut out = encoder.header().to_vec();
-    out.extend(encoder.push(&(case.content)()));
-    out.extend(encoder.finish());
+    out.extend(encoder.push(&content));
+    if case.named {
+        let digest = wharf::Digest::of(wharf::Algorithm::Sha256, &content);
+        out.extend(encoder.finish_named(name_of(&digest)));
+    } else {
+        out.extend(encoder.finish());
+    }
     out
+}
+
+/// The first 12 bytes of a digest's hash: what a named object holds.
+fn name_of(digest: &wharf::Digest) -> [u8; 12] {
+    unhex(&digest.hex()[..24]).try_into().unwrap()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -126,5 +156,21 @@ fn golden_vectors_pin_the_format() {
             "{}: the stored vector no longer decodes",
             case.name
         );
+        if case.named {
+            let footer = wharf::codec::Layout::footer_len(&stored).unwrap();
+            let layout = wharf::codec::Layout::parse(
+                &stored,
+                &stored[stored.len() - footer..],
+                stored.len() as u64,
+                None,
+            )
+            .unwrap();
+            let digest = wharf::Digest::of(wharf::Algorithm::Sha256, &(case.content)());
+            assert!(
+                layout.names(&name_of(&digest)),
+                "{}: names its blob",
+                case.name
+            );
+        }
     }
 }

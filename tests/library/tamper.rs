@@ -188,6 +188,52 @@ async fn tampered_encoded_blobs_are_corrupt() {
     let store = || Arc::new(object_store::memory::InMemory::new());
     encoded_tamper_cases(store(), AtRest::encrypted("main")).await;
     encoded_tamper_cases(store(), AtRest::default()).await;
+    encoded_tamper_cases(store(), AtRest::uncompressed()).await;
+}
+
+/// A full read of an unencrypted framed blob is not hashed again when the object names
+/// it: its checksums vouch for its bytes, and its name for whose bytes they are. So
+/// another blob's object copied over its name must be refused, and an object whose
+/// name was damaged is hashed, so it still reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unencrypted_object_under_another_blobs_name_is_corrupt() {
+    for at_rest in [AtRest::uncompressed(), AtRest::default()] {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let blobs = ObjectBlobStore::new(store.clone())
+            .with_frame_size(1 << 16)
+            .with_at_rest(at_rest.clone());
+        let (x, y) = (
+            Bytes::from(vec![b'x'; 70_000]),
+            Bytes::from(vec![b'y'; 70_000]),
+        );
+        let (dx, dy) = (
+            Digest::of(Algorithm::Sha256, &x),
+            Digest::of(Algorithm::Sha256, &y),
+        );
+        blobs.put_bytes(&dx, x.clone()).await.unwrap();
+        blobs.put_bytes(&dy, y.clone()).await.unwrap();
+        let x_object = store.get(&encoded_path(&dx)).await.unwrap().bytes().await;
+        let x_object = x_object.unwrap();
+        let y_object = store.get(&encoded_path(&dy)).await.unwrap().bytes().await;
+        store
+            .put(&encoded_path(&dx), y_object.unwrap().into())
+            .await
+            .unwrap();
+        let what = format!("y's object under x's name ({at_rest:?})");
+        assert_corrupt(&blobs, &dx, None, &what).await;
+        assert_eq!(
+            blobs.get_bytes(&dy).await.unwrap(),
+            y,
+            "y itself still reads"
+        );
+
+        // The name sits just before the footer's length and magic.
+        let mut damaged = x_object.to_vec();
+        let name_at = damaged.len() - 8 - 12;
+        damaged[name_at] ^= 1;
+        store.put(&encoded_path(&dx), damaged.into()).await.unwrap();
+        assert_eq!(blobs.get_bytes(&dx).await.unwrap(), x, "a damaged name");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,6 +27,10 @@ usage: registry [FLAGS]
                                                                      [WHARF_REGISTRY_COMPRESSION]
   --encryption on|off    encrypt new blobs under the key file DIR/keys.json (default on)
                                                                      [WHARF_REGISTRY_ENCRYPTION]
+  --framing on|off       with compression and encryption off: keep new blobs in frames
+                         with checksums, which full reads check instead of hashing the
+                         blob again (default on; off: exactly as received)
+                                                                     [WHARF_REGISTRY_FRAMING]
   --workers N            threads answering requests (default 1: hashing, sealing and
                          disk I/O run on a pool of their own that uses every core)
                                                                      [WHARF_REGISTRY_WORKERS]
@@ -122,6 +126,7 @@ pub(crate) struct Config {
     pub(crate) listen: SocketAddr,
     pub(crate) compression: bool,
     pub(crate) encryption: bool,
+    pub(crate) framing: bool,
     pub(crate) upload_expiry: Duration,
     pub(crate) workers: usize,
     pub(crate) blocking_threads: usize,
@@ -199,6 +204,7 @@ const VALUE_FLAGS: &[&str] = &[
     "--listen",
     "--compression",
     "--encryption",
+    "--framing",
     "--upload-expiry",
     "--workers",
     "--blocking-threads",
@@ -281,6 +287,7 @@ impl Config {
         };
         let compression = on("--compression", "WHARF_REGISTRY_COMPRESSION")?;
         let encryption = on("--encryption", "WHARF_REGISTRY_ENCRYPTION")?;
+        let framing = on("--framing", "WHARF_REGISTRY_FRAMING")?;
         let upload_expiry = match get("--upload-expiry", "WHARF_REGISTRY_UPLOAD_EXPIRY") {
             Some((name, v)) => duration(&name, &v)?,
             None => wharf::DEFAULT_UPLOAD_EXPIRY,
@@ -396,6 +403,7 @@ impl Config {
             listen,
             compression,
             encryption,
+            framing,
             upload_expiry,
             workers,
             blocking_threads,
@@ -420,11 +428,12 @@ impl Config {
             Some(kms) => format!("KMS key {}", kms.key_id),
             None => format!("{root}/keys.json"),
         };
-        let at_rest = match (self.compression, self.encryption) {
-            (true, true) => format!("compressed and encrypted under {keys}"),
-            (false, true) => format!("encrypted under {keys}"),
-            (true, false) => "compressed".to_owned(),
-            (false, false) => "stored as received".to_owned(),
+        let at_rest = match (self.compression, self.encryption, self.framing) {
+            (true, true, _) => format!("compressed and encrypted under {keys}"),
+            (false, true, _) => format!("encrypted under {keys}"),
+            (true, false, _) => "compressed".to_owned(),
+            (false, false, true) => "in checksummed frames".to_owned(),
+            (false, false, false) => "stored as received".to_owned(),
         };
         format!("{blobs} ({at_rest}), {meta}")
     }
@@ -473,7 +482,11 @@ impl Config {
             names,
             source: keys_at,
         } = self.key_provider()?;
-        let mut at_rest = AtRest::plain();
+        let mut at_rest = if self.framing {
+            AtRest::uncompressed()
+        } else {
+            AtRest::plain()
+        };
         if self.compression {
             at_rest.compression = Compression::default();
         }
