@@ -346,20 +346,27 @@ impl Registry {
         blob: &Digest,
         linked: bool,
     ) -> Result<()> {
-        self.record_holds(repo, manifest, std::slice::from_ref(blob), Vec::new())
-            .await?;
+        self.record_holds(
+            repo,
+            manifest,
+            std::slice::from_ref(blob),
+            Vec::new(),
+            Durability::Durable,
+        )
+        .await?;
         self.confirm_held(repo, manifest, blob, linked).await
     }
 
     /// Records that `manifest` in `repo` holds each of `blobs`, in one batch after
-    /// `first` (writes the caller needs before the holds). Each hold must then be
-    /// confirmed with [`Registry::confirm_held`].
+    /// `first` (writes the caller needs before the holds), as durable as `durability`
+    /// says. Each hold must then be confirmed with [`Registry::confirm_held`].
     pub(crate) async fn record_holds(
         &self,
         repo: &RepoName,
         manifest: &Digest,
         blobs: &[Digest],
         first: Vec<Write>,
+        durability: Durability,
     ) -> Result<()> {
         let holder = RefRecord {
             repo: repo.to_string(),
@@ -371,10 +378,7 @@ impl Registry {
             let key = RefKey::new(blob, repo, manifest);
             writes.push(REFS.put_write(&key, &holder, Expect::Any)?);
         }
-        self.meta()
-            .batch(writes, Durability::Durable)
-            .await
-            .map(drop)
+        self.meta().batch(writes, durability).await.map(drop)
     }
 
     /// Confirms that `blob`, whose hold by `manifest` is recorded, is still there (see

@@ -22,7 +22,7 @@ use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::Event;
 use crate::manifest::{Descriptor, Manifest, ManifestMediaType};
-use crate::meta::{Expect, Write};
+use crate::meta::{Durability, Expect, Write};
 use crate::reference::{Reference, RepoName, Tag};
 
 /// A manifest as stored: its bytes, digest and media type.
@@ -296,7 +296,12 @@ impl Registry {
             self.list_referrer(repo, &subject, &entry).await?;
         }
         let index = Self::index_writes(repo, digest, manifest)?;
-        self.record_holds(repo, digest, &held, index).await?;
+        // Relaxed: the holds must be there for a collector (which reads them at once)
+        // before the record is, and durable with it, which the record's durable commit
+        // makes them (MetaStore contract, point 10). Lost at a crash before it, they held
+        // blobs for a push that never committed.
+        self.record_holds(repo, digest, &held, index, Durability::Relaxed)
+            .await?;
         for blob in &blobs {
             self.confirm_held(repo, digest, blob, true).await?;
         }

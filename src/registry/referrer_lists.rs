@@ -129,7 +129,7 @@ impl Registry {
         subject: &Digest,
         descriptor: &Descriptor,
     ) -> Result<()> {
-        // Relaxed: the push's holds, written durably next, carry it.
+        // Relaxed: the push's durable commit point, after its holds, carries it.
         self.add_listed(repo, subject, descriptor, Durability::Relaxed, |state| {
             state != ListedState::Confirmed
         })

@@ -75,3 +75,38 @@ async fn a_new_blob_costs_one_synced_commit() {
         "a claim of an existing record is synced: {again:?}"
     );
 }
+
+/// A manifest push's one sync is its commit point (the record, or the tag's move with
+/// it): the claim of its bytes and the holds on its blobs before it are relaxed, carried
+/// to disk by that commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_push_costs_one_synced_commit() {
+    use crate::common::images::Image;
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Arc::new(RedbMetaStore::open(dir.path().join("meta.redb")).unwrap());
+    let registry = registry(dir.path(), meta.clone());
+    let r = repo("sync/images");
+    let by_tag = Image::seeded("by tag");
+    let by_digest = Image::seeded("by digest");
+    let by_digest_ref = wharf::Reference::Digest(sha256(&by_digest.manifest()));
+    for (image, reference) in [
+        (&by_tag, crate::common::tag("v1")),
+        (&by_digest, by_digest_ref),
+    ] {
+        for blob in image.layers.iter().chain([&image.config]) {
+            registry
+                .push_blob(&r, &image.digest(blob), blob.clone())
+                .await
+                .unwrap();
+        }
+        let pushed = counted(&meta, async {
+            registry
+                .push_manifest(&r, &reference, image.manifest(), None)
+                .await
+                .unwrap();
+        })
+        .await;
+        assert_eq!(pushed.1, 1, "{reference}: one sync ({pushed:?})");
+        assert!(registry.get_manifest(&r, &reference).await.is_ok());
+    }
+}
