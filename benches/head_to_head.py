@@ -4,7 +4,8 @@
     python3 benches/head_to_head.py [--quick] [--skip-skopeo]
 
 Starts three servers on loopback, each on a fresh directory:
-  - wharf with the at-rest codec off (`--compression off --encryption off`),
+  - wharf with the at-rest codec off (`--compression off --encryption off`: blobs in
+    checksummed frames that name them, so full reads check CRC-32s, not sha256),
   - wharf with its defaults (compressed and encrypted at rest),
   - Distribution (Debian package `docker-registry`, filesystem storage),
 then runs every workload against each and prints throughput, the server's CPU time per
