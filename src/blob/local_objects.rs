@@ -10,6 +10,12 @@
 //! long (writes, syncs, renames, deletes, listings, large reads) stays on the blocking
 //! pool.
 //!
+//! The price: a lookup or small read that misses the page cache waits for the device on
+//! the caller's thread (one read of a directory or inode block, or of up to 64 KiB),
+//! which on a single-threaded runtime holds up every other request meanwhile. A
+//! registry's hot metadata and blob headers are small and stay cached; a store on slow
+//! disks with a cold cache is where this shows.
+//!
 //! Only paths whose every part maps to a file name as it is ([`plain_file`]) are
 //! answered inline; the few others go to `LocalFileSystem` like every other call.
 
