@@ -22,13 +22,13 @@ import gzip
 import hashlib
 import http.client
 import json
+import multiprocessing
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -176,23 +176,20 @@ def tiny_image(seed):
     return config, layer, manifest
 
 
-def in_threads(clients, work):
-    """Runs work(client_index) on `clients` threads at once."""
-    errors = []
-
-    def run(i):
-        try:
-            work(i)
-        except Exception as e:  # surfaced after join
-            errors.append(e)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+def in_processes(clients, work):
+    """Runs work(client_index) in `clients` forked processes at once; fails if any does."""
+    if clients == 1:
+        work(0)
+        return
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=work, args=(i,)) for i in range(clients)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    failed = [p.exitcode for p in procs if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {clients} client processes failed: {failed}")
 
 
 # --- workloads: each returns (operations, bytes moved), run under measure() ----------
@@ -248,17 +245,21 @@ def small_puts(n):
 
 
 def image_pushes(n, clients):
-    def run(port):
-        per = n // clients
+    """Tiny image pushes from `clients` processes at once (threads would share one
+    interpreter lock, and the client, not the server, would set the pace). The images
+    are made before the clock starts; each server gets the same ones, into a fresh store."""
+    per = n // clients
+    images = [[tiny_image(f"{i}-{k}-{time.time_ns()}") for k in range(per)]
+              for i in range(clients)]
 
+    def run(port):
         def work(i):
             c = Client(port)
-            for k in range(per):
-                config, layer, manifest = tiny_image(f"{port}-{clients}-{i}-{k}-{time.time_ns()}")
+            for k, (config, layer, manifest) in enumerate(images[i]):
                 c.push_blob(f"bench/tiny{i}", config)
                 c.push_blob(f"bench/tiny{i}", layer)
                 c.push_manifest(f"bench/tiny{i}", f"t{k}", manifest)
-        in_threads(clients, work)
+        in_processes(clients, work)
         return per * clients, 0
     return run
 

@@ -247,8 +247,12 @@ impl Registry {
                         // The slot was free: the change's own expectation failed.
                         return Err(e);
                     }
+                    // Another change took the slot, in a batch that committed: the log
+                    // moved on, so the next free slot is tried at once (at first).
+                    // Waiting every time made concurrent pushes in one process take
+                    // turns.
                     seq = self.log_end_after(seq).await?;
-                    retry.again(e).await?;
+                    retry.again_soon(e).await?;
                 }
                 Err(e) => return Err(e),
             }

@@ -14,6 +14,8 @@ pub(crate) const ATTEMPTS: u32 = 64;
 /// drawn at random below it, so writers that collided spread out.
 const FIRST_BACKOFF: Duration = Duration::from_millis(1);
 const MAX_BACKOFF: Duration = Duration::from_millis(50);
+/// Tries of [`Retry::again_soon`] without a wait.
+const PROMPT_ATTEMPTS: u32 = 8;
 
 /// Entries per page of [`Table::list_all`].
 const PAGE: usize = 1000;
@@ -385,6 +387,28 @@ impl<'a> Retry<'a> {
 
     /// After a lost race `lost`: waits and returns to try again, or gives up.
     pub(crate) async fn again(&mut self, lost: Error) -> Result<()> {
+        self.count(lost)?;
+        let ceiling = FIRST_BACKOFF
+            .saturating_mul(1 << self.attempt.min(16))
+            .min(MAX_BACKOFF);
+        let jitter = getrandom::u64().unwrap_or(0) % (ceiling.as_micros() as u64 + 1);
+        tokio::time::sleep(Duration::from_micros(jitter)).await;
+        Ok(())
+    }
+
+    /// [`Retry::again`] for a race whose loss proves that the winner made progress (the
+    /// key lost on was created by it, so the next try is at another key): the first
+    /// [`PROMPT_ATTEMPTS`] go again at once, later ones wait as `again` does, so many
+    /// writers at once still spread out.
+    pub(crate) async fn again_soon(&mut self, lost: Error) -> Result<()> {
+        if self.attempt + 1 < PROMPT_ATTEMPTS {
+            return self.count(lost);
+        }
+        self.again(lost).await
+    }
+
+    /// Counts an attempt; gives up after [`ATTEMPTS`].
+    fn count(&mut self, lost: Error) -> Result<()> {
         self.attempt += 1;
         if self.attempt >= ATTEMPTS {
             return Err(Error::new(
@@ -397,11 +421,6 @@ impl<'a> Retry<'a> {
             )
             .retryable());
         }
-        let ceiling = FIRST_BACKOFF
-            .saturating_mul(1 << self.attempt.min(16))
-            .min(MAX_BACKOFF);
-        let jitter = getrandom::u64().unwrap_or(0) % (ceiling.as_micros() as u64 + 1);
-        tokio::time::sleep(Duration::from_micros(jitter)).await;
         Ok(())
     }
 }
