@@ -74,20 +74,39 @@ pub(crate) const FRAME_PREFIX_LEN: usize = 5;
 /// Bytes of the footer after the frame lengths.
 pub(crate) const FOOTER_FIXED_LEN: usize = 8 + 8 + 16 + 4 + 4;
 
+/// How an object's frames and index are sealed (the header's flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sealing {
+    /// CRC-32 checksums; the index names no blob (no flag: objects written before names).
+    Checksums,
+    /// CRC-32 checksums, and the index names the blob (flag bit 1).
+    NamedChecksums,
+    /// AES-256-GCM under the blob's data key (flag bit 0).
+    Encrypted,
+}
+
 /// A stored object's header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
-    /// Whether frames are sealed with AES-256-GCM.
-    pub encrypted: bool,
+    /// How frames and index are sealed.
+    pub sealing: Sealing,
     /// log2 of the logical bytes per frame.
     pub frame_size_log2: u8,
     /// Random per object: binds frames to it.
     pub salt: [u8; 16],
-    /// Whether the footer names the blob (unencrypted objects only).
-    pub named: bool,
 }
 
 impl Header {
+    /// Whether frames are sealed with AES-256-GCM.
+    pub fn encrypted(&self) -> bool {
+        self.sealing == Sealing::Encrypted
+    }
+
+    /// Whether the index names the blob.
+    pub fn named(&self) -> bool {
+        self.sealing == Sealing::NamedChecksums
+    }
+
     /// Logical bytes per frame.
     pub fn frame_size(&self) -> u64 {
         1 << self.frame_size_log2
@@ -98,8 +117,11 @@ impl Header {
         let mut out = [0u8; HEADER_LEN];
         out[..4].copy_from_slice(MAGIC);
         out[4] = FORMAT_VERSION;
-        out[5] = if self.encrypted { FLAG_ENCRYPTED } else { 0 }
-            | if self.named { FLAG_NAMED } else { 0 };
+        out[5] = match self.sealing {
+            Sealing::Checksums => 0,
+            Sealing::NamedChecksums => FLAG_NAMED,
+            Sealing::Encrypted => FLAG_ENCRYPTED,
+        };
         out[6] = self.frame_size_log2;
         out[8..24].copy_from_slice(&self.salt);
         out
@@ -124,11 +146,17 @@ impl Header {
                 ),
             ));
         }
-        if bytes[5] & !(FLAG_ENCRYPTED | FLAG_NAMED) != 0 || bytes[7] != 0 {
+        let sealing = match bytes[5] {
+            0 => Sealing::Checksums,
+            FLAG_NAMED => Sealing::NamedChecksums,
+            FLAG_ENCRYPTED => Sealing::Encrypted,
+            both if both == FLAG_ENCRYPTED | FLAG_NAMED => {
+                return Err(corrupt("the header says both encrypted and named"));
+            }
+            _ => return Err(corrupt("the header has unknown flags set")),
+        };
+        if bytes[7] != 0 {
             return Err(corrupt("the header has unknown flags set"));
-        }
-        if bytes[5] == FLAG_ENCRYPTED | FLAG_NAMED {
-            return Err(corrupt("the header says both encrypted and named"));
         }
         if !FRAME_SIZE_RANGE.contains(&u32::from(bytes[6])) {
             return Err(corrupt(format!(
@@ -139,10 +167,9 @@ impl Header {
         let mut salt = [0u8; 16];
         salt.copy_from_slice(&bytes[8..24]);
         Ok(Self {
-            encrypted: bytes[5] & FLAG_ENCRYPTED != 0,
+            sealing,
             frame_size_log2: bytes[6],
             salt,
-            named: bytes[5] & FLAG_NAMED != 0,
         })
     }
 }

@@ -76,7 +76,7 @@ pub(crate) async fn open<'a>(
             .map_err(|e| get_error(digest, e))?
     };
     let parsed = Header::decode(&header).map_err(|e| name_blob(e, digest))?;
-    let key = if parsed.encrypted {
+    let key = if parsed.encrypted() {
         let key = wraps.open(digest, &parsed.salt, keks).await;
         // A key that does not unwrap for this digest is this blob's corruption: say
         // which blob. Other refusals (an unknown KEK, a provider down) pass as they are.

@@ -147,7 +147,7 @@ impl Encoding {
     ) -> Result<Self> {
         let snapshot = encoding.snapshot()?;
         let header = snapshot.header;
-        let key = match (header.encrypted, encoding.wrapped_key()) {
+        let key = match (header.encrypted(), encoding.wrapped_key()) {
             (false, _) => None,
             (true, Some(wrapped)) => Some(
                 objects

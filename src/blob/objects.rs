@@ -93,7 +93,7 @@ impl Objects {
         let path = self.object_path(digest, Form::Encoded);
         match self.store.get_range(&path, 0..HEADER_LEN as u64).await {
             Ok(bytes) => Ok(Some(Header::decode(&bytes)?)
-                .filter(|header| header.encrypted)
+                .filter(Header::encrypted)
                 .map(|header| header.salt)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(Error::storage(format!("reading blob {digest}"), e)),

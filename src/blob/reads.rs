@@ -190,7 +190,7 @@ impl Objects {
         // and an object that names this digest cannot be another blob's under its
         // name: its checksums suffice too. An unnamed one (written before names) is
         // hashed.
-        let checked = layout.header().encrypted || layout.names(&blob_name(digest));
+        let checked = layout.header().encrypted() || layout.names(&blob_name(digest));
         let logical = logical_stream(stored, covered.start, layout, want.clone(), digest.clone());
         let stream = if range.is_none() && !checked {
             verify_stream(logical, digest.clone())

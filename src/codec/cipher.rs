@@ -74,7 +74,7 @@ const CRC_LEN: usize = 4;
 impl Sealer {
     /// A sealer for objects with `header`; a key is needed exactly when it says encrypted.
     pub(crate) fn new(header: &Header, key: Option<&DataKey>) -> Result<Self> {
-        let cipher = match (header.encrypted, key) {
+        let cipher = match (header.encrypted(), key) {
             (true, Some(key)) => Some(Aes256Gcm::new(key.expose().into())),
             (false, _) => None,
             (true, None) => {

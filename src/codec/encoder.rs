@@ -1,7 +1,9 @@
 //! Writing the at-rest format: logical bytes in, stored bytes out, a frame at a time.
 
 use super::cipher::{DataKey, Sealer};
-use super::{FOOTER_FIXED_LEN, FOOTER_MAGIC, FRAME_PREFIX_LEN, FRAME_SIZE_RANGE, Header, NAME_LEN};
+use super::{
+    FOOTER_FIXED_LEN, FOOTER_MAGIC, FRAME_PREFIX_LEN, FRAME_SIZE_RANGE, Header, NAME_LEN, Sealing,
+};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Frame encodings.
@@ -90,10 +92,13 @@ impl FrameEncoder {
             ));
         }
         let header = Header {
-            encrypted: key.is_some(),
+            sealing: if key.is_some() {
+                Sealing::Encrypted
+            } else {
+                Sealing::Checksums
+            },
             frame_size_log2: log2 as u8,
             salt,
-            named: false,
         };
         Ok(Self {
             sealer: Sealer::new(&header, key)?,
@@ -114,7 +119,7 @@ impl FrameEncoder {
     /// finish it with [`FrameEncoder::finish_named`].
     pub fn new_named(frame_size: usize, compression: Compression, salt: [u8; 16]) -> Result<Self> {
         let mut encoder = Self::new(frame_size, compression, None, salt)?;
-        encoder.header.named = true;
+        encoder.header.sealing = Sealing::NamedChecksums;
         encoder.sealer = Sealer::new(&encoder.header, None)?;
         Ok(encoder)
     }
@@ -258,7 +263,7 @@ impl FrameEncoder {
     /// [`NAME_LEN`] bytes of the hash in its digest. Ignored unless the encoder was made
     /// with [`FrameEncoder::new_named`].
     pub fn finish_named(mut self, name: [u8; NAME_LEN]) -> Vec<u8> {
-        let name = if self.header.named {
+        let name = if self.header.named() {
             name
         } else {
             [0; NAME_LEN]

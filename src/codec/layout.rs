@@ -61,7 +61,7 @@ impl Layout {
         let body_len = count * 4 + 16;
         let (body, rest) = footer.split_at(body_len);
         let tag: [u8; 16] = rest[..16].try_into().expect("sixteen bytes");
-        let name = sealer.check_footer(body, &tag, header.named)?;
+        let name = sealer.check_footer(body, &tag, header.named())?;
         let logical_size =
             u64::from_le_bytes(body[count * 4..count * 4 + 8].try_into().expect("8"));
         let declared = u64::from_le_bytes(body[count * 4 + 8..].try_into().expect("8"));

@@ -125,7 +125,7 @@ pub fn decode_object(data: &[u8]) {
         let mut encoder = FrameEncoder::new(
             header.frame_size() as usize,
             Compression::Off,
-            key.filter(|_| header.encrypted),
+            key.filter(|_| header.encrypted()),
             header.salt,
         )
         .expect("the header's frame size is valid");

@@ -280,7 +280,7 @@ async fn framing_decides_how_plain_blobs_are_kept() {
             "on" => {
                 let object = stored(format!("{hex}.whrf")).expect("a framed object");
                 let header = wharf::codec::Header::decode(&object).unwrap();
-                assert!(header.named && !header.encrypted, "{header:?}");
+                assert_eq!(header.sealing, wharf::codec::Sealing::NamedChecksums);
                 assert_eq!(stored(hex.to_owned()), None, "no raw copy");
             }
             _ => {

@@ -253,7 +253,7 @@ async fn switches_per_repository_and_older_blobs_stay_readable() {
     let framed = Path::from(format!("blobs/sha256/{}/{hex}.whrf", &hex[..2]));
     let object = store.get(&framed).await.unwrap().bytes().await.unwrap();
     let header = wharf::codec::Header::decode(&object).unwrap();
-    assert!(!header.encrypted && header.named, "{header:?}");
+    assert_eq!(header.sealing, wharf::codec::Sealing::NamedChecksums);
     assert_eq!(
         wharf::codec::decode(&object, None).unwrap(),
         first,

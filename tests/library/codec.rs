@@ -238,7 +238,7 @@ fn names_are_read_and_checked() {
     named.extend(encoder.finish_named(name));
     assert_eq!(decode(&named, None).unwrap(), data);
     let parsed = layout(&named, None).unwrap();
-    assert!(parsed.header().named && parsed.names(&name));
+    assert!(parsed.header().named() && parsed.names(&name));
     assert!(!parsed.names(b"twelve bytez"), "another name");
     assert!(!parsed.names(b"twelve"), "a prefix too short to name");
     // The name is outside the checksum: a damaged one names no blob, and reads go on
@@ -251,7 +251,8 @@ fn names_are_read_and_checked() {
 
     let unnamed = encode(&data, Compression::default(), None, 3);
     let parsed = layout(&unnamed, None).unwrap();
-    assert!(!parsed.header().named && !parsed.names(&[0; 12]));
+    assert_eq!(parsed.header().sealing, wharf::codec::Sealing::Checksums);
+    assert!(!parsed.names(&[0; 12]));
     let mut claims_a_name = unnamed.clone();
     claims_a_name[name_at] = 1;
     assert_corrupt(
