@@ -236,8 +236,8 @@ impl Registry {
                 }
             }
         }
-        if let Some(subject) = &record.subject {
-            self.confirm_referrer(repo, subject, &digest).await?;
+        if let Some((subject, entry)) = Self::referrer_entry(&digest, &manifest) {
+            self.confirm_referrer(repo, &subject, &entry).await?;
         }
         // Pushing an archived image again restores it, as in ECR: its blobs were just
         // checked and held.

@@ -22,6 +22,15 @@
 //! anew, so either the delete's compare-and-swap fails or the push's commit comes after
 //! it and brings the record back.
 //!
+//! # Why a visible manifest is listed
+//!
+//! A push adds its entry before its commit point, but a delete that overlaps it may mark
+//! that entry `deleting` (or find it `confirmed` and mark it) and remove it after its own
+//! commit point, which can come before the push's commit brings the record back. So after
+//! its commit point a push looks again: an entry that is missing or `deleting` while the
+//! record is committed is set `pending` again. A delete removes only an entry still
+//! marked, so whichever of the two writes the list last, the entry stays.
+//!
 //! # Leftovers
 //!
 //! A `pending` entry whose record is still missing after the collection grace period
@@ -167,39 +176,53 @@ impl Registry {
             .map(drop)
     }
 
-    /// Marks a referrer confirmed once its record is committed, if the list still holds
-    /// it `pending`: read the list, then the record, then compare-and-swap, again after a
-    /// lost race (other referrers of the subject being pushed). Gives up quietly after a
-    /// bounded number of races: a listing confirms it then.
+    /// After a push's commit point: makes sure the list holds its referrer, and confirms
+    /// it. A `pending` entry is confirmed: read the list, then the record, then
+    /// compare-and-swap. A missing or `deleting` entry is set `pending` again while the
+    /// record is committed: a delete that overlapped the push may have marked or removed
+    /// the entry before the push's commit brought the record back, and the delete's
+    /// removal after its commit point takes only an entry still marked. Gives up quietly
+    /// after a bounded number of lost races (other referrers of the subject being
+    /// pushed): a listing confirms a `pending` entry then.
     pub(crate) async fn confirm_referrer(
         &self,
         repo: &RepoName,
         subject: &Digest,
-        digest: &Digest,
+        descriptor: &Descriptor,
     ) -> Result<()> {
+        let digest = &descriptor.digest;
         let key = REFERRER_LISTS.key(&InRepo::new(repo, subject));
         let mut retry = Retry::new(&key);
         loop {
-            let (list, Some(version)) = self.referrer_list(repo, subject).await? else {
-                return Ok(());
-            };
-            let pending = list
-                .position(digest)
-                .is_ok_and(|i| list.entries[i].state == ListedState::Pending);
-            if !pending || !self.is_committed(repo, digest).await? {
+            let (list, version) = self.referrer_list(repo, subject).await?;
+            let state = list.position(digest).ok().map(|i| list.entries[i].state);
+            if state == Some(ListedState::Confirmed) || !self.is_committed(repo, digest).await? {
+                // Listed for good, or deleted since (by a delete that unlists it).
                 return Ok(());
             }
-            let confirm = vec![Tidy::Confirm(digest.clone())];
-            match self
-                .tidy_referrers(repo, subject, list, version, confirm)
-                .await
-            {
+            let attempt = match (state, version) {
+                (Some(ListedState::Pending), Some(version)) => {
+                    let confirm = vec![Tidy::Confirm(digest.clone())];
+                    self.tidy_referrers(repo, subject, list, version, confirm)
+                        .await
+                }
+                _ => {
+                    self.add_listed(repo, subject, descriptor, Durability::Relaxed, |state| {
+                        state == ListedState::Deleting
+                    })
+                    .await
+                }
+            };
+            match attempt {
                 Err(e) if e.kind() == ErrorKind::Conflict => {
                     if retry.again(e).await.is_err() {
                         return Ok(());
                     }
                 }
-                other => return other,
+                Err(e) => return Err(e),
+                // Set `pending` again: confirmed on the next turn.
+                Ok(()) if state != Some(ListedState::Pending) => {}
+                Ok(()) => return Ok(()),
             }
         }
     }

@@ -378,3 +378,54 @@ async fn a_listing_that_saw_the_record_does_not_keep_a_deleted_referrer() {
         "a deleted referrer stays listed"
     );
 }
+
+/// The interleaving a push must survive: a referrer is listed `confirmed`; a push of it
+/// again finds it so (and leaves the list as it is) and stops at its commit point; a
+/// delete runs whole: marks the entry, removes the record, takes the entry out; the push
+/// commits, bringing the record back. The manifest is visible, so it must be listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_that_commits_after_an_overlapping_delete_is_listed() {
+    let store = Arc::new(InMemory::new());
+    let meta = ObjectMetaStore::connect(store.clone(), "meta")
+        .await
+        .unwrap();
+    let gated = Gated {
+        inner: Arc::new(meta),
+        gates: Arc::default(),
+    };
+    let registry = Registry::builder()
+        .object_store(store)
+        .meta_store(Arc::new(gated.clone()))
+        .build()
+        .unwrap();
+    let r = repo("gated/again");
+    let (subject, raw_subject) = pushed_image(&registry, &r, "subject").await;
+    blob(&registry, &r, b"{}", wharf::OCI_EMPTY).await;
+    let sig = artifact(&subject, raw_subject.len(), "sig");
+    let digest = sha256(&sig);
+    let by_digest = Reference::Digest(digest.clone());
+    registry
+        .push_manifest(&r, &by_digest, sig.clone(), None)
+        .await
+        .unwrap();
+    assert_eq!(listed(&registry, &r, &subject).await, [digest.to_string()]);
+
+    // The push again stops at its commit point (the record's write).
+    let (commit_reached, commit_go) = gated.gate("put", &format!("manifest/{r}@{digest}"));
+    let pushing = {
+        let (registry, r, by_digest, sig) = (registry.clone(), r.clone(), by_digest.clone(), sig);
+        tokio::spawn(async move { registry.push_manifest(&r, &by_digest, sig, None).await })
+    };
+    commit_reached.await.unwrap();
+    registry.delete_manifest(&r, &digest).await.unwrap();
+    assert!(listed(&registry, &r, &subject).await.is_empty());
+    commit_go.send(()).unwrap();
+    pushing.await.unwrap().unwrap();
+
+    assert!(registry.get_manifest(&r, &by_digest).await.is_ok());
+    assert_eq!(
+        listed(&registry, &r, &subject).await,
+        [digest.to_string()],
+        "a visible referrer is listed"
+    );
+}
