@@ -125,12 +125,11 @@ async fn answers_match_the_local_file_system() {
 /// are answered by it, so they name the same files as every other call on them.
 #[tokio::test]
 async fn paths_that_need_escaping_go_to_the_local_file_system() {
-    let (dir, ours, theirs) = both().await;
+    let (_dir, ours, theirs) = both().await;
     let odd = Path::from_iter(["blobs", "with space", "x%y"]);
     theirs.put(&odd, b"odd".to_vec().into()).await.unwrap();
     assert_eq!(ours.head(&odd).await.unwrap().size, 3);
     assert_eq!(&ours.get_range(&odd, 0..2).await.unwrap()[..], b"od");
-    drop(dir);
 }
 
 /// The store as a blob store's backend: the suite every backend runs.
