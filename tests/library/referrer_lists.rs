@@ -300,12 +300,17 @@ impl MetaStore for Gated {
     }
 }
 
-/// The interleaving a confirmation must survive: a delete has marked the referrer and
-/// stops before removing its record; a listing reads the list and sees the record; the
-/// delete removes the record and stops before taking the entry out; the listing writes
-/// what it decided; the delete finishes. The referrer must not stay listed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_listing_that_saw_the_record_does_not_keep_a_deleted_referrer() {
+/// A registry whose metadata (an object store's) passes through [`Gated`], with a
+/// subject image in its repository and one referrer of it, pushed by digest and listed.
+struct Listed {
+    gated: Gated,
+    registry: Registry,
+    subject: Digest,
+    sig: Bytes,
+    digest: Digest,
+}
+
+async fn listed_behind_gates(r: &RepoName) -> Listed {
     let store = Arc::new(InMemory::new());
     let meta = ObjectMetaStore::connect(store.clone(), "meta")
         .await
@@ -319,16 +324,38 @@ async fn a_listing_that_saw_the_record_does_not_keep_a_deleted_referrer() {
         .meta_store(Arc::new(gated.clone()))
         .build()
         .unwrap();
-    let r = repo("gated/app");
-    let (subject, raw_subject) = pushed_image(&registry, &r, "subject").await;
-    blob(&registry, &r, b"{}", wharf::OCI_EMPTY).await;
+    let (subject, raw_subject) = pushed_image(&registry, r, "subject").await;
+    blob(&registry, r, b"{}", wharf::OCI_EMPTY).await;
     let sig = artifact(&subject, raw_subject.len(), "sig");
     let digest = sha256(&sig);
     registry
-        .push_manifest(&r, &Reference::Digest(digest.clone()), sig.clone(), None)
+        .push_manifest(r, &Reference::Digest(digest.clone()), sig.clone(), None)
         .await
         .unwrap();
-    assert_eq!(listed(&registry, &r, &subject).await, [digest.to_string()]);
+    assert_eq!(listed(&registry, r, &subject).await, [digest.to_string()]);
+    Listed {
+        gated,
+        registry,
+        subject,
+        sig,
+        digest,
+    }
+}
+
+/// The interleaving a confirmation must survive: a delete has marked the referrer and
+/// stops before removing its record; a listing reads the list and sees the record; the
+/// delete removes the record and stops before taking the entry out; the listing writes
+/// what it decided; the delete finishes. The referrer must not stay listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_that_saw_the_record_does_not_keep_a_deleted_referrer() {
+    let r = repo("gated/app");
+    let Listed {
+        gated,
+        registry,
+        subject,
+        digest,
+        ..
+    } = listed_behind_gates(&r).await;
     let list_key = format!("referrer-list/{r}@{subject}");
     let record_key = format!("manifest/{r}@{digest}");
 
@@ -385,30 +412,15 @@ async fn a_listing_that_saw_the_record_does_not_keep_a_deleted_referrer() {
 /// commits, bringing the record back. The manifest is visible, so it must be listed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_that_commits_after_an_overlapping_delete_is_listed() {
-    let store = Arc::new(InMemory::new());
-    let meta = ObjectMetaStore::connect(store.clone(), "meta")
-        .await
-        .unwrap();
-    let gated = Gated {
-        inner: Arc::new(meta),
-        gates: Arc::default(),
-    };
-    let registry = Registry::builder()
-        .object_store(store)
-        .meta_store(Arc::new(gated.clone()))
-        .build()
-        .unwrap();
     let r = repo("gated/again");
-    let (subject, raw_subject) = pushed_image(&registry, &r, "subject").await;
-    blob(&registry, &r, b"{}", wharf::OCI_EMPTY).await;
-    let sig = artifact(&subject, raw_subject.len(), "sig");
-    let digest = sha256(&sig);
+    let Listed {
+        gated,
+        registry,
+        subject,
+        sig,
+        digest,
+    } = listed_behind_gates(&r).await;
     let by_digest = Reference::Digest(digest.clone());
-    registry
-        .push_manifest(&r, &by_digest, sig.clone(), None)
-        .await
-        .unwrap();
-    assert_eq!(listed(&registry, &r, &subject).await, [digest.to_string()]);
 
     // The push again stops at its commit point (the record's write).
     let (commit_reached, commit_go) = gated.gate("put", &format!("manifest/{r}@{digest}"));

@@ -8,14 +8,16 @@ use wharf::{RedbMetaStore, Registry};
 
 use crate::common::{repo, sha256};
 
-/// A registry on local disk over `meta`.
-fn registry(dir: &std::path::Path, meta: Arc<RedbMetaStore>) -> Registry {
+/// A registry on local disk in `dir`, and its redb store (whose commits are counted).
+fn registry(dir: &std::path::Path) -> (Registry, Arc<RedbMetaStore>) {
+    let meta = Arc::new(RedbMetaStore::open(dir.join("meta.redb")).unwrap());
     let blobs = object_store::local::LocalFileSystem::new_with_prefix(dir).unwrap();
-    Registry::builder()
+    let registry = Registry::builder()
         .object_store(Arc::new(blobs))
-        .meta_store(meta)
+        .meta_store(meta.clone())
         .build()
-        .unwrap()
+        .unwrap();
+    (registry, meta)
 }
 
 /// (commits, synced commits) that `work` made.
@@ -30,8 +32,7 @@ async fn counted<F: std::future::Future<Output = ()>>(meta: &RedbMetaStore, work
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_blob_costs_one_synced_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let meta = Arc::new(RedbMetaStore::open(dir.path().join("meta.redb")).unwrap());
-    let registry = registry(dir.path(), meta.clone());
+    let (registry, meta) = registry(dir.path());
     let r = repo("sync/app");
     let first = Bytes::from_static(b"creates the repository");
     registry
@@ -83,8 +84,7 @@ async fn a_new_blob_costs_one_synced_commit() {
 async fn a_manifest_push_costs_one_synced_commit() {
     use crate::common::images::Image;
     let dir = tempfile::tempdir().unwrap();
-    let meta = Arc::new(RedbMetaStore::open(dir.path().join("meta.redb")).unwrap());
-    let registry = registry(dir.path(), meta.clone());
+    let (registry, meta) = registry(dir.path());
     let r = repo("sync/images");
     let by_tag = Image::seeded("by tag");
     let by_digest = Image::seeded("by digest");

@@ -128,6 +128,47 @@ async fn encoded_tamper_cases(store: Arc<dyn ObjectStore>, at_rest: AtRest) {
     assert_eq!(blobs.get_bytes(&digest).await.unwrap(), data, "restored");
 }
 
+/// Two blobs of 70 000 bytes, x and y, with their digests, and x's encoded object as
+/// it was stored before y's was copied over its name.
+struct Swapped {
+    x: Bytes,
+    dx: Digest,
+    y: Bytes,
+    dy: Digest,
+    x_object: Bytes,
+}
+
+/// Stores x and y through `blobs`, then copies y's encoded object over x's name.
+async fn y_over_x(store: &Arc<dyn ObjectStore>, blobs: &ObjectBlobStore) -> Swapped {
+    let (x, y) = (
+        Bytes::from(vec![b'x'; 70_000]),
+        Bytes::from(vec![b'y'; 70_000]),
+    );
+    let (dx, dy) = (
+        Digest::of(Algorithm::Sha256, &x),
+        Digest::of(Algorithm::Sha256, &y),
+    );
+    blobs.put_bytes(&dx, x.clone()).await.unwrap();
+    blobs.put_bytes(&dy, y.clone()).await.unwrap();
+    let read = |digest: &Digest| {
+        let path = encoded_path(digest);
+        async move { store.get(&path).await.unwrap().bytes().await.unwrap() }
+    };
+    let x_object = read(&dx).await;
+    let y_object = read(&dy).await;
+    store
+        .put(&encoded_path(&dx), y_object.into())
+        .await
+        .unwrap();
+    Swapped {
+        x,
+        dx,
+        y,
+        dy,
+        x_object,
+    }
+}
+
 /// A full read of an encrypted blob is not hashed again: its frames vouch for it. So
 /// another blob's object copied over its name, with that object's wrapped key copied
 /// beside it, must still be refused: the wrap is bound to the other digest.
@@ -140,21 +181,7 @@ async fn an_encrypted_object_copied_over_another_blob_is_corrupt() {
     let blobs = ObjectBlobStore::new(store.clone())
         .with_key_provider(Arc::new(keys))
         .with_at_rest(AtRest::encrypted("main"));
-    let (x, y) = (
-        Bytes::from(vec![b'x'; 70_000]),
-        Bytes::from(vec![b'y'; 70_000]),
-    );
-    let (dx, dy) = (
-        Digest::of(Algorithm::Sha256, &x),
-        Digest::of(Algorithm::Sha256, &y),
-    );
-    blobs.put_bytes(&dx, x).await.unwrap();
-    blobs.put_bytes(&dy, y.clone()).await.unwrap();
-    let y_object = store.get(&encoded_path(&dy)).await.unwrap().bytes().await;
-    store
-        .put(&encoded_path(&dx), y_object.unwrap().into())
-        .await
-        .unwrap();
+    let Swapped { dx, y, dy, .. } = y_over_x(&store, &blobs).await;
     let (hx, hy) = (dx.hex(), dy.hex());
     let y_keys = Path::from(format!("keys/sha256/{}/{hy}", &hy[..2]));
     let wraps: Vec<_> = store.list(Some(&y_keys)).try_collect().await.unwrap();
@@ -202,23 +229,13 @@ async fn an_unencrypted_object_under_another_blobs_name_is_corrupt() {
         let blobs = ObjectBlobStore::new(store.clone())
             .with_frame_size(1 << 16)
             .with_at_rest(at_rest.clone());
-        let (x, y) = (
-            Bytes::from(vec![b'x'; 70_000]),
-            Bytes::from(vec![b'y'; 70_000]),
-        );
-        let (dx, dy) = (
-            Digest::of(Algorithm::Sha256, &x),
-            Digest::of(Algorithm::Sha256, &y),
-        );
-        blobs.put_bytes(&dx, x.clone()).await.unwrap();
-        blobs.put_bytes(&dy, y.clone()).await.unwrap();
-        let x_object = store.get(&encoded_path(&dx)).await.unwrap().bytes().await;
-        let x_object = x_object.unwrap();
-        let y_object = store.get(&encoded_path(&dy)).await.unwrap().bytes().await;
-        store
-            .put(&encoded_path(&dx), y_object.unwrap().into())
-            .await
-            .unwrap();
+        let Swapped {
+            x,
+            dx,
+            y,
+            dy,
+            x_object,
+        } = y_over_x(&store, &blobs).await;
         let what = format!("y's object under x's name ({at_rest:?})");
         assert_corrupt(&blobs, &dx, None, &what).await;
         assert_eq!(
