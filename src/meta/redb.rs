@@ -6,11 +6,15 @@
 //! batch or none of it) and commits once, so concurrent writers share one durable commit
 //! instead of queueing for one each. A batch is answered only after the commit that holds
 //! it is durable; a failed commit fails every batch in it and applies none.
+//!
+//! A relaxed batch commits on the caller's thread when no commit is under way: it
+//! writes nothing to disk (redb keeps its pages until the next durable commit), so it
+//! takes microseconds, less than the hand-off to the writer thread and back.
 
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -49,10 +53,15 @@ pub struct RedbMetaStore {
     writer: Arc<GroupWriter>,
 }
 
-/// A batch (one write, for `put` and `delete`) waiting for the next group commit.
-struct PendingBatch {
+/// The writes of one [`MetaStore::batch`] (one write, for `put` and `delete`).
+struct Batch {
     writes: Vec<Write>,
     durability: Durability,
+}
+
+/// A batch waiting for the next group commit.
+struct PendingBatch {
+    batch: Batch,
     answer: oneshot::Sender<Result<Vec<Option<Version>>>>,
 }
 
@@ -62,6 +71,9 @@ struct GroupWriter {
     queue: Option<mpsc::Sender<PendingBatch>>,
     thread: Option<std::thread::JoinHandle<()>>,
     counts: Arc<CommitCounts>,
+    /// Held while a transaction is open: by the writer thread for each group, and by a
+    /// caller committing a relaxed batch in place (which only tries it).
+    committing: Arc<Mutex<()>>,
 }
 
 /// Transactions the writer committed: all of them, and those synced to disk.
@@ -75,10 +87,11 @@ impl GroupWriter {
     fn start(db: Arc<Database>) -> Result<Self> {
         let (queue, waiting) = mpsc::channel();
         let counts = Arc::new(CommitCounts::default());
-        let counted = counts.clone();
+        let committing = Arc::new(Mutex::new(()));
+        let (counted, lock) = (counts.clone(), committing.clone());
         let thread = std::thread::Builder::new()
             .name("wharf-meta-commit".into())
-            .spawn(move || commit_groups(&db, &waiting, &counted))
+            .spawn(move || commit_groups(&db, &waiting, &counted, &lock))
             .map_err(|e| {
                 Error::new(
                     ErrorKind::Storage,
@@ -89,6 +102,7 @@ impl GroupWriter {
             queue: Some(queue),
             thread: Some(thread),
             counts,
+            committing,
         })
     }
 }
@@ -106,7 +120,12 @@ impl Drop for GroupWriter {
 
 /// The writer thread: waits for a write, takes every other one waiting, commits them as
 /// one transaction, answers each; until every handle is gone.
-fn commit_groups(db: &Database, waiting: &mpsc::Receiver<PendingBatch>, counts: &CommitCounts) {
+fn commit_groups(
+    db: &Database,
+    waiting: &mpsc::Receiver<PendingBatch>,
+    counts: &CommitCounts,
+    committing: &Mutex<()>,
+) {
     while let Ok(first) = waiting.recv() {
         let mut group = vec![first];
         while group.len() < GROUP_LIMIT {
@@ -115,12 +134,15 @@ fn commit_groups(db: &Database, waiting: &mpsc::Receiver<PendingBatch>, counts: 
                 Err(_) => break,
             }
         }
-        match commit_group(db, &group) {
-            Ok((outcomes, synced)) => {
-                counts.all.fetch_add(1, Ordering::Relaxed);
-                counts
-                    .synced
-                    .fetch_add(u64::from(synced), Ordering::Relaxed);
+        let batches: Vec<&Batch> = group.iter().map(|pending| &pending.batch).collect();
+        let committed = {
+            let _held = committing
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            commit_group(db, &batches, counts)
+        };
+        match committed {
+            Ok(outcomes) => {
                 for (write, outcome) in group.into_iter().zip(outcomes) {
                     let _ = write.answer.send(outcome);
                 }
@@ -135,10 +157,14 @@ fn commit_groups(db: &Database, waiting: &mpsc::Receiver<PendingBatch>, counts: 
     }
 }
 
-/// Applies `group` in order in one transaction and commits it: each batch's own outcome
-/// (a compare-and-swap that did not hold fails that batch alone) and whether the commit
-/// was synced, or the error that failed them all.
-fn commit_group(db: &Database, group: &[PendingBatch]) -> Result<(Vec<BatchOutcome>, bool)> {
+/// Applies `group` in order in one transaction and commits it, counting the commit:
+/// each batch's own outcome (a compare-and-swap that did not hold fails that batch
+/// alone), or the error that failed them all. The caller holds the `committing` lock.
+fn commit_group(
+    db: &Database,
+    group: &[&Batch],
+    counts: &CommitCounts,
+) -> Result<Vec<BatchOutcome>> {
     let mut txn = db.begin_write().map_err(|e| db_error("begin", e))?;
     // A group is synced if any batch in it must be; one of relaxed batches only is
     // not, and the next synced commit carries it to disk.
@@ -152,7 +178,11 @@ fn commit_group(db: &Database, group: &[PendingBatch]) -> Result<(Vec<BatchOutco
         outcomes.push(apply(&txn, write)?);
     }
     txn.commit().map_err(|e| db_error("commit", e))?;
-    Ok((outcomes, synced))
+    counts.all.fetch_add(1, Ordering::Relaxed);
+    counts
+        .synced
+        .fetch_add(u64::from(synced), Ordering::Relaxed);
+    Ok(outcomes)
 }
 
 /// One batch's outcome within its group.
@@ -161,7 +191,7 @@ type BatchOutcome = Result<Vec<Option<Version>>>;
 /// One batch within a group's transaction: `Ok(Err(..))` when an expectation does not
 /// hold or a key's record is corrupt (which fails that batch alone, before it changed
 /// anything), `Err` when the database failed (which fails the group).
-fn apply(txn: &WriteTransaction, batch: &PendingBatch) -> Result<Result<Vec<Option<Version>>>> {
+fn apply(txn: &WriteTransaction, batch: &Batch) -> Result<Result<Vec<Option<Version>>>> {
     let mut entries = txn
         .open_table(ENTRIES)
         .map_err(|e| db_error("open table", e))?;
@@ -350,7 +380,9 @@ impl RedbMetaStore {
             })?
     }
 
-    /// Applies `writes` in the next group commit; answers once that commit is durable.
+    /// Applies `writes` in the next group commit; answers once that commit is durable
+    /// (or, for a relaxed batch, done). A relaxed batch commits in place when no commit
+    /// is under way.
     async fn write(
         &self,
         writes: Vec<Write>,
@@ -360,15 +392,18 @@ impl RedbMetaStore {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
+        let batch = Batch { writes, durability };
+        if durability == Durability::Relaxed
+            && let Ok(_held) = self.writer.committing.try_lock()
+        {
+            let mut outcomes = commit_group(&self.db, &[&batch], &self.writer.counts)?;
+            return outcomes.pop().expect("one outcome per batch");
+        }
         let stopped = || Error::new(ErrorKind::Storage, "the metadata writer stopped");
         let (answer, answered) = oneshot::channel();
         let queue = self.writer.queue.as_ref().ok_or_else(stopped)?;
         queue
-            .send(PendingBatch {
-                writes,
-                durability,
-                answer,
-            })
+            .send(PendingBatch { batch, answer })
             .map_err(|_| stopped())?;
         answered.await.map_err(|_| stopped())?
     }
