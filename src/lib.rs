@@ -98,6 +98,7 @@ pub use crate::registry::{
 pub use crate::registry::{DEFAULT_GC_GRACE, GcCursor, GcOptions, GcReport};
 pub use crate::registry::{ExportOptions, ExportReport, ImportOptions, ImportReport};
 pub use crate::registry::{ReplicationState, ReplicationStatus};
+pub use crate::registry::{SMALL_OBJECT_LIMIT, SmallObjects};
 pub use crate::scan::{BuiltinScanner, ScanStatus, Scanner};
 pub use crate::upload::{ExpiryReport, UploadId, UploadStatus};
 

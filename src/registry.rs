@@ -68,6 +68,7 @@ mod scan_rematch;
 mod scan_results;
 mod scans;
 mod schema;
+mod small_objects;
 mod tag_layout;
 mod tags;
 mod uploads;
@@ -102,6 +103,7 @@ pub use self::repositories::{
 };
 pub use self::scan_rematch::RematchReport;
 pub use self::scans::{DEFAULT_SCAN_CONCURRENCY, ImageScan, SCAN_CLAIM, ScanFindings};
+pub use self::small_objects::{SMALL_OBJECT_LIMIT, SmallObjects};
 pub use self::tags::{TAG_HISTORY_LEN, TagMove};
 
 /// Default age after which an upload session with no activity is expired.
@@ -256,19 +258,21 @@ impl Registry {
             .expect("both stores are set")
     }
 
-    /// The embedded default: blobs in `dir/blobs` on the local filesystem, metadata in
-    /// the redb database `dir/meta.redb`, blobs encrypted under KEKs kept in the key file
+    /// The embedded default: blobs in `dir/blobs` on the local filesystem (those of at
+    /// most [`SMALL_OBJECT_LIMIT`] bytes in the metadata store, see [`SmallObjects`]),
+    /// metadata in the redb database `dir/meta.redb`, blobs encrypted under KEKs kept in the key file
     /// `dir/keys.json` (created owner-only with one fresh KEK on first use) and
     /// compressed where that helps. Creates `dir` if needed.
     pub fn open_local(dir: impl AsRef<FsPath>) -> Result<Self> {
         let dir = dir.as_ref();
         let (blobs, composer) = local_objects(&dir.join("blobs"))?;
         let keys = LocalKeyProvider::open(dir.join("keys.json"))?;
+        let meta: Arc<dyn MetaStore> = Arc::new(RedbMetaStore::open(dir.join("meta.redb"))?);
         Self::builder()
-            .object_store(blobs)
+            .object_store(Arc::new(SmallObjects::new(blobs, meta.clone())))
             .composer(composer)
             .key_provider(Arc::new(keys))
-            .meta_store(Arc::new(RedbMetaStore::open(dir.join("meta.redb"))?))
+            .meta_store(meta)
             .build()
     }
 

@@ -90,6 +90,8 @@ mod scan_sqlite;
 mod scan_versions;
 #[path = "library/sigv4.rs"]
 mod sigv4;
+#[path = "library/small_objects.rs"]
+mod small_objects;
 #[path = "library/synced_commits.rs"]
 mod synced_commits;
 #[path = "library/tags_and_referrers.rs"]

@@ -54,6 +54,7 @@ use super::referrer_lists::{ReferrerLayoutRecord, ReferrerList};
 use super::replication_records::ReplicationRecord;
 use super::repositories::RepositoryRecord;
 use super::scans::ScanRecord;
+use super::small_objects::{ObjectPath, SmallObject};
 use super::tag_layout::TagLayoutRecord;
 use super::tags::TagRecord;
 use super::uploads::SessionRecord;
@@ -123,8 +124,12 @@ pub(crate) const REPLICATIONS: Table<InRepo<Digest>, ReplicationRecord> =
 /// `upstream-tag/<repo>@<tag>`: what a pull-through cache last learnt of a tag upstream.
 pub(crate) const UPSTREAM_TAGS: Table<InRepo<Tag>, UpstreamTagRecord> = Table::new("upstream-tag/");
 
+/// `object/<path>`: a small published blob's object, kept here instead of in the blob
+/// store's own object store (see `SmallObjects`).
+pub(crate) const SMALL_OBJECTS: Table<ObjectPath, SmallObject> = Table::new("object/");
+
 /// Every table's prefix with its longest key: the one list the layout checks read.
-pub(crate) const TABLES: [(&str, usize); 28] = [
+pub(crate) const TABLES: [(&str, usize); 29] = [
     REPOSITORIES.describe(),
     REPOSITORY_POLICIES.describe(),
     LINKS.describe(),
@@ -153,6 +158,7 @@ pub(crate) const TABLES: [(&str, usize); 28] = [
     SCANS.describe(),
     REPLICATIONS.describe(),
     UPSTREAM_TAGS.describe(),
+    SMALL_OBJECTS.describe(),
 ];
 
 // Every key fits the store's limit at the longest names and digests (contract point 7 of

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use wharf::codec::Compression;
 use wharf::keys::{DEFAULT_KEK, KeyProvider, LocalKeyProvider};
-use wharf::{AtRest, MetaStore, ObjectBlobStore, RedbMetaStore, Registry, ResourceAccount};
+use wharf::object_store::ObjectStore;
+use wharf::{
+    AtRest, MetaStore, ObjectBlobStore, RedbMetaStore, Registry, ResourceAccount, SmallObjects,
+};
 
 use crate::auth::Auth;
 use crate::backends;
@@ -476,6 +479,12 @@ impl Config {
                     .await
                     .map_err(|e| format!("--metadata s3: {e}"))?,
             ),
+        };
+        // On a local disk, small blobs are kept in the metadata database: their durable
+        // publish is then the link's commit, not two syncs of a file and its directory.
+        let blobs: Arc<dyn ObjectStore> = match (&self.s3, self.metadata) {
+            (None, Metadata::Embedded) => Arc::new(SmallObjects::new(blobs, meta.clone())),
+            _ => blobs,
         };
         let Keys {
             provider: keys,
