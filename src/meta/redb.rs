@@ -7,23 +7,28 @@
 //! instead of queueing for one each. A batch is answered only after the commit that holds
 //! it is durable; a failed commit fails every batch in it and applies none.
 //!
-//! A relaxed batch commits on the caller's thread when no commit is under way: it
-//! writes nothing to disk (redb keeps its pages until the next durable commit), so it
-//! takes microseconds, less than the hand-off to the writer thread and back.
+//! A relaxed batch need not reach the disk before the next durable commit, so it need
+//! not be a transaction of its own either: when no commit is under way it is checked
+//! and held in memory, in the [`Overlay`](overlay::Overlay), on the caller's thread,
+//! and the next commit writes it before its own batches. Reads look in the overlay
+//! first. An upload made three relaxed commits besides its one durable commit; each
+//! was a hand-off to the writer thread and back, and each copied its B-tree paths anew
+//! for the durable commit to write out.
+
+mod overlay;
+mod writer;
 
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
-use tokio::sync::oneshot;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use self::writer::{Batch, GroupWriter};
 use super::{
     Durability, Entry, Expect, MetaStore, Version, Versioned, Write, check_batch, check_key,
-    conflict, expectation_holds,
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -32,9 +37,6 @@ const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("wharf_meta")
 /// One counter for all keys, so versions never repeat, even across delete and re-create.
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("wharf_meta_counters");
 const LAST_VERSION: &str = "last_version";
-
-/// Most batches joined in one transaction.
-const GROUP_LIMIT: usize = 256;
 
 /// A [`MetaStore`] in one redb database file: ACID, crash-safe, one writer at a time.
 ///
@@ -51,197 +53,6 @@ const GROUP_LIMIT: usize = 256;
 pub struct RedbMetaStore {
     db: Arc<Database>,
     writer: Arc<GroupWriter>,
-}
-
-/// The writes of one [`MetaStore::batch`] (one write, for `put` and `delete`).
-struct Batch {
-    writes: Vec<Write>,
-    durability: Durability,
-}
-
-/// A batch waiting for the next group commit.
-struct PendingBatch {
-    batch: Batch,
-    answer: oneshot::Sender<Result<Vec<Option<Version>>>>,
-}
-
-/// The thread that owns the database's writer, and how much it has committed.
-#[derive(Debug)]
-struct GroupWriter {
-    queue: Option<mpsc::Sender<PendingBatch>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    counts: Arc<CommitCounts>,
-    /// Held while a transaction is open: by the writer thread for each group, and by a
-    /// caller committing a relaxed batch in place (which only tries it).
-    committing: Arc<Mutex<()>>,
-}
-
-/// Transactions the writer committed: all of them, and those synced to disk.
-#[derive(Debug, Default)]
-struct CommitCounts {
-    all: AtomicU64,
-    synced: AtomicU64,
-}
-
-impl GroupWriter {
-    fn start(db: Arc<Database>) -> Result<Self> {
-        let (queue, waiting) = mpsc::channel();
-        let counts = Arc::new(CommitCounts::default());
-        let committing = Arc::new(Mutex::new(()));
-        let (counted, lock) = (counts.clone(), committing.clone());
-        let thread = std::thread::Builder::new()
-            .name("wharf-meta-commit".into())
-            .spawn(move || commit_groups(&db, &waiting, &counted, &lock))
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Storage,
-                    format!("starting the metadata writer: {e}"),
-                )
-            })?;
-        Ok(Self {
-            queue: Some(queue),
-            thread: Some(thread),
-            counts,
-            committing,
-        })
-    }
-}
-
-impl Drop for GroupWriter {
-    /// Closes the queue and waits for the thread, so the database is closed (and another
-    /// process may open it) once the last handle is gone.
-    fn drop(&mut self) {
-        self.queue = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// The writer thread: waits for a write, takes every other one waiting, commits them as
-/// one transaction, answers each; until every handle is gone.
-fn commit_groups(
-    db: &Database,
-    waiting: &mpsc::Receiver<PendingBatch>,
-    counts: &CommitCounts,
-    committing: &Mutex<()>,
-) {
-    while let Ok(first) = waiting.recv() {
-        let mut group = vec![first];
-        while group.len() < GROUP_LIMIT {
-            match waiting.try_recv() {
-                Ok(next) => group.push(next),
-                Err(_) => break,
-            }
-        }
-        let batches: Vec<&Batch> = group.iter().map(|pending| &pending.batch).collect();
-        let committed = {
-            let _held = committing
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            commit_group(db, &batches, counts)
-        };
-        match committed {
-            Ok(outcomes) => {
-                for (write, outcome) in group.into_iter().zip(outcomes) {
-                    let _ = write.answer.send(outcome);
-                }
-            }
-            Err(failed) => {
-                for write in group {
-                    let error = Error::new(failed.kind(), failed.message().to_owned());
-                    let _ = write.answer.send(Err(error));
-                }
-            }
-        }
-    }
-}
-
-/// Applies `group` in order in one transaction and commits it, counting the commit:
-/// each batch's own outcome (a compare-and-swap that did not hold fails that batch
-/// alone), or the error that failed them all. The caller holds the `committing` lock.
-fn commit_group(
-    db: &Database,
-    group: &[&Batch],
-    counts: &CommitCounts,
-) -> Result<Vec<BatchOutcome>> {
-    let mut txn = db.begin_write().map_err(|e| db_error("begin", e))?;
-    // A group is synced if any batch in it must be; one of relaxed batches only is
-    // not, and the next synced commit carries it to disk.
-    let synced = group.iter().any(|b| b.durability == Durability::Durable);
-    if !synced {
-        txn.set_durability(redb::Durability::None)
-            .map_err(|e| db_error("relaxed durability", e))?;
-    }
-    let mut outcomes = Vec::with_capacity(group.len());
-    for write in group {
-        outcomes.push(apply(&txn, write)?);
-    }
-    txn.commit().map_err(|e| db_error("commit", e))?;
-    counts.all.fetch_add(1, Ordering::Relaxed);
-    counts
-        .synced
-        .fetch_add(u64::from(synced), Ordering::Relaxed);
-    Ok(outcomes)
-}
-
-/// One batch's outcome within its group.
-type BatchOutcome = Result<Vec<Option<Version>>>;
-
-/// One batch within a group's transaction: `Ok(Err(..))` when an expectation does not
-/// hold or a key's record is corrupt (which fails that batch alone, before it changed
-/// anything), `Err` when the database failed (which fails the group).
-fn apply(txn: &WriteTransaction, batch: &Batch) -> Result<Result<Vec<Option<Version>>>> {
-    let mut entries = txn
-        .open_table(ENTRIES)
-        .map_err(|e| db_error("open table", e))?;
-    // Every expectation first (keys are distinct, so no write affects another's check).
-    for write in &batch.writes {
-        let key = write.key();
-        let current = match entries.get(key).map_err(|e| db_error("get", e))? {
-            Some(raw) => match decode(key, raw.value()) {
-                Ok(stored) => Some(stored.version),
-                Err(corrupt) => return Ok(Err(corrupt)),
-            },
-            None => None,
-        };
-        if !expectation_holds(write.expect(), current) {
-            return Ok(Err(conflict(key, write.expect(), current)));
-        }
-    }
-    let mut counters = txn
-        .open_table(COUNTERS)
-        .map_err(|e| db_error("open table", e))?;
-    let mut last = counters
-        .get(LAST_VERSION)
-        .map_err(|e| db_error("get", e))?
-        .map_or(0, |v| v.value());
-    let mut versions = Vec::with_capacity(batch.writes.len());
-    let mut record = Vec::new();
-    for write in &batch.writes {
-        match write {
-            Write::Put { key, value, .. } => {
-                last += 1;
-                record.clear();
-                record.extend_from_slice(&last.to_le_bytes());
-                record.extend_from_slice(value);
-                entries
-                    .insert(key.as_str(), record.as_slice())
-                    .map_err(|e| db_error("insert", e))?;
-                versions.push(Some(Version(last)));
-            }
-            Write::Delete { key, .. } => {
-                entries
-                    .remove(key.as_str())
-                    .map_err(|e| db_error("remove", e))?;
-                versions.push(None);
-            }
-        }
-    }
-    counters
-        .insert(LAST_VERSION, last)
-        .map_err(|e| db_error("insert", e))?;
-    Ok(Ok(versions))
 }
 
 fn db_error(context: &str, err: impl Into<redb::Error>) -> Error {
@@ -345,24 +156,28 @@ impl RedbMetaStore {
         let txn = db.begin_write().map_err(|e| db_error("begin", e))?;
         txn.open_table(ENTRIES)
             .map_err(|e| db_error("open table", e))?;
-        txn.open_table(COUNTERS)
-            .map_err(|e| db_error("open table", e))?;
+        let last_version = txn
+            .open_table(COUNTERS)
+            .map_err(|e| db_error("open table", e))?
+            .get(LAST_VERSION)
+            .map_err(|e| db_error("get", e))?
+            .map_or(0, |v| v.value());
         txn.commit().map_err(|e| db_error("commit", e))?;
         let db = Arc::new(db);
-        let writer = Arc::new(GroupWriter::start(db.clone())?);
+        let writer = Arc::new(GroupWriter::start(db.clone(), last_version)?);
         Ok(Self { db, writer })
     }
 
     /// Transactions committed so far by this store's writer, however many writes each
     /// held. For benches and reports.
     pub fn commits(&self) -> u64 {
-        self.writer.counts.all.load(Ordering::Relaxed)
+        self.writer.shared.commits().0
     }
 
     /// Of [`commits`](Self::commits), those synced to disk (an `fdatasync` each): every
     /// one with a durable batch in it.
     pub fn synced_commits(&self) -> u64 {
-        self.writer.counts.synced.load(Ordering::Relaxed)
+        self.writer.shared.commits().1
     }
 
     async fn blocking<T: Send + 'static>(
@@ -380,9 +195,7 @@ impl RedbMetaStore {
             })?
     }
 
-    /// Applies `writes` in the next group commit; answers once that commit is durable
-    /// (or, for a relaxed batch, done). A relaxed batch commits in place when no commit
-    /// is under way.
+    /// Applies `writes` (see [`GroupWriter::write`]).
     async fn write(
         &self,
         writes: Vec<Write>,
@@ -392,20 +205,9 @@ impl RedbMetaStore {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
-        let batch = Batch { writes, durability };
-        if durability == Durability::Relaxed
-            && let Ok(_held) = self.writer.committing.try_lock()
-        {
-            let mut outcomes = commit_group(&self.db, &[&batch], &self.writer.counts)?;
-            return outcomes.pop().expect("one outcome per batch");
-        }
-        let stopped = || Error::new(ErrorKind::Storage, "the metadata writer stopped");
-        let (answer, answered) = oneshot::channel();
-        let queue = self.writer.queue.as_ref().ok_or_else(stopped)?;
-        queue
-            .send(PendingBatch { batch, answer })
-            .map_err(|_| stopped())?;
-        answered.await.map_err(|_| stopped())?
+        self.writer
+            .write(&self.db, Batch { writes, durability })
+            .await
     }
 }
 
@@ -416,6 +218,10 @@ impl MetaStore for RedbMetaStore {
         // A point read runs in place: it takes microseconds from redb's cache (a page
         // read at worst, never a sync), while a hand-off to the blocking pool and back
         // costs more than the read. Every request of a registry makes a few of these.
+        // The overlay first: once a commit has taken its writes, the database has them.
+        if let Some(held) = self.writer.shared.overlay().get(key) {
+            return Ok(held.cloned());
+        }
         let txn = self
             .db
             .begin_read()
@@ -469,36 +275,43 @@ impl MetaStore for RedbMetaStore {
     ) -> Result<Vec<Entry>> {
         let prefix = prefix.to_owned();
         let start_after = start_after.map(str::to_owned);
+        let lower = |prefix: &str, start_after: Option<&str>| match start_after {
+            Some(after) if after >= prefix => Bound::Excluded(after.to_owned()),
+            _ => Bound::Included(prefix.to_owned()),
+        };
+        // The overlay before the database, as `get` does.
+        let held = self.writer.shared.overlay().range(
+            &prefix,
+            lower(&prefix, start_after.as_deref())
+                .as_ref()
+                .map(String::as_str),
+        );
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(|e| db_error("begin read", e))?;
             let entries = txn
                 .open_table(ENTRIES)
                 .map_err(|e| db_error("open table", e))?;
-            let lower = match start_after.as_deref() {
-                Some(after) if after >= prefix.as_str() => Bound::Excluded(after),
-                _ => Bound::Included(prefix.as_str()),
-            };
+            let lower = lower(&prefix, start_after.as_deref());
             let range = entries
-                .range::<&str>((lower, Bound::Unbounded))
+                .range::<&str>((lower.as_ref().map(String::as_str), Bound::Unbounded))
                 .map_err(|e| db_error("range", e))?;
-            let mut out = Vec::new();
-            for item in range {
-                if out.len() >= limit {
-                    break;
+            let stored = range.map_while(|item| match item {
+                Err(e) => Some(Err(db_error("range", e))),
+                Ok((key, raw)) => {
+                    let key = key.value();
+                    key.starts_with(prefix.as_str())
+                        .then(|| decode(key, raw.value()).map(|value| (key.to_owned(), value)))
                 }
-                let (key, raw) = item.map_err(|e| db_error("range", e))?;
-                let key = key.value();
-                if !key.starts_with(prefix.as_str()) {
-                    break;
-                }
-                let Versioned { version, value } = decode(key, raw.value())?;
-                out.push(Entry {
-                    key: key.to_owned(),
+            });
+            let merged = overlay::merge(stored, held, limit)?;
+            Ok(merged
+                .into_iter()
+                .map(|(key, Versioned { version, value })| Entry {
+                    key,
                     version,
                     value,
-                });
-            }
-            Ok(out)
+                })
+                .collect())
         })
         .await
     }

@@ -7,7 +7,8 @@ use bytes::Bytes;
 use object_store::memory::InMemory;
 use proptest::prelude::*;
 use wharf::{
-    ErrorKind, Expect, MemoryMetaStore, MetaStore, ObjectMetaStore, RedbMetaStore, Version,
+    Durability, ErrorKind, Expect, MemoryMetaStore, MetaStore, ObjectMetaStore, RedbMetaStore,
+    Version, Write,
 };
 
 const KEYS: &[&str] = &["a", "a/b", "a/c", "ab", "b", "b/a", "tags/x:1", "tags/x:2"];
@@ -23,8 +24,10 @@ enum Want {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Put(usize, u8, Want),
-    Delete(usize, Want),
+    /// A put, alone or (`true`) as a relaxed batch of one.
+    Put(usize, u8, Want, bool),
+    /// A delete, alone or (`true`) as a relaxed batch of one.
+    Delete(usize, Want, bool),
     Get(usize),
     List(usize, Option<usize>, usize),
 }
@@ -41,8 +44,9 @@ fn want() -> impl Strategy<Value = Want> {
 fn op() -> impl Strategy<Value = Op> {
     let key = 0..KEYS.len();
     prop_oneof![
-        (key.clone(), any::<u8>(), want()).prop_map(|(k, v, w)| Op::Put(k, v, w)),
-        (key.clone(), want()).prop_map(|(k, w)| Op::Delete(k, w)),
+        (key.clone(), any::<u8>(), want(), any::<bool>())
+            .prop_map(|(k, v, w, r)| Op::Put(k, v, w, r)),
+        (key.clone(), want(), any::<bool>()).prop_map(|(k, w, r)| Op::Delete(k, w, r)),
         key.clone().prop_map(Op::Get),
         (0..PREFIXES.len(), proptest::option::of(key), 1usize..5)
             .prop_map(|(p, a, l)| Op::List(p, a, l)),
@@ -74,15 +78,35 @@ fn resolve(
     (key, expect, holds, current)
 }
 
-async fn check(store: &dyn MetaStore, ops: &[Op]) -> Result<(), TestCaseError> {
+/// `write` alone in a relaxed batch; its version.
+async fn relaxed_batch(store: &dyn MetaStore, write: Write) -> wharf::Result<Option<Version>> {
+    let versions = store.batch(vec![write], Durability::Relaxed).await?;
+    Ok(versions[0])
+}
+
+/// Runs `ops` on `store` and on the model, comparing every answer; the model after.
+async fn check(store: &dyn MetaStore, ops: &[Op]) -> Result<Model, TestCaseError> {
     let mut model = Model::new();
     let stale = Version::new(u64::MAX / 2);
     for op in ops {
         match op {
-            Op::Put(k, v, w) => {
+            Op::Put(k, v, w, relaxed) => {
                 let (key, expect, holds, current) = resolve(&model, *k, w, stale);
                 let value = Bytes::from(vec![*v; (*v % 5) as usize]);
-                match (holds, store.put(key, value.clone(), expect).await) {
+                let put = match relaxed {
+                    false => store.put(key, value.clone(), expect).await,
+                    true => {
+                        let write = Write::Put {
+                            key: key.to_owned(),
+                            value: value.clone(),
+                            expect,
+                        };
+                        relaxed_batch(store, write)
+                            .await
+                            .map(|v| v.expect("a put's version"))
+                    }
+                };
+                match (holds, put) {
                     (true, Ok(version)) => {
                         prop_assert!(current.is_none_or(|c| version != c), "fresh version");
                         model.insert(key.to_owned(), (version, value));
@@ -94,9 +118,19 @@ async fn check(store: &dyn MetaStore, ops: &[Op]) -> Result<(), TestCaseError> {
                     ),
                 }
             }
-            Op::Delete(k, w) => {
+            Op::Delete(k, w, relaxed) => {
                 let (key, expect, holds, _) = resolve(&model, *k, w, stale);
-                match (holds, store.delete(key, expect).await) {
+                let deleted = match relaxed {
+                    false => store.delete(key, expect).await,
+                    true => {
+                        let write = Write::Delete {
+                            key: key.to_owned(),
+                            expect,
+                        };
+                        relaxed_batch(store, write).await.map(drop)
+                    }
+                };
+                match (holds, deleted) {
                     (true, Ok(())) => {
                         model.remove(key);
                     }
@@ -115,18 +149,24 @@ async fn check(store: &dyn MetaStore, ops: &[Op]) -> Result<(), TestCaseError> {
             Op::List(p, after, limit) => {
                 let prefix = PREFIXES[*p];
                 let after = after.map(|a| KEYS[a]);
-                let got = store.list_keys(prefix, after, *limit).await.unwrap();
-                let want: Vec<String> = model
-                    .keys()
-                    .filter(|k| k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
+                let got: Vec<_> = store
+                    .list(prefix, after, *limit)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| (e.key, e.version, e.value))
+                    .collect();
+                let want: Vec<_> = model
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
                     .take(*limit)
-                    .cloned()
+                    .map(|(k, (version, value))| (k.clone(), *version, value.clone()))
                     .collect();
                 prop_assert_eq!(got, want, "list {:?} after {:?}", prefix, after);
             }
         }
     }
-    Ok(())
+    Ok(model)
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -149,6 +189,25 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let store = RedbMetaStore::open(dir.path().join("m.redb")).unwrap();
         runtime().block_on(check(&store, &ops))?;
+    }
+
+    /// What relaxed batches wrote is in the database once the store is closed.
+    #[test]
+    fn redb_store_keeps_the_model_when_reopened(ops in proptest::collection::vec(op(), 1..40)) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.redb");
+        let model = {
+            let store = RedbMetaStore::open(&path).unwrap();
+            runtime().block_on(check(&store, &ops))?
+        };
+        let store = RedbMetaStore::open(&path).unwrap();
+        let stored: Vec<_> = runtime()
+            .block_on(store.list("", None, 100))
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.key, (e.version, e.value)))
+            .collect();
+        prop_assert_eq!(stored, model.into_iter().collect::<Vec<_>>());
     }
 
     #[test]
