@@ -38,6 +38,12 @@ const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("wharf_meta")
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("wharf_meta_counters");
 const LAST_VERSION: &str = "last_version";
 
+/// Memory for redb's page cache and write buffer. redb's default (1 GiB) would let a
+/// store that keeps small blobs (see `SmallObjects`) grow the process by its whole
+/// size; the metadata a registry reads often is far smaller, and a page read past the
+/// cache comes from the kernel's.
+const CACHE_BYTES: usize = 16 << 20;
+
 /// A [`MetaStore`] in one redb database file: ACID, crash-safe, one writer at a time.
 ///
 /// ```
@@ -148,10 +154,13 @@ impl RedbMetaStore {
     /// Opens the database at `path`, creating it if it does not exist.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => in_use(path),
-            e => db_error(&format!("opening {}", path.display()), e),
-        })?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => in_use(path),
+                e => db_error(&format!("opening {}", path.display()), e),
+            })?;
         // Create the tables up front so read transactions never meet a missing table.
         let txn = db.begin_write().map_err(|e| db_error("begin", e))?;
         txn.open_table(ENTRIES)
