@@ -1,23 +1,25 @@
-//! [`SmallObjects`]: small published blobs kept in the metadata store.
+//! [`SmallObjects`]: small published blobs and data-key wraps kept in the metadata store.
 //!
 //! On a local disk, a blob's own file costs more than its bytes: a durable publish
 //! writes the file, syncs it, renames it into place and syncs its directory, two trips
 //! to the device besides the one the registry's metadata commit makes anyway. For a
 //! blob of a few KiB (an image config, a manifest, a small layer) those trips are most
-//! of what a push costs.
+//! of what a push costs; an encrypted blob's data-key wrap, a few hundred bytes in a
+//! directory of its own, costs as much again.
 //!
 //! `SmallObjects` wraps the store blobs are kept in. A whole-object put of at most
-//! [`SMALL_OBJECT_LIMIT`] bytes under `blobs/` (a published blob, in any form) goes to
-//! the metadata store instead, table `object/`, as a *relaxed* write (see
-//! [`Durability::Relaxed`]): it is ordered before, and made durable by, the metadata
-//! store's next durable commit. The registry makes one before it acknowledges any blob
-//! it published (the link of an upload, the record of a manifest, the redirect of a key
-//! rotation), and a reference to a blob can only be written after its object is
-//! visible, so a blob that something durable names is durable too. Lost at a crash
-//! before that commit, the object goes with everything that would have named it.
+//! [`SMALL_OBJECT_LIMIT`] bytes under `blobs/` (a published blob, in any form) or
+//! `keys/` (a data-key wrap) goes to the metadata store instead, table `object/`, as a
+//! *relaxed* write (see [`Durability::Relaxed`]): it is ordered before, and made
+//! durable by, the metadata store's next durable commit. The registry makes one before
+//! it acknowledges what needs the object: a blob's link or its manifest's record; a
+//! wrap is written before its blob's object, or, granted to another KEK or rotated to
+//! one, before the link or the rotation's record that relies on it. So an object that
+//! something durable relies on is durable too; lost at a crash before that commit, it
+//! goes with everything that would have relied on it.
 //!
-//! Everything else (larger objects, multipart writes, staging areas, data-key wraps)
-//! goes to the wrapped store as before. Reads and lookups look in the table first (a
+//! Everything else (larger objects, multipart writes, staging areas) goes to the
+//! wrapped store as before. Reads and lookups look in the table first (a
 //! point read on the caller's thread), then in the wrapped store, so objects written
 //! before, or by a build without this, are still found. Deletes remove both and are
 //! durable.
@@ -51,8 +53,9 @@ use crate::meta::{Durability, Expect, MetaStore, Version};
 /// header and frames).
 pub const SMALL_OBJECT_LIMIT: usize = 16 * 1024;
 
-/// Where published blobs are: the only objects kept in the metadata store.
-const PUBLISHED: &str = "blobs";
+/// Where published blobs and data-key wraps are: the only objects kept in the metadata
+/// store.
+const KEPT: [&str; 2] = ["blobs", "keys"];
 
 /// Objects per page of a listing.
 const LIST_PAGE: usize = 256;
@@ -60,7 +63,7 @@ const LIST_PAGE: usize = 256;
 /// Deletes at once in [`ObjectStore::delete_stream`].
 const DELETES_IN_FLIGHT: usize = 8;
 
-/// A blob store's object store with its small published blobs in the metadata store
+/// A blob store's object store with its small published blobs and wraps in the metadata store
 /// (see the module's docs).
 #[derive(Debug, Clone)]
 pub struct SmallObjects {
@@ -80,8 +83,9 @@ impl std::fmt::Display for SmallObjects {
 pub(crate) struct ObjectPath(Path);
 
 impl Key for ObjectPath {
-    /// `blobs/sha512/<2 hex>/<128 hex>.whrf` is 149 bytes; longer paths stay out.
-    const MAX_LEN: usize = 200;
+    /// `blobs/sha512/<2 hex>/<128 hex>.whrf` is 149 bytes, a wrap's path at most 178
+    /// and its KEK's name; longer paths stay out.
+    const MAX_LEN: usize = 320;
     fn write(&self, out: &mut String) {
         out.push_str(self.0.as_ref());
     }
@@ -129,7 +133,7 @@ impl Value for SmallObject {
 }
 
 impl SmallObjects {
-    /// `objects` with its published blobs of at most [`SMALL_OBJECT_LIMIT`] bytes kept in
+    /// `objects` with its published blobs and wraps of at most [`SMALL_OBJECT_LIMIT`] bytes kept in
     /// `meta`, which must be the metadata store of the registry the blobs are for.
     pub fn new(objects: Arc<dyn ObjectStore>, meta: Arc<dyn MetaStore>) -> Self {
         Self {
@@ -147,11 +151,11 @@ impl SmallObjects {
 
     /// The table key of `location` if objects there may be kept in the table.
     fn key(location: &Path) -> Option<ObjectPath> {
-        let published = location
+        let kept = location
             .parts()
             .next()
-            .is_some_and(|p| p.as_ref() == PUBLISHED);
-        (published && location.as_ref().len() <= ObjectPath::MAX_LEN)
+            .is_some_and(|p| KEPT.contains(&p.as_ref()));
+        (kept && location.as_ref().len() <= ObjectPath::MAX_LEN)
             .then(|| ObjectPath(location.clone()))
     }
 
@@ -184,7 +188,7 @@ impl SmallObjects {
     }
 
     /// Puts `bytes` at `location` in the table if it belongs there, expecting `expect`:
-    /// `None` if it does not (too large, or not a published blob).
+    /// `None` if it does not (too large, or neither a published blob nor a wrap).
     async fn put_small(
         &self,
         location: &Path,
@@ -244,7 +248,7 @@ impl SmallObjects {
         let within = match prefix {
             Some(p) if Self::key(p).is_some() => format!("{p}/"),
             Some(p) if !p.as_ref().is_empty() => return stream::empty().boxed(),
-            _ => format!("{PUBLISHED}/"),
+            _ => String::new(),
         };
         let meta = self.meta.clone();
         let pages = stream::try_unfold(Some(None), move |after: Option<Option<ObjectPath>>| {

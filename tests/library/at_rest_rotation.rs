@@ -7,7 +7,6 @@ use crate::common;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use wharf::testing::{FaultMode, FaultyStore};
 use wharf::{
@@ -237,9 +236,35 @@ async fn every_range_of_encoded_blobs_reads_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sharing_works_across_settings_revocations_and_rotations() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let provider = keys(&["default", "tenant-a", "tenant-b", "tenant-c", "next"]);
-    let registry = registry_over(store.clone(), provider.clone());
+    let registry = registry_over(Arc::new(InMemory::new()), provider.clone());
+    share_revoke_and_rotate(&registry, &provider).await;
+}
+
+/// The same with small blobs and every wrap in the metadata store, as on local disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharing_works_across_rotations_with_small_objects_in_the_metadata_store() {
+    let provider = keys(&["default", "tenant-a", "tenant-b", "tenant-c", "next"]);
+    let meta: Arc<dyn wharf::MetaStore> = Arc::new(wharf::MemoryMetaStore::new());
+    let objects = wharf::SmallObjects::new(Arc::new(InMemory::new()), meta.clone());
+    let registry = Registry::builder()
+        .checkpoint_interval(1)
+        .object_store(Arc::new(objects))
+        .meta_store(meta.clone())
+        .key_provider(provider.clone())
+        .build()
+        .unwrap();
+    share_revoke_and_rotate(&registry, &provider).await;
+    let kept = meta.list_keys("object/keys/", None, 100).await.unwrap();
+    assert!(
+        kept.iter().any(|k| k.ends_with("/next")),
+        "wraps, rotated ones too, are kept in the metadata store: {kept:?}"
+    );
+}
+
+/// Shares an encrypted blob between tenants of their own KEKs, revokes one, mounts it
+/// into another, and rotates the default KEK under an upload in flight.
+async fn share_revoke_and_rotate(registry: &Registry, provider: &wharf::keys::MemoryKeyProvider) {
     let settings = |kek: &str| RepositorySettings {
         encryption_key: Some(kek.into()),
         ..Default::default()

@@ -132,6 +132,29 @@ async fn paths_that_need_escaping_go_to_the_local_file_system() {
     assert_eq!(&ours.get_range(&odd, 0..2).await.unwrap()[..], b"od");
 }
 
+/// A listing of a directory that does not exist is empty, as `LocalFileSystem` has it;
+/// one that exists lists the same objects.
+#[tokio::test]
+async fn listings_match_the_local_file_system() {
+    use futures::TryStreamExt;
+    let (_dir, ours, theirs) = both().await;
+    for prefix in ["blobs/none", "none/deeper", "blobs/ab", "blobs"] {
+        let prefix = Path::from(prefix);
+        let mut listed = Vec::new();
+        for store in [&ours as &dyn ObjectStore, &theirs] {
+            let mut paths: Vec<String> = store
+                .list(Some(&prefix))
+                .map_ok(|m| m.location.to_string())
+                .try_collect()
+                .await
+                .unwrap();
+            paths.sort();
+            listed.push(paths);
+        }
+        assert_eq!(listed[0], listed[1], "{prefix}");
+    }
+}
+
 /// The store as a blob store's backend: the suite every backend runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blob_store_on_local_objects() {

@@ -20,9 +20,11 @@ use wharf::{
 use crate::common::images::Image;
 use crate::common::{repo, sha256, tag};
 
-/// Paths under `blobs/` (small, then one too large for the table) and one outside it.
+/// Paths under `blobs/` (small, then one too large for the table), a wrap's under
+/// `keys/`, and one outside both.
 const SMALL: &str = "blobs/sha256/ab/abcd";
 const LARGE: &str = "blobs/sha256/cd/cdef";
+const WRAP: &str = "keys/sha256/ab/abcd/00ff/default";
 const ELSEWHERE: &str = "uploads/x/000000-a";
 
 /// What a get answers, comparable across stores: size, range and bytes, or the error's
@@ -79,10 +81,14 @@ async fn answers_match_the_wrapped_store() {
     put_both(stores, SMALL, b"0123456789").await;
     put_both(stores, LARGE, &vec![5u8; SMALL_OBJECT_LIMIT + 1]).await;
     put_both(stores, ELSEWHERE, b"staged").await;
+    put_both(stores, WRAP, b"wrapped key").await;
 
-    // Only the small published blob went to the table.
+    // Only the small published blob and the wrap went to the table.
     let in_table = meta.list_keys("object/", None, 10).await.unwrap();
-    assert_eq!(in_table, [format!("object/{SMALL}")]);
+    assert_eq!(
+        in_table,
+        [format!("object/{SMALL}"), format!("object/{WRAP}")]
+    );
     assert!(wrapped.head(&Path::from(SMALL)).await.is_err());
     assert!(wrapped.head(&Path::from(LARGE)).await.is_ok());
 
@@ -97,6 +103,7 @@ async fn answers_match_the_wrapped_store() {
         ("missing", "blobs/sha256/00/0000", GetOptions::new()),
         ("large", LARGE, range(GetRange::Bounded(0..4))),
         ("elsewhere", ELSEWHERE, GetOptions::new()),
+        ("wrap", WRAP, GetOptions::new()),
     ];
     for (what, path, options) in cases {
         let ours = answer(&ours, path, options.clone()).await;
@@ -111,12 +118,15 @@ async fn answers_match_the_wrapped_store() {
             .await
             .unwrap()
     );
-    for prefix in [
+    let prefixes = [
         None,
+        Some(""),
         Some("blobs"),
         Some("blobs/sha256/ab"),
+        Some("keys/sha256/ab/abcd"),
         Some("uploads"),
-    ] {
+    ];
+    for prefix in prefixes {
         assert_eq!(
             listed(&ours, prefix).await,
             listed(&theirs, prefix).await,
@@ -302,7 +312,7 @@ async fn small_objects(meta: &dyn MetaStore) -> usize {
     meta.list_keys("object/", None, 100).await.unwrap().len()
 }
 
-/// `Registry::open_local` keeps small blobs in its database.
+/// `Registry::open_local` keeps small blobs and their wraps in its database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_local_keeps_small_blobs_in_its_database() {
     let dir = tempfile::tempdir().unwrap();
@@ -312,10 +322,10 @@ async fn open_local_keeps_small_blobs_in_its_database() {
     image.push(&registry, &r, &tag("v1")).await.unwrap();
     assert_eq!(
         small_objects(&**registry.meta_store()).await,
-        3,
-        "config, layer, manifest"
+        6,
+        "config, layer, manifest, and the wrap of each (open_local encrypts)"
     );
-    assert!(files_under(&dir.path().join("blobs/blobs")).is_empty());
+    assert!(files_under(&dir.path().join("blobs")).is_empty());
     assert!(registry.get_manifest(&r, &tag("v1")).await.is_ok());
     for blob in image.layers.iter().chain([&image.config]) {
         let read = registry
