@@ -54,10 +54,15 @@ fn ok(root: &Path, args: &[&str]) -> Value {
 
 /// A layout with two images tagged `v1` and `v2`.
 async fn sample_layout(dir: &Path) -> PathBuf {
+    layout_of(dir, [Image::seeded("v1"), Image::seeded("v2")]).await
+}
+
+/// An OCI layout in `dir/layout` of `images` tagged `v1` and `v2`.
+async fn layout_of(dir: &Path, images: [Image; 2]) -> PathBuf {
     let registry = Registry::in_memory();
     let repo: RepoName = "sample/app".parse().unwrap();
-    for tag in ["v1", "v2"] {
-        Image::seeded(tag)
+    for (image, tag) in images.iter().zip(["v1", "v2"]) {
+        image
             .push(&registry, &repo, &Reference::Tag(tag.parse().unwrap()))
             .await
             .unwrap();
@@ -208,7 +213,19 @@ async fn every_command_on_a_sample_registry() {
 #[tokio::test]
 async fn verify_reports_damage_and_removes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let layout = sample_layout(dir.path()).await;
+    // A layer too large (and too random to compress) to be kept in the database, so it
+    // has a file to damage.
+    let mut state = 0x2545_F491_4F6C_DD1D_u64;
+    let layer: bytes::Bytes = (0..4 * wharf::SMALL_OBJECT_LIMIT)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let large = Image::of(&bytes::Bytes::from_static(b"{}"), &[&layer]);
+    let layout = layout_of(dir.path(), [large, Image::seeded("v2")]).await;
     let root = dir.path().join("registry");
     ok(
         &root,
