@@ -1,7 +1,9 @@
 //! Group commit in the embedded metadata store: many writers at once share durable
 //! commits. Each iteration makes `WRITERS` tasks put one key each at the same time, on
 //! redb in a temporary directory (synced to disk); the same-run baseline is one redb
-//! commit (a single put with no one else writing). Prints the commits per write.
+//! commit (a single put with no one else writing). Prints the commits per write. A
+//! third case is an upload's writes on one task: three relaxed batches (held in memory
+//! until the next commit), then the durable put that commits them.
 //!
 //! `cargo bench --bench group_commit`
 
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use wharf::{Expect, MetaStore, RedbMetaStore};
+use wharf::{Durability, Expect, MetaStore, RedbMetaStore, Write};
 
 /// Writers at once: about as many requests as a busy registry has in flight.
 const WRITERS: u64 = 16;
@@ -69,6 +71,36 @@ fn bench(c: &mut Criterion) {
                     puts(store.clone(), WRITERS).await;
                 }
                 start.elapsed() / WRITERS as u32
+            })
+        })
+    });
+    // An upload's writes: its session's start, its claim and its small object are
+    // relaxed (held in memory), then its link commits them all.
+    let mut n = 0u64;
+    group.bench_function("three relaxed batches, then a durable put", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    n += 1;
+                    for part in ["session", "claim", "object"] {
+                        let write = Write::Put {
+                            key: format!("relaxed/{part}/{n}"),
+                            value: Bytes::from_static(b"{}"),
+                            expect: Expect::Absent,
+                        };
+                        store.batch(vec![write], Durability::Relaxed).await.unwrap();
+                    }
+                    store
+                        .put(
+                            &format!("durable/{n}"),
+                            Bytes::from_static(b"{}"),
+                            Expect::Absent,
+                        )
+                        .await
+                        .unwrap();
+                }
+                start.elapsed()
             })
         })
     });
