@@ -20,6 +20,8 @@ mod ecr_cli;
 mod ecr_kms;
 #[path = "http/events.rs"]
 mod events;
+#[path = "http/killed.rs"]
+mod killed;
 #[path = "http/limits.rs"]
 mod limits;
 #[path = "http/oci_client.rs"]
