@@ -259,10 +259,10 @@ impl Registry {
     }
 
     /// The embedded default: blobs in `dir/blobs` on the local filesystem (those of at
-    /// most [`SMALL_OBJECT_LIMIT`] bytes in the metadata store, see [`SmallObjects`]),
-    /// metadata in the redb database `dir/meta.redb`, blobs encrypted under KEKs kept in the key file
-    /// `dir/keys.json` (created owner-only with one fresh KEK on first use) and
-    /// compressed where that helps. Creates `dir` if needed.
+    /// most [`SMALL_OBJECT_LIMIT`] bytes, and data-key wraps, in the metadata store: see
+    /// [`SmallObjects`]), metadata in the redb database `dir/meta.redb`, blobs encrypted
+    /// under KEKs kept in the key file `dir/keys.json` (created owner-only with one
+    /// fresh KEK on first use) and compressed where that helps. Creates `dir` if needed.
     pub fn open_local(dir: impl AsRef<FsPath>) -> Result<Self> {
         let dir = dir.as_ref();
         let (blobs, composer) = local_objects(&dir.join("blobs"))?;

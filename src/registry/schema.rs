@@ -124,8 +124,8 @@ pub(crate) const REPLICATIONS: Table<InRepo<Digest>, ReplicationRecord> =
 /// `upstream-tag/<repo>@<tag>`: what a pull-through cache last learnt of a tag upstream.
 pub(crate) const UPSTREAM_TAGS: Table<InRepo<Tag>, UpstreamTagRecord> = Table::new("upstream-tag/");
 
-/// `object/<path>`: a small published blob's object, kept here instead of in the blob
-/// store's own object store (see `SmallObjects`).
+/// `object/<path>`: a small published blob's object or a data-key wrap, kept here
+/// instead of in the blob store's own object store (see `SmallObjects`).
 pub(crate) const SMALL_OBJECTS: Table<ObjectPath, SmallObject> = Table::new("object/");
 
 /// Every table's prefix with its longest key: the one list the layout checks read.

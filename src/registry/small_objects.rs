@@ -63,8 +63,8 @@ const LIST_PAGE: usize = 256;
 /// Deletes at once in [`ObjectStore::delete_stream`].
 const DELETES_IN_FLIGHT: usize = 8;
 
-/// A blob store's object store with its small published blobs and wraps in the metadata store
-/// (see the module's docs).
+/// A blob store's object store with its small published blobs and wraps in the
+/// metadata store (see the module's docs).
 #[derive(Debug, Clone)]
 pub struct SmallObjects {
     objects: Arc<dyn ObjectStore>,
@@ -133,8 +133,9 @@ impl Value for SmallObject {
 }
 
 impl SmallObjects {
-    /// `objects` with its published blobs and wraps of at most [`SMALL_OBJECT_LIMIT`] bytes kept in
-    /// `meta`, which must be the metadata store of the registry the blobs are for.
+    /// `objects` with its published blobs and wraps of at most [`SMALL_OBJECT_LIMIT`]
+    /// bytes kept in `meta`, which must be the metadata store of the registry the blobs
+    /// are for.
     pub fn new(objects: Arc<dyn ObjectStore>, meta: Arc<dyn MetaStore>) -> Self {
         Self {
             objects,

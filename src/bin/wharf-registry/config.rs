@@ -480,8 +480,9 @@ impl Config {
                     .map_err(|e| format!("--metadata s3: {e}"))?,
             ),
         };
-        // On a local disk, small blobs are kept in the metadata database: their durable
-        // publish is then the link's commit, not two syncs of a file and its directory.
+        // On a local disk, small blobs and data-key wraps are kept in the metadata
+        // database: their durable publish is then the link's commit, not syncs of a
+        // file and its directory.
         let blobs: Arc<dyn ObjectStore> = match (&self.s3, self.metadata) {
             (None, Metadata::Embedded) => Arc::new(SmallObjects::new(blobs, meta.clone())),
             _ => blobs,
