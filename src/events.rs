@@ -7,7 +7,7 @@
 //! [`Registry::dispatcher`](crate::Registry::dispatcher)). Access decisions
 //! ([`Event::Access`]) change nothing: they only reach the in-process sink.
 //!
-//! [`format`] renders events as ECR's EventBridge events, CloudEvents 1.0 and
+//! [`format`](mod@format) renders events as ECR's EventBridge events, CloudEvents 1.0 and
 //! Distribution's notification envelope; [`webhook`] signs and checks webhook bodies.
 
 pub mod format;

@@ -159,9 +159,9 @@ impl FrameEncoder {
         out
     }
 
-    /// Takes more logical bytes without sealing anything: full frames wait for
-    /// [`FrameEncoder::take_job`]. For callers that seal on other threads while they go
-    /// on filling.
+    /// Takes more logical bytes without sealing anything: full frames wait for the
+    /// crate's sealing jobs (`take_job`), for callers that seal on other threads while
+    /// they go on filling.
     pub fn fill(&mut self, mut data: &[u8]) {
         if self.precompressed.is_none() && !data.is_empty() {
             self.precompressed = Some(

@@ -138,7 +138,7 @@ impl Registry {
     }
 
     /// Applies `repo`'s attached policy as of `now`. Each removal and transition emits an
-    /// [`Event`]; the report lists them.
+    /// [`Event`](crate::events::Event); the report lists them.
     #[tracing::instrument(level = "info", skip_all, fields(repo = %repo), err(level = "debug", Display))]
     pub async fn apply_lifecycle(
         &self,
