@@ -2,6 +2,7 @@
 //! CRC-32 checksums when the object is not encrypted.
 
 use std::fmt;
+use std::ops::Range;
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{AeadInOut, KeyInit, Nonce, Tag};
@@ -149,15 +150,9 @@ impl Sealer {
         }
     }
 
-    /// Opens frame `index` from its stored bytes (prefix included): its encoding and
-    /// content, or `CorruptData`.
-    pub(crate) fn open_frame(
-        &self,
-        index: u64,
-        last: bool,
-        stored: &[u8],
-    ) -> Result<(u8, Vec<u8>)> {
-        let piece = if last { Piece::LastFrame } else { Piece::Frame };
+    /// A stored frame's encoding and payload (its content, then its tag or checksum),
+    /// after checking its prefix.
+    fn frame_parts<'a>(&self, index: u64, stored: &'a [u8]) -> Result<(u8, &'a [u8])> {
         let (&encoding, rest) = stored
             .split_first()
             .ok_or_else(|| corrupt(format!("frame {index} is empty")))?;
@@ -171,10 +166,52 @@ impl Sealer {
                 payload.len()
             )));
         }
+        Ok((encoding, payload))
+    }
+
+    /// Opens frame `index` from its stored bytes (prefix included): its encoding and
+    /// content, or `CorruptData`.
+    pub(crate) fn open_frame(
+        &self,
+        index: u64,
+        last: bool,
+        stored: &[u8],
+    ) -> Result<(u8, Vec<u8>)> {
+        let piece = if last { Piece::LastFrame } else { Piece::Frame };
+        let (encoding, payload) = self.frame_parts(index, stored)?;
         let mut content = payload.to_vec();
         self.open(index, piece, encoding, &mut content)
             .map_err(|()| corrupt(format!("frame {index} failed authentication")))?;
         Ok((encoding, content))
+    }
+
+    /// Where frame `index` keeps its content within `stored`, once its checksum holds:
+    /// for an unencrypted frame in `encoding`, whose content is stored as it is and needs
+    /// no copy. `None` for an encrypted frame or one in another encoding (open those with
+    /// [`Sealer::open_frame`]); `CorruptData` if the checksum does not hold.
+    pub(crate) fn content_in_place(
+        &self,
+        index: u64,
+        last: bool,
+        encoding: u8,
+        stored: &[u8],
+    ) -> Result<Option<Range<usize>>> {
+        if self.cipher.is_some() {
+            return Ok(None);
+        }
+        let (stored_encoding, payload) = self.frame_parts(index, stored)?;
+        if stored_encoding != encoding {
+            return Ok(None);
+        }
+        let piece = if last { Piece::LastFrame } else { Piece::Frame };
+        let (content, check) = payload.split_at(payload.len() - CRC_LEN);
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&self.aad(index, piece, encoding));
+        crc.update(content);
+        if crc.finalize().to_le_bytes() != check {
+            return Err(corrupt(format!("frame {index} failed authentication")));
+        }
+        Ok(Some(FRAME_PREFIX_LEN..FRAME_PREFIX_LEN + content.len()))
     }
 
     /// Checks and strips the tag or checksum at the end of `sealed`, decrypting in place.

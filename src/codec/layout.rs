@@ -3,6 +3,8 @@
 
 use std::ops::Range;
 
+use bytes::Bytes;
+
 use super::cipher::{DataKey, Sealer};
 use super::encoder::{RAW, ZSTD};
 use super::{
@@ -141,8 +143,8 @@ impl Layout {
         (first..last + 1, self.offsets[first]..self.offsets[last + 1])
     }
 
-    /// The logical bytes of frame `index`, from exactly its stored bytes.
-    pub fn open(&self, index: usize, stored: &[u8]) -> Result<Vec<u8>> {
+    /// Whether frame `index` is the last, and how many logical bytes it holds.
+    fn frame_extent(&self, index: usize) -> (bool, usize) {
         let count = self.frame_count();
         let last = index + 1 == count;
         let frame_size = self.header.frame_size();
@@ -150,7 +152,34 @@ impl Layout {
             self.logical_size - frame_size * (count as u64 - 1)
         } else {
             frame_size
-        } as usize;
+        };
+        (last, expected as usize)
+    }
+
+    /// The logical bytes of frame `index` from exactly its stored bytes, as a slice of
+    /// them, when the frame is unencrypted and stored uncompressed: only its checksum is
+    /// computed, nothing is copied. `None` when the frame must be opened with
+    /// [`Layout::open`] (encrypted or compressed).
+    pub fn open_in_place(&self, index: usize, stored: &Bytes) -> Result<Option<Bytes>> {
+        let (last, expected) = self.frame_extent(index);
+        let Some(content) = self
+            .sealer
+            .content_in_place(index as u64, last, RAW, stored)?
+        else {
+            return Ok(None);
+        };
+        if content.len() != expected {
+            return Err(corrupt(format!(
+                "frame {index} holds {} bytes, {expected} expected",
+                content.len()
+            )));
+        }
+        Ok(Some(stored.slice(content)))
+    }
+
+    /// The logical bytes of frame `index`, from exactly its stored bytes.
+    pub fn open(&self, index: usize, stored: &[u8]) -> Result<Vec<u8>> {
+        let (last, expected) = self.frame_extent(index);
         let (encoding, content) = self.sealer.open_frame(index as u64, last, stored)?;
         let logical = match encoding {
             RAW => content,

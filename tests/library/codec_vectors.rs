@@ -174,3 +174,68 @@ fn golden_vectors_pin_the_format() {
         }
     }
 }
+
+/// Every frame of every stored vector opens in place exactly when it is unencrypted and
+/// stored uncompressed, to the same bytes `open` gives; a flipped bit in such a frame
+/// fails the check in place as it fails `open`.
+#[test]
+fn frames_open_in_place_as_they_open() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/codec");
+    let key = test_key();
+    let mut in_place = 0;
+    for case in CASES {
+        let path = dir.join(format!("{}.hex", case.name));
+        let stored = unhex(&std::fs::read_to_string(&path).unwrap());
+        let footer = wharf::codec::Layout::footer_len(&stored).unwrap();
+        let layout = wharf::codec::Layout::parse(
+            &stored,
+            &stored[stored.len() - footer..],
+            stored.len() as u64,
+            case.encrypted.then_some(&key),
+        )
+        .unwrap();
+        for index in 0..layout.frame_count() {
+            let range = layout.frame_range(index);
+            let frame =
+                bytes::Bytes::copy_from_slice(&stored[range.start as usize..range.end as usize]);
+            let opened = layout.open(index, &frame).unwrap();
+            let Some(slice) = layout.open_in_place(index, &frame).unwrap() else {
+                let raw = !case.encrypted && case.compression == Compression::Off;
+                assert!(
+                    !raw || opened.is_empty(),
+                    "{} frame {index}: raw, not in place",
+                    case.name
+                );
+                continue;
+            };
+            in_place += 1;
+            assert!(
+                !case.encrypted,
+                "{}: an encrypted frame in place",
+                case.name
+            );
+            assert_eq!(slice, opened, "{} frame {index}", case.name);
+            let mut damaged = frame.to_vec();
+            let at = damaged.len() / 2;
+            damaged[at] ^= 0x10;
+            let damaged = bytes::Bytes::from(damaged);
+            assert_eq!(
+                layout
+                    .open_in_place(index, &damaged)
+                    .err()
+                    .map(|e| e.kind()),
+                Some(wharf::ErrorKind::CorruptData),
+                "{} frame {index}: damage in place",
+                case.name
+            );
+            assert_eq!(
+                layout.open(index, &damaged).err().map(|e| e.kind()),
+                Some(wharf::ErrorKind::CorruptData)
+            );
+        }
+    }
+    assert!(
+        in_place >= 3,
+        "the vectors hold raw frames under checksums: {in_place}"
+    );
+}
