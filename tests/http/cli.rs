@@ -215,15 +215,7 @@ async fn verify_reports_damage_and_removes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     // A layer too large (and too random to compress) to be kept in the database, so it
     // has a file to damage.
-    let mut state = 0x2545_F491_4F6C_DD1D_u64;
-    let layer: bytes::Bytes = (0..4 * wharf::SMALL_OBJECT_LIMIT)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    let layer = bytes::Bytes::from(crate::common::noise(4 * wharf::SMALL_OBJECT_LIMIT, 1));
     let large = Image::of(&bytes::Bytes::from_static(b"{}"), &[&layer]);
     let layout = layout_of(dir.path(), [large, Image::seeded("v2")]).await;
     let root = dir.path().join("registry");

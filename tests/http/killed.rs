@@ -32,15 +32,7 @@ impl Image {
         let config =
             format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"n\":\"{client}-{n}\"}}");
         let len = if n % 4 == 3 { 40_000 } else { 1_500 };
-        let mut state = 0x9E37_79B9_7F4A_7C15_u64 ^ ((client as u64) << 32 | n as u64);
-        let layer: Vec<u8> = (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
+        let layer = crate::common::noise(len, (client as u64) << 32 | n as u64);
         let manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": OCI_IMAGE_MANIFEST,

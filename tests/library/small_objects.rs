@@ -289,15 +289,7 @@ async fn a_small_blob_is_kept_without_a_file_or_a_sync_of_its_own() {
     assert_eq!(read.bytes().await.unwrap(), small);
 
     // Incompressible, so its object is as large as it is.
-    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-    let large: Bytes = (0..4 * SMALL_OBJECT_LIMIT)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    let large = Bytes::from(crate::common::noise(4 * SMALL_OBJECT_LIMIT, 2));
     registry
         .push_blob(&r, &sha256(&large), large.clone())
         .await
