@@ -66,9 +66,9 @@ pub struct BlobRead {
     /// The byte range the stream delivers.
     pub range: Range<u64>,
     /// The bytes. A full read is checked: content that does not match the digest ends
-    /// the stream with [`ErrorKind::CorruptData`]. An
-    /// encrypted blob's frames authenticate it (under a data key bound to the digest);
-    /// every other full read is hashed again.
+    /// the stream with [`ErrorKind::CorruptData`]. An encrypted blob's frames
+    /// authenticate it (under a data key bound to the digest); every other full read is
+    /// hashed again.
     pub stream: ByteStream,
 }
 
@@ -232,9 +232,8 @@ pub trait BlobWriter: Send + fmt::Debug {
 
     /// Publishes the blob if its digest is `expected` and, when given, its size is
     /// `expected_size`. On mismatch nothing is published, the staged bytes are removed and
-    /// the error is [`ErrorKind::DigestInvalid`] or
-    /// [`ErrorKind::SizeInvalid`]. Committing a blob that is
-    /// already stored succeeds.
+    /// the error is [`ErrorKind::DigestInvalid`] or [`ErrorKind::SizeInvalid`].
+    /// Committing a blob that is already stored succeeds.
     async fn commit(
         self: Box<Self>,
         expected: &Digest,
@@ -254,8 +253,8 @@ pub trait BlobWriter: Send + fmt::Debug {
 /// 2. Committing a digest that is already stored succeeds and leaves one copy; concurrent
 ///    commits of the same digest all succeed.
 /// 3. `read` returns exactly the committed bytes; a range returns exactly that slice; a
-///    range past the end is [`ErrorKind::RangeInvalid`];
-///    an unknown digest is [`ErrorKind::BlobUnknown`].
+///    range past the end is [`ErrorKind::RangeInvalid`]; an unknown digest is
+///    [`ErrorKind::BlobUnknown`].
 /// 4. `stat` tells the size of a stored blob and `None` for others.
 /// 5. `delete` removes a blob (deleting an absent blob succeeds); `list` yields every
 ///    stored blob once.
@@ -265,8 +264,8 @@ pub trait BlobWriter: Send + fmt::Debug {
 ///    shows staging areas that still hold parts.
 /// 8. A blob written as an [`AtRest`] says (through `writer_with`, or `start_state` then
 ///    `resume_writer`) reads back exactly through `read_with` with that setting; an
-///    encrypted one is [`ErrorKind::Denied`] to a reader whose
-///    KEKs have no wrap of its key, and so is a write under a KEK the store cannot use.
+///    encrypted one is [`ErrorKind::Denied`] to a reader whose KEKs have no wrap of its
+///    key, and so is a write under a KEK the store cannot use.
 /// 9. `grant` makes a stored blob readable through another KEK, and only then.
 /// 10. `footprint` tells the logical size (the committed one) and the stored bytes of a
 ///     stored blob, and `None` for others; compressible data written compressed takes

@@ -4,9 +4,10 @@
 //! pool, with two kinds of call answered on the caller's thread instead: the lookup of
 //! an object's metadata (a `stat`), the read of a small range (at most
 //! [`INLINE_READ_LIMIT`] bytes, such as an encoded blob's header) and the listing of a
-//! directory that does not exist. Each takes a few microseconds from the page cache, less than the hand-off to another thread and back
-//! costs (two context switches, and a wake-up of the runtime), and they are on the hot
-//! path of every blob HEAD, GET and publish. Anything that can wait on the device for
+//! directory that does not exist. Each takes a few microseconds from the page cache,
+//! less than the hand-off to another thread and back costs (two context switches, and a
+//! wake-up of the runtime), and they are on the hot path of every blob HEAD, GET and
+//! publish. Anything that can wait on the device for
 //! long (writes, syncs, renames, deletes, listings, large reads) stays on the blocking
 //! pool.
 //!

@@ -72,6 +72,15 @@ impl fmt::Debug for Sealer {
 const TAG_LEN: usize = 16;
 const CRC_LEN: usize = 4;
 
+/// The CRC-32 that seals an unencrypted frame: over its additional data, then its
+/// content.
+fn checksum(aad: &[u8], content: &[u8]) -> [u8; CRC_LEN] {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(aad);
+    crc.update(content);
+    crc.finalize().to_le_bytes()
+}
+
 impl Sealer {
     /// A sealer for objects with `header`; a key is needed exactly when it says encrypted.
     pub(crate) fn new(header: &Header, key: Option<&DataKey>) -> Result<Self> {
@@ -142,10 +151,8 @@ impl Sealer {
                 out.extend_from_slice(&tag);
             }
             None => {
-                let mut crc = crc32fast::Hasher::new();
-                crc.update(&aad);
-                crc.update(&out[start..]);
-                out.extend_from_slice(&crc.finalize().to_le_bytes());
+                let check = checksum(&aad, &out[start..]);
+                out.extend_from_slice(&check);
             }
         }
     }
@@ -205,10 +212,7 @@ impl Sealer {
         }
         let piece = if last { Piece::LastFrame } else { Piece::Frame };
         let (content, check) = payload.split_at(payload.len() - CRC_LEN);
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&self.aad(index, piece, encoding));
-        crc.update(content);
-        if crc.finalize().to_le_bytes() != check {
+        if checksum(&self.aad(index, piece, encoding), content) != check {
             return Err(corrupt(format!("frame {index} failed authentication")));
         }
         Ok(Some(FRAME_PREFIX_LEN..FRAME_PREFIX_LEN + content.len()))
@@ -232,10 +236,7 @@ impl Sealer {
                     .map_err(|_| ())
             }
             None => {
-                let mut crc = crc32fast::Hasher::new();
-                crc.update(&aad);
-                crc.update(sealed);
-                if crc.finalize().to_le_bytes() == check.as_slice() {
+                if checksum(&aad, sealed) == check.as_slice() {
                     Ok(())
                 } else {
                     Err(())

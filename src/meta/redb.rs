@@ -283,24 +283,21 @@ impl MetaStore for RedbMetaStore {
         limit: usize,
     ) -> Result<Vec<Entry>> {
         let prefix = prefix.to_owned();
-        let start_after = start_after.map(str::to_owned);
-        let lower = |prefix: &str, start_after: Option<&str>| match start_after {
-            Some(after) if after >= prefix => Bound::Excluded(after.to_owned()),
-            _ => Bound::Included(prefix.to_owned()),
+        let lower = match start_after {
+            Some(after) if after >= prefix.as_str() => Bound::Excluded(after.to_owned()),
+            _ => Bound::Included(prefix.clone()),
         };
         // The overlay before the database, as `get` does.
-        let held = self.writer.shared.overlay().range(
-            &prefix,
-            lower(&prefix, start_after.as_deref())
-                .as_ref()
-                .map(String::as_str),
-        );
+        let held = self
+            .writer
+            .shared
+            .overlay()
+            .range(&prefix, lower.as_ref().map(String::as_str));
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(|e| db_error("begin read", e))?;
             let entries = txn
                 .open_table(ENTRIES)
                 .map_err(|e| db_error("open table", e))?;
-            let lower = lower(&prefix, start_after.as_deref());
             let range = entries
                 .range::<&str>((lower.as_ref().map(String::as_str), Bound::Unbounded))
                 .map_err(|e| db_error("range", e))?;

@@ -49,7 +49,7 @@ use crate::events::{Event, EventId, EventRecord};
 use crate::meta::{Durability, Expect, Version, Write};
 
 /// A writer that announced an event must reach its commit point within this time, or
-/// give up: a slot older than this (plus a settling margin of 30 seconds) with no proof is void.
+/// give up: a slot older than this (plus a settling margin) with no proof is void.
 pub const ANNOUNCE_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Time past a slot's deadline before it is settled as void without proof: covers a

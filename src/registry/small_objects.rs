@@ -490,8 +490,9 @@ impl ObjectStore for SmallObjects {
             CopyMode::Overwrite => PutMode::Overwrite,
             CopyMode::Create => PutMode::Create,
         };
-        self.put_opts(to, object.bytes.into(), mode.into()).await?;
-        Ok(())
+        self.put_opts(to, object.bytes.into(), mode.into())
+            .await
+            .map(drop)
     }
 
     async fn rename_opts(
@@ -500,24 +501,16 @@ impl ObjectStore for SmallObjects {
         to: &Path,
         options: RenameOptions,
     ) -> object_store::Result<()> {
-        if self.find(from).await?.is_none() {
+        let Some((object, _)) = self.find(from).await? else {
             self.objects.rename_opts(from, to, options).await?;
             self.remove(to).await?;
             return Ok(());
-        }
-        let mode = match options.target_mode {
-            RenameTargetMode::Overwrite => CopyMode::Overwrite,
-            RenameTargetMode::Create => CopyMode::Create,
         };
-        self.copy_opts(
-            from,
-            to,
-            CopyOptions {
-                mode,
-                ..Default::default()
-            },
-        )
-        .await?;
+        let mode = match options.target_mode {
+            RenameTargetMode::Overwrite => PutMode::Overwrite,
+            RenameTargetMode::Create => PutMode::Create,
+        };
+        self.put_opts(to, object.bytes.into(), mode.into()).await?;
         self.delete_one(from).await
     }
 }
