@@ -396,6 +396,9 @@ def main():
     finally:
         for s in servers:
             s.stop()
+        # The stores and layouts hold gigabytes of random layers; the logs stay.
+        for name in names + ["layout-512m", "layout-10x20m"]:
+            shutil.rmtree(os.path.join(work, name), ignore_errors=True)
     with open(os.path.join(work, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     print(f"raw figures and server logs in {work}")
