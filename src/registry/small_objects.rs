@@ -42,7 +42,7 @@ use object_store::path::Path;
 use object_store::{
     Attributes, CopyMode, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult,
     MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult, RenameOptions, RenameTargetMode,
+    PutOptions, PutPayload, PutResult, RenameOptions, RenameTargetMode, UploadPart,
 };
 
 use super::schema::{Key, Prefix, SMALL_OBJECTS, Value};
@@ -196,7 +196,8 @@ impl SmallObjects {
         bytes: &Bytes,
         expect: Expect,
     ) -> object_store::Result<Option<PutResult>> {
-        let Some(key) = Self::key(location).filter(|_| bytes.len() <= self.limit) else {
+        let fits = self.limit > 0 && bytes.len() <= self.limit;
+        let Some(key) = Self::key(location).filter(|_| fits) else {
             return Ok(None);
         };
         let object = SmallObject {
@@ -221,11 +222,8 @@ impl SmallObjects {
         }))
     }
 
-    /// Whether anything, in the table or the wrapped store, is at `location`.
-    async fn exists(&self, location: &Path) -> object_store::Result<bool> {
-        if self.find(location).await?.is_some() {
-            return Ok(true);
-        }
+    /// Whether the wrapped store has an object at `location`.
+    async fn wrapped_has(&self, location: &Path) -> object_store::Result<bool> {
         match self.objects.head(location).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
@@ -347,6 +345,31 @@ fn already_exists(location: &Path) -> object_store::Error {
     }
 }
 
+/// A multipart write to the wrapped store at a place the table may hold an object.
+#[derive(Debug)]
+struct Replacing {
+    upload: Box<dyn MultipartUpload>,
+    store: SmallObjects,
+    location: Path,
+}
+
+#[async_trait]
+impl MultipartUpload for Replacing {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        self.upload.put_part(data)
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        let done = self.upload.complete().await?;
+        self.store.remove(&self.location).await?;
+        Ok(done)
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.upload.abort().await
+    }
+}
+
 #[async_trait]
 impl ObjectStore for SmallObjects {
     async fn put_opts(
@@ -355,12 +378,20 @@ impl ObjectStore for SmallObjects {
         payload: PutPayload,
         options: PutOptions,
     ) -> object_store::Result<PutResult> {
+        if matches!(options.mode, PutMode::Create) && self.find(location).await?.is_some() {
+            return Err(already_exists(location));
+        }
         let plain = options.attributes.is_empty() && options.tags.encoded().is_empty();
         if plain && payload.content_length() <= self.limit {
             let expect = match &options.mode {
+                // An object the wrapped store holds is written over there, so that no
+                // place is in both (a listing would name it twice).
+                PutMode::Overwrite if self.wrapped_has(location).await? => None,
                 PutMode::Overwrite => Some(Expect::Any),
-                PutMode::Create if !self.exists(location).await? => Some(Expect::Absent),
-                PutMode::Create => return Err(already_exists(location)),
+                PutMode::Create if self.wrapped_has(location).await? => {
+                    return Err(already_exists(location));
+                }
+                PutMode::Create => Some(Expect::Absent),
                 // Conditional updates are the wrapped store's to judge.
                 PutMode::Update(_) => None,
             };
@@ -377,14 +408,22 @@ impl ObjectStore for SmallObjects {
         Ok(done)
     }
 
-    /// Multipart writes go to the wrapped store; a table object at the same place would
-    /// hide the result (the blob store never writes over a published blob).
+    /// Multipart writes go to the wrapped store; where the table may hold an object,
+    /// the write takes it out when it completes, as it would hide the result.
     async fn put_multipart_opts(
         &self,
         location: &Path,
         options: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.objects.put_multipart_opts(location, options).await
+        let upload = self.objects.put_multipart_opts(location, options).await?;
+        if Self::key(location).is_none() {
+            return Ok(upload);
+        }
+        Ok(Box::new(Replacing {
+            upload,
+            store: self.clone(),
+            location: location.clone(),
+        }))
     }
 
     async fn get_opts(
@@ -482,6 +521,9 @@ impl ObjectStore for SmallObjects {
         options: CopyOptions,
     ) -> object_store::Result<()> {
         let Some((object, _)) = self.find(from).await? else {
+            if matches!(options.mode, CopyMode::Create) && self.find(to).await?.is_some() {
+                return Err(already_exists(to));
+            }
             self.objects.copy_opts(from, to, options).await?;
             self.remove(to).await?;
             return Ok(());
@@ -502,6 +544,10 @@ impl ObjectStore for SmallObjects {
         options: RenameOptions,
     ) -> object_store::Result<()> {
         let Some((object, _)) = self.find(from).await? else {
+            let create = matches!(options.target_mode, RenameTargetMode::Create);
+            if create && self.find(to).await?.is_some() {
+                return Err(already_exists(to));
+            }
             self.objects.rename_opts(from, to, options).await?;
             self.remove(to).await?;
             return Ok(());

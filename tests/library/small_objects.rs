@@ -160,6 +160,27 @@ async fn answers_match_the_wrapped_store() {
             refused,
             Err(object_store::Error::AlreadyExists { .. })
         ));
+        // A create too large for the table, a copy and a rename that must not
+        // overwrite: each refused over an object the table holds, which stays.
+        let large = PutPayload::from(vec![7u8; SMALL_OBJECT_LIMIT + 1]);
+        let refusals = [
+            store
+                .put_opts(&Path::from(SMALL), large, create.clone())
+                .await
+                .map(drop),
+            store
+                .copy_if_not_exists(&Path::from(LARGE), &Path::from(SMALL))
+                .await,
+            store
+                .rename_if_not_exists(&Path::from(LARGE), &Path::from(WRAP))
+                .await,
+        ];
+        for (n, refused) in refusals.into_iter().enumerate() {
+            assert!(
+                matches!(refused, Err(object_store::Error::AlreadyExists { .. })),
+                "refusal {n}: {refused:?}"
+            );
+        }
         store
             .copy(&Path::from(SMALL), &Path::from("blobs/sha256/ef/copy"))
             .await
@@ -209,6 +230,94 @@ async fn a_larger_write_replaces_a_small_object() {
         .await
         .unwrap();
     assert_eq!(ours.get(&path).await.unwrap().bytes().await.unwrap(), large);
+    assert!(
+        meta.list_keys("object/", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// With a limit of 0 the table keeps nothing, not even an empty object.
+#[tokio::test]
+async fn a_limit_of_zero_keeps_nothing_in_the_table() {
+    let meta: Arc<dyn MetaStore> = Arc::new(MemoryMetaStore::new());
+    let wrapped = Arc::new(InMemory::new());
+    let ours = SmallObjects::new(wrapped.clone(), meta.clone()).with_limit(0);
+    for (path, bytes) in [(SMALL, &b""[..]), (WRAP, &b"wrapped key"[..])] {
+        ours.put(&Path::from(path), PutPayload::from(bytes.to_vec()))
+            .await
+            .unwrap();
+        assert!(wrapped.head(&Path::from(path)).await.is_ok(), "{path}");
+    }
+    assert!(
+        meta.list_keys("object/", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A small write over an object the wrapped store holds goes there too: no place is in
+/// both, so a listing names it once.
+#[tokio::test]
+async fn a_small_write_over_a_larger_object_stays_one_object() {
+    let meta: Arc<dyn MetaStore> = Arc::new(MemoryMetaStore::new());
+    let ours = SmallObjects::new(Arc::new(InMemory::new()), meta.clone());
+    let path = Path::from(SMALL);
+    ours.put(&path, PutPayload::from(vec![1u8; SMALL_OBJECT_LIMIT + 10]))
+        .await
+        .unwrap();
+    ours.put(&path, PutPayload::from_static(b"small"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ours.get(&path).await.unwrap().bytes().await.unwrap(),
+        "small"
+    );
+    assert_eq!(listed(&ours, Some("blobs")).await, [format!("{SMALL} 5")]);
+    let delimited = ours
+        .list_with_delimiter(Some(&Path::from("blobs/sha256/ab")))
+        .await
+        .unwrap();
+    assert_eq!(delimited.objects.len(), 1);
+}
+
+/// A multipart write over an object kept in the table replaces it once complete; an
+/// aborted one leaves it.
+#[tokio::test]
+async fn a_multipart_write_replaces_a_small_object() {
+    let meta: Arc<dyn MetaStore> = Arc::new(MemoryMetaStore::new());
+    let ours = SmallObjects::new(Arc::new(InMemory::new()), meta.clone());
+    let path = Path::from(SMALL);
+    ours.put(&path, PutPayload::from_static(b"small"))
+        .await
+        .unwrap();
+
+    let mut aborted = ours.put_multipart(&path).await.unwrap();
+    aborted
+        .put_part(PutPayload::from_static(b"never"))
+        .await
+        .unwrap();
+    aborted.abort().await.unwrap();
+    assert_eq!(
+        ours.get(&path).await.unwrap().bytes().await.unwrap(),
+        "small"
+    );
+
+    let mut upload = ours.put_multipart(&path).await.unwrap();
+    upload
+        .put_part(PutPayload::from_static(b"first "))
+        .await
+        .unwrap();
+    upload
+        .put_part(PutPayload::from_static(b"second"))
+        .await
+        .unwrap();
+    upload.complete().await.unwrap();
+    let got = ours.get(&path).await.unwrap().bytes().await.unwrap();
+    assert_eq!(got, "first second");
+    assert_eq!(listed(&ours, Some("blobs")).await, [format!("{SMALL} 12")]);
     assert!(
         meta.list_keys("object/", None, 10)
             .await
