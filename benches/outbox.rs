@@ -89,6 +89,9 @@ impl MetaStore for Counting {
         }
         self.inner.batch(writes, durability).await
     }
+    async fn sync(&self) -> wharf::Result<()> {
+        self.inner.sync().await
+    }
     async fn list(
         &self,
         prefix: &str,

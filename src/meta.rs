@@ -161,6 +161,8 @@ pub const MAX_KEY_LEN: usize = 480;
 /// 10. A [`Durability::Relaxed`] batch is read back at once like any other; only a crash
 ///     may take it back, and with it every relaxed batch after it, until a durable batch
 ///     commits after them.
+/// 11. Once `sync` returns, every relaxed batch that returned before it was called is
+///     durable, as a durable batch after them would make it.
 #[async_trait]
 pub trait MetaStore: Send + Sync + fmt::Debug + 'static {
     /// Reads a key.
@@ -212,6 +214,15 @@ pub trait MetaStore: Send + Sync + fmt::Debug + 'static {
             }
         }
         Ok(versions)
+    }
+
+    /// Makes the relaxed batches that returned before it durable (contract point 11):
+    /// for whoever is about to make something durable elsewhere that relies on them.
+    ///
+    /// The default does nothing, which is right for a store that writes relaxed batches
+    /// durably, as the default `batch` does. A wrapper passes it on.
+    async fn sync(&self) -> Result<()> {
+        Ok(())
     }
 
     /// Keys with `prefix`, after `start_after`, ascending, at most `limit`.

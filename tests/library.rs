@@ -104,3 +104,5 @@ mod transfer_docker;
 mod transfer_layout;
 #[path = "library/transfer_tools.rs"]
 mod transfer_tools;
+#[path = "library/wraps_durable_first.rs"]
+mod wraps_durable_first;

@@ -276,6 +276,11 @@ impl MetaStore for RedbMetaStore {
         self.write(writes, durability).await
     }
 
+    /// A synced commit if a relaxed write may not be durable yet; nothing otherwise.
+    async fn sync(&self) -> Result<()> {
+        self.writer.sync(&self.db).await
+    }
+
     async fn list(
         &self,
         prefix: &str,

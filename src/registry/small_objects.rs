@@ -16,7 +16,10 @@
 //! wrap is written before its blob's object, or, granted to another KEK or rotated to
 //! one, before the link or the rotation's record that relies on it. So an object that
 //! something durable relies on is durable too; lost at a crash before that commit, it
-//! goes with everything that would have relied on it.
+//! goes with everything that would have relied on it. The wrapped store is durable on
+//! its own, so it must not get ahead of a wrap: before it changes anything under
+//! `blobs/` or `keys/` while a wrap written here may not be durable yet, the metadata
+//! store is synced ([`MetaStore::sync`]).
 //!
 //! Everything else (larger objects, multipart writes, staging areas) goes to the
 //! wrapped store as before. Reads and lookups look in the table first (a
@@ -32,6 +35,7 @@
 use std::collections::BTreeSet;
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -70,6 +74,21 @@ pub struct SmallObjects {
     objects: Arc<dyn ObjectStore>,
     meta: Arc<dyn MetaStore>,
     limit: usize,
+    wraps: Arc<WrapsSynced>,
+}
+
+/// How many relaxed wraps this store (with its clones) has written, and how many of them
+/// a finished [`MetaStore::sync`] covers.
+///
+/// A change to the wrapped store under `blobs/` or `keys/` must not get ahead of them:
+/// an encrypted blob's object too large for the table relies on its wrap, and a rotation
+/// deletes a wrap's old file once the new wrap is written. After a crash the object
+/// would be there without its wrap, or the old file gone with the new wrap lost. So
+/// such a change syncs the metadata store first while a wrap may not be durable.
+#[derive(Debug, Default)]
+struct WrapsSynced {
+    written: AtomicU64,
+    synced: AtomicU64,
 }
 
 impl std::fmt::Display for SmallObjects {
@@ -141,6 +160,7 @@ impl SmallObjects {
             objects,
             meta,
             limit: SMALL_OBJECT_LIMIT,
+            wraps: Arc::default(),
         }
     }
 
@@ -215,11 +235,35 @@ impl SmallObjects {
                 ErrorKind::Conflict => already_exists(location),
                 _ => failed(location, e),
             })?;
+        if location
+            .parts()
+            .next()
+            .is_some_and(|p| p.as_ref() == "keys")
+        {
+            self.wraps.written.fetch_add(1, Ordering::AcqRel);
+        }
         Ok(Some(PutResult {
             e_tag: versions.first().copied().flatten().map(e_tag),
             version: None,
             extensions: Default::default(),
         }))
+    }
+
+    /// Makes the table's wraps durable before the wrapped store changes at `locations`,
+    /// if any is under `blobs/` or `keys/` and a wrap may not be durable yet (see
+    /// [`WrapsSynced`]).
+    async fn sync_before_wrapped(&self, locations: &[&Path]) -> object_store::Result<()> {
+        let written = self.wraps.written.load(Ordering::Acquire);
+        let kept = locations.iter().find(|p| Self::key(p).is_some());
+        let Some(location) = kept else {
+            return Ok(());
+        };
+        if self.wraps.synced.load(Ordering::Acquire) >= written {
+            return Ok(());
+        }
+        self.meta.sync().await.map_err(|e| failed(location, e))?;
+        self.wraps.synced.fetch_max(written, Ordering::AcqRel);
+        Ok(())
     }
 
     /// Whether the wrapped store has an object at `location`.
@@ -233,6 +277,7 @@ impl SmallObjects {
 
     async fn delete_one(&self, location: &Path) -> object_store::Result<()> {
         let removed = self.remove(location).await?;
+        self.sync_before_wrapped(&[location]).await?;
         match self.objects.delete(location).await {
             Err(object_store::Error::NotFound { .. }) if removed => Ok(()),
             other => other,
@@ -360,6 +405,7 @@ impl MultipartUpload for Replacing {
     }
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
+        self.store.sync_before_wrapped(&[&self.location]).await?;
         let done = self.upload.complete().await?;
         self.store.remove(&self.location).await?;
         Ok(done)
@@ -402,6 +448,7 @@ impl ObjectStore for SmallObjects {
                 }
             }
         }
+        self.sync_before_wrapped(&[location]).await?;
         let done = self.objects.put_opts(location, payload, options).await?;
         // The table's copy would hide the new object.
         self.remove(location).await?;
@@ -524,6 +571,7 @@ impl ObjectStore for SmallObjects {
             if matches!(options.mode, CopyMode::Create) && self.find(to).await?.is_some() {
                 return Err(already_exists(to));
             }
+            self.sync_before_wrapped(&[to]).await?;
             self.objects.copy_opts(from, to, options).await?;
             self.remove(to).await?;
             return Ok(());
@@ -548,6 +596,7 @@ impl ObjectStore for SmallObjects {
             if create && self.find(to).await?.is_some() {
                 return Err(already_exists(to));
             }
+            self.sync_before_wrapped(&[from, to]).await?;
             self.objects.rename_opts(from, to, options).await?;
             self.remove(to).await?;
             return Ok(());

@@ -115,6 +115,11 @@ impl MetaStore for FaultyMeta {
         self.inner.batch(writes, durability).await
     }
 
+    async fn sync(&self) -> Result<()> {
+        self.check("sync")?;
+        self.inner.sync().await
+    }
+
     async fn list(
         &self,
         prefix: &str,

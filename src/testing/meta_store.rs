@@ -20,6 +20,7 @@ pub async fn all(store: &dyn MetaStore) {
     batches_refuse_bad_keys_before_writing(store).await;
     concurrent_batches_have_one_winner(store).await;
     relaxed_batches_read_back_at_once(store).await;
+    sync_keeps_what_relaxed_batches_wrote(store).await;
 }
 
 /// A prefix no other run uses, so the suite can share a bucket.
@@ -557,4 +558,27 @@ pub async fn relaxed_batches_read_back_at_once(store: &dyn MetaStore) {
         ErrorKind::Conflict,
         "10: relaxed batches keep expectations"
     );
+}
+
+/// Contract 11, as far as a running store shows it: `sync` succeeds with nothing
+/// pending and after relaxed batches, and what they wrote reads back after it.
+pub async fn sync_keeps_what_relaxed_batches_wrote(store: &dyn MetaStore) {
+    let base = scope("sync");
+    store.sync().await.expect("11: sync with nothing pending");
+    let (a, b) = (format!("{base}a"), format!("{base}b"));
+    let versions = store
+        .batch(vec![put(&a, "first", Expect::Absent)], Durability::Relaxed)
+        .await
+        .unwrap();
+    store
+        .batch(vec![put(&b, "second", Expect::Absent)], Durability::Relaxed)
+        .await
+        .unwrap();
+    store.sync().await.expect("11: sync after relaxed batches");
+    let got = store.get(&a).await.unwrap().expect("11: kept");
+    assert_eq!(
+        (got.value, Some(got.version)),
+        (Bytes::from("first"), versions[0])
+    );
+    assert!(store.get(&b).await.unwrap().is_some(), "11: kept");
 }

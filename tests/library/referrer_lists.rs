@@ -282,6 +282,9 @@ impl MetaStore for Gated {
         }
         self.inner.batch(writes, durability).await
     }
+    async fn sync(&self) -> wharf::Result<()> {
+        self.inner.sync().await
+    }
     async fn list(
         &self,
         prefix: &str,

@@ -1,7 +1,7 @@
 //! The store's writer: group commits on a thread of their own, and relaxed batches held
 //! in the [`Overlay`] until the next commit takes them.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
@@ -40,6 +40,10 @@ pub(super) struct Shared {
     /// Relaxed writes no transaction holds yet; taken only inside `changing` to write,
     /// and by readers alone to read.
     pub(super) overlay: Mutex<Overlay>,
+    /// Whether a relaxed write may not be durable yet: set as one joins the overlay or
+    /// an unsynced commit takes it, cleared by a synced commit; written inside
+    /// `changing`.
+    unsynced: AtomicBool,
     commits: AtomicU64,
     synced: AtomicU64,
 }
@@ -72,6 +76,7 @@ impl GroupWriter {
         let shared = Arc::new(Shared {
             changing: Mutex::new(last_version),
             overlay: Mutex::new(Overlay::default()),
+            unsynced: AtomicBool::new(false),
             commits: AtomicU64::new(0),
             synced: AtomicU64::new(0),
         });
@@ -101,7 +106,11 @@ impl GroupWriter {
         {
             let mut overlay = self.shared.overlay();
             if overlay.has_room() {
-                return hold(db, &mut overlay, &mut last, batch.writes);
+                let held = hold(db, &mut overlay, &mut last, batch.writes);
+                if held.is_ok() {
+                    self.shared.unsynced.store(true, Ordering::Release);
+                }
+                return held;
             }
         }
         let stopped = || Error::new(ErrorKind::Storage, "the metadata writer stopped");
@@ -111,6 +120,21 @@ impl GroupWriter {
             .send(PendingBatch { batch, answer })
             .map_err(|_| stopped())?;
         answered.await.map_err(|_| stopped())?
+    }
+}
+
+impl GroupWriter {
+    /// Makes every relaxed write so far durable: at once if no write is pending, else
+    /// by a synced commit (of nothing more, unless other batches join it).
+    pub(super) async fn sync(&self, db: &Database) -> Result<()> {
+        if !self.shared.unsynced.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let nothing = Batch {
+            writes: Vec::new(),
+            durability: Durability::Durable,
+        };
+        self.write(db, nothing).await.map(drop)
     }
 }
 
@@ -230,6 +254,7 @@ fn commit_group(
     txn.commit().map_err(|e| db_error("commit", e))?;
     // Readers find these in the database from now on.
     shared.overlay().clear();
+    shared.unsynced.store(!synced, Ordering::Release);
     shared.commits.fetch_add(1, Ordering::Relaxed);
     shared
         .synced
