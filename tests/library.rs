@@ -62,6 +62,8 @@ mod manifest_push;
 mod meta_model;
 #[path = "library/meta_requests.rs"]
 mod meta_requests;
+#[path = "library/redb_readers.rs"]
+mod redb_readers;
 #[path = "library/referrer_lists.rs"]
 mod referrer_lists;
 #[path = "library/registry.rs"]

@@ -150,6 +150,15 @@ fn decode(key: &str, raw: &[u8]) -> Result<Versioned> {
     })
 }
 
+/// The last version the database of `txn` has handed out.
+fn last_version(txn: &redb::ReadTransaction) -> Result<u64> {
+    let counters = txn
+        .open_table(COUNTERS)
+        .map_err(|e| db_error("open table", e))?;
+    let last = counters.get(LAST_VERSION).map_err(|e| db_error("get", e))?;
+    Ok(last.map_or(0, |v| v.value()))
+}
+
 impl RedbMetaStore {
     /// Opens the database at `path`, creating it if it does not exist.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
@@ -228,13 +237,24 @@ impl MetaStore for RedbMetaStore {
         // read at worst, never a sync), while a hand-off to the blocking pool and back
         // costs more than the read. Every request of a registry makes a few of these.
         // The overlay first: once a commit has taken its writes, the database has them.
-        if let Some(held) = self.writer.shared.overlay().get(key) {
-            return Ok(held.cloned());
-        }
+        // While one is under way, the database decides whether it has (see `Overlay`).
+        let held = {
+            let overlay = self.writer.shared.overlay();
+            match overlay.get(key) {
+                None => None,
+                Some(held) if !overlay.committing() => return Ok(held.cloned()),
+                Some(held) => Some((held.cloned(), overlay.high())),
+            }
+        };
         let txn = self
             .db
             .begin_read()
             .map_err(|e| db_error("begin read", e))?;
+        if let Some((held, high)) = held
+            && last_version(&txn)? < high
+        {
+            return Ok(held);
+        }
         let entries = txn
             .open_table(ENTRIES)
             .map_err(|e| db_error("open table", e))?;
@@ -292,14 +312,19 @@ impl MetaStore for RedbMetaStore {
             Some(after) if after >= prefix.as_str() => Bound::Excluded(after.to_owned()),
             _ => Bound::Included(prefix.clone()),
         };
-        // The overlay before the database, as `get` does.
-        let held = self
-            .writer
-            .shared
-            .overlay()
-            .range(&prefix, lower.as_ref().map(String::as_str));
+        // The overlay before the database, as `get` does, unless the database already
+        // has what it held (a commit took it meanwhile: see `Overlay`).
+        let (held, high) = {
+            let overlay = self.writer.shared.overlay();
+            let lower = lower.as_ref().map(String::as_str);
+            (overlay.range(&prefix, lower), overlay.high())
+        };
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(|e| db_error("begin read", e))?;
+            let held = match held.is_empty() || last_version(&txn)? < high {
+                true => held,
+                false => Vec::new(),
+            };
             let entries = txn
                 .open_table(ENTRIES)
                 .map_err(|e| db_error("open table", e))?;

@@ -13,10 +13,20 @@ const MAX_BYTES: usize = 8 << 20;
 
 /// What relaxed batches wrote since the last commit, by key: the value with its
 /// version, or `None` for a removal. Reads look here before the database.
+///
+/// A commit takes every write held, then the overlay is cleared: between the two, the
+/// database holds them and whatever the commit's own batches wrote after them, so a
+/// held write may be older than the stored entry. Every held write is stamped with a
+/// version (a removal takes one too) and `high` is the last stamp: a read transaction
+/// whose database's last version is at least `high` holds all of them, and reads it
+/// alone. `committing` says such a commit is under way, so a read that finds it
+/// unset may answer from the overlay without asking the database.
 #[derive(Debug, Default)]
 pub(super) struct Overlay {
     writes: BTreeMap<String, Option<Versioned>>,
     bytes: usize,
+    high: u64,
+    committing: bool,
 }
 
 impl Overlay {
@@ -40,10 +50,32 @@ impl Overlay {
         self.writes.is_empty()
     }
 
-    /// Holds a write of `key`: `Some` value, or `None` for a removal.
-    pub(super) fn record(&mut self, key: String, value: Option<Versioned>) {
+    /// Holds a write of `key`: `Some` value, or `None` for a removal, stamped `stamp`
+    /// (a value's own version).
+    pub(super) fn record(&mut self, key: String, value: Option<Versioned>, stamp: u64) {
         self.bytes += key.len() + value.as_ref().map_or(0, |v| v.value.len());
         self.writes.insert(key, value);
+        self.high = self.high.max(stamp);
+    }
+
+    /// The last stamp of a held write: a database at this version or later has them all.
+    pub(super) fn high(&self) -> u64 {
+        self.high
+    }
+
+    /// Whether a commit taking these writes is under way (see the type's docs).
+    pub(super) fn committing(&self) -> bool {
+        self.committing
+    }
+
+    /// A commit taking these writes is about to make them visible in the database.
+    pub(super) fn begin_commit(&mut self) {
+        self.committing = !self.writes.is_empty();
+    }
+
+    /// The commit failed: the writes are still only here.
+    pub(super) fn commit_failed(&mut self) {
+        self.committing = false;
     }
 
     /// The writes whose keys start with `prefix`, from `lower` on, in key order.
@@ -68,6 +100,7 @@ impl Overlay {
     pub(super) fn clear(&mut self) {
         self.writes.clear();
         self.bytes = 0;
+        self.committing = false;
     }
 }
 

@@ -176,11 +176,14 @@ fn hold(db: &Database, overlay: &mut Overlay, last: &mut u64, writes: Vec<Write>
             Write::Put { key, value, .. } => {
                 *last += 1;
                 let version = Version::new(*last);
-                overlay.record(key, Some(Versioned { version, value }));
+                overlay.record(key, Some(Versioned { version, value }), *last);
                 versions.push(Some(version));
             }
             Write::Delete { key, .. } => {
-                overlay.record(key, None);
+                // A removal takes a version too: the overlay's stamp tells whether a
+                // database holds it (see `Overlay`).
+                *last += 1;
+                overlay.record(key, None, *last);
                 versions.push(None);
             }
         }
@@ -251,9 +254,16 @@ fn commit_group(
         .map_err(|e| db_error("open table", e))?
         .insert(LAST_VERSION, *last)
         .map_err(|e| db_error("insert", e))?;
-    txn.commit().map_err(|e| db_error("commit", e))?;
+    shared.overlay().begin_commit();
+    let committed = txn.commit();
+    let mut overlay = shared.overlay();
+    if let Err(e) = committed {
+        overlay.commit_failed();
+        return Err(db_error("commit", e));
+    }
     // Readers find these in the database from now on.
-    shared.overlay().clear();
+    overlay.clear();
+    drop(overlay);
     shared.unsynced.store(!synced, Ordering::Release);
     shared.commits.fetch_add(1, Ordering::Relaxed);
     shared
