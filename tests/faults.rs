@@ -8,6 +8,8 @@ mod common;
 mod events;
 #[path = "faults/gc_and_lifecycle.rs"]
 mod gc_and_lifecycle;
+#[path = "faults/local.rs"]
+mod local;
 #[path = "faults/manifests.rs"]
 mod manifests;
 #[path = "faults/uploads.rs"]

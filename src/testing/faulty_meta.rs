@@ -1,7 +1,7 @@
 //! [`FaultyMeta`]: a [`MetaStore`] that fails one operation, or every one from one on.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -16,6 +16,11 @@ use crate::meta::{Durability, Entry, Expect, MetaStore, Version, Versioned, Writ
 /// atomic store's would). A failed operation does nothing. Batches keep the wrapped
 /// store's atomicity, so a fault sweep over a `MemoryMetaStore` exercises the registry's
 /// atomic-batch paths, and one over an `ObjectMetaStore` its ordered ones.
+///
+/// It also keeps what relaxed batches overwrote since the last durable write, so that
+/// [`FaultyMeta::restart_after_crash`] can take them back as a crash may (contract
+/// point 10), and [`FaultyMeta::sharing`] counts its operations with a
+/// [`FaultyStore`](super::FaultyStore)'s, so one sweep crashes both at every step.
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -34,7 +39,12 @@ use crate::meta::{Durability, Entry, Expect, MetaStore, Version, Versioned, Writ
 pub struct FaultyMeta {
     inner: Arc<dyn MetaStore>,
     plan: Arc<FaultPlan>,
+    relaxed: Arc<Mutex<Overwritten>>,
 }
+
+/// The keys relaxed batches wrote since the last durable write, in order, with what each
+/// held before (`None`: absent).
+type Overwritten = Vec<(String, Option<Bytes>)>;
 
 impl fmt::Debug for FaultyMeta {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -51,7 +61,61 @@ impl FaultyMeta {
         Self {
             inner,
             plan: Arc::default(),
+            relaxed: Arc::default(),
         }
+    }
+
+    /// Wraps `inner`, counting operations with `store`: arming either arms both, and
+    /// the armed operation is the n-th of the two together.
+    pub fn sharing(inner: Arc<dyn MetaStore>, store: &super::FaultyStore) -> Self {
+        Self {
+            plan: store.plan(),
+            ..Self::new(inner)
+        }
+    }
+
+    /// The restarted process after a crash: takes back, newest first, every relaxed
+    /// batch no durable write has come after (as contract point 10 lets a store lose
+    /// them), then disarms.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use wharf::testing::FaultyMeta;
+    /// use wharf::{Durability, Expect, MemoryMetaStore, MetaStore, Write};
+    ///
+    /// let meta = FaultyMeta::new(Arc::new(MemoryMetaStore::new()));
+    /// let relaxed = |key: &str| {
+    ///     let put = Write::Put { key: key.into(), value: "x".into(), expect: Expect::Absent };
+    ///     vec![put]
+    /// };
+    /// meta.batch(relaxed("carried"), Durability::Relaxed).await.unwrap();
+    /// meta.put("durable", "y".into(), Expect::Absent).await.unwrap();
+    /// meta.batch(relaxed("lost"), Durability::Relaxed).await.unwrap();
+    /// meta.restart_after_crash().await.unwrap();
+    /// assert!(meta.get("carried").await.unwrap().is_some());
+    /// assert!(meta.get("lost").await.unwrap().is_none());
+    /// # });
+    /// ```
+    pub async fn restart_after_crash(&self) -> Result<()> {
+        let lost = std::mem::take(&mut *self.lost_at_crash());
+        for (key, before) in lost.into_iter().rev() {
+            match before {
+                Some(value) => drop(self.inner.put(&key, value, Expect::Any).await?),
+                None => self.inner.delete(&key, Expect::Any).await?,
+            }
+        }
+        self.disarm();
+        Ok(())
+    }
+
+    fn lost_at_crash(&self) -> MutexGuard<'_, Overwritten> {
+        self.relaxed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A durable write succeeded: every relaxed batch before it is durable too.
+    fn durable(&self) {
+        self.lost_at_crash().clear();
     }
 
     /// Arms a fault at operation `fail_at`, counting from zero again.
@@ -94,12 +158,16 @@ impl MetaStore for FaultyMeta {
 
     async fn put(&self, key: &str, value: Bytes, expect: Expect) -> Result<Version> {
         self.check("put")?;
-        self.inner.put(key, value, expect).await
+        let version = self.inner.put(key, value, expect).await?;
+        self.durable();
+        Ok(version)
     }
 
     async fn delete(&self, key: &str, expect: Expect) -> Result<()> {
         self.check("delete")?;
-        self.inner.delete(key, expect).await
+        self.inner.delete(key, expect).await?;
+        self.durable();
+        Ok(())
     }
 
     fn atomic_batches(&self) -> bool {
@@ -112,12 +180,26 @@ impl MetaStore for FaultyMeta {
         durability: Durability,
     ) -> Result<Vec<Option<Version>>> {
         self.check("batch")?;
-        self.inner.batch(writes, durability).await
+        if durability == Durability::Durable {
+            let versions = self.inner.batch(writes, durability).await?;
+            self.durable();
+            return Ok(versions);
+        }
+        let mut before = Vec::with_capacity(writes.len());
+        for write in &writes {
+            let held = self.inner.get(write.key()).await?;
+            before.push((write.key().to_owned(), held.map(|v| v.value)));
+        }
+        let versions = self.inner.batch(writes, durability).await?;
+        self.lost_at_crash().extend(before);
+        Ok(versions)
     }
 
     async fn sync(&self) -> Result<()> {
         self.check("sync")?;
-        self.inner.sync().await
+        self.inner.sync().await?;
+        self.durable();
+        Ok(())
     }
 
     async fn list(

@@ -42,7 +42,7 @@ pub struct FaultyStore {
 
 #[derive(Debug)]
 struct State {
-    plan: FaultPlan,
+    plan: Arc<FaultPlan>,
     /// Every successful get: the object and the byte range it returned.
     gets: std::sync::Mutex<Vec<(Path, Range<u64>)>>,
 }
@@ -53,7 +53,7 @@ impl FaultyStore {
         Self {
             inner,
             state: Arc::new(State {
-                plan: FaultPlan::default(),
+                plan: Arc::default(),
                 gets: Default::default(),
             }),
         }
@@ -89,6 +89,12 @@ impl FaultyStore {
     /// The wrapped store.
     pub fn inner(&self) -> &Arc<dyn ObjectStore> {
         &self.inner
+    }
+
+    /// The plan its operations count in, for a [`FaultyMeta`](super::FaultyMeta) to
+    /// share.
+    pub(super) fn plan(&self) -> Arc<FaultPlan> {
+        self.state.plan.clone()
     }
 
     fn check(&self, what: &str) -> object_store::Result<()> {

@@ -55,9 +55,14 @@ impl Faults {
         }
     }
 
-    fn disarm(&self) {
+    /// Disarms; after a crash the metadata store also loses the relaxed writes no
+    /// durable one came after.
+    async fn restart(&self, mode: FaultMode) {
         match self {
             Self::Store(store) => store.disarm(),
+            Self::Meta { meta, .. } if mode == FaultMode::Crash => {
+                meta.restart_after_crash().await.unwrap()
+            }
             Self::Meta { meta, .. } => meta.disarm(),
         }
     }
@@ -95,7 +100,7 @@ async fn interrupted_at_every_operation(mode: FaultMode, kind: Faults) {
         faulty.arm(start + n, mode);
         let outcome = image.push(&registry, &r, &tag("v1")).await;
         let fired = faulty.fired();
-        faulty.disarm();
+        faulty.restart(mode).await;
         if !fired {
             outcome.expect("an undisturbed push succeeds");
             assert!(n > 10, "the push ran through only {n} operations");

@@ -1,0 +1,87 @@
+//! The local layout crashed at every storage operation: small blobs and every data-key
+//! wrap kept in the metadata store as relaxed writes (`SmallObjects`), larger encrypted
+//! blobs as objects of their own. At the crash the metadata store loses every relaxed
+//! write no durable one came after, as redb's overlay does. After a restart, every
+//! acknowledged push reads back whole, nothing visible is damaged, and the push sent
+//! again goes through.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::memory::InMemory;
+use wharf::keys::MemoryKeyProvider;
+use wharf::testing::{FaultMode, FaultyMeta, FaultyStore};
+use wharf::{MemoryMetaStore, Reference, Registry, SmallObjects};
+
+use crate::common::images::Image;
+use crate::common::{noise, repo, tag};
+
+/// A registry as `Registry::open_local` builds one, over the faulty stores.
+fn registry(store: &FaultyStore, meta: &FaultyMeta, keys: &Arc<MemoryKeyProvider>) -> Registry {
+    let meta = Arc::new(meta.clone());
+    let objects = SmallObjects::new(Arc::new(store.clone()), meta.clone());
+    Registry::builder()
+        .object_store(Arc::new(objects))
+        .meta_store(meta)
+        .key_provider(keys.clone())
+        .build()
+        .unwrap()
+}
+
+/// A config and a small layer (kept in the table) and a layer of random bytes too large
+/// for it (an object of its own), all encrypted.
+fn image() -> Image {
+    let config = Bytes::from_static(br#"{"architecture":"amd64","os":"linux"}"#);
+    let small = Bytes::from(noise(1500, 1));
+    let large = Bytes::from(noise(40_000, 2));
+    Image::of(&config, &[&small, &large])
+}
+
+/// Reads every blob of `image` and its manifest back by the tag.
+async fn reads_back(registry: &Registry, image: &Image, at: &Reference) -> wharf::Result<()> {
+    let r = repo("local/app");
+    let manifest = registry.get_manifest(&r, at).await?;
+    assert_eq!(manifest.raw, image.manifest(), "the manifest is whole");
+    for blob in image.layers.iter().chain([&image.config]) {
+        let read = registry.read_blob(&r, &image.digest(blob), None).await?;
+        assert_eq!(&read.bytes().await?, blob, "a blob is whole");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_crashed_at_every_operation_keeps_what_it_acknowledged() {
+    let keys = Arc::new(MemoryKeyProvider::default());
+    keys.generate("default").unwrap();
+    let image = image();
+    let (r, at) = (repo("local/app"), tag("v1"));
+    for n in 0.. {
+        let store = FaultyStore::new(Arc::new(InMemory::new()));
+        let meta = FaultyMeta::sharing(Arc::new(MemoryMetaStore::new()), &store);
+        let crashed = registry(&store, &meta, &keys);
+        store.arm(n, FaultMode::Crash);
+        let outcome = image.push(&crashed, &r, &at).await;
+        if !store.fired() {
+            outcome.expect("an undisturbed push succeeds");
+            assert!(n > 20, "the push ran through only {n} operations");
+            eprintln!("local layout: a push crashed at each of its {n} storage operations");
+            return;
+        }
+        drop(crashed);
+        meta.restart_after_crash().await.unwrap();
+        let restarted = registry(&store, &meta, &keys);
+        if outcome.is_ok() {
+            reads_back(&restarted, &image, &at)
+                .await
+                .unwrap_or_else(|e| panic!("op {n}: an acknowledged push reads back: {e}"));
+            continue;
+        }
+        image
+            .push(&restarted, &r, &at)
+            .await
+            .unwrap_or_else(|e| panic!("op {n}: the push sent again failed: {e}"));
+        reads_back(&restarted, &image, &at)
+            .await
+            .unwrap_or_else(|e| panic!("op {n}: the push sent again reads back: {e}"));
+    }
+}
