@@ -14,7 +14,7 @@ use wharf::testing::{FaultMode, FaultyMeta, FaultyStore};
 use wharf::{MemoryMetaStore, Reference, Registry, SmallObjects};
 
 use crate::common::images::Image;
-use crate::common::{noise, repo, tag};
+use crate::common::{noise, repo, sha256, tag};
 
 /// A registry as `Registry::open_local` builds one, over the faulty stores.
 fn registry(store: &FaultyStore, meta: &FaultyMeta, keys: &Arc<MemoryKeyProvider>) -> Registry {
@@ -83,5 +83,63 @@ async fn a_push_crashed_at_every_operation_keeps_what_it_acknowledged() {
         reads_back(&restarted, &image, &at)
             .await
             .unwrap_or_else(|e| panic!("op {n}: the push sent again reads back: {e}"));
+    }
+}
+
+/// A rotation crashed at every operation, over wraps an older build kept as files: each
+/// new wrap goes to the table, relaxed, and the old file is deleted after it. After a
+/// restart every blob reads, and the rotation run again finishes without the old KEK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_crashed_at_every_operation_loses_no_wrap() {
+    let blobs = [Bytes::from(noise(1000, 3)), Bytes::from(noise(40_000, 4))];
+    let r = repo("local/app");
+    for n in 0.. {
+        let keys = Arc::new(MemoryKeyProvider::default());
+        keys.generate("default").unwrap();
+        keys.generate("next").unwrap();
+        let store = FaultyStore::new(Arc::new(InMemory::new()));
+        let meta = FaultyMeta::sharing(Arc::new(MemoryMetaStore::new()), &store);
+        let older = Registry::builder()
+            .object_store(Arc::new(store.clone()))
+            .meta_store(Arc::new(meta.clone()))
+            .key_provider(keys.clone())
+            .build()
+            .unwrap();
+        for blob in &blobs {
+            older
+                .push_blob(&r, &sha256(blob), blob.clone())
+                .await
+                .unwrap();
+        }
+        drop(older);
+
+        let rotating = registry(&store, &meta, &keys);
+        store.arm(n, FaultMode::Crash);
+        let outcome = rotating.rotate_kek("default", "next").await;
+        if !store.fired() {
+            assert_eq!(outcome.unwrap().rewrapped, 2);
+            assert!(n > 5, "the rotation ran through only {n} operations");
+            eprintln!("local layout: a rotation crashed at each of its {n} storage operations");
+            return;
+        }
+        drop(rotating);
+        meta.restart_after_crash().await.unwrap();
+        let restarted = registry(&store, &meta, &keys);
+        let reads = |when: &'static str| {
+            let restarted = &restarted;
+            let r = &r;
+            let blobs = &blobs;
+            async move {
+                for blob in blobs {
+                    let read = restarted.read_blob(r, &sha256(blob), None).await;
+                    let read = read.unwrap_or_else(|e| panic!("op {n}, {when}: {e}"));
+                    assert_eq!(&read.bytes().await.unwrap(), blob, "op {n}, {when}");
+                }
+            }
+        };
+        reads("after the crash").await;
+        restarted.rotate_kek("default", "next").await.unwrap();
+        keys.remove("default");
+        reads("after the rotation ran again").await;
     }
 }
