@@ -121,9 +121,7 @@ impl GroupWriter {
             .map_err(|_| stopped())?;
         answered.await.map_err(|_| stopped())?
     }
-}
 
-impl GroupWriter {
     /// Makes every relaxed write so far durable: at once if no write is pending, else
     /// by a synced commit (of nothing more, unless other batches join it).
     pub(super) async fn sync(&self, db: &Database) -> Result<()> {
