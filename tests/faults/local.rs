@@ -6,8 +6,10 @@
 //! again goes through.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use object_store::memory::InMemory;
 use wharf::keys::MemoryKeyProvider;
 use wharf::testing::{FaultMode, FaultyMeta, FaultyStore};
@@ -141,5 +143,75 @@ async fn a_rotation_crashed_at_every_operation_loses_no_wrap() {
         restarted.rotate_kek("default", "next").await.unwrap();
         keys.remove("default");
         reads("after the rotation ran again").await;
+    }
+}
+
+/// An encrypted upload in chunks (its session records relaxed) crashed at every
+/// operation: after a restart the client resumes where the registry says it is, or
+/// starts again if the session is gone; the blob reads back whole, and expiry leaves
+/// nothing staged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_upload_crashed_at_every_operation_resumes_or_starts_again() {
+    let data = Bytes::from(noise(100_000, 5));
+    let digest = sha256(&data);
+    let r = repo("local/app");
+    let keys = Arc::new(MemoryKeyProvider::default());
+    keys.generate("default").unwrap();
+    for n in 0.. {
+        let store = FaultyStore::new(Arc::new(InMemory::new()));
+        let meta = FaultyMeta::sharing(Arc::new(MemoryMetaStore::new()), &store);
+        let crashed = registry(&store, &meta, &keys);
+        store.arm(n, FaultMode::Crash);
+        let mut id = None;
+        let outcome = async {
+            let upload = crashed.start_upload(&r).await?;
+            id = Some(upload.id.clone());
+            let (first, second) = (data.slice(..30_000), data.slice(30_000..70_000));
+            crashed.append_upload(&r, &upload.id, 0, first).await?;
+            crashed
+                .append_upload(&r, &upload.id, 30_000, second)
+                .await?;
+            let rest = Some(data.slice(70_000..));
+            crashed.finish_upload(&r, &upload.id, &digest, rest).await
+        }
+        .await;
+        if !store.fired() {
+            outcome.unwrap();
+            assert!(n > 10, "the upload ran through only {n} operations");
+            eprintln!("local layout: an upload crashed at each of its {n} storage operations");
+            return;
+        }
+        drop(crashed);
+        meta.restart_after_crash().await.unwrap();
+        let restarted = registry(&store, &meta, &keys);
+        if outcome.is_err() {
+            let status = match &id {
+                Some(id) => restarted.upload_status(&r, id).await.ok().map(|s| (id, s)),
+                None => None,
+            };
+            let sent_again = match status {
+                Some((id, status)) => {
+                    let rest = Some(data.slice(status.offset as usize..));
+                    restarted
+                        .finish_upload(&r, id, &digest, rest)
+                        .await
+                        .map(drop)
+                }
+                None => restarted
+                    .push_blob(&r, &digest, data.clone())
+                    .await
+                    .map(drop),
+            };
+            sent_again.unwrap_or_else(|e| panic!("op {n}: the upload sent again failed: {e}"));
+        }
+        let read = restarted.read_blob(&r, &digest, None).await;
+        let read = read.unwrap_or_else(|e| panic!("op {n}: the blob reads: {e}"));
+        assert_eq!(read.bytes().await.unwrap(), data, "op {n}");
+        restarted
+            .expire_uploads_older_than(Duration::ZERO)
+            .await
+            .unwrap();
+        let staged: Vec<_> = restarted.blob_store().list_staging().collect().await;
+        assert!(staged.is_empty(), "op {n}: staged after expiry: {staged:?}");
     }
 }
