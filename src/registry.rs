@@ -268,9 +268,10 @@ impl Registry {
         let (blobs, composer) = local_objects(&dir.join("blobs"))?;
         let keys = LocalKeyProvider::open(dir.join("keys.json"))?;
         let meta: Arc<dyn MetaStore> = Arc::new(RedbMetaStore::open(dir.join("meta.redb"))?);
+        let objects = SmallObjects::new(blobs, meta.clone());
         Self::builder()
-            .object_store(Arc::new(SmallObjects::new(blobs, meta.clone())))
-            .composer(composer)
+            .composer(objects.composer(composer))
+            .object_store(Arc::new(objects))
             .key_provider(Arc::new(keys))
             .meta_store(meta)
             .build()

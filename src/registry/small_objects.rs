@@ -35,7 +35,6 @@
 use std::collections::BTreeSet;
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -46,9 +45,12 @@ use object_store::path::Path;
 use object_store::{
     Attributes, CopyMode, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult,
     MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult, RenameOptions, RenameTargetMode, UploadPart,
+    PutOptions, PutPayload, PutResult, RenameOptions, RenameTargetMode,
 };
 
+mod wraps_first;
+
+use self::wraps_first::{Replacing, WrapsSynced};
 use super::schema::{Key, Prefix, SMALL_OBJECTS, Value};
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::{Durability, Expect, MetaStore, Version};
@@ -75,20 +77,6 @@ pub struct SmallObjects {
     meta: Arc<dyn MetaStore>,
     limit: usize,
     wraps: Arc<WrapsSynced>,
-}
-
-/// How many relaxed wraps this store (with its clones) has written, and how many of them
-/// a finished [`MetaStore::sync`] covers.
-///
-/// A change to the wrapped store under `blobs/` or `keys/` must not get ahead of them:
-/// an encrypted blob's object too large for the table relies on its wrap, and a rotation
-/// deletes a wrap's old file once the new wrap is written. After a crash the object
-/// would be there without its wrap, or the old file gone with the new wrap lost. So
-/// such a change syncs the metadata store first while a wrap may not be durable.
-#[derive(Debug, Default)]
-struct WrapsSynced {
-    written: AtomicU64,
-    synced: AtomicU64,
 }
 
 impl std::fmt::Display for SmallObjects {
@@ -240,30 +228,13 @@ impl SmallObjects {
             .next()
             .is_some_and(|p| p.as_ref() == "keys")
         {
-            self.wraps.written.fetch_add(1, Ordering::AcqRel);
+            self.wraps.written();
         }
         Ok(Some(PutResult {
             e_tag: versions.first().copied().flatten().map(e_tag),
             version: None,
             extensions: Default::default(),
         }))
-    }
-
-    /// Makes the table's wraps durable before the wrapped store changes at `locations`,
-    /// if any is under `blobs/` or `keys/` and a wrap may not be durable yet (see
-    /// [`WrapsSynced`]).
-    async fn sync_before_wrapped(&self, locations: &[&Path]) -> object_store::Result<()> {
-        let written = self.wraps.written.load(Ordering::Acquire);
-        let kept = locations.iter().find(|p| Self::key(p).is_some());
-        let Some(location) = kept else {
-            return Ok(());
-        };
-        if self.wraps.synced.load(Ordering::Acquire) >= written {
-            return Ok(());
-        }
-        self.meta.sync().await.map_err(|e| failed(location, e))?;
-        self.wraps.synced.fetch_max(written, Ordering::AcqRel);
-        Ok(())
     }
 
     /// Whether the wrapped store has an object at `location`.
@@ -387,32 +358,6 @@ fn already_exists(location: &Path) -> object_store::Error {
     object_store::Error::AlreadyExists {
         path: location.to_string(),
         source: "an object is there already".into(),
-    }
-}
-
-/// A multipart write to the wrapped store at a place the table may hold an object.
-#[derive(Debug)]
-struct Replacing {
-    upload: Box<dyn MultipartUpload>,
-    store: SmallObjects,
-    location: Path,
-}
-
-#[async_trait]
-impl MultipartUpload for Replacing {
-    fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        self.upload.put_part(data)
-    }
-
-    async fn complete(&mut self) -> object_store::Result<PutResult> {
-        self.store.sync_before_wrapped(&[&self.location]).await?;
-        let done = self.upload.complete().await?;
-        self.store.remove(&self.location).await?;
-        Ok(done)
-    }
-
-    async fn abort(&mut self) -> object_store::Result<()> {
-        self.upload.abort().await
     }
 }
 

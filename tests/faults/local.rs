@@ -11,23 +11,77 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::memory::InMemory;
+use wharf::blob::Composer;
 use wharf::keys::MemoryKeyProvider;
 use wharf::testing::{FaultMode, FaultyMeta, FaultyStore};
-use wharf::{MemoryMetaStore, Reference, Registry, SmallObjects};
+use wharf::{
+    AtRest, DEFAULT_CHECKPOINT_INTERVAL, MemoryMetaStore, ObjectBlobStore, Reference, Registry,
+    SmallObjects,
+};
+
+/// Bytes per staged part, and the chunked upload's size and where its chunks end: more
+/// than an at-rest frame (256 KiB), so a checkpoint stages parts, which publishing joins.
+const PART: usize = 64 << 10;
+const SENT: usize = 700_000;
+const CUT: [usize; 2] = [200_000, 450_000];
 
 use crate::common::images::Image;
 use crate::common::{noise, repo, sha256, tag};
 
-/// A registry as `Registry::open_local` builds one, over the faulty stores.
-fn registry(store: &FaultyStore, meta: &FaultyMeta, keys: &Arc<MemoryKeyProvider>) -> Registry {
-    let meta = Arc::new(meta.clone());
-    let objects = SmallObjects::new(Arc::new(store.clone()), meta.clone());
-    Registry::builder()
-        .object_store(Arc::new(objects))
-        .meta_store(meta)
-        .key_provider(keys.clone())
-        .build()
-        .unwrap()
+/// The stores a local registry is built over, faulty: blobs in memory, or on disk with
+/// the kernel joining a checkpointed write's parts (as `open_local` publishes them).
+struct Stores {
+    store: FaultyStore,
+    meta: FaultyMeta,
+    composer: Option<Arc<dyn Composer>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Stores {
+    fn in_memory() -> Self {
+        let store = FaultyStore::new(Arc::new(InMemory::new()));
+        let meta = FaultyMeta::sharing(Arc::new(MemoryMetaStore::new()), &store);
+        Self {
+            store,
+            meta,
+            composer: None,
+            _dir: None,
+        }
+    }
+
+    fn on_disk() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (objects, composer) = wharf::blob::local_objects(dir.path()).unwrap();
+        let store = FaultyStore::new(objects);
+        let meta = FaultyMeta::sharing(Arc::new(MemoryMetaStore::new()), &store);
+        Self {
+            store,
+            meta,
+            composer: Some(composer),
+            _dir: Some(dir),
+        }
+    }
+
+    /// A registry as `Registry::open_local` builds one, but with parts of [`PART`]
+    /// bytes, checkpointing uploads every `checkpoint` bytes.
+    fn registry(&self, keys: &Arc<MemoryKeyProvider>, checkpoint: u64) -> Registry {
+        let meta = Arc::new(self.meta.clone());
+        let objects = SmallObjects::new(Arc::new(self.store.clone()), meta.clone());
+        let mut blobs = ObjectBlobStore::new(Arc::new(objects.clone()))
+            .with_at_rest(AtRest::encrypted("default"))
+            .with_key_provider(keys.clone())
+            .with_part_size(PART);
+        if let Some(composer) = &self.composer {
+            blobs = blobs.with_composer(objects.composer(composer.clone()));
+        }
+        Registry::builder()
+            .blob_store(Arc::new(blobs))
+            .meta_store(meta)
+            .key_provider(keys.clone())
+            .checkpoint_interval(checkpoint)
+            .build()
+            .unwrap()
+    }
 }
 
 /// A config and a small layer (kept in the table) and a layer of random bytes too large
@@ -58,9 +112,9 @@ async fn a_push_crashed_at_every_operation_keeps_what_it_acknowledged() {
     let image = image();
     let (r, at) = (repo("local/app"), tag("v1"));
     for n in 0.. {
-        let store = FaultyStore::new(Arc::new(InMemory::new()));
-        let meta = FaultyMeta::sharing(Arc::new(MemoryMetaStore::new()), &store);
-        let crashed = registry(&store, &meta, &keys);
+        let stores = Stores::in_memory();
+        let Stores { store, meta, .. } = &stores;
+        let crashed = stores.registry(&keys, DEFAULT_CHECKPOINT_INTERVAL);
         store.arm(n, FaultMode::Crash);
         let outcome = image.push(&crashed, &r, &at).await;
         if !store.fired() {
@@ -71,7 +125,7 @@ async fn a_push_crashed_at_every_operation_keeps_what_it_acknowledged() {
         }
         drop(crashed);
         meta.restart_after_crash().await.unwrap();
-        let restarted = registry(&store, &meta, &keys);
+        let restarted = stores.registry(&keys, DEFAULT_CHECKPOINT_INTERVAL);
         if outcome.is_ok() {
             reads_back(&restarted, &image, &at)
                 .await
@@ -99,8 +153,8 @@ async fn a_rotation_crashed_at_every_operation_loses_no_wrap() {
         let keys = Arc::new(MemoryKeyProvider::default());
         keys.generate("default").unwrap();
         keys.generate("next").unwrap();
-        let store = FaultyStore::new(Arc::new(InMemory::new()));
-        let meta = FaultyMeta::sharing(Arc::new(MemoryMetaStore::new()), &store);
+        let stores = Stores::in_memory();
+        let Stores { store, meta, .. } = &stores;
         let older = Registry::builder()
             .object_store(Arc::new(store.clone()))
             .meta_store(Arc::new(meta.clone()))
@@ -115,7 +169,7 @@ async fn a_rotation_crashed_at_every_operation_loses_no_wrap() {
         }
         drop(older);
 
-        let rotating = registry(&store, &meta, &keys);
+        let rotating = stores.registry(&keys, DEFAULT_CHECKPOINT_INTERVAL);
         store.arm(n, FaultMode::Crash);
         let outcome = rotating.rotate_kek("default", "next").await;
         if !store.fired() {
@@ -126,7 +180,7 @@ async fn a_rotation_crashed_at_every_operation_loses_no_wrap() {
         }
         drop(rotating);
         meta.restart_after_crash().await.unwrap();
-        let restarted = registry(&store, &meta, &keys);
+        let restarted = stores.registry(&keys, DEFAULT_CHECKPOINT_INTERVAL);
         let reads = |when: &'static str| {
             let restarted = &restarted;
             let r = &r;
@@ -152,26 +206,37 @@ async fn a_rotation_crashed_at_every_operation_loses_no_wrap() {
 /// nothing staged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunked_upload_crashed_at_every_operation_resumes_or_starts_again() {
-    let data = Bytes::from(noise(100_000, 5));
+    chunked_upload_crashed_at_every_operation(Stores::in_memory, DEFAULT_CHECKPOINT_INTERVAL).await;
+}
+
+/// The same on disk, each chunk checkpointed: the parts are joined by the kernel,
+/// outside the object store, once the wraps are durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_upload_on_disk_crashed_at_every_operation_resumes_or_starts_again() {
+    chunked_upload_crashed_at_every_operation(Stores::on_disk, 0).await;
+}
+
+async fn chunked_upload_crashed_at_every_operation(stores: fn() -> Stores, checkpoint: u64) {
+    let data = Bytes::from(noise(SENT, 5));
     let digest = sha256(&data);
     let r = repo("local/app");
     let keys = Arc::new(MemoryKeyProvider::default());
     keys.generate("default").unwrap();
     for n in 0.. {
-        let store = FaultyStore::new(Arc::new(InMemory::new()));
-        let meta = FaultyMeta::sharing(Arc::new(MemoryMetaStore::new()), &store);
-        let crashed = registry(&store, &meta, &keys);
+        let stores = stores();
+        let Stores { store, meta, .. } = &stores;
+        let crashed = stores.registry(&keys, checkpoint);
         store.arm(n, FaultMode::Crash);
         let mut id = None;
         let outcome = async {
             let upload = crashed.start_upload(&r).await?;
             id = Some(upload.id.clone());
-            let (first, second) = (data.slice(..30_000), data.slice(30_000..70_000));
+            let (first, second) = (data.slice(..CUT[0]), data.slice(CUT[0]..CUT[1]));
             crashed.append_upload(&r, &upload.id, 0, first).await?;
             crashed
-                .append_upload(&r, &upload.id, 30_000, second)
+                .append_upload(&r, &upload.id, CUT[0] as u64, second)
                 .await?;
-            let rest = Some(data.slice(70_000..));
+            let rest = Some(data.slice(CUT[1]..));
             crashed.finish_upload(&r, &upload.id, &digest, rest).await
         }
         .await;
@@ -183,7 +248,7 @@ async fn a_chunked_upload_crashed_at_every_operation_resumes_or_starts_again() {
         }
         drop(crashed);
         meta.restart_after_crash().await.unwrap();
-        let restarted = registry(&store, &meta, &keys);
+        let restarted = stores.registry(&keys, checkpoint);
         if outcome.is_err() {
             let status = match &id {
                 Some(id) => restarted.upload_status(&r, id).await.ok().map(|s| (id, s)),

@@ -483,9 +483,13 @@ impl Config {
         // On a local disk, small blobs and data-key wraps are kept in the metadata
         // database: their durable publish is then the link's commit, not syncs of a
         // file and its directory.
-        let blobs: Arc<dyn ObjectStore> = match (&self.s3, self.metadata) {
-            (None, Metadata::Embedded) => Arc::new(SmallObjects::new(blobs, meta.clone())),
-            _ => blobs,
+        let (blobs, composer): (Arc<dyn ObjectStore>, _) = match (&self.s3, self.metadata) {
+            (None, Metadata::Embedded) => {
+                let objects = SmallObjects::new(blobs, meta.clone());
+                let composer = objects.composer(composer);
+                (Arc::new(objects), composer)
+            }
+            _ => (blobs, composer),
         };
         let Keys {
             provider: keys,
