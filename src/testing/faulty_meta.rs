@@ -1,7 +1,7 @@
 //! [`FaultyMeta`]: a [`MetaStore`] that fails one operation, or every one from one on.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -39,7 +39,8 @@ use crate::meta::{Durability, Entry, Expect, MetaStore, Version, Versioned, Writ
 pub struct FaultyMeta {
     inner: Arc<dyn MetaStore>,
     plan: Arc<FaultPlan>,
-    relaxed: Arc<Mutex<Overwritten>>,
+    /// Held across each write and its record, so the record's order is the writes'.
+    relaxed: Arc<tokio::sync::Mutex<Overwritten>>,
 }
 
 /// The keys relaxed batches wrote since the last durable write, in order, with what each
@@ -76,7 +77,8 @@ impl FaultyMeta {
 
     /// The restarted process after a crash: takes back, newest first, every relaxed
     /// batch no durable write has come after (as contract point 10 lets a store lose
-    /// them), then disarms.
+    /// them), then disarms. The values come back under new versions, where a real
+    /// crash would leave the old ones; a restarted registry reads versions afresh.
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -98,7 +100,7 @@ impl FaultyMeta {
     /// # });
     /// ```
     pub async fn restart_after_crash(&self) -> Result<()> {
-        let lost = std::mem::take(&mut *self.lost_at_crash());
+        let lost = std::mem::take(&mut *self.relaxed.lock().await);
         for (key, before) in lost.into_iter().rev() {
             match before {
                 Some(value) => drop(self.inner.put(&key, value, Expect::Any).await?),
@@ -109,13 +111,13 @@ impl FaultyMeta {
         Ok(())
     }
 
-    fn lost_at_crash(&self) -> MutexGuard<'_, Overwritten> {
-        self.relaxed.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A durable write succeeded: every relaxed batch before it is durable too.
-    fn durable(&self) {
-        self.lost_at_crash().clear();
+    /// Runs a durable write; once it succeeds, every relaxed batch before it is durable
+    /// too.
+    async fn durably<T>(&self, write: impl Future<Output = Result<T>>) -> Result<T> {
+        let mut relaxed = self.relaxed.lock().await;
+        let done = write.await?;
+        relaxed.clear();
+        Ok(done)
     }
 
     /// Arms a fault at operation `fail_at`, counting from zero again.
@@ -158,16 +160,12 @@ impl MetaStore for FaultyMeta {
 
     async fn put(&self, key: &str, value: Bytes, expect: Expect) -> Result<Version> {
         self.check("put")?;
-        let version = self.inner.put(key, value, expect).await?;
-        self.durable();
-        Ok(version)
+        self.durably(self.inner.put(key, value, expect)).await
     }
 
     async fn delete(&self, key: &str, expect: Expect) -> Result<()> {
         self.check("delete")?;
-        self.inner.delete(key, expect).await?;
-        self.durable();
-        Ok(())
+        self.durably(self.inner.delete(key, expect)).await
     }
 
     fn atomic_batches(&self) -> bool {
@@ -181,25 +179,22 @@ impl MetaStore for FaultyMeta {
     ) -> Result<Vec<Option<Version>>> {
         self.check("batch")?;
         if durability == Durability::Durable {
-            let versions = self.inner.batch(writes, durability).await?;
-            self.durable();
-            return Ok(versions);
+            return self.durably(self.inner.batch(writes, durability)).await;
         }
+        let mut relaxed = self.relaxed.lock().await;
         let mut before = Vec::with_capacity(writes.len());
         for write in &writes {
             let held = self.inner.get(write.key()).await?;
             before.push((write.key().to_owned(), held.map(|v| v.value)));
         }
         let versions = self.inner.batch(writes, durability).await?;
-        self.lost_at_crash().extend(before);
+        relaxed.extend(before);
         Ok(versions)
     }
 
     async fn sync(&self) -> Result<()> {
         self.check("sync")?;
-        self.inner.sync().await?;
-        self.durable();
-        Ok(())
+        self.durably(self.inner.sync()).await
     }
 
     async fn list(
