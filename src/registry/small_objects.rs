@@ -237,6 +237,26 @@ impl SmallObjects {
         }))
     }
 
+    /// A copy or rename to `to` whose source the wrapped store holds: refused over an
+    /// object the table holds if it must `create`, else `op`, once the wraps the
+    /// `touched` places may rely on are durable; then the table's object at `to`, which
+    /// would hide the result, taken out.
+    async fn in_wrapped(
+        &self,
+        to: &Path,
+        create: bool,
+        touched: &[&Path],
+        op: impl Future<Output = object_store::Result<()>>,
+    ) -> object_store::Result<()> {
+        if create && self.find(to).await?.is_some() {
+            return Err(already_exists(to));
+        }
+        self.sync_before_wrapped(touched).await?;
+        op.await?;
+        self.remove(to).await?;
+        Ok(())
+    }
+
     /// Whether the wrapped store has an object at `location`.
     async fn wrapped_has(&self, location: &Path) -> object_store::Result<bool> {
         match self.objects.head(location).await {
@@ -351,6 +371,15 @@ fn failed(location: &Path, error: Error) -> object_store::Error {
     object_store::Error::Generic {
         store: "SmallObjects",
         source: format!("{location}: {error}").into(),
+    }
+}
+
+/// The put a copy or rename out of the table makes: one that must not overwrite, or one
+/// that may.
+fn put_mode(create: bool) -> PutMode {
+    match create {
+        true => PutMode::Create,
+        false => PutMode::Overwrite,
     }
 }
 
@@ -512,20 +541,12 @@ impl ObjectStore for SmallObjects {
         to: &Path,
         options: CopyOptions,
     ) -> object_store::Result<()> {
+        let create = matches!(options.mode, CopyMode::Create);
         let Some((object, _)) = self.find(from).await? else {
-            if matches!(options.mode, CopyMode::Create) && self.find(to).await?.is_some() {
-                return Err(already_exists(to));
-            }
-            self.sync_before_wrapped(&[to]).await?;
-            self.objects.copy_opts(from, to, options).await?;
-            self.remove(to).await?;
-            return Ok(());
+            let copy = self.objects.copy_opts(from, to, options);
+            return self.in_wrapped(to, create, &[to], copy).await;
         };
-        let mode = match options.mode {
-            CopyMode::Overwrite => PutMode::Overwrite,
-            CopyMode::Create => PutMode::Create,
-        };
-        self.put_opts(to, object.bytes.into(), mode.into())
+        self.put_opts(to, object.bytes.into(), put_mode(create).into())
             .await
             .map(drop)
     }
@@ -536,21 +557,13 @@ impl ObjectStore for SmallObjects {
         to: &Path,
         options: RenameOptions,
     ) -> object_store::Result<()> {
+        let create = matches!(options.target_mode, RenameTargetMode::Create);
         let Some((object, _)) = self.find(from).await? else {
-            let create = matches!(options.target_mode, RenameTargetMode::Create);
-            if create && self.find(to).await?.is_some() {
-                return Err(already_exists(to));
-            }
-            self.sync_before_wrapped(&[from, to]).await?;
-            self.objects.rename_opts(from, to, options).await?;
-            self.remove(to).await?;
-            return Ok(());
+            let rename = self.objects.rename_opts(from, to, options);
+            return self.in_wrapped(to, create, &[from, to], rename).await;
         };
-        let mode = match options.target_mode {
-            RenameTargetMode::Overwrite => PutMode::Overwrite,
-            RenameTargetMode::Create => PutMode::Create,
-        };
-        self.put_opts(to, object.bytes.into(), mode.into()).await?;
+        self.put_opts(to, object.bytes.into(), put_mode(create).into())
+            .await?;
         self.delete_one(from).await
     }
 }

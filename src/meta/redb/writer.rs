@@ -170,17 +170,16 @@ fn hold(db: &Database, overlay: &mut Overlay, last: &mut u64, writes: Vec<Write>
     }
     let mut versions = Vec::with_capacity(writes.len());
     for write in writes {
+        // A removal takes a version too: the overlay's stamp tells whether a database
+        // holds it (see `Overlay`).
+        *last += 1;
         match write {
             Write::Put { key, value, .. } => {
-                *last += 1;
                 let version = Version::new(*last);
                 overlay.record(key, Some(Versioned { version, value }), *last);
                 versions.push(Some(version));
             }
             Write::Delete { key, .. } => {
-                // A removal takes a version too: the overlay's stamp tells whether a
-                // database holds it (see `Overlay`).
-                *last += 1;
                 overlay.record(key, None, *last);
                 versions.push(None);
             }
