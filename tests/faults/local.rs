@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use wharf::blob::Composer;
 use wharf::keys::MemoryKeyProvider;
@@ -39,26 +40,27 @@ struct Stores {
 
 impl Stores {
     fn in_memory() -> Self {
-        let store = FaultyStore::new(Arc::new(InMemory::new()));
-        let meta = FaultyMeta::sharing(Arc::new(MemoryMetaStore::new()), &store);
-        Self {
-            store,
-            meta,
-            composer: None,
-            _dir: None,
-        }
+        Self::over(Arc::new(InMemory::new()), None, None)
     }
 
     fn on_disk() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (objects, composer) = wharf::blob::local_objects(dir.path()).unwrap();
+        Self::over(objects, Some(composer), Some(dir))
+    }
+
+    fn over(
+        objects: Arc<dyn ObjectStore>,
+        composer: Option<Arc<dyn Composer>>,
+        dir: Option<tempfile::TempDir>,
+    ) -> Self {
         let store = FaultyStore::new(objects);
         let meta = FaultyMeta::sharing(Arc::new(MemoryMetaStore::new()), &store);
         Self {
             store,
             meta,
-            composer: Some(composer),
-            _dir: Some(dir),
+            composer,
+            _dir: dir,
         }
     }
 
@@ -84,6 +86,15 @@ impl Stores {
     }
 }
 
+/// A key provider holding a fresh KEK of each name.
+fn keys(names: &[&str]) -> Arc<MemoryKeyProvider> {
+    let keys = MemoryKeyProvider::default();
+    for name in names {
+        keys.generate(name).unwrap();
+    }
+    Arc::new(keys)
+}
+
 /// A config and a small layer (kept in the table) and a layer of random bytes too large
 /// for it (an object of its own), all encrypted.
 fn image() -> Image {
@@ -107,8 +118,7 @@ async fn reads_back(registry: &Registry, image: &Image, at: &Reference) -> wharf
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_crashed_at_every_operation_keeps_what_it_acknowledged() {
-    let keys = Arc::new(MemoryKeyProvider::default());
-    keys.generate("default").unwrap();
+    let keys = keys(&["default"]);
     let image = image();
     let (r, at) = (repo("local/app"), tag("v1"));
     for n in 0.. {
@@ -150,9 +160,7 @@ async fn a_rotation_crashed_at_every_operation_loses_no_wrap() {
     let blobs = [Bytes::from(noise(1000, 3)), Bytes::from(noise(40_000, 4))];
     let r = repo("local/app");
     for n in 0.. {
-        let keys = Arc::new(MemoryKeyProvider::default());
-        keys.generate("default").unwrap();
-        keys.generate("next").unwrap();
+        let keys = keys(&["default", "next"]);
         let stores = Stores::in_memory();
         let Stores { store, meta, .. } = &stores;
         let older = Registry::builder()
@@ -220,8 +228,7 @@ async fn chunked_upload_crashed_at_every_operation(stores: fn() -> Stores, check
     let data = Bytes::from(noise(SENT, 5));
     let digest = sha256(&data);
     let r = repo("local/app");
-    let keys = Arc::new(MemoryKeyProvider::default());
-    keys.generate("default").unwrap();
+    let keys = keys(&["default"]);
     for n in 0.. {
         let stores = stores();
         let Stores { store, meta, .. } = &stores;

@@ -215,12 +215,20 @@ fn range(range: GetRange) -> GetOptions {
     GetOptions::new().with_range(Some(range))
 }
 
+/// A store over an in-memory one, and its metadata store.
+fn over_memory() -> (SmallObjects, Arc<dyn MetaStore>) {
+    let meta: Arc<dyn MetaStore> = Arc::new(MemoryMetaStore::new());
+    (
+        SmallObjects::new(Arc::new(InMemory::new()), meta.clone()),
+        meta,
+    )
+}
+
 /// An object written to the wrapped store over one kept in the table replaces it, as a
 /// write over a file would.
 #[tokio::test]
 async fn a_larger_write_replaces_a_small_object() {
-    let meta: Arc<dyn MetaStore> = Arc::new(MemoryMetaStore::new());
-    let ours = SmallObjects::new(Arc::new(InMemory::new()), meta.clone());
+    let (ours, meta) = over_memory();
     let path = Path::from(SMALL);
     ours.put(&path, PutPayload::from_static(b"small"))
         .await
@@ -252,8 +260,7 @@ async fn a_limit_of_zero_keeps_nothing_in_the_table() {
 /// both, so a listing names it once.
 #[tokio::test]
 async fn a_small_write_over_a_larger_object_stays_one_object() {
-    let meta: Arc<dyn MetaStore> = Arc::new(MemoryMetaStore::new());
-    let ours = SmallObjects::new(Arc::new(InMemory::new()), meta.clone());
+    let (ours, _) = over_memory();
     let path = Path::from(SMALL);
     ours.put(&path, PutPayload::from(vec![1u8; SMALL_OBJECT_LIMIT + 10]))
         .await
@@ -277,8 +284,7 @@ async fn a_small_write_over_a_larger_object_stays_one_object() {
 /// aborted one leaves it.
 #[tokio::test]
 async fn a_multipart_write_replaces_a_small_object() {
-    let meta: Arc<dyn MetaStore> = Arc::new(MemoryMetaStore::new());
-    let ours = SmallObjects::new(Arc::new(InMemory::new()), meta.clone());
+    let (ours, meta) = over_memory();
     let path = Path::from(SMALL);
     ours.put(&path, PutPayload::from_static(b"small"))
         .await
